@@ -1,0 +1,1 @@
+//! The `EcsInstance` custom resource.

@@ -1,0 +1,36 @@
+//! The command line: one binary, one subcommand per job.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Parser, Debug)]
+#[command(name = "ecs-power-controller", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Call the ECS API directly: describe, start, stop, reboot.
+    Ecs(crate::ecs::cli::EcsArgs),
+    /// Serve a local ECS API simulator.
+    Simulate(crate::sim::cli::SimulateArgs),
+}
+
+impl Cli {
+    pub async fn run(self) -> ExitCode {
+        telemetry::init(self.log_format);
+        match self.command {
+            Command::Ecs(args) => crate::ecs::cli::run(args).await,
+            Command::Simulate(args) => crate::sim::cli::run(args).await,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The reconciler: observe → decide → act → record.

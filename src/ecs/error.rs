@@ -1,0 +1,193 @@
+//! The ECS error model: what went wrong, and what kind of wrong the controller acts on.
+
+use std::fmt;
+use std::time::Duration;
+
+/// An error answer from the ECS API: the JSON error body plus what came with it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+    pub request_id: String,
+    pub http_status: u16,
+    pub recommend: Option<String>,
+    /// `x-acs-retry-after`, when a throttled answer carries it.
+    pub retry_after: Option<Duration>,
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The message of a V1 SignatureDoesNotMatch embeds the server's string to sign; it holds
+        // no secret, but keep Debug to the fields an operator reads.
+        f.debug_struct("ApiError")
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("request_id", &self.request_id)
+            .field("http_status", &self.http_status)
+            .finish()
+    }
+}
+
+impl fmt::Display for ApiError {
+    /// `CODE: message (RequestId …)`: the one line the CLI prints and events carry.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} (RequestId {})",
+            self.code, self.message, self.request_id
+        )
+    }
+}
+
+/// Every way an ECS call can fail.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum EcsError {
+    /// ECS answered with an error body.
+    #[error("{0}")]
+    Api(ApiError),
+    /// The request never got an answer (connect, TLS, timeout, reset).
+    #[error("{action}: no answer from {endpoint}: {detail}")]
+    Transport {
+        action: String,
+        endpoint: String,
+        detail: String,
+    },
+    /// ECS answered, but not with something we can read (not JSON, truncated, missing fields).
+    #[error("{action}: unreadable answer (HTTP {http_status}): {detail}")]
+    Decode {
+        action: String,
+        http_status: u16,
+        detail: String,
+    },
+    /// No usable credentials (the provider chain came up empty, or STS/metadata refused).
+    #[error("credentials: {0}")]
+    Credentials(String),
+    /// A request the client refuses to send (empty instance id, too many ids, …).
+    #[error("invalid request: {0}")]
+    InvalidInput(String),
+}
+
+impl EcsError {
+    /// What the controller should make of this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Api(api) => ErrorClass::of(&api.code, api.http_status),
+            Self::Transport { .. } | Self::Decode { .. } => ErrorClass::Transient,
+            Self::Credentials(_) => ErrorClass::Credentials,
+            Self::InvalidInput(_) => ErrorClass::InvalidRequest,
+        }
+    }
+
+    /// The ECS error code, or a stable name of ours for errors ECS did not answer.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Api(api) => &api.code,
+            Self::Transport { .. } => "Transport",
+            Self::Decode { .. } => "UnreadableResponse",
+            Self::Credentials(_) => "CredentialsUnavailable",
+            Self::InvalidInput(_) => "InvalidInput",
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Api(api) if !api.request_id.is_empty() => Some(&api.request_id),
+            _ => None,
+        }
+    }
+
+    pub fn as_api(&self) -> Option<&ApiError> {
+        match self {
+            Self::Api(api) => Some(api),
+            _ => None,
+        }
+    }
+
+    /// A `DryRunOperation` answer: the checks passed and nothing changed.
+    pub fn is_dry_run_passed(&self) -> bool {
+        self.class() == ErrorClass::DryRunPassed
+    }
+}
+
+/// The kinds of failure the controller treats differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// `DryRunOperation`: a dry run whose checks all passed.
+    DryRunPassed,
+    /// `InstanceNotReady`: the instance is still being created; retry in a few seconds.
+    NotReady,
+    /// `IncorrectInstanceStatus`: the instance moved; observe again before acting.
+    WrongState,
+    /// `InstanceLockedForSecurity`: only a person (or Alibaba Cloud) can lift it.
+    Locked,
+    /// Overdue or expired: `InsufficientBalance`, `InstanceExpired`, `InstanceExpiredOrInArrears`.
+    Billing,
+    /// `InvalidInstanceId.NotFound`.
+    NotFound,
+    /// The AccessKey, signature or security token was refused.
+    Credentials,
+    /// Authenticated but not allowed (`Forbidden.RAM`, KMS not authorised, …).
+    Forbidden,
+    /// `DiskError`: a disk of the instance is in an abnormal state.
+    Disk,
+    /// No capacity or quota to start now (`OperationDenied.NoStock`, `QuotaExceed.*`).
+    Capacity,
+    /// Flow control (`Throttling*`, HTTP 429).
+    Throttled,
+    /// Worth retrying as is: 5xx, transport, clock skew, nonce reuse.
+    Transient,
+    /// The request itself is wrong (`MissingParameter`, `InvalidParameter*`, …).
+    InvalidRequest,
+}
+
+impl ErrorClass {
+    /// Classifies an ECS error code; an unknown code falls back to its HTTP status.
+    pub fn of(code: &str, http_status: u16) -> Self {
+        match code {
+            "DryRunOperation" => Self::DryRunPassed,
+            "InstanceNotReady" => Self::NotReady,
+            "InstanceLockedForSecurity" => Self::Locked,
+            "InsufficientBalance" | "InstanceExpired" | "InstanceExpiredOrInArrears" => {
+                Self::Billing
+            }
+            "InvalidInstanceId.NotFound" => Self::NotFound,
+            "DiskError" => Self::Disk,
+            "SignatureDoesNotMatch"
+            | "IncompleteSignature"
+            | "InvalidAccessKeyId.NotFound"
+            | "InvalidAccessKeyId.Inactive"
+            | "InvalidAccessKeyId" => Self::Credentials,
+            "InternalError" | "ServiceUnavailable" | "UnknownError" | "InvalidTimeStamp.Expired"
+            | "SignatureNonceUsed" => Self::Transient,
+            "MissingParameter"
+            | "InstanceType.ParameterMismatch"
+            | "InvalidInstanceId.NotSupport"
+            | "InvalidInstanceId.MalFormed" => Self::InvalidRequest,
+            "OperationDenied.NoStock" => Self::Capacity,
+            "InvalidParameter.KMSKeyId.KMSUnauthorized" => Self::Forbidden,
+            _ if code.starts_with("IncorrectInstanceStatus") => Self::WrongState,
+            _ if code.starts_with("Throttling") => Self::Throttled,
+            _ if code.starts_with("InvalidSecurityToken") => Self::Credentials,
+            _ if code.starts_with("Forbidden") || code.starts_with("NoPermission") => {
+                Self::Forbidden
+            }
+            _ if code.starts_with("QuotaExceed") => Self::Capacity,
+            _ if code.starts_with("InvalidParameter") || code.starts_with("MissingParameter") => {
+                Self::InvalidRequest
+            }
+            _ => Self::of_http_status(http_status),
+        }
+    }
+
+    /// The fallback for codes this project has never seen.
+    pub fn of_http_status(http_status: u16) -> Self {
+        match http_status {
+            429 => Self::Throttled,
+            401 => Self::Credentials,
+            403 => Self::Forbidden,
+            404 => Self::NotFound,
+            500..=599 => Self::Transient,
+            _ => Self::InvalidRequest,
+        }
+    }
+}

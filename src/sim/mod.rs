@@ -1,0 +1,3 @@
+//! A local simulator of the ECS OpenAPI subset this project uses.
+
+pub mod cli;
