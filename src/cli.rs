@@ -23,6 +23,8 @@ pub enum Command {
     Ecs(crate::ecs::cli::EcsArgs),
     /// Serve a local ECS API simulator.
     Simulate(crate::sim::cli::SimulateArgs),
+    /// Print the EcsInstance CustomResourceDefinition as YAML.
+    Crd,
 }
 
 impl Cli {
@@ -31,6 +33,20 @@ impl Cli {
         match self.command {
             Command::Ecs(args) => crate::ecs::cli::run(args).await,
             Command::Simulate(args) => crate::sim::cli::run(args).await,
+            Command::Crd => print_crd(),
+        }
+    }
+}
+
+fn print_crd() -> ExitCode {
+    match crate::api::crd_yaml() {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("could not render the CRD: {err}");
+            ExitCode::FAILURE
         }
     }
 }

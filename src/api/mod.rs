@@ -1,1 +1,329 @@
-//! The `EcsInstance` custom resource.
+//! The `EcsInstance` custom resource (`ecs.powerctl.io/v1alpha1`).
+//!
+//! The Rust types are the source of truth: `crds/ecsinstance.yaml` is generated from them
+//! (`ecs-power-controller crd`), and a test fails when the two drift apart.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::ecs::{InstanceStatus, StoppedMode};
+
+/// API group of every resource this controller serves.
+pub const GROUP: &str = "ecs.powerctl.io";
+
+/// `ecs.powerctl.io/paused: "true"`: observe and report, never mutate.
+pub const PAUSED_ANNOTATION: &str = "ecs.powerctl.io/paused";
+
+/// Desired state of one ECS instance. Deleting the object never touches the instance.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ecs.powerctl.io",
+    version = "v1alpha1",
+    kind = "EcsInstance",
+    plural = "ecsinstances",
+    shortname = "ecsi",
+    namespaced,
+    status = "EcsInstanceStatus",
+    doc = "Declares the power state of one Alibaba Cloud ECS instance.",
+    printcolumn(name = "Instance", type_ = "string", json_path = ".spec.instanceId"),
+    printcolumn(name = "Region", type_ = "string", json_path = ".spec.regionId"),
+    printcolumn(name = "Desired", type_ = "string", json_path = ".spec.powerState"),
+    printcolumn(
+        name = "Actual",
+        type_ = "string",
+        json_path = ".status.instanceStatus"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsInstanceSpec {
+    /// The ECS instance id, e.g. `i-bp67acfmxazb4ph1234`. Immutable: to manage another instance,
+    /// create another EcsInstance.
+    #[schemars(length(min = 3, max = 64), regex(pattern = r"^i-[a-z0-9]+$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("instanceId is immutable: create a new EcsInstance for another instance"))]
+    pub instance_id: String,
+
+    /// The region the instance lives in, e.g. `cn-hangzhou`. Immutable.
+    #[schemars(
+        length(min = 4, max = 64),
+        regex(pattern = r"^[a-z]{2,}(-[a-z0-9]+)+$")
+    )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("regionId is immutable: create a new EcsInstance for another region"))]
+    pub region_id: String,
+
+    /// The power state to keep the instance in.
+    pub power_state: PowerState,
+
+    /// Ask for a reboot: any new `token` asks for exactly one reboot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<RebootRequest>,
+
+    /// Options passed to StartInstance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartSpec>,
+
+    /// Options passed to StopInstance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopSpec>,
+
+    /// Send every mutation with `DryRun=true`: ECS checks it, the instance never changes.
+    #[serde(default)]
+    pub dry_run: bool,
+
+    /// A Secret in the same namespace with keys `accessKeyId`, `accessKeySecret` and optionally
+    /// `securityToken`. Without it the controller's own credentials (environment, RRSA, RAM role)
+    /// are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretReference>,
+}
+
+/// The power states a user can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum PowerState {
+    Running,
+    Stopped,
+}
+
+impl PowerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "Running",
+            Self::Stopped => "Stopped",
+        }
+    }
+}
+
+/// A reboot request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebootRequest {
+    /// Any new value asks for exactly one reboot (a timestamp is a good choice).
+    #[schemars(length(min = 1, max = 253))]
+    pub token: String,
+    /// `Soft` (default) stops the OS cleanly; `Hard` is a power cycle (`ForceStop=true`).
+    #[serde(default)]
+    pub mode: RebootMode,
+}
+
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum RebootMode {
+    #[default]
+    Soft,
+    Hard,
+}
+
+/// StartInstance options.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StartSpec {
+    /// Recover local disks on start (D1, I1 and I2 families only).
+    #[serde(default)]
+    pub init_local_disk: bool,
+}
+
+/// StopInstance options.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StopSpec {
+    /// Power off without a clean OS shutdown (`ForceStop=true`).
+    #[serde(default)]
+    pub force: bool,
+    /// `KeepCharging` (default) or `StopCharging` (releases vCPU and memory; a later start may
+    /// find no stock).
+    #[serde(default)]
+    pub stopped_mode: StoppedMode,
+}
+
+/// A Secret in the EcsInstance's own namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReference {
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
+/// What the controller last saw and did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsInstanceStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The instance's status as ECS last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_status: Option<InstanceStatus>,
+    /// The instance's last start as ECS reports it (minute precision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// `OperationLocks` reasons (`security`, `financial`, …).
+    #[serde(default)]
+    pub lock_reasons: Vec<String>,
+    /// The last reboot token carried out (or skipped, or satisfied by a start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reboot_token: Option<String>,
+    /// A reboot recorded before RebootInstance is called, so a controller that dies mid-way
+    /// decides from the instance, not from memory, whether the call went out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_in_flight: Option<RebootInFlight>,
+    /// The last mutating call ECS accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<LastAction>,
+    /// Backoff state, kept here so a restarted controller does not hammer the API.
+    #[serde(default)]
+    pub retry: RetryStatus,
+    /// `Ready`, `Reconciling`, `Stalled` (kstatus).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// The intent of a reboot, written before the call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebootInFlight {
+    pub token: String,
+    /// The instance's StartTime when the reboot was decided; a later one proves the reboot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time_before: Option<String>,
+    pub requested_at: Time,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum ActionKind {
+    Start,
+    Stop,
+    Reboot,
+}
+
+/// A mutating call and ECS's answer to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastAction {
+    pub action: ActionKind,
+    pub request_id: String,
+    pub time: Time,
+    /// The reboot token this action carried out, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// True when the call was a dry run (ECS checked it; nothing changed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// Per-object backoff.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryStatus {
+    /// Consecutive failures of the same kind of step.
+    #[serde(default)]
+    pub count: u32,
+    /// No mutating call before this time.
+    #[serde(default)]
+    pub next_attempt_after: Option<Time>,
+    #[serde(default)]
+    pub last_error_code: Option<String>,
+    /// The `resourceVersion` of the credentials Secret when the failures began: a change of the
+    /// Secret resets the backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_version: Option<String>,
+}
+
+impl EcsInstance {
+    /// True when the paused annotation is set to `"true"`.
+    pub fn is_paused(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PAUSED_ANNOTATION))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+}
+
+/// The CRD as YAML, exactly as `crds/ecsinstance.yaml` holds it.
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
+    serde_saphyr::to_string(&EcsInstance::crd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crd_matches_the_types() {
+        let generated = crd_yaml().unwrap();
+        let committed = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crds/ecsinstance.yaml"
+        ))
+        .unwrap_or_default();
+        assert!(
+            generated == committed,
+            "crds/ecsinstance.yaml is out of date: run `cargo run -- crd > crds/ecsinstance.yaml`"
+        );
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let yaml = r#"
+apiVersion: ecs.powerctl.io/v1alpha1
+kind: EcsInstance
+metadata: {name: web-1, namespace: default}
+spec:
+  instanceId: i-bp67acfmxazb4ph1234
+  regionId: cn-hangzhou
+  powerState: Running
+  reboot: {token: "2026-11-22T10:00:00Z", mode: Soft}
+  start: {initLocalDisk: false}
+  stop: {force: false, stoppedMode: KeepCharging}
+  dryRun: false
+  credentialsSecretRef: {name: ecs-credentials}
+"#;
+        let obj: EcsInstance = serde_saphyr::from_str(yaml).unwrap();
+        assert_eq!(obj.spec.power_state, PowerState::Running);
+        assert_eq!(obj.spec.reboot.unwrap().mode, RebootMode::Soft);
+        assert_eq!(
+            obj.spec.stop.unwrap().stopped_mode,
+            StoppedMode::KeepCharging
+        );
+    }
+
+    #[test]
+    fn paused_annotation() {
+        let mut obj = EcsInstance::new(
+            "x",
+            EcsInstanceSpec {
+                instance_id: "i-a".into(),
+                region_id: "cn-hangzhou".into(),
+                power_state: PowerState::Running,
+                reboot: None,
+                start: None,
+                stop: None,
+                dry_run: false,
+                credentials_secret_ref: None,
+            },
+        );
+        assert!(!obj.is_paused());
+        obj.metadata.annotations =
+            Some([(PAUSED_ANNOTATION.to_string(), "true".to_string())].into());
+        assert!(obj.is_paused());
+    }
+}

@@ -1,1 +1,3 @@
 //! The reconciler: observe → decide → act → record.
+
+pub mod decide;

@@ -1,0 +1,297 @@
+//! The decision: a pure function of (spec, observed instance, previous status, now).
+//!
+//! Nothing here does I/O, so every rule is tested exhaustively in this file. The reconciler
+//! observes, calls [`decide`], carries out the [`Step`] and records the outcome.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::api::{EcsInstanceSpec, EcsInstanceStatus, PowerState, RebootMode};
+use crate::ecs::{Instance, InstanceStatus, RebootOptions, StartOptions, StopOptions};
+
+/// Timings the decision depends on.
+#[derive(Clone, Debug)]
+pub struct Timings {
+    /// How often to look at an instance that is moving (Starting, Stopping, Pending).
+    pub transition_poll: Duration,
+    /// How long after a reboot call (or a crash around it) we wait for ECS to show the reboot
+    /// before concluding that the call never went out.
+    pub reboot_confirmation_grace: Duration,
+    /// How far past the end of the StartTime minute the clock must be before a reboot is sent.
+    /// StartTime has minute precision: a reboot inside the minute of the last start would leave
+    /// it unchanged, and then a crash could not be told apart from a call never made.
+    pub start_time_margin: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            transition_poll: Duration::from_secs(5),
+            reboot_confirmation_grace: Duration::from_secs(60),
+            start_time_margin: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything a decision is made from.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts<'a> {
+    pub spec: &'a EcsInstanceSpec,
+    pub paused: bool,
+    pub status: &'a EcsInstanceStatus,
+    /// `None`: DescribeInstances does not know the instance.
+    pub instance: Option<&'a Instance>,
+    pub now: Timestamp,
+    /// The backoff window no longer applies (the spec or the credentials changed).
+    pub backoff_reset: bool,
+    pub timings: &'a Timings,
+}
+
+/// A mutating ECS call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// StartInstance. `satisfies_token`: a pending reboot token that the boot fulfils.
+    Start {
+        options: StartOptions,
+        satisfies_token: Option<String>,
+    },
+    /// StopInstance.
+    Stop { options: StopOptions },
+    /// RebootInstance, carrying out `token`. `start_time_before` is recorded (with the token) in
+    /// status before the call.
+    Reboot {
+        options: RebootOptions,
+        token: String,
+        start_time_before: Option<String>,
+    },
+}
+
+/// Why the controller is waiting on the instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitReason {
+    /// Starting, Stopping or Pending.
+    Transition(InstanceStatus),
+    /// A reboot was recorded as in flight and ECS does not show it yet.
+    RebootUnconfirmed,
+    /// The instance started inside the current minute: a reboot now could not be proven later.
+    RecentStart,
+    /// ECS reports a status this controller does not know.
+    UnknownStatus,
+}
+
+/// What stops progress until a person acts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocker {
+    InstanceNotFound,
+    /// A `security` lock (refuses Start and Reboot).
+    SecurityLock,
+    /// Any other operation lock (`financial`, `recycling`, …), by reason.
+    Locked(Vec<String>),
+}
+
+/// The one thing to do now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The instance is where the spec wants it.
+    Converged,
+    /// Look again after `after`.
+    Wait { reason: WaitReason, after: Duration },
+    /// Call ECS.
+    Call(Mutation),
+    /// A call is due, but the backoff window of an earlier failure is still open.
+    Backoff { until: Timestamp, due: Mutation },
+    /// Progress needs a person.
+    Blocked(Blocker),
+    /// The paused annotation is set and a change would be due: report, don't act.
+    Paused { due: Option<Mutation> },
+}
+
+/// How a reboot token came to be settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// ECS shows the reboot that was in flight (a later StartTime, or a transition).
+    Rebooted,
+    /// The desired state is Stopped: a reboot makes no sense, the token is recorded as skipped.
+    SkippedWhileStopped,
+}
+
+/// The decision: a step, plus bookkeeping that holds whatever the step's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub step: Step,
+    /// A reboot token to record as done.
+    pub settle_token: Option<(String, Settled)>,
+    /// The in-flight reboot record is stale (no evidence after the grace): forget it.
+    pub clear_in_flight: bool,
+}
+
+/// The reboot token the spec asks for and status has not recorded as done.
+fn pending_token<'a>(spec: &'a EcsInstanceSpec, status: &EcsInstanceStatus) -> Option<&'a str> {
+    let token = spec.reboot.as_ref()?.token.as_str();
+    (status.last_reboot_token.as_deref() != Some(token)).then_some(token)
+}
+
+/// Decides the next step. See the module docs and the tests for the rules.
+pub fn decide(facts: &Facts<'_>) -> Decision {
+    let Some(instance) = facts.instance else {
+        return Decision {
+            step: Step::Blocked(Blocker::InstanceNotFound),
+            settle_token: None,
+            clear_in_flight: false,
+        };
+    };
+
+    // 1. An in-flight reboot is settled from the instance alone, never from memory.
+    let mut settle_token = None;
+    let mut clear_in_flight = false;
+    if let Some(in_flight) = &facts.status.reboot_in_flight {
+        if reboot_evident(instance, in_flight.start_time_before.as_deref()) {
+            settle_token = Some((in_flight.token.clone(), Settled::Rebooted));
+        } else if elapsed(facts.now, in_flight.requested_at.0)
+            < facts.timings.reboot_confirmation_grace
+        {
+            let wait = Step::Wait {
+                reason: WaitReason::RebootUnconfirmed,
+                after: facts.timings.transition_poll,
+            };
+            return Decision {
+                step: wait,
+                settle_token: None,
+                clear_in_flight: false,
+            };
+        } else {
+            clear_in_flight = true;
+        }
+    }
+    let settled_now = settle_token.as_ref().map(|(t, _)| t.as_str());
+    let token = pending_token(facts.spec, facts.status).filter(|t| Some(*t) != settled_now);
+
+    // 2. Desired Stopped: a new token is skipped, not carried out.
+    if facts.spec.power_state == PowerState::Stopped
+        && let Some(t) = token
+        && settle_token.is_none()
+    {
+        settle_token = Some((t.to_string(), Settled::SkippedWhileStopped));
+    }
+
+    let step = next_step(facts, instance, token);
+    let step = match step {
+        Step::Call(due) if facts.paused => Step::Paused { due: Some(due) },
+        Step::Call(due) => match facts.status.retry.next_attempt_after.as_ref() {
+            Some(until) if !facts.backoff_reset && until.0 > facts.now => Step::Backoff {
+                until: until.0,
+                due,
+            },
+            _ => Step::Call(due),
+        },
+        other => other,
+    };
+    Decision {
+        step,
+        settle_token,
+        clear_in_flight,
+    }
+}
+
+fn next_step(facts: &Facts<'_>, instance: &Instance, token: Option<&str>) -> Step {
+    let spec = facts.spec;
+    let wait = |reason| Step::Wait {
+        reason,
+        after: facts.timings.transition_poll,
+    };
+    match (spec.power_state, instance.status) {
+        (_, InstanceStatus::Unknown) => wait(WaitReason::UnknownStatus),
+        (
+            _,
+            status
+            @ (InstanceStatus::Pending | InstanceStatus::Starting | InstanceStatus::Stopping),
+        ) => wait(WaitReason::Transition(status)),
+        (PowerState::Stopped, InstanceStatus::Stopped) => Step::Converged,
+        (PowerState::Stopped, InstanceStatus::Running) => Step::Call(Mutation::Stop {
+            options: stop_options(spec),
+        }),
+        (PowerState::Running, InstanceStatus::Stopped) => {
+            if instance.is_security_locked() {
+                Step::Blocked(Blocker::SecurityLock)
+            } else {
+                Step::Call(Mutation::Start {
+                    options: start_options(spec),
+                    satisfies_token: token.map(str::to_string),
+                })
+            }
+        }
+        (PowerState::Running, InstanceStatus::Running) => match token {
+            _ if instance.is_security_locked() => Step::Blocked(Blocker::SecurityLock),
+            Some(token) => match reboot_not_before(instance, facts.timings) {
+                Some(not_before) if not_before > facts.now => Step::Wait {
+                    reason: WaitReason::RecentStart,
+                    after: elapsed(not_before, facts.now).max(Duration::from_secs(1)),
+                },
+                _ => Step::Call(Mutation::Reboot {
+                    options: RebootOptions {
+                        force: spec.reboot.as_ref().map(|r| r.mode) == Some(RebootMode::Hard),
+                        dry_run: spec.dry_run,
+                    },
+                    token: token.to_string(),
+                    start_time_before: instance.start_time.clone(),
+                }),
+            },
+            None if !instance.locks.is_empty() => {
+                Step::Blocked(Blocker::Locked(instance.lock_reasons()))
+            }
+            None => Step::Converged,
+        },
+    }
+}
+
+fn start_options(spec: &EcsInstanceSpec) -> StartOptions {
+    StartOptions {
+        init_local_disk: spec.start.as_ref().is_some_and(|s| s.init_local_disk),
+        dry_run: spec.dry_run,
+    }
+}
+
+fn stop_options(spec: &EcsInstanceSpec) -> StopOptions {
+    StopOptions {
+        force: spec.stop.as_ref().is_some_and(|s| s.force),
+        stopped_mode: spec.stop.as_ref().map(|s| s.stopped_mode),
+        dry_run: spec.dry_run,
+    }
+}
+
+/// Evidence that a reboot happened since `start_time_before` was seen: a later StartTime, or the
+/// instance caught in the middle of it.
+fn reboot_evident(instance: &Instance, start_time_before: Option<&str>) -> bool {
+    if matches!(
+        instance.status,
+        InstanceStatus::Stopping | InstanceStatus::Starting
+    ) {
+        return true;
+    }
+    let before = start_time_before.and_then(crate::ecs::types::parse_ecs_time);
+    match (instance.start_timestamp(), before) {
+        (Some(now), Some(before)) => now > before,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// The earliest time a reboot may be sent: past the end of the StartTime minute plus a margin.
+fn reboot_not_before(instance: &Instance, timings: &Timings) -> Option<Timestamp> {
+    let start = instance.start_timestamp()?;
+    let minute_end = start
+        .checked_add(jiff::SignedDuration::from_secs(60))
+        .ok()?;
+    minute_end
+        .checked_add(jiff::SignedDuration::try_from(timings.start_time_margin).ok()?)
+        .ok()
+}
+
+/// `later - earlier`, zero when negative.
+fn elapsed(later: Timestamp, earlier: Timestamp) -> Duration {
+    Duration::try_from(later.duration_since(earlier)).unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests;
