@@ -16,6 +16,8 @@ pub const GROUP: &str = "ecs.powerctl.io";
 pub const PAUSED_ANNOTATION: &str = "ecs.powerctl.io/paused";
 
 /// Desired state of one ECS instance. Deleting the object never touches the instance.
+// Each printer column repeats `type_ = "string"`, which clippy takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ecs.powerctl.io",
