@@ -165,30 +165,33 @@ pub struct SecretReference {
 }
 
 /// What the controller last saw and did.
+///
+/// Optional fields serialize as `null` (never skipped) so that a merge patch of the whole status
+/// clears what is no longer true.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EcsInstanceStatus {
     /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
     /// The instance's status as ECS last reported it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub instance_status: Option<InstanceStatus>,
     /// The instance's last start as ECS reports it (minute precision).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub start_time: Option<String>,
     /// `OperationLocks` reasons (`security`, `financial`, …).
     #[serde(default)]
     pub lock_reasons: Vec<String>,
     /// The last reboot token carried out (or skipped, or satisfied by a start).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub last_reboot_token: Option<String>,
     /// A reboot recorded before RebootInstance is called, so a controller that dies mid-way
     /// decides from the instance, not from memory, whether the call went out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reboot_in_flight: Option<RebootInFlight>,
     /// The last mutating call ECS accepted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub last_action: Option<LastAction>,
     /// Backoff state, kept here so a restarted controller does not hammer the API.
     #[serde(default)]
@@ -204,7 +207,7 @@ pub struct EcsInstanceStatus {
 pub struct RebootInFlight {
     pub token: String,
     /// The instance's StartTime when the reboot was decided; a later one proves the reboot.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub start_time_before: Option<String>,
     pub requested_at: Time,
 }
@@ -224,10 +227,10 @@ pub struct LastAction {
     pub request_id: String,
     pub time: Time,
     /// The reboot token this action carried out, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub token: Option<String>,
     /// True when the call was a dry run (ECS checked it; nothing changed).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub dry_run: bool,
 }
 
@@ -245,7 +248,7 @@ pub struct RetryStatus {
     pub last_error_code: Option<String>,
     /// The `resourceVersion` of the credentials Secret when the failures began: a change of the
     /// Secret resets the backoff.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub secret_version: Option<String>,
 }
 

@@ -3,3 +3,7 @@
 pub mod backoff;
 pub mod decide;
 pub mod health;
+pub mod metered;
+pub mod observe;
+pub mod reconcile;
+pub mod record;

@@ -1,4 +1,8 @@
-//! Logging set-up.
+//! Logs and metrics.
+
+pub mod metrics;
+
+pub use metrics::Metrics;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -1,0 +1,160 @@
+//! Prometheus metrics: reconciles by result, ECS calls by action and code, ECS latency, and
+//! objects by condition.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub action: String,
+    /// `OK`, or the ECS error code.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    /// `Ready`, `Reconciling`, `Stalled`, or `Unknown` for objects not yet reconciled.
+    pub condition: String,
+}
+
+/// Every metric the controller exports. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    reconciles: Family<ResultLabels, Counter>,
+    ecs_calls: Family<CallLabels, Counter>,
+    ecs_latency: Family<ActionLabels, Histogram>,
+    objects: Family<ConditionLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ecs_power_controller");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let ecs_calls = Family::<CallLabels, Counter>::default();
+        let ecs_latency = Family::<ActionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        let objects = Family::<ConditionLabels, Gauge>::default();
+        registry.register(
+            "reconciles",
+            "Reconciliations by result",
+            reconciles.clone(),
+        );
+        registry.register(
+            "ecs_calls",
+            "ECS API calls by action and answer code",
+            ecs_calls.clone(),
+        );
+        registry.register(
+            "ecs_call_duration_seconds",
+            "ECS API call latency by action",
+            ecs_latency.clone(),
+        );
+        registry.register(
+            "objects",
+            "EcsInstance objects by the condition that is True",
+            objects.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            reconciles,
+            ecs_calls,
+            ecs_latency,
+            objects,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reconciled(&self, result: &str) {
+        self.reconciles
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// One ECS call: its answer code (`OK` on success) and how long it took.
+    pub fn ecs_call(&self, action: &str, code: &str, took: Duration) {
+        self.ecs_calls
+            .get_or_create(&CallLabels {
+                action: action.to_string(),
+                code: code.to_string(),
+            })
+            .inc();
+        self.ecs_latency
+            .get_or_create(&ActionLabels {
+                action: action.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Replaces the per-condition object counts.
+    pub fn set_objects(&self, counts: &[(&str, i64)]) {
+        self.objects.clear();
+        for (condition, count) in counts {
+            self.objects
+                .get_or_create(&ConditionLabels {
+                    condition: condition.to_string(),
+                })
+                .set(*count);
+        }
+    }
+
+    /// Total ECS calls so far for `action` with answer `code`.
+    pub fn ecs_call_count(&self, action: &str, code: &str) -> u64 {
+        self.ecs_calls
+            .get_or_create(&CallLabels {
+                action: action.to_string(),
+                code: code.to_string(),
+            })
+            .get()
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_show_up_in_the_exposition() {
+        let m = Metrics::default();
+        m.ecs_call("StartInstance", "OK", Duration::from_millis(20));
+        m.ecs_call("StartInstance", "InstanceNotReady", Duration::from_millis(20));
+        m.reconciled("ok");
+        m.set_objects(&[("Ready", 3)]);
+        let text = m.encode();
+        assert!(text.contains(
+            r#"ecs_power_controller_ecs_calls_total{action="StartInstance",code="InstanceNotReady"} 1"#
+        ));
+        assert!(text.contains(r#"ecs_power_controller_reconciles_total{result="ok"} 1"#));
+        assert!(text.contains(r#"ecs_power_controller_objects{condition="Ready"} 3"#));
+        assert_eq!(m.ecs_call_count("StartInstance", "OK"), 1);
+    }
+}
