@@ -3,6 +3,7 @@
 pub mod backoff;
 pub mod decide;
 pub mod health;
+pub mod leader;
 pub mod metered;
 pub mod observe;
 pub mod reconcile;

@@ -1,6 +1,7 @@
 //! Logs and metrics.
 
 pub mod metrics;
+pub mod server;
 
 pub use metrics::Metrics;
 
