@@ -130,7 +130,10 @@ async fn try_acquire_or_renew(
     spec.lease_duration_seconds = Some(duration_secs);
     spec.renew_time = Some(MicroTime(now));
     // `replace` sends the resourceVersion we read: a concurrent writer makes this fail with 409.
-    match api.replace(&lease.name_any(), &PostParams::default(), &lease).await {
+    match api
+        .replace(&lease.name_any(), &PostParams::default(), &lease)
+        .await
+    {
         Ok(_) => Ok(Attempt::Leading),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Following(holder)),
         Err(err) => Err(err),

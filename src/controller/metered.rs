@@ -71,8 +71,11 @@ impl EcsApi for MeteredEcs {
         id: &str,
         options: &StopOptions,
     ) -> Result<Accepted, EcsError> {
-        self.metered("StopInstance", self.inner.stop_instance(region, id, options))
-            .await
+        self.metered(
+            "StopInstance",
+            self.inner.stop_instance(region, id, options),
+        )
+        .await
     }
 
     async fn reboot_instance(

@@ -8,3 +8,4 @@ pub mod metered;
 pub mod observe;
 pub mod reconcile;
 pub mod record;
+pub mod runtime;

@@ -316,7 +316,9 @@ async fn call(
                 EventType::Normal,
                 "DryRun",
                 action_name,
-                format!("Dry run of {action_name} passed (RequestId {request_id}); nothing changed."),
+                format!(
+                    "Dry run of {action_name} passed (RequestId {request_id}); nothing changed."
+                ),
             );
             record.verdict(Verdict::Idle {
                 reason: "DryRun",
@@ -442,7 +444,11 @@ async fn write_reboot_intent(
         "status": { "rebootInFlight": intent },
     });
     match api
-        .patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => Ok(true),
@@ -460,13 +466,16 @@ async fn write(
     delay: Duration,
 ) -> Result<Action, Error> {
     let (status, events) = record.finish();
-    let patch = json!({ "status": serde_json::to_value(&status)? });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    // At fleet scale most resyncs change nothing: skip the write then.
+    if obj.status.as_ref() != Some(&status) {
+        let patch = json!({ "status": serde_json::to_value(&status)? });
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    }
     let reference = obj.object_ref(&());
     for event in &events {
         if let Err(err) = ctx.recorder.publish(event, &reference).await {
@@ -549,6 +558,6 @@ fn credentials_key(credentials: Option<&Credentials>) -> String {
 /// Requeue after a Kubernetes API failure; ECS failures never get here.
 pub fn error_policy(_obj: Arc<EcsInstance>, err: &Error, ctx: Arc<Context>) -> Action {
     warn!(error = %err, "reconcile failed");
-    ctx.metrics.reconciled("error");
+    let _ = ctx;
     Action::requeue(Duration::from_secs(5))
 }

@@ -146,7 +146,11 @@ mod tests {
     fn calls_show_up_in_the_exposition() {
         let m = Metrics::default();
         m.ecs_call("StartInstance", "OK", Duration::from_millis(20));
-        m.ecs_call("StartInstance", "InstanceNotReady", Duration::from_millis(20));
+        m.ecs_call(
+            "StartInstance",
+            "InstanceNotReady",
+            Duration::from_millis(20),
+        );
         m.reconciled("ok");
         m.set_objects(&[("Ready", 3)]);
         let text = m.encode();
