@@ -99,6 +99,7 @@ impl EcsClient {
         config: EcsClientConfig,
         credentials: Arc<dyn CredentialsProvider>,
     ) -> Result<Self, EcsError> {
+        ensure_tls_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -488,6 +489,15 @@ impl EcsApi for EcsClient {
         ];
         self.batch("RebootInstances", region, instance_ids, params)
             .await
+    }
+}
+
+/// reqwest (built without a default rustls provider) panics when it builds a client and no
+/// process-wide provider is installed. `main` installs ring; libraries and tests may not have,
+/// so install it here if nobody did (a no-op otherwise).
+pub fn ensure_tls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 

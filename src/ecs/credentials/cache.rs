@@ -112,27 +112,18 @@ mod tests {
 
     #[test]
     fn refresh_margin_is_fifteen_minutes_or_a_quarter_of_short_lifetimes() {
-        let hour = Expiring::new(creds(1), Some(in_the_future(Duration::from_secs(3600))));
-        let margin = hour
-            .expires_at
-            .unwrap()
-            .duration_since(hour.refresh_at().unwrap());
-        assert_eq!(margin, SignedDuration::from_secs(15 * 60));
-        let six_hours = Expiring::new(creds(1), Some(in_the_future(Duration::from_secs(6 * 3600))));
-        let margin = six_hours
-            .expires_at
-            .unwrap()
-            .duration_since(six_hours.refresh_at().unwrap());
-        assert_eq!(margin, SignedDuration::from_secs(15 * 60));
-        let short = Expiring::new(creds(1), Some(in_the_future(Duration::from_secs(900))));
-        let margin = short
-            .expires_at
-            .unwrap()
-            .duration_since(short.refresh_at().unwrap());
-        assert!(
-            margin <= SignedDuration::from_secs(226) && margin >= SignedDuration::from_secs(224),
-            "{margin:?}"
-        );
+        let margin = |lifetime: i64| {
+            let now = Timestamp::now();
+            let expiring = Expiring {
+                credentials: creds(1),
+                obtained_at: now,
+                expires_at: Some(now + SignedDuration::from_secs(lifetime)),
+            };
+            expiring.expires_at.unwrap().duration_since(expiring.refresh_at().unwrap())
+        };
+        assert_eq!(margin(3600), SignedDuration::from_secs(15 * 60));
+        assert_eq!(margin(6 * 3600), SignedDuration::from_secs(15 * 60));
+        assert_eq!(margin(900), SignedDuration::from_secs(225));
     }
 
     #[tokio::test]

@@ -9,14 +9,15 @@ use super::{Credentials, CredentialsError, scrub};
 
 /// A client with short timeouts: a credential source that hangs must not hang the controller.
 pub(crate) fn client(connect: Duration, total: Duration) -> reqwest::Client {
+    crate::ecs::client::ensure_tls_provider();
     reqwest::Client::builder()
         .connect_timeout(connect)
         .timeout(total)
         .user_agent(concat!("ecs-power-controller/", env!("CARGO_PKG_VERSION")))
         .build()
-        // Building only fails if the TLS backend cannot start; fall back to defaults then, so
-        // the error surfaces on first use with a clear message instead of a panic here.
-        .unwrap_or_default()
+        // Building only fails if the TLS backend cannot start; a default client then fails
+        // on first use with a clear error instead of a panic here.
+        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 /// A transport error as text, without the URL (which may carry parameters).
