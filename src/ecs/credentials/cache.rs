@@ -119,7 +119,10 @@ mod tests {
                 obtained_at: now,
                 expires_at: Some(now + SignedDuration::from_secs(lifetime)),
             };
-            expiring.expires_at.unwrap().duration_since(expiring.refresh_at().unwrap())
+            expiring
+                .expires_at
+                .unwrap()
+                .duration_since(expiring.refresh_at().unwrap())
         };
         assert_eq!(margin(3600), SignedDuration::from_secs(15 * 60));
         assert_eq!(margin(6 * 3600), SignedDuration::from_secs(15 * 60));
