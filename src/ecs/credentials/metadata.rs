@@ -81,7 +81,7 @@ impl EcsRamRoleProvider {
                 .text()
                 .await
                 .map(|t| t.trim().to_string())
-                .map_err(|e| http::describe(e)),
+                .map_err(http::describe),
             Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
             Err(e) => Err(http::describe(e)),
         };

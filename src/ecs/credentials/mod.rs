@@ -15,6 +15,8 @@ mod http;
 mod metadata;
 mod oidc;
 mod profile;
+#[cfg(test)]
+mod scenarios;
 mod uri;
 
 use std::collections::BTreeMap;

@@ -152,11 +152,8 @@ impl OidcRoleProvider {
         let Some(credentials) = answer.credentials else {
             return Err(fail("STS's answer has no Credentials".into()));
         };
-        TemporaryCredentials {
-            code: None,
-            ..credentials
-        }
-        .into_expiring(NAME)
+        // STS's Credentials object has no Code; the rest is the shared temporary-credentials shape.
+        credentials.into_expiring(NAME)
     }
 }
 
