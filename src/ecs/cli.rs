@@ -244,7 +244,8 @@ async fn execute(args: EcsArgs) -> Result<Vec<String>, EcsError> {
                 return Err(EcsError::Api(crate::ecs::ApiError {
                     code: "InvalidInstanceId.NotFound".into(),
                     message: format!("no instance {} in {region}", missing.join(", ")),
-                    request_id: String::new(),
+                    // ECS answered without them; there is no failed request to name.
+                    request_id: "-".into(),
                     http_status: 404,
                     recommend: None,
                     retry_after: None,
