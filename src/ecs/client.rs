@@ -174,23 +174,10 @@ impl EcsClient {
             SignatureVersion::V3 => self.signed_v3(action, url.clone(), params, &credentials),
             SignatureVersion::V1 => self.signed_v1(action, url.clone(), params, &credentials),
         };
-        let endpoint = url.as_str().to_string();
-        let response = request.send().await.map_err(|e| {
-            let detail = describe_transport(e.is_connect(), e.is_timeout(), e);
-            if detail.0 {
-                EcsError::Connect {
-                    action: action.to_string(),
-                    endpoint: endpoint.clone(),
-                    detail: detail.1,
-                }
-            } else {
-                EcsError::Transport {
-                    action: action.to_string(),
-                    endpoint: endpoint.clone(),
-                    detail: detail.1,
-                }
-            }
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(action, &url, e))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -202,10 +189,7 @@ impl EcsClient {
         let body = response.bytes().await.map_err(|e| EcsError::Decode {
             action: action.to_string(),
             http_status: status,
-            detail: format!(
-                "the answer was cut short: {}",
-                describe_transport(false, e.is_timeout(), e).1
-            ),
+            detail: format!("the answer was cut short: {}", describe(e)),
         })?;
         if (200..300).contains(&status) {
             return Ok((status, body.to_vec()));
@@ -535,22 +519,40 @@ fn nonce() -> String {
     format!("{bits:032x}")
 }
 
-/// (whether the request never left, a readable reason without the URL, which carries the
-/// signature and, for V1 with STS credentials, the security token).
-fn describe_transport(is_connect: bool, is_timeout: bool, error: reqwest::Error) -> (bool, String) {
-    let error = error.without_url();
-    let mut text = if is_timeout && !is_connect {
-        "timed out waiting for the answer".to_string()
+/// A failed send: [`EcsError::Connect`] when the connection was never made (nothing was sent,
+/// so even a mutation may be retried), [`EcsError::Transport`] otherwise.
+fn transport_error(action: &str, url: &Url, error: reqwest::Error) -> EcsError {
+    let (action, endpoint) = (action.to_string(), url.as_str().to_string());
+    if error.is_connect() {
+        EcsError::Connect {
+            action,
+            endpoint,
+            detail: describe(error),
+        }
     } else {
-        error.to_string()
-    };
+        EcsError::Transport {
+            action,
+            endpoint,
+            detail: describe(error),
+        }
+    }
+}
+
+/// A reqwest error as one readable text, without the URL: its query carries the signature and,
+/// for V1 with STS credentials, the security token.
+fn describe(error: reqwest::Error) -> String {
+    if error.is_timeout() && !error.is_connect() {
+        return "timed out waiting for the answer".into();
+    }
+    let error = error.without_url();
+    let mut text = error.to_string();
     let mut source = std::error::Error::source(&error);
     while let Some(inner) = source {
         text.push_str(": ");
         text.push_str(&inner.to_string());
         source = inner.source();
     }
-    (is_connect, text)
+    text
 }
 
 /// The start of a body that is not ECS JSON (an HTML error page, say), on one line.
