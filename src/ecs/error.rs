@@ -45,9 +45,18 @@ pub enum EcsError {
     /// ECS answered with an error body.
     #[error("{0}")]
     Api(ApiError),
-    /// The request never got an answer (connect, TLS, timeout, reset).
+    /// The request was sent (or may have been) but got no answer: timeout, reset connection.
+    /// A mutation may have been executed.
     #[error("{action}: no answer from {endpoint}: {detail}")]
     Transport {
+        action: String,
+        endpoint: String,
+        detail: String,
+    },
+    /// The connection could not be made (refused, DNS, TLS handshake): the request never left,
+    /// so even a mutation may safely be sent again.
+    #[error("{action}: cannot connect to {endpoint}: {detail}")]
+    Connect {
         action: String,
         endpoint: String,
         detail: String,
@@ -72,7 +81,9 @@ impl EcsError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Api(api) => ErrorClass::of(&api.code, api.http_status),
-            Self::Transport { .. } | Self::Decode { .. } => ErrorClass::Transient,
+            Self::Transport { .. } | Self::Connect { .. } | Self::Decode { .. } => {
+                ErrorClass::Transient
+            }
             Self::Credentials(_) => ErrorClass::Credentials,
             Self::InvalidInput(_) => ErrorClass::InvalidRequest,
         }
@@ -83,6 +94,7 @@ impl EcsError {
         match self {
             Self::Api(api) => &api.code,
             Self::Transport { .. } => "Transport",
+            Self::Connect { .. } => "ConnectFailed",
             Self::Decode { .. } => "UnreadableResponse",
             Self::Credentials(_) => "CredentialsUnavailable",
             Self::InvalidInput(_) => "InvalidInput",

@@ -4,14 +4,23 @@
 //! and tests put an in-memory fake or the simulator behind it.
 
 pub mod cli;
+pub mod client;
 pub mod credentials;
+pub mod endpoint;
 pub mod error;
+pub mod ratelimit;
+pub mod retry;
 pub mod sign;
 pub mod types;
+pub mod wire;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 use async_trait::async_trait;
 
-pub use credentials::Credentials;
+pub use client::{EcsClient, EcsClientConfig};
+pub use credentials::{Credentials, CredentialsProvider};
 pub use error::{ApiError, EcsError, ErrorClass};
 pub use types::*;
 

@@ -1,0 +1,66 @@
+//! `ALIBABA_CLOUD_CREDENTIALS_URI`: a local endpoint answering temporary credentials as JSON.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::Url;
+
+use super::cache::{Expiring, RefreshCache};
+use super::http::{self, TemporaryCredentials};
+use super::{Credentials, CredentialsError, CredentialsProvider};
+
+const NAME: &str = "credentials_uri";
+
+#[derive(Debug)]
+pub struct UriProvider {
+    uri: Url,
+    http: reqwest::Client,
+    cache: RefreshCache,
+}
+
+impl UriProvider {
+    pub fn new(uri: &str) -> Result<Self, CredentialsError> {
+        let uri = Url::parse(uri).map_err(|e| CredentialsError::Failed {
+            provider: NAME,
+            reason: format!("ALIBABA_CLOUD_CREDENTIALS_URI is not a URL: {e}"),
+        })?;
+        Ok(Self {
+            uri,
+            http: http::client(Duration::from_secs(5), Duration::from_secs(15)),
+            cache: RefreshCache::default(),
+        })
+    }
+
+    async fn fetch(&self) -> Result<Expiring, CredentialsError> {
+        let fail = |reason: String| CredentialsError::Failed {
+            provider: NAME,
+            reason,
+        };
+        let response = self
+            .http
+            .get(self.uri.clone())
+            .send()
+            .await
+            .map_err(|e| fail(format!("GET failed: {}", http::describe(e))))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(fail(format!("GET answered HTTP {}", status.as_u16())));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| fail(format!("reading the answer failed: {}", http::describe(e))))?;
+        http::parse_json::<TemporaryCredentials>(NAME, &body)?.into_expiring(NAME)
+    }
+}
+
+#[async_trait]
+impl CredentialsProvider for UriProvider {
+    async fn credentials(&self) -> Result<Credentials, CredentialsError> {
+        self.cache.get(NAME, || self.fetch()).await
+    }
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
