@@ -25,6 +25,8 @@ pub enum Command {
     Simulate(crate::sim::cli::SimulateArgs),
     /// Print the EcsInstance CustomResourceDefinition as YAML.
     Crd,
+    /// Run the controller against a Kubernetes cluster.
+    Run(crate::controller::cli::RunArgs),
 }
 
 impl Cli {
@@ -34,6 +36,7 @@ impl Cli {
             Command::Ecs(args) => crate::ecs::cli::run(args).await,
             Command::Simulate(args) => crate::sim::cli::run(args).await,
             Command::Crd => print_crd(),
+            Command::Run(args) => crate::controller::cli::run(args).await,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The reconciler: observe → decide → act → record.
 
 pub mod backoff;
+pub mod cli;
+pub mod connect;
 pub mod decide;
 pub mod health;
 pub mod leader;

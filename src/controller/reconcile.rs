@@ -1,5 +1,6 @@
 //! One reconciliation of one EcsInstance: observe → decide → act → record.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +12,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tracing::{info, instrument, warn};
 
+use super::connect::credentials_key;
 use super::decide::{self, Blocker, Decision, Facts, Mutation, Step, Timings, WaitReason};
 use super::health::{Progress, Stall, Verdict};
 use super::observe::{EcsConnector, Observer, Target};
@@ -508,51 +509,22 @@ async fn load_credentials(
         )));
     };
     let version = secret.resource_version();
-    let data = secret.data.unwrap_or_default();
-    let field = |key: &str| {
-        data.get(key)
-            .map(|v| String::from_utf8(v.0.clone()).map(|s| s.trim().to_string()))
-    };
-    let missing = |key: &str| {
-        format!(
-            "Secret {namespace}/{} has no usable {key}: add the key {key} (UTF-8 text).",
-            reference.name
-        )
-    };
-    let id = match field("accessKeyId") {
-        Some(Ok(v)) if !v.is_empty() => v,
-        _ => return Ok(Err((missing("accessKeyId"), version))),
-    };
-    let secret_value = match field("accessKeySecret") {
-        Some(Ok(v)) if !v.is_empty() => v,
-        _ => return Ok(Err((missing("accessKeySecret"), version))),
-    };
-    let token = match field("securityToken") {
-        None => None,
-        Some(Ok(v)) if !v.is_empty() => Some(v),
-        Some(Ok(_)) => None,
-        Some(Err(_)) => return Ok(Err((missing("securityToken"), version))),
-    };
-    Ok(Ok(LoadedCredentials {
-        credentials: Some(Credentials::new(id, secret_value, token)),
-        secret_version: version,
-    }))
-}
-
-/// A stable, non-reversible name for a credential set.
-fn credentials_key(credentials: Option<&Credentials>) -> String {
-    let Some(c) = credentials else {
-        return "default".to_string();
-    };
-    let mut hasher = Sha256::new();
-    hasher.update(c.access_key_id.as_bytes());
-    hasher.update([0]);
-    hasher.update(c.access_key_secret.expose().as_bytes());
-    hasher.update([0]);
-    if let Some(token) = &c.security_token {
-        hasher.update(token.expose().as_bytes());
-    }
-    hex::encode(&hasher.finalize()[..8])
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    Ok(match Credentials::from_secret_data(&data) {
+        Ok(credentials) => Ok(LoadedCredentials {
+            credentials: Some(credentials),
+            secret_version: version,
+        }),
+        Err(err) => Err((
+            format!("Secret {namespace}/{}: {err}", reference.name),
+            version,
+        )),
+    })
 }
 
 /// Requeue after a Kubernetes API failure; ECS failures never get here.

@@ -57,6 +57,7 @@ pub struct EcsClientArgs {
     /// Client-side limit of calls per second, per ECS action (0 = unlimited).
     #[arg(
         long = "ecs-qps",
+        visible_alias = "qps",
         default_value_t = 5.0,
         env = "ECS_QPS",
         value_name = "QPS"
@@ -383,7 +384,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
-        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unit must be ms, s, m or h")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a positive duration"))
 }

@@ -118,6 +118,15 @@ impl EcsClient {
         })
     }
 
+    /// The same client (connections, rate-limit buckets, settings) signing with other
+    /// credentials: every credential set shares one quota budget.
+    pub fn with_credentials(&self, credentials: Arc<dyn CredentialsProvider>) -> Self {
+        Self {
+            credentials,
+            ..self.clone()
+        }
+    }
+
     pub fn config(&self) -> &EcsClientConfig {
         &self.config
     }

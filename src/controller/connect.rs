@@ -1,0 +1,89 @@
+//! The real [`EcsConnector`]: signed HTTP clients, one per credential set, all sharing one set
+//! of connections and rate-limit buckets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use super::metered::MeteredEcs;
+use super::observe::EcsConnector;
+use crate::ecs::client::EcsClient;
+use crate::ecs::credentials::StaticProvider;
+use crate::ecs::{Credentials, EcsApi};
+use crate::telemetry::Metrics;
+
+/// Rotated Secrets leave old entries behind; past this many the cache starts over.
+const MAX_CACHED_CLIENTS: usize = 1024;
+
+pub struct ClientConnector {
+    /// Signs with the controller's own credential chain; the others derive from it.
+    base: EcsClient,
+    metrics: Metrics,
+    clients: Mutex<HashMap<String, Arc<dyn EcsApi>>>,
+}
+
+impl ClientConnector {
+    pub fn new(base: EcsClient, metrics: Metrics) -> Self {
+        Self {
+            base,
+            metrics,
+            clients: Mutex::default(),
+        }
+    }
+}
+
+impl EcsConnector for ClientConnector {
+    fn connect(&self, credentials: Option<&Credentials>) -> Arc<dyn EcsApi> {
+        let key = credentials_key(credentials);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return client.clone();
+        }
+        if clients.len() >= MAX_CACHED_CLIENTS {
+            clients.clear();
+        }
+        let client = match credentials {
+            Some(c) => self
+                .base
+                .with_credentials(Arc::new(StaticProvider(c.clone()))),
+            None => self.base.clone(),
+        };
+        let metered: Arc<dyn EcsApi> =
+            Arc::new(MeteredEcs::new(Arc::new(client), self.metrics.clone()));
+        clients.insert(key, metered.clone());
+        metered
+    }
+}
+
+/// A stable, non-reversible name for a credential set (`default` for the controller's own).
+pub fn credentials_key(credentials: Option<&Credentials>) -> String {
+    let Some(c) = credentials else {
+        return "default".to_string();
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(c.access_key_id.as_bytes());
+    hasher.update([0]);
+    hasher.update(c.access_key_secret.expose().as_bytes());
+    hasher.update([0]);
+    if let Some(token) = &c.security_token {
+        hasher.update(token.expose().as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_differ_by_secret_and_never_contain_it() {
+        let a = Credentials::new("LTAI1", "secret-one", None);
+        let b = Credentials::new("LTAI1", "secret-two", None);
+        let ka = credentials_key(Some(&a));
+        assert_ne!(ka, credentials_key(Some(&b)));
+        assert_eq!(ka, credentials_key(Some(&a)));
+        assert!(!ka.contains("secret"));
+        assert_eq!(credentials_key(None), "default");
+    }
+}
