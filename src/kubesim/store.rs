@@ -934,7 +934,7 @@ impl State {
                     _ => {
                         let p: json_patch::Patch =
                             serde_json::from_slice(body).map_err(|e| patch_err(e.to_string()))?;
-                        json_patch::patch(&mut doc, &p).map_err(|e| {
+                        apply_json_patch(&mut doc, p).map_err(|e| {
                             invalid(&def, name, vec![Cause::new("FieldValueInvalid", "", format!("the server rejected our request due to an error in our request: {e}"))])
                         })?;
                     }
@@ -1291,4 +1291,22 @@ fn parse_apply_body(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|_| ApiError::bad_request("apply patch body is not UTF-8"))?;
     serde_saphyr::from_str::<Value>(text)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+}
+
+/// RFC 6902 with the API server's (evanphx/json-patch) leniency: a `test` for `null` passes
+/// when the path is absent. kube's finalizer helper relies on this when adding the first
+/// finalizer.
+fn apply_json_patch(doc: &mut Value, p: json_patch::Patch) -> Result<(), String> {
+    let mut work = doc.clone();
+    for op in p.0 {
+        if let json_patch::PatchOperation::Test(t) = &op
+            && t.value.is_null()
+            && work.pointer(t.path.as_str()).is_none_or(Value::is_null)
+        {
+            continue;
+        }
+        json_patch::patch(&mut work, &[op]).map_err(|e| e.to_string())?;
+    }
+    *doc = work;
+    Ok(())
 }
