@@ -9,5 +9,6 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod ecs;
+pub mod kubesim;
 pub mod sim;
 pub mod telemetry;

@@ -1,0 +1,244 @@
+//! Fault injection and request accounting, so tests can make the API server misbehave the
+//! ways real ones do (dropped watches, 500s, throttling, slowness) and count what clients did.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The verbs the API server distinguishes (as in audit logs and RBAC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+    DeleteCollection,
+    /// Discovery, /version and other non-resource requests.
+    Other,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
+            Verb::Other => "other",
+        }
+    }
+}
+
+/// Which requests a fault applies to; `None` fields match everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestFilter {
+    pub verb: Option<Verb>,
+    /// Plural resource name, e.g. `ecsinstances` or `leases`. Subresources are written
+    /// `ecsinstances/status`.
+    pub resource: Option<String>,
+}
+
+impl RequestFilter {
+    pub fn any() -> Self {
+        Self::default()
+    }
+    pub fn verb(mut self, verb: Verb) -> Self {
+        self.verb = Some(verb);
+        self
+    }
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+    fn matches(&self, verb: Verb, resource: &str) -> bool {
+        self.verb.is_none_or(|v| v == verb)
+            && self.resource.as_deref().is_none_or(|r| r == resource)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Injected {
+    ServerError,
+    TooManyRequests { retry_after_secs: u64 },
+}
+
+#[derive(Debug)]
+struct ErrorRule {
+    what: Injected,
+    remaining: u64,
+    filter: RequestFilter,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    rules: Vec<ErrorRule>,
+    delay: Option<(Duration, RequestFilter)>,
+    counts: BTreeMap<(Verb, String), u64>,
+}
+
+/// Handle for injecting faults and reading request counters; cheap to clone.
+#[derive(Clone)]
+pub struct Faults {
+    inner: Arc<Mutex<Inner>>,
+    drop_watches: Arc<watch::Sender<u64>>,
+    compact: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faults")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+/// What the fault layer decided for one request.
+pub(crate) struct Decision {
+    pub delay: Option<Duration>,
+    pub fail: Option<Injected>,
+}
+
+impl Faults {
+    pub(crate) fn new(compact: Arc<dyn Fn() + Send + Sync>) -> Self {
+        let (tx, _) = watch::channel(0);
+        Faults {
+            inner: Arc::new(Mutex::new(Inner::default())),
+            drop_watches: Arc::new(tx),
+            compact,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave counters inconsistent in a way that
+        // matters for a test tool; keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends every open watch stream now (cleanly, as an API server restart or a load
+    /// balancer timeout would). Clients are expected to re-watch from their last resourceVersion.
+    pub fn drop_watches(&self) {
+        self.drop_watches.send_modify(|n| *n += 1);
+    }
+
+    /// Forgets the watch event history, so a watch resuming from any earlier
+    /// resourceVersion gets `410 Gone` (`Expired`), as after etcd compaction.
+    pub fn compact_history(&self) {
+        (self.compact)();
+    }
+
+    /// Answers the next `n` matching requests with `500 InternalError`.
+    pub fn fail_next(&self, n: u64, filter: RequestFilter) {
+        self.lock().rules.push(ErrorRule {
+            what: Injected::ServerError,
+            remaining: n,
+            filter,
+        });
+    }
+
+    /// Answers the next `n` matching requests with `429 TooManyRequests` and `Retry-After`.
+    /// Note kube's client retries 429 itself (honouring Retry-After), up to a limit.
+    pub fn throttle_next(&self, n: u64, retry_after_secs: u64, filter: RequestFilter) {
+        self.lock().rules.push(ErrorRule {
+            what: Injected::TooManyRequests { retry_after_secs },
+            remaining: n,
+            filter,
+        });
+    }
+
+    /// Delays every matching response by `delay` until [`Faults::clear`].
+    pub fn delay(&self, delay: Duration, filter: RequestFilter) {
+        self.lock().delay = Some((delay, filter));
+    }
+
+    /// Removes pending error rules and delays (counters are kept).
+    pub fn clear(&self) {
+        let mut g = self.lock();
+        g.rules.clear();
+        g.delay = None;
+    }
+
+    /// Requests seen so far, by (verb, resource); faulted requests count too.
+    pub fn requests(&self) -> RequestCounts {
+        RequestCounts(self.lock().counts.clone())
+    }
+
+    pub fn reset_counts(&self) {
+        self.lock().counts.clear();
+    }
+
+    pub(crate) fn watch_drops(&self) -> watch::Receiver<u64> {
+        self.drop_watches.subscribe()
+    }
+
+    pub(crate) fn on_request(&self, verb: Verb, resource: &str) -> Decision {
+        let mut g = self.lock();
+        *g.counts.entry((verb, resource.to_string())).or_default() += 1;
+        let delay = g
+            .delay
+            .as_ref()
+            .filter(|(_, f)| f.matches(verb, resource))
+            .map(|(d, _)| *d);
+        let mut fail = None;
+        if let Some(rule) = g
+            .rules
+            .iter_mut()
+            .find(|r| r.remaining > 0 && r.filter.matches(verb, resource))
+        {
+            rule.remaining -= 1;
+            fail = Some(rule.what.clone());
+        }
+        g.rules.retain(|r| r.remaining > 0);
+        Decision { delay, fail }
+    }
+}
+
+/// A snapshot of request counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestCounts(pub BTreeMap<(Verb, String), u64>);
+
+impl RequestCounts {
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+    /// Count for one verb on one resource (`"ecsinstances"`, `"ecsinstances/status"`, ...).
+    pub fn count(&self, verb: Verb, resource: &str) -> u64 {
+        self.0
+            .get(&(verb, resource.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+    /// Writes (create, update, patch, delete, deletecollection) across all resources.
+    pub fn writes(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|((v, _), _)| {
+                matches!(
+                    v,
+                    Verb::Create
+                        | Verb::Update
+                        | Verb::Patch
+                        | Verb::Delete
+                        | Verb::DeleteCollection
+                )
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+impl std::fmt::Display for RequestCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for ((verb, res), n) in &self.0 {
+            writeln!(f, "{:>8} {:<16} {}", n, verb.as_str(), res)?;
+        }
+        Ok(())
+    }
+}
