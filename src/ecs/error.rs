@@ -157,7 +157,10 @@ impl ErrorClass {
             | "InvalidAccessKeyId.NotFound"
             | "InvalidAccessKeyId.Inactive"
             | "InvalidAccessKeyId" => Self::Credentials,
-            "InternalError" | "ServiceUnavailable" | "UnknownError" | "InvalidTimeStamp.Expired"
+            "InternalError"
+            | "ServiceUnavailable"
+            | "UnknownError"
+            | "InvalidTimeStamp.Expired"
             | "SignatureNonceUsed" => Self::Transient,
             "MissingParameter"
             | "InstanceType.ParameterMismatch"

@@ -275,7 +275,10 @@ mod tests {
     #[test]
     fn v3_vector_from_the_public_documentation() {
         let query = owned(&[
-            ("ImageId", "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd"),
+            (
+                "ImageId",
+                "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+            ),
             ("RegionId", "cn-shanghai"),
         ]);
         let headers = owned(&[
@@ -312,7 +315,10 @@ mod tests {
             ("Version", "2014-05-26"),
         ];
         let sts = v1_string_to_sign("GET", &params);
-        assert_eq!(v1_signature("testsecret", &sts), "OLeaidS1JvxuMvnyHOwuJ+uX5qY=");
+        assert_eq!(
+            v1_signature("testsecret", &sts),
+            "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
+        );
     }
 
     #[test]
