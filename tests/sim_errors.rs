@@ -36,54 +36,134 @@ fn id(instance: &str) -> [(&'static str, &str); 1] {
 #[tokio::test]
 async fn seed_page_errors_when_their_condition_holds() {
     let (sim, c) = sim().await;
-    c.v3("StartInstance", &[]).await.assert_error(400, "MissingParameter");
-    c.v3("StartInstance", &id("i-run")).await.assert_error(403, "IncorrectInstanceStatus");
-    c.v3("StopInstance", &id("i-stop")).await.assert_error(403, "IncorrectInstanceStatus");
-    c.v3("RebootInstance", &id("i-stop")).await.assert_error(403, "IncorrectInstanceStatus");
-    c.v3("RebootInstance", &id("i-locked")).await.assert_error(403, "InstanceLockedForSecurity");
-    c.v3("StartInstance", &id("i-pending")).await.assert_error(403, "InstanceNotReady");
-    c.v3("StartInstance", &id("i-nope")).await.assert_error(404, "InvalidInstanceId.NotFound");
-    // Named with another region's RegionId, the instance does not exist there.
-    c.v3("StartInstance", &[("InstanceId", "i-stop"), ("RegionId", "cn-beijing")])
+    c.v3("StartInstance", &[])
+        .await
+        .assert_error(400, "MissingParameter");
+    c.v3("StartInstance", &id("i-run"))
+        .await
+        .assert_error(403, "IncorrectInstanceStatus");
+    c.v3("StopInstance", &id("i-stop"))
+        .await
+        .assert_error(403, "IncorrectInstanceStatus");
+    c.v3("RebootInstance", &id("i-stop"))
+        .await
+        .assert_error(403, "IncorrectInstanceStatus");
+    c.v3("RebootInstance", &id("i-locked"))
+        .await
+        .assert_error(403, "InstanceLockedForSecurity");
+    c.v3("StartInstance", &id("i-pending"))
+        .await
+        .assert_error(403, "InstanceNotReady");
+    c.v3("StartInstance", &id("i-nope"))
         .await
         .assert_error(404, "InvalidInstanceId.NotFound");
+    // Named with another region's RegionId, the instance does not exist there.
+    c.v3(
+        "StartInstance",
+        &[("InstanceId", "i-stop"), ("RegionId", "cn-beijing")],
+    )
+    .await
+    .assert_error(404, "InvalidInstanceId.NotFound");
 
-    sim.set_flags("i-stop", Flags { overdue: true, ..Flags::default() }).unwrap();
-    c.v3("StartInstance", &id("i-stop")).await.assert_error(403, "InsufficientBalance");
-    sim.set_flags("i-stop", Flags { expired: true, ..Flags::default() }).unwrap();
-    c.v3("StartInstance", &id("i-stop")).await.assert_error(403, "InstanceExpired");
-    sim.set_flags("i-run", Flags { overdue: true, ..Flags::default() }).unwrap();
-    c.v3("RebootInstance", &id("i-run")).await.assert_error(403, "InstanceExpiredOrInArrears");
-    sim.set_flags("i-run", Flags { disk_fault: true, ..Flags::default() }).unwrap();
-    c.v3("RebootInstance", &id("i-run")).await.assert_error(403, "DiskError");
+    sim.set_flags(
+        "i-stop",
+        Flags {
+            overdue: true,
+            ..Flags::default()
+        },
+    )
+    .unwrap();
+    c.v3("StartInstance", &id("i-stop"))
+        .await
+        .assert_error(403, "InsufficientBalance");
+    sim.set_flags(
+        "i-stop",
+        Flags {
+            expired: true,
+            ..Flags::default()
+        },
+    )
+    .unwrap();
+    c.v3("StartInstance", &id("i-stop"))
+        .await
+        .assert_error(403, "InstanceExpired");
+    sim.set_flags(
+        "i-run",
+        Flags {
+            overdue: true,
+            ..Flags::default()
+        },
+    )
+    .unwrap();
+    c.v3("RebootInstance", &id("i-run"))
+        .await
+        .assert_error(403, "InstanceExpiredOrInArrears");
+    sim.set_flags(
+        "i-run",
+        Flags {
+            disk_fault: true,
+            ..Flags::default()
+        },
+    )
+    .unwrap();
+    c.v3("RebootInstance", &id("i-run"))
+        .await
+        .assert_error(403, "DiskError");
     sim.set_flags("i-run", Flags::default()).unwrap();
 
     // DryRun: DryRunOperation once the checks pass, the check's error otherwise; no effect.
-    c.v3("RebootInstance", &[("InstanceId", "i-run"), ("DryRun", "true")])
-        .await
-        .assert_error(400, "DryRunOperation");
-    c.v3("StartInstance", &[("InstanceId", "i-run"), ("DryRun", "True")])
-        .await
-        .assert_error(403, "IncorrectInstanceStatus");
-    assert_eq!(sim.calls().count(Action::RebootInstance, "i-run", Outcome::Ok), 0);
+    c.v3(
+        "RebootInstance",
+        &[("InstanceId", "i-run"), ("DryRun", "true")],
+    )
+    .await
+    .assert_error(400, "DryRunOperation");
+    c.v3(
+        "StartInstance",
+        &[("InstanceId", "i-run"), ("DryRun", "True")],
+    )
+    .await
+    .assert_error(403, "IncorrectInstanceStatus");
+    assert_eq!(
+        sim.calls()
+            .count(Action::RebootInstance, "i-run", Outcome::Ok),
+        0
+    );
     assert_eq!(sim.status("i-run"), Some(InstanceStatus::Running));
 
-    c.v3("StopInstance", &[("InstanceId", "i-run"), ("StoppedMode", "Sometimes")])
+    c.v3(
+        "StopInstance",
+        &[("InstanceId", "i-run"), ("StoppedMode", "Sometimes")],
+    )
+    .await
+    .assert_error(400, "InvalidParameter");
+    c.v3("DescribeInstances", &[])
         .await
-        .assert_error(400, "InvalidParameter");
-    c.v3("DescribeInstances", &[]).await.assert_error(400, "MissingParameter");
-    c.v3("DeleteInstance", &id("i-run")).await.assert_error(404, "InvalidAction.NotFound");
+        .assert_error(400, "MissingParameter");
+    c.v3("DeleteInstance", &id("i-run"))
+        .await
+        .assert_error(404, "InvalidAction.NotFound");
 }
 
 #[tokio::test]
 async fn error_bodies_carry_the_request_id_of_the_answer() {
     let (_sim, c) = sim().await;
-    let reply = c.v3("StartInstance", &[("InstanceId", "i-nope"), ("RegionId", REGION)]).await;
+    let reply = c
+        .v3(
+            "StartInstance",
+            &[("InstanceId", "i-nope"), ("RegionId", REGION)],
+        )
+        .await;
     reply.assert_error(404, "InvalidInstanceId.NotFound");
     assert_eq!(reply.body["HostId"], "ecs.cn-hangzhou.aliyuncs.com");
     let request_id = reply.body["RequestId"].as_str().unwrap();
     assert_eq!(request_id.len(), 36);
-    assert!(reply.body["Recommend"].as_str().unwrap().contains(request_id));
+    assert!(
+        reply.body["Recommend"]
+            .as_str()
+            .unwrap()
+            .contains(request_id)
+    );
 }
 
 #[tokio::test]
@@ -95,10 +175,17 @@ async fn scripted_faults_answer_the_next_calls_and_can_take_effect_anyway() {
             .times(2),
     )
     .unwrap();
-    sim.inject(FaultSpec::new(Action::StartInstance, "InvalidParameter.KMSKeyId.KMSUnauthorized"))
-        .unwrap();
-    c.v3("RebootInstance", &id("i-run")).await.assert_error(500, "InternalError");
-    c.v3("RebootInstance", &id("i-run")).await.assert_error(500, "InternalError");
+    sim.inject(FaultSpec::new(
+        Action::StartInstance,
+        "InvalidParameter.KMSKeyId.KMSUnauthorized",
+    ))
+    .unwrap();
+    c.v3("RebootInstance", &id("i-run"))
+        .await
+        .assert_error(500, "InternalError");
+    c.v3("RebootInstance", &id("i-run"))
+        .await
+        .assert_error(500, "InternalError");
     c.v3("RebootInstance", &id("i-run")).await.assert_ok();
     c.v3("StartInstance", &id("i-stop"))
         .await
@@ -106,22 +193,51 @@ async fn scripted_faults_answer_the_next_calls_and_can_take_effect_anyway() {
     assert_eq!(sim.status("i-stop"), Some(InstanceStatus::Stopped));
 
     // A lost answer: the stop happens, the client sees InternalError.
-    sim.inject(FaultSpec::new(Action::StopInstance, "InternalError").instance("i-run").applied())
-        .unwrap();
-    c.v3("StopInstance", &id("i-run")).await.assert_error(500, "InternalError");
+    sim.inject(
+        FaultSpec::new(Action::StopInstance, "InternalError")
+            .instance("i-run")
+            .applied(),
+    )
+    .unwrap();
+    c.v3("StopInstance", &id("i-run"))
+        .await
+        .assert_error(500, "InternalError");
     assert_eq!(sim.status("i-run"), Some(InstanceStatus::Stopped));
-    assert_eq!(sim.calls().count(Action::RebootInstance, "i-run", Outcome::error("InternalError")), 2);
-    assert_eq!(sim.calls().count(Action::RebootInstance, "i-run", Outcome::Ok), 1);
+    assert_eq!(
+        sim.calls().count(
+            Action::RebootInstance,
+            "i-run",
+            Outcome::error("InternalError")
+        ),
+        2
+    );
+    assert_eq!(
+        sim.calls()
+            .count(Action::RebootInstance, "i-run", Outcome::Ok),
+        1
+    );
 }
 
 #[tokio::test]
 async fn random_errors_quotas_and_latency() {
     let (sim, c) = sim().await;
     let describe = [("RegionId", REGION)];
-    sim.set_error_rates(ErrorRates { internal_error: 0.0, service_unavailable: 1.0 }).unwrap();
-    c.v3("DescribeInstances", &describe).await.assert_error(503, "ServiceUnavailable");
-    sim.set_error_rates(ErrorRates { internal_error: 1.0, service_unavailable: 0.0 }).unwrap();
-    c.v3("DescribeInstances", &describe).await.assert_error(500, "InternalError");
+    sim.set_error_rates(ErrorRates {
+        internal_error: 0.0,
+        service_unavailable: 1.0,
+    })
+    .unwrap();
+    c.v3("DescribeInstances", &describe)
+        .await
+        .assert_error(503, "ServiceUnavailable");
+    sim.set_error_rates(ErrorRates {
+        internal_error: 1.0,
+        service_unavailable: 0.0,
+    })
+    .unwrap();
+    c.v3("DescribeInstances", &describe)
+        .await
+        .assert_error(500, "InternalError");
     sim.set_error_rates(ErrorRates::default()).unwrap();
 
     sim.set_quota(Action::DescribeInstances, Some(2));
@@ -137,7 +253,10 @@ async fn random_errors_quotas_and_latency() {
     assert!(throttled >= 1, "none throttled");
     sim.set_quota(Action::DescribeInstances, None);
 
-    sim.set_latency(Latency { fixed_ms: 150, jitter_ms: 0 });
+    sim.set_latency(Latency {
+        fixed_ms: 150,
+        jitter_ms: 0,
+    });
     let started = Instant::now();
     c.v3("DescribeInstances", &describe).await.assert_ok();
     assert!(started.elapsed() >= Duration::from_millis(150));

@@ -29,8 +29,14 @@ const DESCRIBE: &[(&str, &str)] = &[("RegionId", "cn-hangzhou"), ("InstanceIds",
 async fn both_signature_versions_are_accepted_with_get_post_and_form_bodies() {
     let (sim, c) = sim().await;
     c.v3("DescribeInstances", DESCRIBE).await.assert_ok();
-    c.v1("GET", "DescribeInstances", DESCRIBE).await.0.assert_ok();
-    c.v1("POST", "DescribeInstances", DESCRIBE).await.0.assert_ok();
+    c.v1("GET", "DescribeInstances", DESCRIBE)
+        .await
+        .0
+        .assert_ok();
+    c.v1("POST", "DescribeInstances", DESCRIBE)
+        .await
+        .0
+        .assert_ok();
     // V3 with the parameters in a signed form body.
     let t = Tweak {
         body: Some("RegionId=cn-hangzhou&InstanceIds=%5B%22i-a%22%5D".into()),
@@ -42,7 +48,12 @@ async fn both_signature_versions_are_accepted_with_get_post_and_form_bodies() {
     let kinds: Vec<_> = log.iter().map(|r| r.signature).collect();
     assert_eq!(
         kinds,
-        [Some(Signature::V3), Some(Signature::V1), Some(Signature::V1), Some(Signature::V3)]
+        [
+            Some(Signature::V3),
+            Some(Signature::V1),
+            Some(Signature::V1),
+            Some(Signature::V3)
+        ]
     );
 }
 
@@ -107,7 +118,9 @@ async fn timestamps_older_than_fifteen_minutes_are_expired() {
         date: Some(recent),
         ..Tweak::default()
     };
-    c.v3_with("DescribeInstances", DESCRIBE, t).await.assert_ok();
+    c.v3_with("DescribeInstances", DESCRIBE, t)
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
@@ -123,8 +136,19 @@ async fn a_replayed_nonce_is_refused_and_the_call_does_not_happen_twice() {
     c.v3_with("RebootInstance", &[("InstanceId", "i-a")], t.clone())
         .await
         .assert_error(400, "SignatureNonceUsed");
-    assert_eq!(sim.calls().count(Action::RebootInstance, "", Outcome::error("SignatureNonceUsed")), 1);
-    assert_eq!(sim.calls().count(Action::RebootInstance, "i-a", Outcome::Ok), 1);
+    assert_eq!(
+        sim.calls().count(
+            Action::RebootInstance,
+            "",
+            Outcome::error("SignatureNonceUsed")
+        ),
+        1
+    );
+    assert_eq!(
+        sim.calls()
+            .count(Action::RebootInstance, "i-a", Outcome::Ok),
+        1
+    );
     // V1 shares the nonce memory.
     c.v1_with("GET", "DescribeInstances", DESCRIBE, t)
         .await
@@ -150,7 +174,10 @@ async fn requests_without_a_readable_signature_are_incomplete() {
     let (_sim, c) = sim().await;
     let http = reqwest::Client::new();
     let bare = http
-        .get(format!("{}/?Action=DescribeInstances&RegionId=cn-hangzhou", c.endpoint))
+        .get(format!(
+            "{}/?Action=DescribeInstances&RegionId=cn-hangzhou",
+            c.endpoint
+        ))
         .send()
         .await
         .unwrap();
@@ -208,8 +235,15 @@ async fn secrets_never_appear_in_answers_or_the_request_log() {
         ..Tweak::default()
     };
     let mut texts = vec![
-        c.v3_with("DescribeInstances", DESCRIBE, wrong.clone()).await.body.to_string(),
-        c.v1_with("GET", "DescribeInstances", DESCRIBE, wrong).await.0.body.to_string(),
+        c.v3_with("DescribeInstances", DESCRIBE, wrong.clone())
+            .await
+            .body
+            .to_string(),
+        c.v1_with("GET", "DescribeInstances", DESCRIBE, wrong)
+            .await
+            .0
+            .body
+            .to_string(),
         c.v3("DescribeInstances", DESCRIBE).await.body.to_string(),
     ];
     texts.push(serde_json::to_string(&sim.calls().log()).unwrap());

@@ -14,7 +14,9 @@ use sim_support::{Client, KEY, SECRET};
 const REGION: &str = "cn-hangzhou";
 
 async fn sim(times: TransitionTimes, instances: Vec<InstanceSpec>) -> (Simulator, Client) {
-    let mut config = SimConfig::instant().with_key(KEY, SECRET).with_transitions(times);
+    let mut config = SimConfig::instant()
+        .with_key(KEY, SECRET)
+        .with_transitions(times);
     config.instances = instances;
     let sim = Simulator::start(config).await.unwrap();
     let client = Client::new(sim.addr());
@@ -24,7 +26,10 @@ async fn sim(times: TransitionTimes, instances: Vec<InstanceSpec>) -> (Simulator
 async fn describe(c: &Client, id: &str) -> serde_json::Value {
     let ids = format!("[\"{id}\"]");
     let reply = c
-        .v3("DescribeInstances", &[("RegionId", REGION), ("InstanceIds", &ids)])
+        .v3(
+            "DescribeInstances",
+            &[("RegionId", REGION), ("InstanceIds", &ids)],
+        )
         .await;
     reply.assert_ok()["Instances"]["Instance"][0].clone()
 }
@@ -41,7 +46,9 @@ async fn start_goes_through_starting_and_sets_start_time() {
     )
     .await;
     assert_eq!(describe(&c, "i-a").await["StartTime"], "");
-    c.v3("StartInstance", &[("InstanceId", "i-a")]).await.assert_ok();
+    c.v3("StartInstance", &[("InstanceId", "i-a")])
+        .await
+        .assert_ok();
     let during = describe(&c, "i-a").await;
     assert_eq!(during["Status"], "Starting");
     assert_eq!(during["StoppedMode"], "Not-applicable");
@@ -61,10 +68,16 @@ async fn stop_records_the_stopped_mode_and_force_stop_is_quicker() {
     };
     let running = |id: &str| InstanceSpec::new(id, REGION).status(InstanceStatus::Running);
     let (sim, c) = sim(times, vec![running("i-soft"), running("i-hard")]).await;
-    c.v3("StopInstance", &[("InstanceId", "i-soft")]).await.assert_ok();
+    c.v3("StopInstance", &[("InstanceId", "i-soft")])
+        .await
+        .assert_ok();
     c.v3(
         "StopInstance",
-        &[("InstanceId", "i-hard"), ("ForceStop", "True"), ("StoppedMode", "StopCharging")],
+        &[
+            ("InstanceId", "i-hard"),
+            ("ForceStop", "True"),
+            ("StoppedMode", "StopCharging"),
+        ],
     )
     .await
     .assert_ok();
@@ -72,10 +85,16 @@ async fn stop_records_the_stopped_mode_and_force_stop_is_quicker() {
     sim.advance(minutes(1));
     assert_eq!(describe(&c, "i-soft").await["Status"], "Stopping");
     let hard = describe(&c, "i-hard").await;
-    assert_eq!((hard["Status"].as_str(), hard["StoppedMode"].as_str()), (Some("Stopped"), Some("StopCharging")));
+    assert_eq!(
+        (hard["Status"].as_str(), hard["StoppedMode"].as_str()),
+        (Some("Stopped"), Some("StopCharging"))
+    );
     sim.advance(minutes(4));
     let soft = describe(&c, "i-soft").await;
-    assert_eq!((soft["Status"].as_str(), soft["StoppedMode"].as_str()), (Some("Stopped"), Some("KeepCharging")));
+    assert_eq!(
+        (soft["Status"].as_str(), soft["StoppedMode"].as_str()),
+        (Some("Stopped"), Some("KeepCharging"))
+    );
 }
 
 #[tokio::test]
@@ -91,7 +110,9 @@ async fn reboot_passes_through_stopping_and_starting_and_moves_start_time() {
     )
     .await;
     let before = describe(&c, "i-a").await["StartTime"].clone();
-    c.v3("RebootInstance", &[("InstanceId", "i-a")]).await.assert_ok();
+    c.v3("RebootInstance", &[("InstanceId", "i-a")])
+        .await
+        .assert_ok();
     let mut seen = vec![describe(&c, "i-a").await["Status"].clone()];
     sim.advance(minutes(2));
     seen.push(describe(&c, "i-a").await["Status"].clone());
@@ -99,13 +120,22 @@ async fn reboot_passes_through_stopping_and_starting_and_moves_start_time() {
     let after = describe(&c, "i-a").await;
     seen.push(after["Status"].clone());
     assert_eq!(seen, ["Stopping", "Starting", "Running"]);
-    assert_ne!(after["StartTime"], before, "a reboot minutes later moves StartTime");
+    assert_ne!(
+        after["StartTime"], before,
+        "a reboot minutes later moves StartTime"
+    );
     // A second reboot while one is in progress is refused, not queued.
-    c.v3("RebootInstance", &[("InstanceId", "i-a")]).await.assert_ok();
+    c.v3("RebootInstance", &[("InstanceId", "i-a")])
+        .await
+        .assert_ok();
     c.v3("RebootInstance", &[("InstanceId", "i-a")])
         .await
         .assert_error(403, "IncorrectInstanceStatus");
-    assert_eq!(sim.calls().count(Action::RebootInstance, "i-a", Outcome::Ok), 2);
+    assert_eq!(
+        sim.calls()
+            .count(Action::RebootInstance, "i-a", Outcome::Ok),
+        2
+    );
 }
 
 #[tokio::test]
@@ -123,7 +153,9 @@ async fn pending_becomes_stopped_after_its_time() {
         .assert_error(403, "InstanceNotReady");
     sim.advance(minutes(3));
     assert_eq!(describe(&c, "i-new").await["Status"], "Stopped");
-    c.v3("StartInstance", &[("InstanceId", "i-new")]).await.assert_ok();
+    c.v3("StartInstance", &[("InstanceId", "i-new")])
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
@@ -158,7 +190,11 @@ async fn describe_instances_pages_by_token_and_by_number() {
         .v1(
             "GET",
             "DescribeInstances",
-            &[("RegionId", REGION), ("PageSize", "10"), ("PageNumber", "3")],
+            &[
+                ("RegionId", REGION),
+                ("PageSize", "10"),
+                ("PageNumber", "3"),
+            ],
         )
         .await
         .0;
@@ -168,14 +204,23 @@ async fn describe_instances_pages_by_token_and_by_number() {
 
     let too_many = format!(
         "[{}]",
-        (0..101).map(|i| format!("\"i-{i}\"")).collect::<Vec<_>>().join(",")
+        (0..101)
+            .map(|i| format!("\"i-{i}\""))
+            .collect::<Vec<_>>()
+            .join(",")
     );
-    c.v3("DescribeInstances", &[("RegionId", REGION), ("InstanceIds", &too_many)])
-        .await
-        .assert_error(400, "InvalidParameter");
-    c.v3("DescribeInstances", &[("RegionId", REGION), ("InstanceIds", "i-1,i-2")])
-        .await
-        .assert_error(400, "InvalidInstanceIds.Malformed");
+    c.v3(
+        "DescribeInstances",
+        &[("RegionId", REGION), ("InstanceIds", &too_many)],
+    )
+    .await
+    .assert_error(400, "InvalidParameter");
+    c.v3(
+        "DescribeInstances",
+        &[("RegionId", REGION), ("InstanceIds", "i-1,i-2")],
+    )
+    .await
+    .assert_error(400, "InvalidInstanceIds.Malformed");
 }
 
 #[tokio::test]
@@ -191,7 +236,11 @@ async fn describe_instance_status_lists_statuses() {
     let reply = c
         .v3(
             "DescribeInstanceStatus",
-            &[("RegionId", REGION), ("InstanceId.1", "i-b"), ("InstanceId.2", "i-a")],
+            &[
+                ("RegionId", REGION),
+                ("InstanceId.1", "i-b"),
+                ("InstanceId.2", "i-a"),
+            ],
         )
         .await;
     let body = reply.assert_ok();
@@ -202,9 +251,12 @@ async fn describe_instance_status_lists_statuses() {
             {"InstanceId": "i-b", "Status": "Stopped"}
         ])
     );
-    c.v3("DescribeInstanceStatus", &[("RegionId", REGION), ("PageSize", "51")])
-        .await
-        .assert_error(400, "InvalidParameter");
+    c.v3(
+        "DescribeInstanceStatus",
+        &[("RegionId", REGION), ("PageSize", "51")],
+    )
+    .await
+    .assert_error(400, "InvalidParameter");
 }
 
 #[tokio::test]
@@ -212,17 +264,29 @@ async fn batch_actions_all_together_or_success_first() {
     let running = |id: &str| InstanceSpec::new(id, REGION).status(InstanceStatus::Running);
     let (sim, c) = sim(
         TransitionTimes::ZERO,
-        vec![running("i-a"), running("i-b"), InstanceSpec::new("i-stopped", REGION)],
+        vec![
+            running("i-a"),
+            running("i-b"),
+            InstanceSpec::new("i-stopped", REGION),
+        ],
     )
     .await;
     // AllTogether (the default): one refusal refuses all.
     c.v3(
         "RebootInstances",
-        &[("RegionId", REGION), ("InstanceId.1", "i-a"), ("InstanceId.2", "i-stopped")],
+        &[
+            ("RegionId", REGION),
+            ("InstanceId.1", "i-a"),
+            ("InstanceId.2", "i-stopped"),
+        ],
     )
     .await
     .assert_error(403, "IncorrectInstanceStatus");
-    assert_eq!(sim.calls().count(Action::RebootInstances, "i-a", Outcome::Ok), 0);
+    assert_eq!(
+        sim.calls()
+            .count(Action::RebootInstances, "i-a", Outcome::Ok),
+        0
+    );
     // SuccessFirst: each instance answers for itself.
     let reply = c
         .v3(
@@ -245,14 +309,22 @@ async fn batch_actions_all_together_or_success_first() {
     // RebootInstances takes ForceReboot; StartInstances starts the stopped ones.
     c.v3(
         "RebootInstances",
-        &[("RegionId", REGION), ("InstanceId.1", "i-b"), ("ForceReboot", "TRUE")],
+        &[
+            ("RegionId", REGION),
+            ("InstanceId.1", "i-b"),
+            ("ForceReboot", "TRUE"),
+        ],
     )
     .await
     .assert_ok();
     c.v1(
         "POST",
         "StartInstances",
-        &[("RegionId", REGION), ("InstanceId.1", "i-a"), ("InstanceId.2", "i-stopped")],
+        &[
+            ("RegionId", REGION),
+            ("InstanceId.1", "i-a"),
+            ("InstanceId.2", "i-stopped"),
+        ],
     )
     .await
     .0

@@ -54,10 +54,9 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
-    payload
-        .map(|Json(v)| v)
-        .map_err(|e| problem(StatusCode::BAD_REQUEST, e.body_text()))
+/// The JSON body, or the reason it could not be read (serde's message names the field).
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, String> {
+    payload.map(|Json(v)| v).map_err(|e| e.body_text())
 }
 
 fn done(result: Result<(), HandleError>) -> Response {
@@ -79,22 +78,23 @@ async fn get_instance(State(s): AppState, Path(id): Path<String>) -> Response {
     }
 }
 
-/// One instance spec or a list of them.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    Many(Vec<InstanceSpec>),
-    One(Box<InstanceSpec>),
-}
-
+/// One instance (file format) or a list of them; serde's message names a bad field.
 async fn add_instances(
     State(s): AppState,
-    payload: Result<Json<OneOrMany>, JsonRejection>,
+    payload: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Response {
-    let specs = match body(payload) {
-        Ok(OneOrMany::Many(v)) => v,
-        Ok(OneOrMany::One(one)) => vec![*one],
-        Err(r) => return r,
+    let value = match body(payload) {
+        Ok(v) => v,
+        Err(m) => return problem(StatusCode::BAD_REQUEST, m),
+    };
+    let specs = if value.is_array() {
+        serde_json::from_value::<Vec<InstanceSpec>>(value)
+    } else {
+        serde_json::from_value::<InstanceSpec>(value).map(|one| vec![one])
+    };
+    let specs = match specs {
+        Ok(specs) => specs,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, format!("instance: {e}")),
     };
     let h = handle(&s);
     for spec in specs {
@@ -118,7 +118,7 @@ async fn set_status(
 ) -> Response {
     match body(payload) {
         Ok(b) => done(handle(&s).set_status(&id, b.status)),
-        Err(r) => r,
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -138,7 +138,7 @@ async fn set_locks(
             let reasons: Vec<&str> = b.locks.iter().map(String::as_str).collect();
             done(handle(&s).set_locks(&id, &reasons))
         }
-        Err(r) => r,
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -153,7 +153,7 @@ async fn set_flags(
 ) -> Response {
     match body(payload) {
         Ok(flags) => done(handle(&s).set_flags(&id, flags)),
-        Err(r) => r,
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -170,7 +170,7 @@ async fn add_fault(
             Ok(()) => StatusCode::CREATED.into_response(),
             Err(e) => done(Err(e)),
         },
-        Err(r) => r,
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -185,7 +185,7 @@ async fn set_error_rates(
 ) -> Response {
     match body(payload) {
         Ok(rates) => done(handle(&s).set_error_rates(rates)),
-        Err(r) => r,
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -201,7 +201,7 @@ async fn set_quotas(
             }
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -214,7 +214,7 @@ async fn set_latency(
             handle(&s).set_latency(latency);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -231,7 +231,7 @@ async fn set_transitions(
             handle(&s).set_transitions(times);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -253,7 +253,7 @@ async fn advance_clock(
             }
             Err(_) => problem(StatusCode::BAD_REQUEST, "seconds must be a number ≥ 0"),
         },
-        Err(r) => r,
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -267,7 +267,7 @@ async fn add_key(State(s): AppState, payload: Result<Json<KeySpec>, JsonRejectio
             handle(&s).add_key(key);
             StatusCode::CREATED.into_response()
         }
-        Err(r) => r,
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }
 

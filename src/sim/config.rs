@@ -79,7 +79,7 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 fn default_seed() -> u64 {
-    0x5eed_ec5_5131
+    0x05ee_dec5_5131
 }
 fn default_log_capacity() -> usize {
     100_000

@@ -259,10 +259,16 @@ impl SimHandle {
         specs: impl IntoIterator<Item = InstanceSpec>,
     ) -> Result<(), HandleError> {
         let now = self.shared.clock.now();
+        let mut faults = lock(&self.shared.faults);
         let mut fleet = lock(&self.shared.fleet);
         for spec in specs {
             spec.validate("instance")
                 .map_err(|e| HandleError::Invalid(e.to_string()))?;
+            for fault in &spec.faults {
+                let mut fault = fault.clone();
+                fault.instance = Some(spec.id.clone());
+                faults.add(fault);
+            }
             fleet.insert(&spec, now);
         }
         Ok(())

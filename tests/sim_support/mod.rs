@@ -25,7 +25,12 @@ impl Reply {
     /// Asserts an ECS error answer: status, code and the exact error-body shape.
     #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!((self.status, self.code()), (status, code), "{:#}", self.body);
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "{:#}",
+            self.body
+        );
         let mut keys: Vec<&str> = self
             .body
             .as_object()
@@ -34,7 +39,10 @@ impl Reply {
             .map(String::as_str)
             .collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["Code", "HostId", "Message", "Recommend", "RequestId"]);
+        assert_eq!(
+            keys,
+            ["Code", "HostId", "Message", "Recommend", "RequestId"]
+        );
     }
 
     #[track_caller]
@@ -66,7 +74,9 @@ pub struct Client {
 }
 
 pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 pub fn nonce() -> String {
