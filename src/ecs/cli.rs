@@ -459,7 +459,8 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("5d").is_err());
         assert!(parse_action_qps("DescribeInstances").is_err());
         assert!(parse_action_qps("DescribeInstances=-1").is_err());
     }
