@@ -27,16 +27,25 @@ pub enum Command {
     Crd,
     /// Run the controller against a Kubernetes cluster.
     Run(crate::controller::cli::RunArgs),
+    /// The no-cluster quick start: a local Kubernetes API, the ECS simulator, the examples and
+    /// the real controller, until every object has settled.
+    Demo(crate::demo::cli::DemoArgs),
 }
 
 impl Cli {
     pub async fn run(self) -> ExitCode {
-        telemetry::init(self.log_format);
+        // Interactive commands keep their output readable; the controller logs what it does.
+        let default_level = match self.command {
+            Command::Run(_) | Command::Simulate(_) => "info",
+            _ => "warn",
+        };
+        telemetry::init(self.log_format, default_level);
         match self.command {
             Command::Ecs(args) => crate::ecs::cli::run(args).await,
             Command::Simulate(args) => crate::sim::cli::run(args).await,
             Command::Crd => print_crd(),
             Command::Run(args) => crate::controller::cli::run(args).await,
+            Command::Demo(args) => crate::demo::cli::run(args).await,
         }
     }
 }

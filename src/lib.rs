@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod demo;
 pub mod ecs;
 pub mod kubesim;
 pub mod sim;

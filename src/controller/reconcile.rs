@@ -335,7 +335,7 @@ async fn call(
             if matches!(mutation, Mutation::Reboot { .. }) && !may_have_executed(&err) {
                 record.status.reboot_in_flight = None;
             }
-            warn!(action = action_name, error = %err, "ECS refused the call");
+            info!(action = action_name, error = %err, "ECS refused the call");
             record.failed(action_name, &err, secret_version, jitter)
         }
     }

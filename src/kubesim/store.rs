@@ -488,6 +488,9 @@ impl State {
     ) -> Result<(), ApiError> {
         let def = &ctx.def;
         let mut causes = Vec::new();
+        if def.group.is_empty() && def.kind == "Secret" {
+            fold_string_data(obj);
+        }
         if let Some(schema) = &def.schema {
             let mut pruned = Vec::new();
             schema.default_and_prune(obj, "", &mut pruned);
@@ -1309,4 +1312,51 @@ fn apply_json_patch(doc: &mut Value, p: json_patch::Patch) -> Result<(), String>
     }
     *doc = work;
     Ok(())
+}
+
+/// As the real API server does: a Secret's `stringData` is merged into `data` (base64), and
+/// never stored or returned.
+fn fold_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map
+        .entry("data")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !data.is_object() {
+        *data = Value::Object(Default::default());
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (key, value) in string_data {
+            let text = value.as_str().unwrap_or_default();
+            data.insert(
+                key,
+                Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_string_data_is_folded_into_data() {
+        let mut secret = json!({
+            "kind": "Secret",
+            "data": {"kept": "a2VwdA=="},
+            "stringData": {"accessKeyId": "LTAI", "kept": "over"},
+        });
+        fold_string_data(&mut secret);
+        assert_eq!(
+            secret,
+            json!({"kind": "Secret", "data": {"accessKeyId": "TFRBSQ==", "kept": "b3Zlcg=="}})
+        );
+    }
 }

@@ -147,25 +147,41 @@ impl SimConfig {
         Self::from_yaml(&text)
     }
 
-    /// The documented default fleet of `simulate` without `--instances`.
+    /// The documented default fleet of `simulate` without `--instances`: one instance for each
+    /// manifest in `deploy/examples/`, so `demo` (and `kubectl apply -f deploy/examples/`
+    /// against a controller pointed at `simulate`) show every behaviour. Running instances
+    /// started an hour before the simulator did, so a reboot of them can be proven at once.
     pub fn default_fleet() -> Self {
-        let mut pending = InstanceSpec::new("i-sim-hz-pending", "cn-hangzhou");
-        pending.status = InstanceStatus::Pending;
-        let mut running = InstanceSpec::new("i-sim-hz-running", "cn-hangzhou");
-        running.status = InstanceStatus::Running;
-        let stopped = InstanceSpec::new("i-sim-hz-stopped", "cn-hangzhou");
-        let mut locked = InstanceSpec::new("i-sim-sh-locked", "cn-shanghai");
-        locked.status = InstanceStatus::Running;
-        locked.locks = vec!["security".into()];
-        let mut sh_running = InstanceSpec::new("i-sim-sh-running", "cn-shanghai");
-        sh_running.status = InstanceStatus::Running;
-        sh_running.charge_type = ChargeType::PrePaid;
-        sh_running.expired_time = Some("2099-12-31T16:00Z".into());
-        let mut overdue = InstanceSpec::new("i-sim-sh-overdue", "cn-shanghai");
+        let an_hour_ago = jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_hours(1))
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .strftime("%Y-%m-%dT%H:%MZ")
+            .to_string();
+        let hangzhou = |id: &str| InstanceSpec::new(id, "cn-hangzhou");
+        let shanghai = |id: &str| InstanceSpec::new(id, "cn-shanghai");
+        let running = |mut spec: InstanceSpec| {
+            spec.status = InstanceStatus::Running;
+            spec.start_time = Some(an_hour_ago.clone());
+            spec
+        };
+        let mut not_ready = shanghai("i-uf6demopending01");
+        not_ready.faults = vec![FaultSpec::new(Action::StartInstance, "InstanceNotReady").times(2)];
+        let mut overdue = shanghai("i-uf6demooverdue1");
         overdue.overdue = true;
         overdue.locks = vec!["financial".into()];
         Self {
-            instances: vec![pending, running, stopped, locked, sh_running, overdue],
+            instances: vec![
+                hangzhou("i-bp1demorunning01"),
+                running(hangzhou("i-bp1demostopped01")),
+                running(hangzhou("i-bp1demoreboot001")),
+                running(hangzhou("i-bp1demohardboot1")),
+                running(shanghai("i-uf6demodryrun001")),
+                hangzhou("i-bp1demosecret001"),
+                running(hangzhou("i-bp1demopaused001")),
+                not_ready,
+                shanghai("i-uf6demolocked001").lock("security"),
+                overdue,
+            ],
             ..Self::default()
         }
     }

@@ -13,11 +13,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global tracing subscriber; `RUST_LOG` filters (default `info`). Logs go to
-/// stderr so command output on stdout stays machine-readable.
-pub fn init(format: LogFormat) {
+/// Installs the global tracing subscriber; `RUST_LOG` filters (default `default_level`). Logs go
+/// to stderr so command output on stdout stays machine-readable.
+pub fn init(format: LogFormat, default_level: &str) {
     use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second call (tests, or a subcommand that set it up already) is harmless.
     let _ = match format {

@@ -1,0 +1,159 @@
+//! A whole local stack in one process: the in-process Kubernetes API server with the CRD
+//! installed, the ECS simulator, and the real controller between them, talking over HTTP on
+//! loopback exactly as in a cluster. The `demo` command, the scenario tests and the fleet
+//! benchmark all stand on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use kube::{Client, CustomResourceExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::EcsInstance;
+use crate::controller::connect::ClientConnector;
+use crate::controller::observe::{DirectObserver, Observer};
+use crate::controller::runtime::{ControllerOptions, EcsSide, RunError, run_controller};
+use crate::ecs::Credentials;
+use crate::ecs::client::{EcsClient, EcsClientConfig};
+use crate::ecs::credentials::StaticProvider;
+use crate::ecs::endpoint::EndpointConfig;
+use crate::ecs::ratelimit::RateLimits;
+use crate::kubesim::{KubeSim, KubeSimError, KubeSimOptions};
+use crate::sim::{SimConfig, Simulator, StartError};
+use crate::telemetry::Metrics;
+use crate::telemetry::server::Readiness;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("in-process Kubernetes API: {0}")]
+    Kube(#[from] KubeSimError),
+    #[error("ECS simulator: {0}")]
+    Sim(#[from] StartError),
+    #[error("installing the CRD: {0}")]
+    Crd(#[from] kube::Error),
+    #[error("ECS client: {0}")]
+    Ecs(#[from] crate::ecs::EcsError),
+}
+
+/// The in-process API server and the simulator, with the EcsInstance CRD installed.
+pub struct Sandbox {
+    pub kube: KubeSim,
+    pub sim: Simulator,
+    pub client: Client,
+}
+
+impl Sandbox {
+    pub async fn start(sim: SimConfig) -> Result<Self, SandboxError> {
+        let kube = KubeSim::start(KubeSimOptions {
+            auto_create_namespaces: true,
+            ..KubeSimOptions::default()
+        })
+        .await?;
+        let sim = Simulator::start(sim).await?;
+        let client = kube.client()?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.create(&PostParams::default(), &EcsInstance::crd())
+            .await?;
+        Ok(Self { kube, sim, client })
+    }
+
+    /// The credentials the simulator accepts (its first key).
+    pub fn credentials(&self) -> Credentials {
+        let (id, secret) = self.sim.access_key();
+        Credentials::new(id, secret, None)
+    }
+
+    /// An ECS client pointed at the simulator, signing with its key, without rate limits.
+    pub fn ecs_client(&self) -> Result<EcsClient, SandboxError> {
+        let endpoint = EndpointConfig::fixed(&self.sim.endpoint())
+            .map_err(crate::ecs::EcsError::InvalidInput)?;
+        let config = EcsClientConfig {
+            endpoint,
+            rate_limits: RateLimits {
+                default_qps: 0.0,
+                ..RateLimits::default()
+            },
+            ..EcsClientConfig::default()
+        };
+        Ok(EcsClient::new(
+            config,
+            Arc::new(StaticProvider(self.credentials())),
+        )?)
+    }
+
+    /// Starts the real controller against this sandbox.
+    pub fn spawn_controller(
+        &self,
+        options: ControllerOptions,
+    ) -> Result<RunningController, SandboxError> {
+        self.spawn_controller_with(options, self.ecs_client()?, Arc::new(DirectObserver))
+    }
+
+    /// Starts the controller with a given ECS client and observer.
+    pub fn spawn_controller_with(
+        &self,
+        options: ControllerOptions,
+        ecs: EcsClient,
+        observer: Arc<dyn Observer>,
+    ) -> Result<RunningController, SandboxError> {
+        let metrics = Metrics::default();
+        let connector = Arc::new(ClientConnector::new(ecs, metrics.clone()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run_controller(
+            self.kube.client()?,
+            EcsSide {
+                connector,
+                observer,
+            },
+            options,
+            metrics.clone(),
+            Readiness::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(RunningController {
+            stop: Some(stop),
+            task,
+            metrics,
+        })
+    }
+
+    pub async fn shutdown(self) {
+        self.sim.shutdown().await;
+        self.kube.shutdown().await;
+    }
+}
+
+/// A controller running in this process.
+pub struct RunningController {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), RunError>>,
+    pub metrics: Metrics,
+}
+
+impl RunningController {
+    /// Graceful shutdown: in-flight reconciles finish.
+    pub async fn stop(mut self) -> Result<(), RunError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(Duration::from_secs(30), &mut self.task).await {
+            Ok(Ok(result)) => result,
+            _ => Ok(()),
+        }
+    }
+
+    /// A crash: everything in flight is dropped where it stands.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
