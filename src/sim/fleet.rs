@@ -229,6 +229,12 @@ impl InstanceRecord {
             .any(|l| l.eq_ignore_ascii_case("security"))
     }
 
+    /// Backdates (or moves) the last start, as if the instance had started at `at` (admin).
+    pub fn force_start_time(&mut self, now: Timestamp, at: Timestamp) {
+        self.settle(now);
+        self.start_time = Some(at);
+    }
+
     /// Forces a stable status now (admin), dropping any transition in progress.
     pub fn force_status(&mut self, now: Timestamp, status: InstanceStatus) {
         self.settle(now);

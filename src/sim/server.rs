@@ -295,6 +295,11 @@ impl SimHandle {
         self.with_instance(id, |r, now| r.force_status(now, status))
     }
 
+    /// Sets the instance's StartTime, e.g. to make it look started long ago.
+    pub fn set_start_time(&self, id: &str, at: jiff::Timestamp) -> Result<(), HandleError> {
+        self.with_instance(id, |r, now| r.force_start_time(now, at))
+    }
+
     /// Replaces the instance's `OperationLocks` reasons.
     pub fn set_locks(&self, id: &str, reasons: &[&str]) -> Result<(), HandleError> {
         self.with_instance(id, |r, _| {
