@@ -67,6 +67,21 @@ pub enum Mutation {
     },
 }
 
+impl Mutation {
+    /// The reboot token this call carries out (a reboot, or a start that boots the instance),
+    /// when it is for real (not a dry run). Such a call is recorded as in flight first.
+    pub fn carried_token(&self) -> Option<&str> {
+        match self {
+            Self::Start {
+                options,
+                satisfies_token,
+            } if !options.dry_run => satisfies_token.as_deref(),
+            Self::Reboot { options, token, .. } if !options.dry_run => Some(token),
+            _ => None,
+        }
+    }
+}
+
 /// Why the controller is waiting on the instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitReason {

@@ -207,16 +207,10 @@ async fn act(
             resync
         }
         Step::Call(mutation) => {
-            if let Mutation::Reboot {
-                token,
-                start_time_before,
-                options,
-            } = mutation
-                && !options.dry_run
-            {
+            if let Some(token) = mutation.carried_token() {
                 let intent = RebootInFlight {
-                    token: token.clone(),
-                    start_time_before: start_time_before.clone(),
+                    token: token.to_string(),
+                    start_time_before: instance.and_then(|i| i.start_time.clone()),
                     requested_at: Time(record.now()),
                 };
                 if !write_reboot_intent(api, obj, &intent).await? {
@@ -330,9 +324,9 @@ async fn call(
             ctx.settings.resync
         }
         Err(err) => {
-            // A reboot that may have gone out stays recorded as in flight; one that surely did
-            // not is forgotten so it is retried.
-            if matches!(mutation, Mutation::Reboot { .. }) && !may_have_executed(&err) {
+            // A token-carrying call that may have gone out stays recorded as in flight; one that
+            // surely did not is forgotten so it is retried.
+            if mutation.carried_token().is_some() && !may_have_executed(&err) {
                 record.status.reboot_in_flight = None;
             }
             info!(action = action_name, error = %err, "ECS refused the call");
@@ -432,7 +426,8 @@ fn until_delay(now: Timestamp, until: Timestamp) -> Duration {
     Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO)
 }
 
-/// Records the reboot intent before RebootInstance, conditional on the object not having
+/// Records the intent before a call that carries out a reboot token (RebootInstance, or a
+/// StartInstance that satisfies one), conditional on the object not having
 /// changed since it was read. `false`: it had changed (a stale cache, another writer), so the
 /// decision may rest on old facts and must be made again.
 async fn write_reboot_intent(

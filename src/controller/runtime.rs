@@ -67,13 +67,29 @@ pub enum RunError {
     Kube(#[from] kube::Error),
 }
 
-/// Fails fast, with the fix in the message, when the CRD is missing.
+/// Fails fast, with the fix in the message, when the CRD is missing; rides out a briefly
+/// unavailable API server (5xx, 429, connection errors) for up to about half a minute.
 pub async fn ensure_crd_installed(client: &Client) -> Result<(), RunError> {
     let api: Api<EcsInstance> = Api::all(client.clone());
-    match api.list_metadata(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Err(RunError::CrdMissing),
-        Err(err) => Err(err.into()),
+    let mut delay = Duration::from_millis(200);
+    let mut waited = Duration::ZERO;
+    loop {
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Err(RunError::CrdMissing);
+            }
+            Err(kube::Error::Api(status)) if status.code < 500 && status.code != 429 => {
+                return Err(kube::Error::Api(status).into());
+            }
+            Err(err) if waited >= Duration::from_secs(30) => return Err(err.into()),
+            Err(err) => {
+                warn!(error = %err, "the API server is not answering yet; retrying");
+                tokio::time::sleep(delay).await;
+                waited += delay;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 

@@ -42,7 +42,7 @@ pub(crate) struct Target<'a> {
 }
 
 impl ApiError {
-    fn plain(code: u16, reason: &'static str, message: String) -> Self {
+    pub(crate) fn plain(code: u16, reason: &'static str, message: String) -> Self {
         ApiError {
             code,
             reason,

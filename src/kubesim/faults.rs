@@ -67,6 +67,7 @@ impl RequestFilter {
 #[derive(Debug, Clone)]
 pub(crate) enum Injected {
     ServerError,
+    Conflict,
     TooManyRequests { retry_after_secs: u64 },
 }
 
@@ -138,6 +139,16 @@ impl Faults {
     pub fn fail_next(&self, n: u64, filter: RequestFilter) {
         self.lock().rules.push(ErrorRule {
             what: Injected::ServerError,
+            remaining: n,
+            filter,
+        });
+    }
+
+    /// Answers the next `n` matching requests with `409 Conflict`, as if another writer had
+    /// changed the object first.
+    pub fn conflict_next(&self, n: u64, filter: RequestFilter) {
+        self.lock().rules.push(ErrorRule {
+            what: Injected::Conflict,
             remaining: n,
             filter,
         });

@@ -231,6 +231,13 @@ pub(crate) async fn handle(
         Some(Injected::TooManyRequests { retry_after_secs }) => {
             return error_response(&ApiError::too_many_requests(retry_after_secs));
         }
+        Some(Injected::Conflict) => {
+            return error_response(&ApiError::plain(
+                409,
+                "Conflict",
+                "kubesim: injected fault: the object has been modified; please apply your changes to the latest version and try again".into(),
+            ));
+        }
         None => {}
     }
     let rendering = if accept.contains("as=PartialObjectMetadata") {
