@@ -64,7 +64,7 @@ async fn run_inner(args: DemoArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     println!(
         "Kubernetes API (in-process): {}\nECS simulator:                {}",
-        sandbox.kube.url(),
+        sandbox.kube.as_ref().map_or("-".to_string(), |k| k.url()),
         sandbox.sim.endpoint()
     );
     apply(&sandbox.client, &manifests).await?;
@@ -295,10 +295,11 @@ async fn keep_running(sandbox: &Sandbox) -> Result<(), String> {
         std::env::temp_dir().join(format!("ecs-power-controller-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join("kubeconfig");
-    sandbox
+    let kube = sandbox
         .kube
-        .write_kubeconfig(&path)
-        .map_err(|e| e.to_string())?;
+        .as_ref()
+        .ok_or("the demo runs in-process only")?;
+    kube.write_kubeconfig(&path).map_err(|e| e.to_string())?;
     println!(
         "\nStill running. Try:\n  kubectl --kubeconfig {} get ecsi -w\nCtrl-C stops the demo.",
         path.display()

@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
-use kube::{Client, CustomResourceExt};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Client, CustomResourceExt, ResourceExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -38,14 +40,19 @@ pub enum SandboxError {
     Ecs(#[from] crate::ecs::EcsError),
 }
 
-/// The in-process API server and the simulator, with the EcsInstance CRD installed.
+/// A Kubernetes API (in-process, or a real cluster) and the simulator, with the EcsInstance CRD
+/// installed.
 pub struct Sandbox {
-    pub kube: KubeSim,
+    /// The in-process API server; `None` on a real cluster.
+    pub kube: Option<KubeSim>,
     pub sim: Simulator,
     pub client: Client,
+    /// Where this sandbox's objects live: `default` in-process, a fresh one on a real cluster.
+    pub namespace: String,
 }
 
 impl Sandbox {
+    /// In-process: a new API server, nothing shared with anything else.
     pub async fn start(sim: SimConfig) -> Result<Self, SandboxError> {
         let kube = KubeSim::start(KubeSimOptions {
             auto_create_namespaces: true,
@@ -57,7 +64,52 @@ impl Sandbox {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.create(&PostParams::default(), &EcsInstance::crd())
             .await?;
-        Ok(Self { kube, sim, client })
+        Ok(Self {
+            kube: Some(kube),
+            sim,
+            client,
+            namespace: "default".to_string(),
+        })
+    }
+
+    /// On a real cluster (the client's): the CRD applied (server-side), and a namespace of its
+    /// own so that sandboxes running at once never see each other's objects.
+    pub async fn on_cluster(client: Client, sim: SimConfig) -> Result<Self, SandboxError> {
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let crd = EcsInstance::crd();
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply("ecs-power-controller-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        let established = |c: Option<&CustomResourceDefinition>| {
+            c.and_then(|c| c.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds, &crd.name_any(), established),
+        )
+        .await;
+        let namespace = format!("ecsi-e2e-{:08x}", rand::random::<u32>());
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace},
+        }))
+        .map_err(|e| SandboxError::Crd(kube::Error::SerdeError(e)))?;
+        namespaces.create(&PostParams::default(), &ns).await?;
+        let sim = Simulator::start(sim).await?;
+        Ok(Self {
+            kube: None,
+            sim,
+            client,
+            namespace,
+        })
     }
 
     /// The credentials the simulator accepts (its first key).
@@ -103,7 +155,7 @@ impl Sandbox {
         let connector = Arc::new(ClientConnector::new(ecs, metrics.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(run_controller(
-            self.kube.client()?,
+            self.client.clone(),
             EcsSide {
                 connector,
                 observer,
@@ -124,7 +176,15 @@ impl Sandbox {
 
     pub async fn shutdown(self) {
         self.sim.shutdown().await;
-        self.kube.shutdown().await;
+        match self.kube {
+            Some(kube) => kube.shutdown().await,
+            None => {
+                let namespaces: Api<Namespace> = Api::all(self.client.clone());
+                let _ = namespaces
+                    .delete(&self.namespace, &Default::default())
+                    .await;
+            }
+        }
     }
 }
 

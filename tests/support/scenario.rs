@@ -17,7 +17,15 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 pub const REGION: &str = "cn-hangzhou";
-pub const NS: &str = "default";
+
+/// Where a scenario runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    /// The in-process Kubernetes API server (every `cargo test`).
+    Local,
+    /// The cluster `KUBECONFIG` points at (the ignored `real_cluster` suite).
+    Cluster,
+}
 
 /// `yyyy-MM-ddTHH:mmZ` an hour ago: a StartTime old enough for a provable reboot.
 pub fn an_hour_ago() -> String {
@@ -38,15 +46,32 @@ pub fn instance(id: &str, status: InstanceStatus) -> InstanceSpec {
 }
 
 /// A sandbox whose simulator has these instances and zero transition times.
-pub async fn sandbox(instances: Vec<InstanceSpec>) -> Sandbox {
+pub async fn sandbox(backend: Backend, instances: Vec<InstanceSpec>) -> Sandbox {
     let mut config = SimConfig::instant();
     config.instances = instances;
-    Sandbox::start(config).await.expect("sandbox starts")
+    match backend {
+        Backend::Local => Sandbox::start(config).await.expect("sandbox starts"),
+        Backend::Cluster => {
+            let client = Client::try_default()
+                .await
+                .expect("KUBECONFIG points at a reachable cluster");
+            Sandbox::on_cluster(client, config)
+                .await
+                .expect("sandbox starts on the cluster")
+        }
+    }
 }
 
-/// Timings for tests: quick polls, short grace, no StartTime margin.
-pub fn fast_options() -> ControllerOptions {
+/// The in-process API server of a local sandbox (for its fault injection).
+pub fn local(sb: &Sandbox) -> &ecs_power_controller::kubesim::KubeSim {
+    sb.kube.as_ref().expect("a local sandbox")
+}
+
+/// Timings for tests (quick polls, short grace, no StartTime margin), watching the sandbox's
+/// namespace only.
+pub fn fast_options(sb: &Sandbox) -> ControllerOptions {
     ControllerOptions {
+        namespace: Some(sb.namespace.clone()),
         concurrency: 16,
         settings: Settings {
             resync: Duration::from_secs(60),
@@ -61,7 +86,7 @@ pub fn fast_options() -> ControllerOptions {
 }
 
 pub fn ecs_instance(name: &str, instance_id: &str, power: PowerState) -> EcsInstance {
-    let mut obj = EcsInstance::new(
+    EcsInstance::new(
         name,
         EcsInstanceSpec {
             instance_id: instance_id.into(),
@@ -73,9 +98,7 @@ pub fn ecs_instance(name: &str, instance_id: &str, power: PowerState) -> EcsInst
             dry_run: false,
             credentials_secret_ref: None,
         },
-    );
-    obj.metadata.namespace = Some(NS.into());
-    obj
+    )
 }
 
 pub fn with_token(mut obj: EcsInstance, token: &str) -> EcsInstance {
@@ -86,20 +109,20 @@ pub fn with_token(mut obj: EcsInstance, token: &str) -> EcsInstance {
     obj
 }
 
-pub fn api(client: &Client) -> Api<EcsInstance> {
-    Api::namespaced(client.clone(), NS)
+pub fn api(sb: &Sandbox) -> Api<EcsInstance> {
+    Api::namespaced(sb.client.clone(), &sb.namespace)
 }
 
-pub async fn create(client: &Client, obj: &EcsInstance) {
-    api(client)
+pub async fn create(sb: &Sandbox, obj: &EcsInstance) {
+    api(sb)
         .create(&PostParams::default(), obj)
         .await
         .expect("create EcsInstance");
 }
 
 /// Merge-patches the spec (a user editing the manifest).
-pub async fn patch_spec(client: &Client, name: &str, spec: serde_json::Value) {
-    api(client)
+pub async fn patch_spec(sb: &Sandbox, name: &str, spec: serde_json::Value) {
+    api(sb)
         .patch(
             name,
             &PatchParams::default(),
@@ -130,20 +153,20 @@ pub fn is_ready(obj: &EcsInstance) -> bool {
 
 /// Polls until `pred` holds; panics with the last status after `timeout`.
 pub async fn wait_for(
-    client: &Client,
+    sb: &Sandbox,
     name: &str,
     timeout: Duration,
     pred: impl Fn(&EcsInstance) -> bool,
 ) -> EcsInstance {
     let started = std::time::Instant::now();
     loop {
-        if let Ok(obj) = api(client).get(name).await
+        if let Ok(obj) = api(sb).get(name).await
             && pred(&obj)
         {
             return obj;
         }
         if started.elapsed() > timeout {
-            let last = api(client).get(name).await.ok();
+            let last = api(sb).get(name).await.ok();
             panic!(
                 "{name}: condition not met within {timeout:?}; last status: {:#?}",
                 last.and_then(|o| o.status)
@@ -155,21 +178,21 @@ pub async fn wait_for(
 
 /// Waits until the object has a condition with this reason.
 pub async fn wait_for_reason(
-    client: &Client,
+    sb: &Sandbox,
     name: &str,
     type_: &str,
     status: &str,
     reason: &str,
 ) -> EcsInstance {
-    wait_for(client, name, Duration::from_secs(20), |o| {
+    wait_for(sb, name, Duration::from_secs(20), |o| {
         cond(o, type_) == (status.to_string(), reason.to_string())
     })
     .await
 }
 
 /// Reasons of the events recorded for an object (events.k8s.io/v1 and core/v1 alike).
-pub async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+pub async fn event_reasons(sb: &Sandbox, name: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(sb.client.clone(), &sb.namespace);
     let mut reasons = Vec::new();
     if let Ok(list) = events.list(&ListParams::default()).await {
         for e in list.items {
@@ -178,7 +201,8 @@ pub async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
             }
         }
     }
-    let new_events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    let new_events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(sb.client.clone(), &sb.namespace);
     if let Ok(list) = new_events.list(&ListParams::default()).await {
         for e in list.items {
             if e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) {
@@ -190,8 +214,8 @@ pub async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
 }
 
 /// Every object's name, for messages.
-pub async fn names(client: &Client) -> Vec<String> {
-    api(client)
+pub async fn names(sb: &Sandbox) -> Vec<String> {
+    api(sb)
         .list(&ListParams::default())
         .await
         .map(|l| l.items.iter().map(|o| o.name_any()).collect())

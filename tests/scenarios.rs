@@ -1,6 +1,6 @@
-//! The API server misbehaves (dropped watches, conflicts, 500s, throttling) and the fleet is
-//! large: the controller recovers, nothing is lost, and ECS sees exactly the calls the
-//! decisions require.
+//! The controller end to end over HTTP, on the in-process Kubernetes API server: every shared
+//! scenario (`support::flows`), plus those that need the API server's fault injection: a kill
+//! between call and record, dropped watches, conflicts and 500s, and a 500-object fleet.
 
 mod support;
 
@@ -9,17 +9,68 @@ use std::time::Duration;
 use ecs_power_controller::api::PowerState;
 use ecs_power_controller::ecs::InstanceStatus;
 use ecs_power_controller::kubesim::{RequestFilter, Verb};
-use ecs_power_controller::sim::{Action, Outcome};
+use ecs_power_controller::sim::{Action, Latency, Outcome};
 use futures::future::join_all;
 use kube::api::ListParams;
+use support::flows::{reboots, token_done};
 use support::scenario::*;
 
+scenario_tests!(Backend::Local);
+
 const WAIT: Duration = Duration::from_secs(30);
+
+/// A real kill: the controller dies after ECS accepted the reboot, while its status write hangs;
+/// a new controller finishes the job without a second reboot.
+#[tokio::test]
+async fn a_controller_killed_mid_reboot_is_replaced_without_a_second_reboot() {
+    let sb = sandbox(
+        Backend::Local,
+        vec![instance("i-kill1", InstanceStatus::Running)],
+    )
+    .await;
+    // Slow ECS answers give the test time to arm the API-server delay between intent and call.
+    sb.sim.set_latency(Latency {
+        fixed_ms: 600,
+        jitter_ms: 0,
+    });
+    let first = sb.spawn_controller(fast_options(&sb)).unwrap();
+    create(
+        &sb,
+        &with_token(ecs_instance("app", "i-kill1", PowerState::Running), "t1"),
+    )
+    .await;
+    wait_for(&sb, "app", WAIT, |o| {
+        o.status
+            .as_ref()
+            .is_some_and(|s| s.reboot_in_flight.is_some())
+    })
+    .await;
+    // The intent is recorded and the call is on its way: from now on status writes hang.
+    local(&sb).faults().delay(
+        Duration::from_secs(30),
+        RequestFilter::any()
+            .verb(Verb::Patch)
+            .resource("ecsinstances/status"),
+    );
+    wait_for(&sb, "app", WAIT, |_| reboots(&sb, "i-kill1") == 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.kill().await;
+    local(&sb).faults().clear();
+    sb.sim.set_latency(Latency::default());
+
+    let second = sb.spawn_controller(fast_options(&sb)).unwrap();
+    wait_for(&sb, "app", WAIT, token_done("t1")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(reboots(&sb, "i-kill1"), 1);
+    second.stop().await.unwrap();
+    sb.shutdown().await;
+}
 
 #[tokio::test]
 async fn dropped_watches_conflicts_and_server_errors_lose_nothing() {
     let ids: Vec<String> = (0..20).map(|i| format!("i-flaky{i}")).collect();
     let sb = sandbox(
+        Backend::Local,
         ids.iter()
             .map(|id| instance(id, InstanceStatus::Stopped))
             .collect(),
@@ -30,27 +81,27 @@ async fn dropped_watches_conflicts_and_server_errors_lose_nothing() {
             .verb(Verb::Patch)
             .resource("ecsinstances/status")
     };
-    sb.kube.faults().fail_next(10, status_writes());
-    sb.kube.faults().conflict_next(5, status_writes());
-    sb.kube.faults().fail_next(
+    local(&sb).faults().fail_next(10, status_writes());
+    local(&sb).faults().conflict_next(5, status_writes());
+    local(&sb).faults().fail_next(
         3,
         RequestFilter::any()
             .verb(Verb::List)
             .resource("ecsinstances"),
     );
-    let controller = sb.spawn_controller(fast_options()).unwrap();
+    let controller = sb.spawn_controller(fast_options(&sb)).unwrap();
     for (i, id) in ids.iter().enumerate() {
         let mut obj = ecs_instance(&format!("obj-{i}"), id, PowerState::Running);
         if i % 4 == 0 {
             obj = with_token(obj, "t1");
         }
-        create(&sb.client, &obj).await;
+        create(&sb, &obj).await;
         if i == 10 {
-            sb.kube.faults().drop_watches();
+            local(&sb).faults().drop_watches();
         }
     }
     for i in 0..ids.len() {
-        wait_for(&sb.client, &format!("obj-{i}"), WAIT, is_ready).await;
+        wait_for(&sb, &format!("obj-{i}"), WAIT, is_ready).await;
     }
     // Every instance started exactly once; tokens on a Stopped instance are satisfied by the
     // start, so no reboot at all.
@@ -81,12 +132,12 @@ async fn five_hundred_objects_converge_with_exactly_the_calls_required() {
         };
         specs.push(instance(&format!("i-fleet{i:04}"), status));
     }
-    let sb = sandbox(specs).await;
-    let mut options = fast_options();
+    let sb = sandbox(Backend::Local, specs).await;
+    let mut options = fast_options(&sb);
     options.concurrency = 32;
     let controller = sb.spawn_controller(options).unwrap();
     let creates = (0..N).map(|i| {
-        let client = sb.client.clone();
+        let sb = &sb;
         async move {
             // Even: Stopped → Running. Odd: Running → Stopped, every tenth of them with a token
             // (skipped: the desired state is Stopped).
@@ -99,14 +150,14 @@ async fn five_hundred_objects_converge_with_exactly_the_calls_required() {
             if i % 10 == 1 {
                 obj = with_token(obj, "t1");
             }
-            create(&client, &obj).await;
+            create(sb, &obj).await;
         }
     });
     join_all(creates).await;
 
     let started = std::time::Instant::now();
     loop {
-        let list = api(&sb.client).list(&ListParams::default()).await.unwrap();
+        let list = api(&sb).list(&ListParams::default()).await.unwrap();
         let ready = list.items.iter().filter(|o| is_ready(o)).count();
         if ready == N {
             break;
@@ -134,7 +185,7 @@ async fn five_hundred_objects_converge_with_exactly_the_calls_required() {
         "tokens while Stopped are skipped"
     );
     for i in (1..N).step_by(10) {
-        let obj = api(&sb.client).get(&format!("fleet-{i:04}")).await.unwrap();
+        let obj = api(&sb).get(&format!("fleet-{i:04}")).await.unwrap();
         assert_eq!(obj.status.unwrap().last_reboot_token.as_deref(), Some("t1"));
     }
     controller.stop().await.unwrap();
