@@ -27,6 +27,8 @@ pub enum Command {
     Crd,
     /// Run the controller against a Kubernetes cluster.
     Run(crate::controller::cli::RunArgs),
+    /// Ask for one reboot of an EcsInstance's VM (sets a fresh spec.reboot.token).
+    Reboot(crate::controller::reboot_cmd::RebootArgs),
 }
 
 impl Cli {
@@ -37,6 +39,7 @@ impl Cli {
             Command::Simulate(args) => crate::sim::cli::run(args).await,
             Command::Crd => print_crd(),
             Command::Run(args) => crate::controller::cli::run(args).await,
+            Command::Reboot(args) => crate::controller::reboot_cmd::run(args).await,
         }
     }
 }

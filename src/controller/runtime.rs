@@ -67,9 +67,16 @@ pub enum RunError {
     Kube(#[from] kube::Error),
 }
 
-/// Fails fast, with the fix in the message, when the CRD is missing.
-pub async fn ensure_crd_installed(client: &Client) -> Result<(), RunError> {
-    let api: Api<EcsInstance> = Api::all(client.clone());
+/// Fails fast, with the fix in the message, when the CRD is missing. Lists in the watched
+/// namespace only, so a namespaced Role is enough (the single-namespace deployment).
+pub async fn ensure_crd_installed(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Result<(), RunError> {
+    let api: Api<EcsInstance> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Err(RunError::CrdMissing),
@@ -93,7 +100,7 @@ pub async fn run_controller(
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    ensure_crd_installed(&client).await?;
+    ensure_crd_installed(&client, options.namespace.as_deref()).await?;
     let reporter = Reporter {
         controller: options.reporter.clone(),
         instance: options.instance.clone(),
