@@ -30,6 +30,8 @@ pub enum Command {
     /// The no-cluster quick start: a local Kubernetes API, the ECS simulator, the examples and
     /// the real controller, until every object has settled.
     Demo(crate::demo::cli::DemoArgs),
+    /// Ask for one reboot of an EcsInstance's VM (sets a fresh spec.reboot.token).
+    Reboot(crate::controller::reboot_cmd::RebootArgs),
 }
 
 impl Cli {
@@ -46,6 +48,7 @@ impl Cli {
             Command::Crd => print_crd(),
             Command::Run(args) => crate::controller::cli::run(args).await,
             Command::Demo(args) => crate::demo::cli::run(args).await,
+            Command::Reboot(args) => crate::controller::reboot_cmd::run(args).await,
         }
     }
 }

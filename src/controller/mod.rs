@@ -8,6 +8,7 @@ pub mod health;
 pub mod leader;
 pub mod metered;
 pub mod observe;
+pub mod reboot_cmd;
 pub mod reconcile;
 pub mod record;
 pub mod runtime;

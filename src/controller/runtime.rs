@@ -68,9 +68,16 @@ pub enum RunError {
 }
 
 /// Fails fast, with the fix in the message, when the CRD is missing; rides out a briefly
-/// unavailable API server (5xx, 429, connection errors) for up to about half a minute.
-pub async fn ensure_crd_installed(client: &Client) -> Result<(), RunError> {
-    let api: Api<EcsInstance> = Api::all(client.clone());
+/// unavailable API server (5xx, 429, connection errors) for up to about half a minute. Lists in
+/// the watched namespace only, so a namespaced Role is enough (the single-namespace deployment).
+pub async fn ensure_crd_installed(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Result<(), RunError> {
+    let api: Api<EcsInstance> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let mut delay = Duration::from_millis(200);
     let mut waited = Duration::ZERO;
     loop {
@@ -109,7 +116,7 @@ pub async fn run_controller(
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    ensure_crd_installed(&client).await?;
+    ensure_crd_installed(&client, options.namespace.as_deref()).await?;
     let reporter = Reporter {
         controller: options.reporter.clone(),
         instance: options.instance.clone(),

@@ -1,0 +1,738 @@
+//! The RBAC in `deploy/` grants exactly what the controller uses.
+//!
+//! The real binary (`ecs-power-controller run --leader-elect`) runs against kubesim through a
+//! recording proxy while an operator starts, stops, restarts and reboots an instance. Every
+//! Kubernetes request it makes is classified as RBAC sees it (apiGroup, resource, verb,
+//! namespace), and:
+//! - what it did must be in [`CONTROLLER_CALLS`], the maintained table;
+//! - the table must be what `deploy/` grants, rule for rule (base ClusterRole, the
+//!   single-namespace overlay's Role, the leader-election Role);
+//! - with `WATCH_NAMESPACE` (the single-namespace overlay) it must stay inside its namespace,
+//!   or a Role could not cover it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body as AxumBody;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use ecs_power_controller::api::EcsInstance;
+use ecs_power_controller::controller::reboot_cmd::request_reboot;
+use ecs_power_controller::ecs::InstanceStatus;
+use ecs_power_controller::kubesim::{KubeSim, KubeSimOptions};
+use ecs_power_controller::sim::{Action, InstanceSpec, SimConfig, Simulator};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Client, CustomResourceExt};
+use serde_json::{Value, json};
+
+/// Where the controller is allowed to make a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Scope {
+    /// In the namespaces it watches (all: ClusterRole; one: Role there).
+    Watched,
+    /// In its own namespace only (the leader-election Role).
+    Own,
+}
+
+/// Every Kubernetes call the controller makes: (apiGroup, resource, verb, scope, where in the
+/// code). Change this table together with the code and `deploy/`.
+const CONTROLLER_CALLS: &[(&str, &str, &str, Scope, &str)] = &[
+    (
+        "ecs.powerctl.io",
+        "ecsinstances",
+        "list",
+        Scope::Watched,
+        "runtime.rs ensure_crd_installed; watcher",
+    ),
+    (
+        "ecs.powerctl.io",
+        "ecsinstances",
+        "watch",
+        Scope::Watched,
+        "runtime.rs watcher",
+    ),
+    (
+        "ecs.powerctl.io",
+        "ecsinstances/status",
+        "patch",
+        Scope::Watched,
+        "reconcile.rs write, write_reboot_intent",
+    ),
+    (
+        "",
+        "secrets",
+        "get",
+        Scope::Watched,
+        "reconcile.rs load_credentials",
+    ),
+    (
+        "",
+        "secrets",
+        "list",
+        Scope::Watched,
+        "runtime.rs metadata watcher of Secrets",
+    ),
+    (
+        "",
+        "secrets",
+        "watch",
+        Scope::Watched,
+        "runtime.rs metadata watcher of Secrets",
+    ),
+    (
+        "events.k8s.io",
+        "events",
+        "create",
+        Scope::Watched,
+        "kube-runtime Recorder::publish",
+    ),
+    (
+        "events.k8s.io",
+        "events",
+        "patch",
+        Scope::Watched,
+        "kube-runtime Recorder::publish (a repeated event's series)",
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        "get",
+        Scope::Own,
+        "leader.rs",
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        "create",
+        Scope::Own,
+        "leader.rs",
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        "update",
+        Scope::Own,
+        "leader.rs (renewal, replace)",
+    ),
+];
+
+/// Calls in the table that the scenario cannot provoke, and why they are still needed.
+/// kube-runtime's Recorder patches an event instead of creating one when the same event (same
+/// reason, action and regarding object, resourceVersion included) repeats within its cache
+/// window; the reconciler's events follow status writes, which change the resourceVersion.
+const NOT_PROVOKED: &[(&str, &str, &str)] = &[("events.k8s.io", "events", "patch")];
+
+const CONTROLLER_NAMESPACE: &str = "ecs-power-controller";
+const BIN: &str = env!("CARGO_BIN_EXE_ecs-power-controller");
+const KEY_ID: &str = "LTAI5tDeployRbacTest";
+const KEY_SECRET: &str = "deploy-rbac-test-secret";
+
+/// One request as RBAC authorises it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Seen {
+    group: String,
+    resource: String,
+    verb: String,
+    namespace: Option<String>,
+}
+
+/// Parses a resource request path the way the API server's request info resolver does.
+fn classify(method: &Method, uri: &Uri) -> Option<Seen> {
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return None,
+    };
+    if rest.is_empty() {
+        return None; // discovery
+    }
+    let (namespace, rest) = if rest[0] == "namespaces" && rest.len() >= 3 {
+        (Some(rest[1].to_string()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    let resource = match rest.get(2) {
+        Some(sub) => format!("{}/{sub}", rest[0]),
+        None => rest[0].to_string(),
+    };
+    let named = rest.len() >= 2;
+    let watch = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
+    let verb = match (method.as_str(), named) {
+        ("GET", true) => "get",
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "other",
+    };
+    Some(Seen {
+        group: group.to_string(),
+        resource,
+        verb: verb.to_string(),
+        namespace,
+    })
+}
+
+/// A loopback proxy in front of kubesim that records every request.
+struct RecordingProxy {
+    upstream: Client,
+    seen: Mutex<Vec<Seen>>,
+}
+
+async fn forward(State(proxy): State<Arc<RecordingProxy>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if let Some(seen) = classify(&parts.method, &parts.uri) {
+        proxy
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(seen);
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+        return (StatusCode::BAD_REQUEST, "unreadable body").into_response();
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let mut upstream = axum::http::Request::builder()
+        .method(parts.method)
+        .uri(path);
+    for (name, value) in &parts.headers {
+        if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let Ok(upstream) = upstream.body(kube::client::Body::from(bytes.to_vec())) else {
+        return (StatusCode::BAD_REQUEST, "bad request").into_response();
+    };
+    match proxy.upstream.send(upstream).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            parts.headers.remove("transfer-encoding");
+            parts.headers.remove("connection");
+            Response::from_parts(parts, AxumBody::new(body))
+        }
+        Err(err) => (StatusCode::BAD_GATEWAY, err.to_string()).into_response(),
+    }
+}
+
+impl RecordingProxy {
+    async fn start(upstream: Client) -> (Arc<Self>, String) {
+        let proxy = Arc::new(Self {
+            upstream,
+            seen: Mutex::default(),
+        });
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(proxy.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (proxy, url)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn saw(&self, group: &str, resource: &str, verb: &str) -> bool {
+        self.seen()
+            .iter()
+            .any(|s| s.group == group && s.resource == resource && s.verb == verb)
+    }
+}
+
+/// kubesim with the CRD, the controller's namespace and `namespaces`, one Secret in each.
+async fn cluster(namespaces: &[&str]) -> (KubeSim, Client) {
+    let api = KubeSim::start(KubeSimOptions::default()).await.unwrap();
+    let client = api.client().unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &EcsInstance::crd())
+        .await
+        .unwrap();
+    let ns_api: Api<Namespace> = Api::all(client.clone());
+    for ns in std::iter::once(&CONTROLLER_NAMESPACE).chain(namespaces) {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(ns.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let _ = ns_api.create(&PostParams::default(), &namespace).await;
+    }
+    (api, client)
+}
+
+async fn create_instance(client: &Client, namespace: &str, name: &str, id: &str) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    // `data`, not `stringData`: kubesim does not convert one into the other as a real server does.
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("ecs-credentials".into()),
+            ..Default::default()
+        },
+        data: Some(
+            [("accessKeyId", KEY_ID), ("accessKeySecret", KEY_SECRET)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let _ = secrets.create(&PostParams::default(), &secret).await;
+    let api: Api<EcsInstance> = Api::namespaced(client.clone(), namespace);
+    let obj: EcsInstance = serde_json::from_value(json!({
+        "apiVersion": "ecs.powerctl.io/v1alpha1",
+        "kind": "EcsInstance",
+        "metadata": {"name": name},
+        "spec": {
+            "instanceId": id,
+            "regionId": "cn-hangzhou",
+            "powerState": "Running",
+            "credentialsSecretRef": {"name": "ecs-credentials"},
+        },
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+/// The controller binary as the Deployment runs it, pointed at `kubeconfig`.
+fn spawn_controller(
+    kubeconfig: &Path,
+    ecs_endpoint: &str,
+    watch_namespace: Option<&str>,
+    pod_namespace: &str,
+    home: &Path,
+) -> Controller {
+    let mut command = std::process::Command::new(BIN);
+    command
+        .args([
+            "run",
+            "--leader-elect",
+            "--log-format=json",
+            "--metrics-addr=127.0.0.1:0",
+        ])
+        .arg(format!("--ecs-endpoint={ecs_endpoint}"))
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", "ecs-power-controller-0")
+        .env("POD_NAMESPACE", pod_namespace)
+        .env("HOME", home)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info")
+        .env_remove("WATCH_NAMESPACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(ns) = watch_namespace {
+        command.env("WATCH_NAMESPACE", ns);
+    }
+    Controller(Some(command.spawn().expect("the controller binary starts")))
+}
+
+/// The controller under test, killed on drop so a failed assertion leaves no process behind.
+struct Controller(Option<std::process::Child>);
+
+impl Controller {
+    /// Stops it and returns its stderr, for failure messages.
+    fn stop(&mut self) -> String {
+        let Some(mut child) = self.0.take() else {
+            return String::new();
+        };
+        let _ = child.kill();
+        match child.wait_with_output() {
+            Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+            Err(err) => format!("(no output: {err})"),
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `check` until it holds; on timeout, fails with the controller's log and the object.
+async fn wait_until<F, Fut>(
+    what: &str,
+    controller: &mut Controller,
+    client: &Client,
+    object: (&str, &str),
+    mut check: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        if start.elapsed() > Duration::from_secs(30) {
+            let api: Api<EcsInstance> = Api::namespaced(client.clone(), object.0);
+            let obj = match api.get(object.1).await {
+                Ok(obj) => serde_json::to_string_pretty(&obj).unwrap_or_default(),
+                Err(err) => err.to_string(),
+            };
+            let stderr = controller.stop();
+            panic!("timed out waiting for {what}\nobject: {obj}\ncontroller stderr:\n{stderr}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Ready=True for the current generation, with `check` on the status.
+async fn ready_with(client: &Client, ns: &str, name: &str, check: impl Fn(&Value) -> bool) -> bool {
+    let api: Api<EcsInstance> = Api::namespaced(client.clone(), ns);
+    let Ok(obj) = api.get(name).await else {
+        return false;
+    };
+    let generation = obj.metadata.generation;
+    let Ok(value) = serde_json::to_value(&obj) else {
+        return false;
+    };
+    let status = &value["status"];
+    let ready = status["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    });
+    ready && status["observedGeneration"].as_i64() == generation && check(status)
+}
+
+/// Waits for Ready=True with the instance in `state`.
+async fn wait_ready(
+    controller: &mut Controller,
+    client: &Client,
+    object: (&str, &str),
+    state: &str,
+) {
+    let what = format!("{}/{} Ready and {state}", object.0, object.1);
+    wait_until(&what, controller, client, object, || {
+        ready_with(client, object.0, object.1, |s| s["instanceStatus"] == state)
+    })
+    .await;
+}
+
+async fn set_power(client: &Client, ns: &str, name: &str, state: &str) {
+    let api: Api<EcsInstance> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"powerState": state}})),
+    )
+    .await
+    .unwrap();
+}
+
+fn table() -> BTreeSet<(String, String, String)> {
+    CONTROLLER_CALLS
+        .iter()
+        .map(|(g, r, v, _, _)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect()
+}
+
+fn table_in(scope: Scope) -> BTreeSet<(String, String, String)> {
+    CONTROLLER_CALLS
+        .iter()
+        .filter(|(_, _, _, s, _)| *s == scope)
+        .map(|(g, r, v, _, _)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("deploy-rbac-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_uses_exactly_the_calls_in_the_table() {
+    let (api, client) = cluster(&["shop"]).await;
+    let sim = Simulator::start(
+        SimConfig::instant()
+            .with_key(KEY_ID, KEY_SECRET)
+            .with_instance(InstanceSpec {
+                // Started long ago, so a reboot is sent (and proven by a later StartTime) at once.
+                start_time: Some("2026-01-01T08:00Z".into()),
+                ..InstanceSpec::new("i-bp1rbac0001", "cn-hangzhou").status(InstanceStatus::Running)
+            }),
+    )
+    .await
+    .unwrap();
+    create_instance(&client, "shop", "web-1", "i-bp1rbac0001").await;
+    let (proxy, url) = RecordingProxy::start(client.clone()).await;
+    let dir = scratch("all");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_yaml().replace(&api.url(), &url)).unwrap();
+    let mut controller = spawn_controller(
+        &kubeconfig,
+        &sim.endpoint(),
+        None,
+        CONTROLLER_NAMESPACE,
+        &dir,
+    );
+
+    // An operator's day: the running instance is rebooted, then stopped and started again.
+    let web1 = ("shop", "web-1");
+    wait_ready(&mut controller, &client, web1, "Running").await;
+    let asked = request_reboot(
+        &client,
+        "shop",
+        "web-1",
+        ecs_power_controller::api::RebootMode::Soft,
+        jiff::Timestamp::now(),
+    )
+    .await
+    .unwrap();
+    wait_until(
+        "RebootInstance for the new token",
+        &mut controller,
+        &client,
+        web1,
+        || {
+            let token = asked.token.clone();
+            let api: Api<EcsInstance> = Api::namespaced(client.clone(), "shop");
+            async move {
+                api.get("web-1").await.is_ok_and(|obj| {
+                    obj.status
+                        .and_then(|s| s.last_action)
+                        .is_some_and(|a| a.token.as_deref() == Some(token.as_str()))
+                })
+            }
+        },
+    )
+    .await;
+    set_power(&client, "shop", "web-1", "Stopped").await;
+    wait_ready(&mut controller, &client, web1, "Stopped").await;
+    set_power(&client, "shop", "web-1", "Running").await;
+    wait_ready(&mut controller, &client, web1, "Running").await;
+    assert_eq!(
+        sim.calls()
+            .count_all(Action::RebootInstance, "i-bp1rbac0001"),
+        1
+    );
+    // The leader renews its Lease every 2 s.
+    wait_until(
+        "a lease renewal",
+        &mut controller,
+        &client,
+        ("shop", "web-1"),
+        || {
+            let renewed = proxy.saw("coordination.k8s.io", "leases", "update");
+            async move { renewed }
+        },
+    )
+    .await;
+    let stderr = controller.stop();
+
+    let seen = proxy.seen();
+    let used: BTreeSet<(String, String, String)> = seen
+        .iter()
+        .map(|s| (s.group.clone(), s.resource.clone(), s.verb.clone()))
+        .collect();
+    let table = table();
+    let unlisted: Vec<_> = used.difference(&table).collect();
+    assert!(
+        unlisted.is_empty(),
+        "the controller made calls missing from CONTROLLER_CALLS (and so from deploy/ RBAC): {unlisted:?}\ncontroller stderr:\n{stderr}"
+    );
+    let not_provoked: BTreeSet<(String, String, String)> = NOT_PROVOKED
+        .iter()
+        .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect();
+    let unused: Vec<_> = table
+        .difference(&used)
+        .filter(|c| !not_provoked.contains(*c))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "CONTROLLER_CALLS lists calls the controller never made (remove them, or explain them in NOT_PROVOKED): {unused:?}"
+    );
+    // Leases only ever in the controller's own namespace.
+    for s in seen.iter().filter(|s| s.resource == "leases") {
+        assert_eq!(s.namespace.as_deref(), Some(CONTROLLER_NAMESPACE), "{s:?}");
+    }
+    sim.shutdown().await;
+    api.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_watch_namespace_every_call_stays_in_that_namespace() {
+    // The single-namespace overlay: the controller runs in `shop` and watches `shop`.
+    let (api, client) = cluster(&["shop", "other"]).await;
+    let sim = Simulator::start(
+        SimConfig::instant()
+            .with_key(KEY_ID, KEY_SECRET)
+            .with_instance(InstanceSpec::new("i-bp1rbac0002", "cn-hangzhou"))
+            .with_instance(
+                InstanceSpec::new("i-bp1rbac0003", "cn-hangzhou").status(InstanceStatus::Stopped),
+            ),
+    )
+    .await
+    .unwrap();
+    create_instance(&client, "shop", "web-2", "i-bp1rbac0002").await;
+    create_instance(&client, "other", "not-mine", "i-bp1rbac0003").await;
+    let (proxy, url) = RecordingProxy::start(client.clone()).await;
+    let dir = scratch("one");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_yaml().replace(&api.url(), &url)).unwrap();
+    let mut controller = spawn_controller(&kubeconfig, &sim.endpoint(), Some("shop"), "shop", &dir);
+    wait_ready(&mut controller, &client, ("shop", "web-2"), "Running").await;
+    wait_until(
+        "a lease renewal",
+        &mut controller,
+        &client,
+        ("shop", "web-2"),
+        || {
+            let renewed = proxy.saw("coordination.k8s.io", "leases", "update");
+            async move { renewed }
+        },
+    )
+    .await;
+    let stderr = controller.stop();
+
+    let outside: Vec<Seen> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.namespace.as_deref() != Some("shop"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "with WATCH_NAMESPACE=shop a Role in shop must cover every call, but these are outside it: {outside:?}\ncontroller stderr:\n{stderr}"
+    );
+    assert_eq!(
+        sim.status("i-bp1rbac0003"),
+        Some(InstanceStatus::Stopped),
+        "an instance in another namespace was touched"
+    );
+    sim.shutdown().await;
+    api.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// ---- the table against deploy/ ----
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn load(path: &str) -> Value {
+    let text = std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every (apiGroup, resource, verb) a Role or ClusterRole grants. Wildcards and
+/// resourceNames are refused: least privilege is checked rule by rule.
+fn granted(path: &str, kind: &str) -> BTreeSet<(String, String, String)> {
+    let role = load(path);
+    assert_eq!(role["kind"], kind, "{path}");
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        assert!(
+            rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none(),
+            "{path}: unexpected rule shape {rule}"
+        );
+        for group in rule["apiGroups"].as_array().expect("apiGroups") {
+            for resource in rule["resources"].as_array().expect("resources") {
+                for verb in rule["verbs"].as_array().expect("verbs") {
+                    let triple = (
+                        group.as_str().unwrap_or_default().to_string(),
+                        resource.as_str().unwrap_or_default().to_string(),
+                        verb.as_str().unwrap_or_default().to_string(),
+                    );
+                    assert!(
+                        !triple.0.contains('*')
+                            && !triple.1.contains('*')
+                            && !triple.2.contains('*'),
+                        "{path}: wildcard in {triple:?}"
+                    );
+                    assert!(
+                        out.insert(triple.clone()),
+                        "{path}: {triple:?} granted twice"
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_cluster_role_grants_exactly_the_watched_calls() {
+    assert_eq!(
+        granted("deploy/base/clusterrole.yaml", "ClusterRole"),
+        table_in(Scope::Watched)
+    );
+}
+
+#[test]
+fn the_single_namespace_role_grants_exactly_the_watched_calls() {
+    assert_eq!(
+        granted("deploy/overlays/single-namespace/role.yaml", "Role"),
+        table_in(Scope::Watched)
+    );
+}
+
+#[test]
+fn the_leader_election_role_grants_exactly_the_lease_calls() {
+    assert_eq!(
+        granted("deploy/base/leader-election-role.yaml", "Role"),
+        table_in(Scope::Own)
+    );
+}
+
+#[test]
+fn the_bindings_give_the_roles_to_the_controllers_service_account() {
+    for (path, role_kind, role_name) in [
+        (
+            "deploy/base/clusterrolebinding.yaml",
+            "ClusterRole",
+            "ecs-power-controller",
+        ),
+        (
+            "deploy/base/leader-election-rolebinding.yaml",
+            "Role",
+            "ecs-power-controller-leader-election",
+        ),
+        (
+            "deploy/overlays/single-namespace/rolebinding.yaml",
+            "Role",
+            "ecs-power-controller",
+        ),
+    ] {
+        let binding = load(path);
+        assert_eq!(binding["roleRef"]["kind"], role_kind, "{path}");
+        assert_eq!(binding["roleRef"]["name"], role_name, "{path}");
+        let subjects = binding["subjects"].as_array().expect("subjects");
+        assert_eq!(subjects.len(), 1, "{path}: one subject");
+        assert_eq!(subjects[0]["kind"], "ServiceAccount", "{path}");
+        assert_eq!(subjects[0]["name"], "ecs-power-controller", "{path}");
+    }
+    assert_eq!(
+        load("deploy/base/deployment.yaml")["spec"]["template"]["spec"]["serviceAccountName"],
+        "ecs-power-controller"
+    );
+}
