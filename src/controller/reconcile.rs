@@ -523,8 +523,7 @@ async fn load_credentials(
 }
 
 /// Requeue after a Kubernetes API failure; ECS failures never get here.
-pub fn error_policy(_obj: Arc<EcsInstance>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(_obj: Arc<EcsInstance>, err: &Error, _ctx: Arc<Context>) -> Action {
     warn!(error = %err, "reconcile failed");
-    let _ = ctx;
     Action::requeue(Duration::from_secs(5))
 }
