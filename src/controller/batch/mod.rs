@@ -13,15 +13,17 @@
 //! A batch is sent when it holds [`BatchSettings::max_batch`] calls, when its oldest call has
 //! waited [`BatchSettings::window`], or when no call has joined it for [`BatchSettings::quiet`]
 //! (so a lone call is not held for the whole window, while a burst keeps filling the batch).
-//! A caller that goes away before its batch is sent (a cancelled reconcile, a lost lease) is
-//! left out of it.
+//! Of each key, at most one batch that is not full is in flight at a time: while it waits (for
+//! a rate-limit token, or for ECS to answer), newcomers fill the next one instead of spending
+//! the quota on many small calls. A caller that goes away before its batch is sent (a
+//! cancelled reconcile, a lost lease) is left out of it.
 
 mod actions;
 mod observe;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
@@ -93,6 +95,8 @@ impl<I, R> Group<I, R> {
 struct Groups<K, I, R> {
     next_id: u64,
     open: HashMap<K, Group<I, R>>,
+    /// Keys with a batch that was not full in flight.
+    busy: HashSet<K>,
 }
 
 /// Collects calls per key into batches and sends each batch through `flush`.
@@ -114,6 +118,7 @@ where
             groups: Arc::new(Mutex::new(Groups {
                 next_id: 0,
                 open: HashMap::new(),
+                busy: HashSet::new(),
             })),
             flush,
         }
@@ -162,7 +167,8 @@ where
         Some(answer)
     }
 
-    /// Sends group `id` of `key` when it is due (unless it filled up and went already).
+    /// Sends group `id` of `key` when it is due (unless it filled up and went already, or a
+    /// batch of the key that was not full is still in flight: that one sends it when done).
     fn timer(&self, key: K, id: u64) -> impl Future<Output = ()> + Send + 'static {
         let groups = self.groups.clone();
         let settings = self.settings;
@@ -175,22 +181,54 @@ where
                 };
                 tokio::time::sleep_until(due).await;
                 let ready = {
-                    let mut groups = lock(&groups);
-                    match groups.open.get(&key) {
+                    let mut guard = lock(&groups);
+                    let state = &mut *guard;
+                    match state.open.get(&key) {
                         Some(group) if group.id == id => {
-                            if group.due(&settings) <= Instant::now() {
-                                groups.open.remove(&key)
-                            } else {
-                                None
+                            if group.due(&settings) > Instant::now() {
+                                continue;
                             }
+                            if !state.busy.insert(key.clone()) {
+                                return;
+                            }
+                            state.open.remove(&key)
                         }
                         _ => return,
                     }
                 };
                 if let Some(group) = ready {
-                    flush(key, group.waiters).await;
-                    return;
+                    send_partials(groups, flush, settings, key, group.waiters).await;
                 }
+                return;
+            }
+        }
+    }
+}
+
+/// Sends a batch that was not full; then, while the next group of the key is already due
+/// (it filled while this one was in flight), sends that too.
+async fn send_partials<K, I, R>(
+    groups: Arc<Mutex<Groups<K, I, R>>>,
+    flush: FlushFn<K, I, R>,
+    settings: BatchSettings,
+    key: K,
+    mut waiters: Vec<Waiter<I, R>>,
+) where
+    K: Hash + Eq + Clone + Send + 'static,
+{
+    loop {
+        flush(key.clone(), waiters).await;
+        let mut guard = lock(&groups);
+        let state = &mut *guard;
+        let due = state
+            .open
+            .get(&key)
+            .is_some_and(|g| g.due(&settings) <= Instant::now());
+        match due.then(|| state.open.remove(&key)).flatten() {
+            Some(next) => waiters = next.waiters,
+            None => {
+                state.busy.remove(&key);
+                return;
             }
         }
     }

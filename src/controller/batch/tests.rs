@@ -617,3 +617,32 @@ async fn the_same_instance_twice_never_shares_a_batch() {
     }
     assert_eq!(ecs.calls().iter().map(|c| c.ids.len()).sum::<usize>(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn while_a_small_batch_waits_on_ecs_newcomers_fill_the_next_one() {
+    // ECS (or the rate limiter in front of it) takes 300 ms per call.
+    let ecs = Arc::new(FakeEcs {
+        latency: Duration::from_millis(300),
+        ..Arc::into_inner(FakeEcs::new()).unwrap()
+    });
+    let observer = Arc::new(BatchingObserver::new(BatchSettings::default()));
+    // A trickle: one observation every 20 ms for a second (each gap longer than the quiet gap).
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let observer = observer.clone();
+        let t = target(&ecs, "default", REGION, &id(n));
+        tasks.push(tokio::spawn(async move { observer.observe(&t).await }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().unwrap().is_some());
+    }
+    let describes = ecs.calls_of("DescribeInstances");
+    // Without holding back, each 10 ms quiet gap would send a call: 50 of them.
+    assert!(
+        describes.len() <= 5,
+        "{:?}",
+        describes.iter().map(|c| c.ids.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(describes.iter().map(|c| c.ids.len()).sum::<usize>(), 50);
+}
