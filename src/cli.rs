@@ -30,6 +30,8 @@ pub enum Command {
     /// The no-cluster quick start: a local Kubernetes API, the ECS simulator, the examples and
     /// the real controller, until every object has settled.
     Demo(crate::demo::cli::DemoArgs),
+    /// Benchmark the controller at fleet scale against the ECS quota bound.
+    Bench(crate::bench::BenchArgs),
 }
 
 impl Cli {
@@ -46,6 +48,7 @@ impl Cli {
             Command::Crd => print_crd(),
             Command::Run(args) => crate::controller::cli::run(args).await,
             Command::Demo(args) => crate::demo::cli::run(args).await,
+            Command::Bench(args) => crate::bench::run(args).await,
         }
     }
 }

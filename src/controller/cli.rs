@@ -55,6 +55,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "RESYNC")]
     pub resync: Duration,
 
+    /// How often to look at an instance that is starting or stopping.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "TRANSITION_POLL")]
+    pub transition_poll: Duration,
+
     #[command(flatten)]
     pub ecs: EcsClientArgs,
 
@@ -137,7 +141,10 @@ async fn run_inner(args: RunArgs) -> Result<(), String> {
         concurrency: args.concurrency.max(1),
         settings: Settings {
             resync: args.resync,
-            timings: Timings::default(),
+            timings: Timings {
+                transition_poll: args.transition_poll,
+                ..Timings::default()
+            },
         },
         lease,
         reporter: "ecs-power-controller".to_string(),
