@@ -57,8 +57,9 @@ impl RateLimits {
     }
 }
 
-/// One lane's bucket. Holds up to one second's worth of tokens (at least one), so a quiet
-/// controller may burst a little but never exceeds the rate over any second.
+/// One lane's bucket. Holds a single token: calls are spaced 1/qps apart, so no window of
+/// one second ever sees more than `qps` of them (a second's worth of burst would allow twice
+/// that, which a quota counted per second answers with `Throttling`).
 #[derive(Debug)]
 struct Bucket {
     qps: f64,
@@ -71,7 +72,7 @@ struct Bucket {
 
 impl Bucket {
     fn new(qps: f64, now: Instant) -> Self {
-        let capacity = qps.max(1.0);
+        let capacity = 1.0;
         Self {
             qps,
             capacity,
@@ -248,7 +249,7 @@ mod tests {
             per_action: BTreeMap::new(),
         });
         let calls = calls_within(&limiter, "StopInstance", Duration::from_secs(10)).await;
-        // Two tokens of burst, then one every 500 ms.
+        // One token at once, then one every 500 ms.
         assert!((20..=22).contains(&calls), "{calls} calls in 10s");
     }
 
@@ -334,15 +335,23 @@ mod tests {
             went.push(w.await.unwrap());
         }
         went.sort();
-        // The ten with a token from the initial burst had already gone; the rest waited out the
-        // one-second pause and then went at 10 QPS, not all at once.
+        // The one with the first token had already gone; the rest waited out the one-second
+        // pause and then went at 10 QPS, not all at once.
         let after_pause: Vec<_> = went.iter().filter(|d| !d.is_zero()).collect();
-        assert_eq!(after_pause.len(), 10, "{went:?}");
+        assert_eq!(after_pause.len(), 19, "{went:?}");
         assert!(after_pause.iter().all(|d| **d >= Duration::from_secs(1)));
         assert!(
-            *after_pause[9] >= Duration::from_millis(1_800),
+            *after_pause[18] >= Duration::from_millis(2_700),
             "paced after the pause: {went:?}"
         );
+        // No window of one second holds more than 10 calls (a quota counted per second).
+        for (i, t) in went.iter().enumerate() {
+            let within = went[i..]
+                .iter()
+                .filter(|u| **u < *t + Duration::from_secs(1))
+                .count();
+            assert!(within <= 10, "{within} calls in the second after {t:?}");
+        }
         // Other lanes never paused.
         let before = Instant::now();
         limiter.acquire("cn-hangzhou", "DescribeInstances").await;
