@@ -41,7 +41,8 @@ pub struct BenchArgs {
     pub objects: Vec<usize>,
 
     /// Fleet sizes to run with batching off (one call per object: at 10 QPS, 10,000 objects
-    /// would take over half an hour, so the default is small and the report extrapolates).
+    /// would take over half an hour, so the default is small and the report extrapolates;
+    /// 0 skips).
     #[arg(long, value_delimiter = ',', default_value = "300")]
     pub off_objects: Vec<usize>,
 
@@ -69,6 +70,14 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 100)]
     pub latency_samples: usize,
 
+    /// The controller's `--batch-window`.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub batch_window: Duration,
+
+    /// The controller's `--batch-quiet`.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    pub batch_quiet: Duration,
+
     /// Give up waiting for convergence after this long (the report then says how far it got).
     #[arg(long, default_value = "20m", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -80,7 +89,8 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         .objects
         .iter()
         .map(|n| (*n, true))
-        .chain(args.off_objects.iter().map(|n| (*n, false)));
+        .chain(args.off_objects.iter().map(|n| (*n, false)))
+        .filter(|(n, _)| *n > 0);
     for (n, batch) in runs {
         eprintln!("bench: {n} objects, batching {}", on_off(batch));
         match run_one(&args, n, batch).await {
@@ -329,6 +339,10 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
             &format!("{}ms", args.resync.as_millis()),
             "--transition-poll",
             &format!("{}ms", args.transition_poll.as_millis()),
+            "--batch-window",
+            &format!("{}ms", args.batch_window.as_millis()),
+            "--batch-quiet",
+            &format!("{}ms", args.batch_quiet.as_millis()),
             "--metrics-addr",
             &format!("127.0.0.1:{}", free_port()?),
         ])
@@ -420,7 +434,7 @@ async fn measure(
         })
         .filter(|(_, c)| *c > 0)
         .collect();
-    kube_by_kind.sort_by(|a, b| b.1.cmp(&a.1));
+    kube_by_kind.sort_by_key(|k| std::cmp::Reverse(k.1));
 
     // 3. Steady state: DescribeInstances over one resync period, once the flip has settled.
     let describes_per_resync = if converged {
@@ -428,14 +442,21 @@ async fn measure(
         let log = sim.calls().log();
         let from = log.last().map_or(0, |r| r.seq);
         tokio::time::sleep(args.resync).await;
-        let counts = calls_since(&sim.calls().log(), from);
-        Some(
-            counts
-                .iter()
-                .filter(|((a, _), _)| a == "DescribeInstances")
-                .map(|(_, c)| *c as usize)
-                .sum(),
-        )
+        let log = sim.calls().log();
+        let mut sizes: Vec<usize> = log
+            .iter()
+            .filter(|r| r.seq > from && r.action == Some(Action::DescribeInstances))
+            .map(|r| r.instances.len())
+            .collect();
+        sizes.sort_unstable();
+        eprintln!(
+            "  steady state: {} DescribeInstances, ids per call min {:?} median {:?} max {:?}",
+            sizes.len(),
+            sizes.first(),
+            sizes.get(sizes.len() / 2),
+            sizes.last()
+        );
+        Some(sizes.len())
     } else {
         None
     };
@@ -535,8 +556,14 @@ fn ms(d: Option<Duration>) -> String {
 fn render(args: &BenchArgs, reports: &[Report]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "Quota {} requests/s per action; controller --qps {}, --concurrency {}, --transition-poll {:?}, --resync {:?}.\n\n",
-        args.quota, args.qps, args.concurrency, args.transition_poll, args.resync
+        "Quota {} requests/s per action; controller --qps {}, --concurrency {}, --transition-poll {:?}, --resync {:?}, --batch-window {:?}, --batch-quiet {:?}.\n\n",
+        args.quota,
+        args.qps,
+        args.concurrency,
+        args.transition_poll,
+        args.resync,
+        args.batch_window,
+        args.batch_quiet
     ));
     out.push_str("| objects | batching | all Ready after | quota bound | ratio | ready | controller peak RSS | controller CPU (flip / total) | kubesim+sim CPU (flip) | DescribeInstances per resync | spec→Describe p50/p99 | spec→Stop p50/p99 |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
