@@ -32,6 +32,8 @@ pub enum Command {
     Demo(crate::demo::cli::DemoArgs),
     /// Ask for one reboot of an EcsInstance's VM (sets a fresh spec.reboot.token).
     Reboot(crate::controller::reboot_cmd::RebootArgs),
+    /// Benchmark the controller at fleet scale against the ECS quota bound.
+    Bench(crate::bench::BenchArgs),
 }
 
 impl Cli {
@@ -49,6 +51,7 @@ impl Cli {
             Command::Run(args) => crate::controller::cli::run(args).await,
             Command::Demo(args) => crate::demo::cli::run(args).await,
             Command::Reboot(args) => crate::controller::reboot_cmd::run(args).await,
+            Command::Bench(args) => crate::bench::run(args).await,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! [`telemetry`] (logs and metrics).
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod controller;
 pub mod demo;

@@ -8,12 +8,12 @@ use std::time::Duration;
 use futures::FutureExt;
 use tracing::{error, info};
 
-use super::connect::ClientConnector;
+use super::batch::BatchSettings;
+use super::connect::ecs_side;
 use super::decide::Timings;
 use super::leader::LeaseSettings;
-use super::observe::DirectObserver;
 use super::reconcile::Settings;
-use super::runtime::{ControllerOptions, EcsSide, run_controller};
+use super::runtime::{ControllerOptions, run_controller};
 use crate::ecs::cli::{EcsClientArgs, parse_duration};
 use crate::ecs::credentials::DefaultCredentialsChain;
 use crate::telemetry::Metrics;
@@ -31,13 +31,33 @@ pub struct RunArgs {
     #[arg(long, env = "SELECTOR")]
     pub selector: Option<String>,
 
-    /// Reconciles running at once.
-    #[arg(long, default_value_t = 16, env = "CONCURRENCY")]
+    /// Reconciles running at once. Batching can only combine reconciles that run together, so
+    /// keep this well above 100 for fleets (a reconcile waiting on ECS costs a few KB).
+    #[arg(long, default_value_t = 512, env = "CONCURRENCY")]
     pub concurrency: u16,
+
+    /// Combine reconciles' ECS calls: one DescribeInstances per 100 objects, and starts, stops
+    /// and reboots as StartInstances / StopInstances / RebootInstances (off: one call per
+    /// object).
+    #[arg(long, value_enum, default_value_t = Switch::On, env = "BATCH")]
+    pub batch: Switch,
+
+    /// The longest a call waits for others to share its batch (a lone call goes after
+    /// --batch-quiet).
+    #[arg(long, default_value = "50ms", value_parser = parse_duration, env = "BATCH_WINDOW")]
+    pub batch_window: Duration,
+
+    /// A batch that no call has joined for this long goes out before the window ends.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration, env = "BATCH_QUIET")]
+    pub batch_quiet: Duration,
 
     /// Look at every instance at least this often, to find and correct drift.
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "RESYNC")]
     pub resync: Duration,
+
+    /// How often to look at an instance that is starting or stopping.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "TRANSITION_POLL")]
+    pub transition_poll: Duration,
 
     #[command(flatten)]
     pub ecs: EcsClientArgs,
@@ -65,6 +85,24 @@ pub struct RunArgs {
     pub identity: Option<String>,
 }
 
+/// `on` or `off`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl RunArgs {
+    /// The batching settings the flags ask for (`None`: batching off).
+    pub fn batch_settings(&self) -> Option<BatchSettings> {
+        (self.batch == Switch::On).then(|| BatchSettings {
+            window: self.batch_window,
+            quiet: self.batch_quiet,
+            ..BatchSettings::default()
+        })
+    }
+}
+
 pub async fn run(args: RunArgs) -> ExitCode {
     match run_inner(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,7 +123,6 @@ async fn run_inner(args: RunArgs) -> Result<(), String> {
         .ecs
         .build(Arc::new(DefaultCredentialsChain::from_env()))
         .map_err(|e| format!("cannot set up the ECS client: {e}"))?;
-    let connector = Arc::new(ClientConnector::new(base, metrics.clone()));
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let lease = args.leader_elect.then(|| LeaseSettings {
         name: args.lease_name.clone(),
@@ -104,11 +141,15 @@ async fn run_inner(args: RunArgs) -> Result<(), String> {
         concurrency: args.concurrency.max(1),
         settings: Settings {
             resync: args.resync,
-            timings: Timings::default(),
+            timings: Timings {
+                transition_poll: args.transition_poll,
+                ..Timings::default()
+            },
         },
         lease,
         reporter: "ecs-power-controller".to_string(),
         instance: Some(identity),
+        batch: args.batch_settings(),
     };
     let shutdown = shutdown_signal().shared();
     let readiness = Readiness::default();
@@ -121,10 +162,7 @@ async fn run_inner(args: RunArgs) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;
     info!(metrics = %bound, namespace = ?options.namespace, selector = ?options.selector, "starting");
-    let ecs = EcsSide {
-        connector,
-        observer: Arc::new(DirectObserver),
-    };
+    let ecs = ecs_side(base, metrics.clone(), options.batch);
     let result = run_controller(client, ecs, options, metrics, readiness, shutdown).await;
     let _ = server.await;
     result.map_err(|e| e.to_string())

@@ -1,13 +1,15 @@
 //! The real [`EcsConnector`]: signed HTTP clients, one per credential set, all sharing one set
-//! of connections and rate-limit buckets.
+//! of connections and rate-limit buckets; with batching on, each wrapped in [`BatchingEcs`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
+use super::batch::{BatchSettings, BatchingEcs, BatchingObserver};
 use super::metered::MeteredEcs;
-use super::observe::EcsConnector;
+use super::observe::{DirectObserver, EcsConnector, Observer};
+use super::runtime::EcsSide;
 use crate::ecs::client::EcsClient;
 use crate::ecs::credentials::StaticProvider;
 use crate::ecs::{Credentials, EcsApi};
@@ -20,6 +22,8 @@ pub struct ClientConnector {
     /// Signs with the controller's own credential chain; the others derive from it.
     base: EcsClient,
     metrics: Metrics,
+    /// `Some`: single mutations are coalesced into batch calls.
+    batch: Option<BatchSettings>,
     clients: Mutex<HashMap<String, Arc<dyn EcsApi>>>,
 }
 
@@ -28,8 +32,28 @@ impl ClientConnector {
         Self {
             base,
             metrics,
+            batch: None,
             clients: Mutex::default(),
         }
+    }
+
+    /// Coalesces single Start/Stop/Reboot calls into batch calls (`None`: one call each).
+    pub fn with_batch(mut self, batch: Option<BatchSettings>) -> Self {
+        self.batch = batch;
+        self
+    }
+}
+
+/// The ECS side of a controller: the connector, and an observer that batches when the
+/// connector does.
+pub fn ecs_side(base: EcsClient, metrics: Metrics, batch: Option<BatchSettings>) -> EcsSide {
+    let observer: Arc<dyn Observer> = match batch {
+        Some(settings) => Arc::new(BatchingObserver::new(settings)),
+        None => Arc::new(DirectObserver),
+    };
+    EcsSide {
+        connector: Arc::new(ClientConnector::new(base, metrics).with_batch(batch)),
+        observer,
     }
 }
 
@@ -49,10 +73,15 @@ impl EcsConnector for ClientConnector {
                 .with_credentials(Arc::new(StaticProvider(c.clone()))),
             None => self.base.clone(),
         };
+        // Metered inside the batching layer: the metrics count the calls ECS actually sees.
         let metered: Arc<dyn EcsApi> =
             Arc::new(MeteredEcs::new(Arc::new(client), self.metrics.clone()));
-        clients.insert(key, metered.clone());
-        metered
+        let api = match self.batch {
+            Some(settings) => Arc::new(BatchingEcs::new(metered, settings)),
+            None => metered,
+        };
+        clients.insert(key, api.clone());
+        api
     }
 }
 

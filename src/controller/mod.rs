@@ -1,6 +1,7 @@
 //! The reconciler: observe → decide → act → record.
 
 pub mod backoff;
+pub mod batch;
 pub mod cli;
 pub mod connect;
 pub mod decide;

@@ -17,6 +17,7 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
+use super::batch::BatchSettings;
 use super::leader::{self, LeaseSettings};
 use super::observe::{EcsConnector, Observer};
 use super::reconcile::{Context, Settings, error_policy, reconcile};
@@ -41,6 +42,9 @@ pub struct ControllerOptions {
     pub reporter: String,
     /// The `reportingInstance` of events (the pod name).
     pub instance: Option<String>,
+    /// Coalesce observations and mutations into ECS batch calls (`None`: one call per object).
+    /// Read by whoever builds the [`EcsSide`] (`connect::ecs_side`, the sandbox).
+    pub batch: Option<BatchSettings>,
 }
 
 impl Default for ControllerOptions {
@@ -53,6 +57,7 @@ impl Default for ControllerOptions {
             lease: None,
             reporter: "ecs-power-controller".to_string(),
             instance: None,
+            batch: None,
         }
     }
 }

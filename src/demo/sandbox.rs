@@ -15,8 +15,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::EcsInstance;
-use crate::controller::connect::ClientConnector;
-use crate::controller::observe::{DirectObserver, Observer};
+use crate::controller::connect::{ClientConnector, ecs_side};
+use crate::controller::observe::Observer;
 use crate::controller::runtime::{ControllerOptions, EcsSide, RunError, run_controller};
 use crate::ecs::Credentials;
 use crate::ecs::client::{EcsClient, EcsClientConfig};
@@ -136,15 +136,18 @@ impl Sandbox {
         )?)
     }
 
-    /// Starts the real controller against this sandbox.
+    /// Starts the real controller against this sandbox (batching as `options.batch` says).
     pub fn spawn_controller(
         &self,
         options: ControllerOptions,
     ) -> Result<RunningController, SandboxError> {
-        self.spawn_controller_with(options, self.ecs_client()?, Arc::new(DirectObserver))
+        let metrics = Metrics::default();
+        let ecs = ecs_side(self.ecs_client()?, metrics.clone(), options.batch);
+        self.spawn(options, ecs, metrics)
     }
 
-    /// Starts the controller with a given ECS client and observer.
+    /// Starts the controller with a given ECS client and observer (mutations batched as
+    /// `options.batch` says).
     pub fn spawn_controller_with(
         &self,
         options: ControllerOptions,
@@ -152,14 +155,28 @@ impl Sandbox {
         observer: Arc<dyn Observer>,
     ) -> Result<RunningController, SandboxError> {
         let metrics = Metrics::default();
-        let connector = Arc::new(ClientConnector::new(ecs, metrics.clone()));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run_controller(
-            self.client.clone(),
+        let connector =
+            Arc::new(ClientConnector::new(ecs, metrics.clone()).with_batch(options.batch));
+        self.spawn(
+            options,
             EcsSide {
                 connector,
                 observer,
             },
+            metrics,
+        )
+    }
+
+    fn spawn(
+        &self,
+        options: ControllerOptions,
+        ecs: EcsSide,
+        metrics: Metrics,
+    ) -> Result<RunningController, SandboxError> {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run_controller(
+            self.client.clone(),
+            ecs,
             options,
             metrics.clone(),
             Readiness::default(),

@@ -5,9 +5,9 @@
 //! V1 (HMAC-SHA1, `Signature` in the query) on request. Both `alibabacloud-tea-openapi` with
 //! `signature_algorithm='v2'` and the legacy `aliyun-python-sdk-core` send V1 that way too.
 //!
-//! Every attempt waits for the action's rate-limit token, takes fresh credentials (temporary
-//! ones rotate), a fresh nonce and timestamp, and is retried only as [`crate::ecs::retry`]
-//! allows.
+//! Every attempt waits for its (region, action) rate-limit token and any throttle pause, takes
+//! fresh credentials (temporary ones rotate), a fresh nonce and timestamp, and is retried only
+//! as [`crate::ecs::retry`] allows.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::ecs::EcsApi;
 use crate::ecs::credentials::{Credentials, CredentialsProvider};
 use crate::ecs::endpoint::{EndpointConfig, host_header};
-use crate::ecs::error::{ApiError, EcsError};
+use crate::ecs::error::{ApiError, EcsError, ErrorClass};
 use crate::ecs::ratelimit::{RateLimiter, RateLimits};
 use crate::ecs::retry::{CallKind, RetryPolicy};
 use crate::ecs::sign::{self, EMPTY_BODY_SHA256, SignatureVersion, V3Input};
@@ -152,9 +152,18 @@ impl EcsClient {
                 Err(error) => Err(error),
             };
             let error = match outcome {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    self.limiter.succeeded(region, action);
+                    return Ok(value);
+                }
                 Err(error) => error,
             };
+            if let EcsError::Api(api) = &error
+                && error.class() == ErrorClass::Throttled
+            {
+                // The whole (region, action) waits, not just this call.
+                self.limiter.throttled(region, action, api.retry_after);
+            }
             match self
                 .config
                 .retry
@@ -177,7 +186,7 @@ impl EcsClient {
         params: &[(String, String)],
     ) -> Result<(u16, Vec<u8>), EcsError> {
         let url = self.config.endpoint.url_for(region)?;
-        self.limiter.acquire(action).await;
+        self.limiter.acquire(region, action).await;
         let credentials = self.credentials.credentials().await?;
         let request = match self.config.signature_version {
             SignatureVersion::V3 => self.signed_v3(action, url.clone(), params, &credentials),

@@ -194,9 +194,12 @@ impl ErrorClass {
         }
     }
 
-    /// The fallback for codes this project has never seen.
+    /// The fallback for codes this project has never seen. Status 0 marks an error without an
+    /// HTTP status of its own (one instance's answer inside a batch call): an unknown code
+    /// there may be a server error, so it counts as one (a mutation that may have executed).
     pub fn of_http_status(http_status: u16) -> Self {
         match http_status {
+            0 => Self::Transient,
             429 => Self::Throttled,
             401 => Self::Credentials,
             403 => Self::Forbidden,

@@ -1,9 +1,13 @@
-//! Client-side flow control: a token bucket per ECS action.
+//! Client-side flow control: a token bucket per region and ECS action, and a shared pause
+//! after a `Throttling` answer.
 //!
-//! ECS throttles per account and per API (counted per minute, quotas unpublished). A controller
-//! that reconciles a fleet must stay under that quota on its own rather than discover it through
-//! `Throttling` answers, so every call waits for a token of its action first. The buckets are
-//! shared by all clones of the client.
+//! ECS throttles per account, region and API (quotas unpublished). A controller that reconciles
+//! a fleet must stay under that quota on its own rather than discover it through `Throttling`
+//! answers, so every call waits for a token of its (region, action) first. The buckets are
+//! shared by all clones of the client, so every object and every credential set draws on one
+//! budget. When ECS throttles anyway, the whole (region, action) lane pauses (honouring
+//! `x-acs-retry-after`, doubling while throttling persists) and then resumes at the configured
+//! rate, instead of every waiting object retrying on its own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,7 +15,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Calls per second allowed for each action.
+/// First pause after a `Throttling` answer without `x-acs-retry-after`; ECS counts in
+/// windows of a second or more, so less than that would be throttled again.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+/// Pauses double while throttling persists, up to this.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+/// A server's `x-acs-retry-after` is honoured up to this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// Calls per second allowed for each action (in each region).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RateLimits {
     /// For every action without its own entry. `0` (or less) means unlimited.
@@ -45,8 +57,9 @@ impl RateLimits {
     }
 }
 
-/// One action's bucket. Holds up to one second's worth of tokens (at least one), so a quiet
-/// controller may burst a little but never exceeds the rate over any second.
+/// One lane's bucket. Holds a single token: calls are spaced 1/qps apart, so no window of
+/// one second ever sees more than `qps` of them (a second's worth of burst would allow twice
+/// that, which a quota counted per second answers with `Throttling`).
 #[derive(Debug)]
 struct Bucket {
     qps: f64,
@@ -59,7 +72,7 @@ struct Bucket {
 
 impl Bucket {
     fn new(qps: f64, now: Instant) -> Self {
-        let capacity = qps.max(1.0);
+        let capacity = 1.0;
         Self {
             qps,
             capacity,
@@ -74,7 +87,7 @@ impl Bucket {
             .saturating_duration_since(self.refilled_at)
             .as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.qps).min(self.capacity);
-        self.refilled_at = now;
+        self.refilled_at = self.refilled_at.max(now);
         self.tokens -= 1.0;
         if self.tokens >= 0.0 {
             Duration::ZERO
@@ -82,43 +95,134 @@ impl Bucket {
             Duration::from_secs_f64(-self.tokens / self.qps)
         }
     }
+
+    /// After a pause: one call right away (a probe), then the configured rate.
+    fn restart_at(&mut self, at: Instant) {
+        self.tokens = 1.0;
+        self.refilled_at = at;
+    }
 }
 
-/// Token buckets per action, cheap to clone (clones share the buckets).
+/// The flow-control state of one (region, action).
+#[derive(Debug, Default)]
+struct Lane {
+    bucket: Option<Bucket>,
+    paused_until: Option<Instant>,
+    /// Throttling answers in a row (each outside the pause the previous one started).
+    strikes: u32,
+    /// Bumped by every throttle: a token reserved before it is stale.
+    epoch: u64,
+}
+
+impl Lane {
+    fn paused(&self, now: Instant) -> Option<Instant> {
+        self.paused_until.filter(|until| *until > now)
+    }
+}
+
+/// Token buckets and throttle pauses per (region, action), cheap to clone (clones share them).
 #[derive(Clone, Debug)]
 pub struct RateLimiter {
     limits: Arc<RateLimits>,
-    buckets: Arc<Mutex<HashMap<String, Bucket>>>,
+    lanes: Arc<Mutex<HashMap<(String, String), Lane>>>,
 }
 
 impl RateLimiter {
     pub fn new(limits: RateLimits) -> Self {
         Self {
             limits: Arc::new(limits),
-            buckets: Arc::default(),
+            lanes: Arc::default(),
         }
     }
 
-    /// Waits until `action` may be called again.
-    pub async fn acquire(&self, action: &str) {
+    fn with_lane<T>(&self, region: &str, action: &str, f: impl FnOnce(&mut Lane) -> T) -> T {
+        // A poisoned lock only means another task panicked mid-update; the lane is still a
+        // valid set of numbers, so keep going.
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let lane = lanes
+            .entry((region.to_string(), action.to_string()))
+            .or_default();
+        f(lane)
+    }
+
+    /// Waits until `action` may be called in `region` again: past any throttle pause, then for
+    /// a token.
+    pub async fn acquire(&self, region: &str, action: &str) {
         let qps = self.limits.qps_for(action);
-        if !(qps > 0.0 && qps.is_finite()) {
-            return;
-        }
-        let wait = {
-            let now = Instant::now();
-            // A poisoned lock only means another task panicked mid-update; the bucket is
-            // still a valid number, so keep going.
-            let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-            buckets
-                .entry(action.to_string())
-                .or_insert_with(|| Bucket::new(qps, now))
-                .reserve(now)
-        };
-        if !wait.is_zero() {
-            tracing::debug!(action, wait_ms = wait.as_millis() as u64, "rate limit");
+        let limited = qps > 0.0 && qps.is_finite();
+        loop {
+            let (paused, wait, epoch) = self.with_lane(region, action, |lane| {
+                let now = Instant::now();
+                if let Some(until) = lane.paused(now) {
+                    return (Some(until), Duration::ZERO, lane.epoch);
+                }
+                let wait = if limited {
+                    lane.bucket
+                        .get_or_insert_with(|| Bucket::new(qps, now))
+                        .reserve(now)
+                } else {
+                    Duration::ZERO
+                };
+                (None, wait, lane.epoch)
+            });
+            if let Some(until) = paused {
+                tracing::debug!(region, action, "throttled: waiting for the pause to end");
+                tokio::time::sleep_until(until).await;
+                continue;
+            }
+            if wait.is_zero() {
+                return;
+            }
+            tracing::debug!(
+                region,
+                action,
+                wait_ms = wait.as_millis() as u64,
+                "rate limit"
+            );
             tokio::time::sleep(wait).await;
+            // A throttle answer while we waited: the token predates the pause, take a new one.
+            if self.with_lane(region, action, |lane| lane.epoch) == epoch {
+                return;
+            }
         }
+    }
+
+    /// ECS answered `Throttling`: pause the lane for `retry_after` (when the server said) or
+    /// a pause that doubles while throttling persists. Answers to requests sent before the
+    /// current pause do not lengthen it further.
+    pub fn throttled(&self, region: &str, action: &str, retry_after: Option<Duration>) {
+        let pause = self.with_lane(region, action, |lane| {
+            let now = Instant::now();
+            let already_paused = lane.paused(now).is_some();
+            if !already_paused {
+                lane.strikes = lane.strikes.saturating_add(1);
+            }
+            let doubling = FIRST_PAUSE
+                .saturating_mul(1 << lane.strikes.saturating_sub(1).min(16))
+                .min(MAX_PAUSE);
+            // Never sooner than the server asked, never shorter than our own pause.
+            let pause = retry_after.map_or(doubling, |r| doubling.max(r.min(MAX_RETRY_AFTER)));
+            let until = now + pause;
+            if lane.paused_until.is_none_or(|current| current < until) {
+                lane.paused_until = Some(until);
+                lane.epoch += 1;
+                if let Some(bucket) = &mut lane.bucket {
+                    bucket.restart_at(until);
+                }
+            }
+            pause
+        });
+        tracing::info!(
+            region,
+            action,
+            pause_ms = pause.as_millis() as u64,
+            "ECS throttled: pausing this action in the region"
+        );
+    }
+
+    /// A call of the lane went through: throttling is over, the next pause starts short again.
+    pub fn succeeded(&self, region: &str, action: &str) {
+        self.with_lane(region, action, |lane| lane.strikes = 0);
     }
 }
 
@@ -130,7 +234,7 @@ mod tests {
         let start = Instant::now();
         let mut calls = 0;
         loop {
-            limiter.acquire(action).await;
+            limiter.acquire("cn-hangzhou", action).await;
             if start.elapsed() >= window {
                 return calls;
             }
@@ -145,7 +249,7 @@ mod tests {
             per_action: BTreeMap::new(),
         });
         let calls = calls_within(&limiter, "StopInstance", Duration::from_secs(10)).await;
-        // Two tokens of burst, then one every 500 ms.
+        // One token at once, then one every 500 ms.
         assert!((20..=22).contains(&calls), "{calls} calls in 10s");
     }
 
@@ -170,8 +274,8 @@ mod tests {
         let other = limiter.clone();
         let start = Instant::now();
         for _ in 0..3 {
-            limiter.acquire("RebootInstance").await;
-            other.acquire("RebootInstance").await;
+            limiter.acquire("cn-hangzhou", "RebootInstance").await;
+            other.acquire("cn-hangzhou", "RebootInstance").await;
         }
         // Six calls at 1 QPS with a burst of one: the sixth waits five seconds.
         assert!(start.elapsed() >= Duration::from_secs(5));
@@ -183,8 +287,104 @@ mod tests {
         let limiter = RateLimiter::new(RateLimits::unlimited());
         let start = Instant::now();
         for _ in 0..1000 {
-            limiter.acquire("DescribeInstances").await;
+            limiter.acquire("cn-hangzhou", "DescribeInstances").await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn regions_have_their_own_buckets() {
+        let limiter = RateLimiter::new(RateLimits {
+            default_qps: 1.0,
+            per_action: BTreeMap::new(),
+        });
+        let start = Instant::now();
+        for region in ["cn-hangzhou", "cn-beijing", "eu-central-1"] {
+            limiter.acquire(region, "StartInstances").await;
+        }
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "one token each, no waiting"
+        );
+        limiter.acquire("cn-hangzhou", "StartInstances").await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_pauses_every_waiter_of_the_lane_then_the_rate_resumes() {
+        let limiter = RateLimiter::new(RateLimits {
+            default_qps: 10.0,
+            per_action: BTreeMap::new(),
+        });
+        let start = Instant::now();
+        // Twenty objects queue for tokens; the first call is throttled right away.
+        let waiters: Vec<_> = (0..20)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    limiter.acquire("cn-hangzhou", "StartInstances").await;
+                    start.elapsed()
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        limiter.throttled("cn-hangzhou", "StartInstances", None);
+        let mut went = Vec::new();
+        for w in waiters {
+            went.push(w.await.unwrap());
+        }
+        went.sort();
+        // The one with the first token had already gone; the rest waited out the one-second
+        // pause and then went at 10 QPS, not all at once.
+        let after_pause: Vec<_> = went.iter().filter(|d| !d.is_zero()).collect();
+        assert_eq!(after_pause.len(), 19, "{went:?}");
+        assert!(after_pause.iter().all(|d| **d >= Duration::from_secs(1)));
+        assert!(
+            *after_pause[18] >= Duration::from_millis(2_700),
+            "paced after the pause: {went:?}"
+        );
+        // No window of one second holds more than 10 calls (a quota counted per second).
+        for (i, t) in went.iter().enumerate() {
+            let within = went[i..]
+                .iter()
+                .filter(|u| **u < *t + Duration::from_secs(1))
+                .count();
+            assert!(within <= 10, "{within} calls in the second after {t:?}");
+        }
+        // Other lanes never paused.
+        let before = Instant::now();
+        limiter.acquire("cn-hangzhou", "DescribeInstances").await;
+        limiter.acquire("cn-beijing", "StartInstances").await;
+        assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pauses_honour_retry_after_double_while_throttled_and_reset_on_success() {
+        let limiter = RateLimiter::new(RateLimits::unlimited());
+        let lane = ("cn-hangzhou", "DescribeInstances");
+        let paused_for = |limiter: RateLimiter| async move {
+            let start = Instant::now();
+            limiter.acquire(lane.0, lane.1).await;
+            start.elapsed()
+        };
+        limiter.throttled(lane.0, lane.1, Some(Duration::from_millis(4_500)));
+        assert_eq!(
+            paused_for(limiter.clone()).await,
+            Duration::from_millis(4_500)
+        );
+        // Still throttling after the pause: 2 s, then 4 s.
+        limiter.throttled(lane.0, lane.1, None);
+        assert_eq!(paused_for(limiter.clone()).await, Duration::from_secs(2));
+        limiter.throttled(lane.0, lane.1, None);
+        // Late answers to requests sent before this pause do not lengthen it.
+        limiter.throttled(lane.0, lane.1, None);
+        assert_eq!(paused_for(limiter.clone()).await, Duration::from_secs(4));
+        // Recovered: the next throttle starts short again.
+        limiter.succeeded(lane.0, lane.1);
+        limiter.throttled(lane.0, lane.1, None);
+        assert_eq!(paused_for(limiter.clone()).await, Duration::from_secs(1));
+        // An unlimited lane that is not paused never waits.
+        assert_eq!(paused_for(limiter).await, Duration::ZERO);
     }
 }

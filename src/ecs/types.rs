@@ -121,6 +121,7 @@ pub fn parse_ecs_time(s: &str) -> Option<jiff::Timestamp> {
     Default,
     PartialEq,
     Eq,
+    Hash,
     Serialize,
     Deserialize,
     schemars::JsonSchema,
@@ -146,7 +147,7 @@ impl StoppedMode {
 }
 
 /// Options of StartInstance.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct StartOptions {
     /// Recover local disks (D1, I1, I2 families only).
     pub init_local_disk: bool,
@@ -154,7 +155,7 @@ pub struct StartOptions {
 }
 
 /// Options of StopInstance.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct StopOptions {
     pub force: bool,
     pub stopped_mode: Option<StoppedMode>,
@@ -162,7 +163,7 @@ pub struct StopOptions {
 }
 
 /// Options of RebootInstance.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RebootOptions {
     pub force: bool,
     pub dry_run: bool,

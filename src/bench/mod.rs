@@ -1,0 +1,657 @@
+//! `ecs-power-controller bench`: the fleet benchmark.
+//!
+//! This process serves the in-process Kubernetes API and the ECS simulator (with a per-action
+//! quota); the controller runs as a child process of the same binary (`run`, pointed at them
+//! through a kubeconfig and `--ecs-endpoint`), so its memory and CPU are its own. A run:
+//! N Stopped instances and N EcsInstances desiring Stopped; the controller settles them; then
+//! every spec flips to Running and the clock runs until every object is Ready for its new
+//! generation. Then steady-state calls over one resync, and the latency from a spec change to
+//! the ECS calls when the quota is not the limit. See `docs/performance.md`.
+
+mod process;
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, CustomResourceExt, ResourceExt};
+use serde_json::json;
+
+use crate::api::{EcsInstance, EcsInstanceSpec, PowerState};
+use crate::ecs::InstanceStatus;
+use crate::ecs::cli::parse_duration;
+use crate::kubesim::{KubeSim, KubeSimOptions};
+use crate::sim::{Action, CallRecord, InstanceSpec, Outcome, SimConfig, Simulator};
+
+const REGION: &str = "cn-hangzhou";
+const NAMESPACE: &str = "bench";
+/// Instances per batch call: the quota bound's unit.
+const PER_CALL: usize = 100;
+
+/// Benchmark the controller against the ECS quota bound (in-process API server + simulator).
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Fleet sizes to run with batching on (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    pub objects: Vec<usize>,
+
+    /// Fleet sizes to run with batching off (one call per object: at 10 QPS, 10,000 objects
+    /// would take over half an hour, so the default is small and the report extrapolates;
+    /// 0 skips).
+    #[arg(long, value_delimiter = ',', default_value = "300")]
+    pub off_objects: Vec<usize>,
+
+    /// The simulator's quota: requests per second for each action (above it: Throttling.User).
+    #[arg(long, default_value_t = 10)]
+    pub quota: u32,
+
+    /// The controller's `--qps` (client-side limit per region and action).
+    #[arg(long, default_value_t = 10.0)]
+    pub qps: f64,
+
+    /// The controller's `--concurrency`.
+    #[arg(long, default_value_t = 1024)]
+    pub concurrency: u16,
+
+    /// The controller's `--transition-poll` (the simulator's transitions take no time).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub transition_poll: Duration,
+
+    /// The controller's `--resync`; steady-state calls are counted over one such period.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub resync: Duration,
+
+    /// Spec changes timed one by one (every 200 ms) for the latency percentiles.
+    #[arg(long, default_value_t = 100)]
+    pub latency_samples: usize,
+
+    /// The controller's `--batch-window`.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub batch_window: Duration,
+
+    /// The controller's `--batch-quiet`.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    pub batch_quiet: Duration,
+
+    /// Give up waiting for convergence after this long (the report then says how far it got).
+    #[arg(long, default_value = "20m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+pub async fn run(args: BenchArgs) -> ExitCode {
+    let mut reports = Vec::new();
+    let runs = args
+        .objects
+        .iter()
+        .map(|n| (*n, true))
+        .chain(args.off_objects.iter().map(|n| (*n, false)))
+        .filter(|(n, _)| *n > 0);
+    for (n, batch) in runs {
+        eprintln!("bench: {n} objects, batching {}", on_off(batch));
+        match run_one(&args, n, batch).await {
+            Ok(report) => {
+                eprintln!("{}", report.summary());
+                reports.push(report);
+            }
+            Err(err) => {
+                eprintln!("bench: {n} objects, batching {}: {err}", on_off(batch));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("{}", render(&args, &reports));
+    ExitCode::SUCCESS
+}
+
+fn on_off(batch: bool) -> &'static str {
+    if batch { "on" } else { "off" }
+}
+
+/// What one run measured.
+#[derive(Debug)]
+struct Report {
+    objects: usize,
+    batch: bool,
+    converged: bool,
+    ready: usize,
+    flip: Duration,
+    bound: Duration,
+    /// ECS requests during the flip, by action and outcome.
+    ecs_calls: BTreeMap<(String, String), u64>,
+    kube_requests: u64,
+    kube_by_kind: Vec<(String, u64)>,
+    controller_peak_rss: u64,
+    controller_cpu_flip: f64,
+    controller_cpu_total: f64,
+    servers_cpu_flip: f64,
+    describes_per_resync: Option<usize>,
+    latency_describe: Vec<Duration>,
+    latency_mutation: Vec<Duration>,
+}
+
+impl Report {
+    fn ratio(&self) -> f64 {
+        self.flip.as_secs_f64() / self.bound.as_secs_f64().max(f64::EPSILON)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "  flip: {:.1}s (bound {:.1}s, ratio {:.2}), ready {}/{}, controller peak RSS {:.1} MB",
+            self.flip.as_secs_f64(),
+            self.bound.as_secs_f64(),
+            self.ratio(),
+            self.ready,
+            self.objects,
+            self.controller_peak_rss as f64 / 1e6
+        )
+    }
+}
+
+/// The lower bound the quota allows for the flip: every object needs two observations (one
+/// to see it Stopped, one to see it Running) and one start; batched, 100 objects per call.
+fn quota_bound(objects: usize, batch: bool, quota: u32) -> Duration {
+    let calls = if batch {
+        objects.div_ceil(PER_CALL)
+    } else {
+        objects
+    };
+    let describes = 2 * calls;
+    let starts = calls;
+    Duration::from_secs_f64(describes.max(starts) as f64 / f64::from(quota.max(1)))
+}
+
+fn instance_id(n: usize) -> String {
+    format!("i-bench{n:05}")
+}
+
+/// What the tracker keeps of each object.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    desired: PowerState,
+    ready_for_generation: bool,
+}
+
+type Tracker = Arc<Mutex<HashMap<String, Seen>>>;
+
+fn count(tracker: &Tracker, desired: PowerState) -> usize {
+    tracker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .filter(|s| s.desired == desired && s.ready_for_generation)
+        .count()
+}
+
+fn seen(obj: &EcsInstance) -> Seen {
+    let status = obj.status.as_ref();
+    let ready = status.is_some_and(|s| {
+        s.observed_generation == obj.metadata.generation
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+    });
+    Seen {
+        desired: obj.spec.power_state,
+        ready_for_generation: ready,
+    }
+}
+
+/// Waits until `n` objects desire `desired` and are Ready for it; false after `limit`.
+async fn wait_ready(tracker: &Tracker, desired: PowerState, n: usize, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if count(tracker, desired) >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Requests per (action, outcome) in the simulator's log, from record `from` on.
+fn calls_since(records: &[CallRecord], from: u64) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for r in records.iter().filter(|r| r.seq > from) {
+        let action = r.action.map_or("(none)", Action::as_str).to_string();
+        let outcome = match &r.outcome {
+            Outcome::Ok => "ok".to_string(),
+            Outcome::Error(code) => code.clone(),
+        };
+        *out.entry((action, outcome)).or_default() += 1;
+    }
+    out
+}
+
+fn last_seq(sim: &Simulator) -> u64 {
+    sim.calls().log().last().map_or(0, |r| r.seq)
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free loopback port: {e}"))
+}
+
+async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, String> {
+    let kube = KubeSim::start(KubeSimOptions {
+        auto_create_namespaces: true,
+        history_limit: 50 * n + 10_000,
+        ..KubeSimOptions::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut config = SimConfig::instant();
+    config.log_capacity = 40 * n + 100_000;
+    let sim = Simulator::start(config).await.map_err(|e| e.to_string())?;
+    let client = kube.client().map_err(|e| e.to_string())?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &EcsInstance::crd())
+        .await
+        .map_err(|e| format!("installing the CRD: {e}"))?;
+    sim.add_instances(
+        (0..n).map(|i| InstanceSpec::new(&instance_id(i), REGION).status(InstanceStatus::Stopped)),
+    )
+    .map_err(|e| e.to_string())?;
+    for action in Action::ALL {
+        sim.set_quota(action, Some(args.quota));
+    }
+
+    let api: Api<EcsInstance> = Api::namespaced(client.clone(), NAMESPACE);
+    let creates = (0..n).map(|i| {
+        let api = api.clone();
+        async move {
+            let id = instance_id(i);
+            let mut obj = EcsInstance::new(
+                &id,
+                EcsInstanceSpec {
+                    instance_id: id.clone(),
+                    region_id: REGION.into(),
+                    power_state: PowerState::Stopped,
+                    reboot: None,
+                    start: None,
+                    stop: None,
+                    dry_run: false,
+                    credentials_secret_ref: None,
+                },
+            );
+            obj.metadata.namespace = Some(NAMESPACE.into());
+            api.create(&PostParams::default(), &obj).await.map(|_| ())
+        }
+    });
+    futures::stream::iter(creates)
+        .buffer_unordered(64)
+        .try_collect::<Vec<()>>()
+        .await
+        .map_err(|e| format!("creating EcsInstances: {e}"))?;
+
+    // Follow every object through a watch (cheaper for the API server than listing 10,000).
+    let tracker: Tracker = Arc::default();
+    let follow = {
+        let tracker = tracker.clone();
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .applied_objects()
+            );
+            while let Some(event) = events.next().await {
+                if let Ok(obj) = event {
+                    tracker
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(obj.name_any(), seen(&obj));
+                }
+            }
+        })
+    };
+
+    let dir = std::env::temp_dir().join(format!("ecs-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let kubeconfig = dir.join(format!("kubeconfig-{n}-{}", on_off(batch)));
+    kube.write_kubeconfig(&kubeconfig)
+        .map_err(|e| e.to_string())?;
+    let log_path = dir.join(format!("controller-{n}-{}.log", on_off(batch)));
+    let log =
+        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let (key_id, key_secret) = sim.access_key();
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "run",
+            "--namespace",
+            NAMESPACE,
+            "--ecs-endpoint",
+            &sim.endpoint(),
+            "--ecs-qps",
+            &args.qps.to_string(),
+            "--batch",
+            on_off(batch),
+            "--concurrency",
+            &args.concurrency.to_string(),
+            "--resync",
+            &format!("{}ms", args.resync.as_millis()),
+            "--transition-poll",
+            &format!("{}ms", args.transition_poll.as_millis()),
+            "--batch-window",
+            &format!("{}ms", args.batch_window.as_millis()),
+            "--batch-quiet",
+            &format!("{}ms", args.batch_quiet.as_millis()),
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", free_port()?),
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", key_id)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", key_secret)
+        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("starting the controller: {e}"))?;
+    let pid = child.id().to_string();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Ok(Some(status)) = child.try_wait() {
+        let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+        return Err(format!("the controller exited ({status}): {tail}"));
+    }
+
+    let result = measure(args, n, batch, &sim, &kube, &api, &tracker, &pid).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    follow.abort();
+    sim.shutdown().await;
+    kube.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    args: &BenchArgs,
+    n: usize,
+    batch: bool,
+    sim: &Simulator,
+    kube: &KubeSim,
+    api: &Api<EcsInstance>,
+    tracker: &Tracker,
+    pid: &str,
+) -> Result<Report, String> {
+    // 1. The controller takes over the fleet: everything Stopped as desired.
+    if !wait_ready(tracker, PowerState::Stopped, n, args.timeout).await {
+        return Err(format!(
+            "only {} of {n} objects became Ready (Stopped) within {:?}",
+            count(tracker, PowerState::Stopped),
+            args.timeout
+        ));
+    }
+
+    // 2. The flip: every spec to Running, timed until every object is Ready for it.
+    let seq_before = last_seq(sim);
+    let kube_before = kube.requests();
+    let controller_before = process::usage(pid).unwrap_or_default();
+    let servers_before = process::usage("self").unwrap_or_default();
+    let started = Instant::now();
+    let patches = (0..n).map(|i| {
+        let api = api.clone();
+        async move {
+            let patch = json!({ "spec": { "powerState": "Running" } });
+            api.patch(
+                &instance_id(i),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map(|_| ())
+        }
+    });
+    futures::stream::iter(patches)
+        .buffer_unordered(64)
+        .try_collect::<Vec<()>>()
+        .await
+        .map_err(|e| format!("flipping specs: {e}"))?;
+    let converged = wait_ready(tracker, PowerState::Running, n, args.timeout).await;
+    let flip = started.elapsed();
+    let ready = count(tracker, PowerState::Running);
+    let controller_after = process::usage(pid).unwrap_or_default();
+    let servers_after = process::usage("self").unwrap_or_default();
+    let kube_after = kube.requests();
+    let ecs_calls = calls_since(&sim.calls().log(), seq_before);
+    let mut kube_by_kind: Vec<(String, u64)> = kube_after
+        .0
+        .iter()
+        .map(|((verb, resource), count)| {
+            let before = kube_before.0.get(&(*verb, resource.clone())).copied();
+            (
+                format!("{} {resource}", verb.as_str()),
+                count - before.unwrap_or(0),
+            )
+        })
+        .filter(|(_, c)| *c > 0)
+        .collect();
+    kube_by_kind.sort_by_key(|k| std::cmp::Reverse(k.1));
+
+    // 3. Steady state: DescribeInstances over one resync period, once the flip has settled.
+    let describes_per_resync = if converged {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let log = sim.calls().log();
+        let from = log.last().map_or(0, |r| r.seq);
+        tokio::time::sleep(args.resync).await;
+        let log = sim.calls().log();
+        let mut sizes: Vec<usize> = log
+            .iter()
+            .filter(|r| r.seq > from && r.action == Some(Action::DescribeInstances))
+            .map(|r| r.instances.len())
+            .collect();
+        sizes.sort_unstable();
+        eprintln!(
+            "  steady state: {} DescribeInstances, ids per call min {:?} median {:?} max {:?}",
+            sizes.len(),
+            sizes.first(),
+            sizes.get(sizes.len() / 2),
+            sizes.last()
+        );
+        Some(sizes.len())
+    } else {
+        None
+    };
+
+    // 4. Latency: single spec changes, quota not the limit.
+    let (latency_describe, latency_mutation) = if converged {
+        latencies(args, n, sim, api).await?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let controller_end = process::usage(pid).unwrap_or_default();
+
+    Ok(Report {
+        objects: n,
+        batch,
+        converged,
+        ready,
+        flip,
+        bound: quota_bound(n, batch, args.quota),
+        ecs_calls,
+        kube_requests: kube_after.total() - kube_before.total(),
+        kube_by_kind,
+        controller_peak_rss: controller_end.peak_rss_bytes,
+        controller_cpu_flip: controller_after.cpu_seconds - controller_before.cpu_seconds,
+        controller_cpu_total: controller_end.cpu_seconds,
+        servers_cpu_flip: servers_after.cpu_seconds - servers_before.cpu_seconds,
+        describes_per_resync,
+        latency_describe,
+        latency_mutation,
+    })
+}
+
+/// Flips objects to Stopped one at a time and times, from each patch, the first
+/// DescribeInstances and the first StopInstance(s) naming the instance.
+async fn latencies(
+    args: &BenchArgs,
+    n: usize,
+    sim: &Simulator,
+    api: &Api<EcsInstance>,
+) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    let samples = args.latency_samples.min(n);
+    let mut sent = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let at = jiff::Timestamp::now();
+        let patch = json!({ "spec": { "powerState": "Stopped" } });
+        api.patch(
+            &instance_id(i),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| format!("latency sample: {e}"))?;
+        sent.push((instance_id(i), at));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = sim.calls().log();
+    let first = |id: &str, at: jiff::Timestamp, actions: &[Action]| -> Option<Duration> {
+        log.iter()
+            .filter(|r| r.action.is_some_and(|a| actions.contains(&a)))
+            .filter(|r| r.instances.iter().any(|(i, _)| i == id))
+            .filter_map(|r| r.time.parse::<jiff::Timestamp>().ok())
+            .filter(|t| *t >= at)
+            .map(|t| t.duration_since(at).unsigned_abs())
+            .min()
+    };
+    let mut describe = Vec::new();
+    let mut mutation = Vec::new();
+    for (id, at) in &sent {
+        describe.extend(first(id, *at, &[Action::DescribeInstances]));
+        mutation.extend(first(
+            id,
+            *at,
+            &[Action::StopInstance, Action::StopInstances],
+        ));
+    }
+    describe.sort();
+    mutation.sort();
+    Ok((describe, mutation))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or("–".into(), |d| {
+        format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+    })
+}
+
+/// The report as Markdown.
+fn render(args: &BenchArgs, reports: &[Report]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Quota {} requests/s per action; controller --qps {}, --concurrency {}, --transition-poll {:?}, --resync {:?}, --batch-window {:?}, --batch-quiet {:?}.\n\n",
+        args.quota,
+        args.qps,
+        args.concurrency,
+        args.transition_poll,
+        args.resync,
+        args.batch_window,
+        args.batch_quiet
+    ));
+    out.push_str("| objects | batching | all Ready after | quota bound | ratio | ready | controller peak RSS | controller CPU (flip / total) | kubesim+sim CPU (flip) | DescribeInstances per resync | spec→Describe p50/p99 | spec→Stop p50/p99 |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in reports {
+        out.push_str(&format!(
+            "| {} | {} | {:.1} s{} | {:.1} s | {:.2} | {}/{} | {:.1} MB | {:.1} s / {:.1} s | {:.1} s ({:.0}% of one core) | {} (ceil(N/100) = {}) | {} / {} | {} / {} |\n",
+            r.objects,
+            on_off(r.batch),
+            r.flip.as_secs_f64(),
+            if r.converged { "" } else { " (timed out)" },
+            r.bound.as_secs_f64(),
+            r.ratio(),
+            r.ready,
+            r.objects,
+            r.controller_peak_rss as f64 / 1e6,
+            r.controller_cpu_flip,
+            r.controller_cpu_total,
+            r.servers_cpu_flip,
+            100.0 * r.servers_cpu_flip / r.flip.as_secs_f64().max(f64::EPSILON),
+            r.describes_per_resync.map_or("–".into(), |d| d.to_string()),
+            r.objects.div_ceil(PER_CALL),
+            ms(percentile(&r.latency_describe, 50.0)),
+            ms(percentile(&r.latency_describe, 99.0)),
+            ms(percentile(&r.latency_mutation, 50.0)),
+            ms(percentile(&r.latency_mutation, 99.0)),
+        ));
+    }
+    for r in reports {
+        out.push_str(&format!(
+            "\nECS requests during the flip, {} objects, batching {}: ",
+            r.objects,
+            on_off(r.batch)
+        ));
+        let calls: Vec<String> = r
+            .ecs_calls
+            .iter()
+            .map(|((a, o), c)| format!("{a} {o}: {c}"))
+            .collect();
+        out.push_str(&calls.join(", "));
+        out.push_str(&format!(
+            "\nAPI-server requests during the flip: {} ({})\n",
+            r.kube_requests,
+            r.kube_by_kind
+                .iter()
+                .take(8)
+                .map(|(k, c)| format!("{k}: {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let on = reports.iter().filter(|r| r.batch && r.converged);
+    let off = reports.iter().filter(|r| !r.batch && r.converged);
+    for a in on {
+        for b in off.clone() {
+            // Both are quota-bound and linear in N: compare per object.
+            let per_on = a.flip.as_secs_f64() / a.objects as f64;
+            let per_off = b.flip.as_secs_f64() / b.objects as f64;
+            out.push_str(&format!(
+                "\nBatching off at {} objects took {:.1} s: {:.1} s extrapolated to {} objects, {:.1}× the {:.1} s with batching on.\n",
+                b.objects,
+                b.flip.as_secs_f64(),
+                per_off * a.objects as f64,
+                a.objects,
+                per_off / per_on,
+                a.flip.as_secs_f64()
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quota_bound_counts_two_observations_and_one_start_per_object() {
+        assert_eq!(quota_bound(10_000, true, 10), Duration::from_secs(20));
+        assert_eq!(quota_bound(1_000, true, 10), Duration::from_secs(2));
+        assert_eq!(quota_bound(1_001, true, 10), Duration::from_millis(2_200));
+        assert_eq!(quota_bound(300, false, 10), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&samples, 50.0), Some(Duration::from_millis(50)));
+        assert_eq!(percentile(&samples, 99.0), Some(Duration::from_millis(99)));
+        assert_eq!(percentile(&[], 99.0), None);
+    }
+}

@@ -1,0 +1,249 @@
+//! Mutations shared: single Start/Stop/Reboot calls coalesced into `*Instances` batch calls.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{BatchSettings, Coalescer, Waiter, still_waiting};
+use crate::ecs::{
+    Accepted, BatchAccepted, EcsApi, EcsError, Instance, RebootOptions, StartOptions, StopOptions,
+};
+
+type Answer = Result<Accepted, EcsError>;
+
+/// Which batch call, with which options: only calls that agree on all of it share a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Op {
+    Start(StartOptions),
+    Stop(StopOptions),
+    Reboot(RebootOptions),
+}
+
+impl Op {
+    fn batch_name(self) -> &'static str {
+        match self {
+            Self::Start(_) => "StartInstances",
+            Self::Stop(_) => "StopInstances",
+            Self::Reboot(_) => "RebootInstances",
+        }
+    }
+
+    /// What batching cannot express exactly goes out as the single call:
+    /// - a dry run: ECS answers a batch dry run with one code for the whole request (the first
+    ///   instance's refusal, or `DryRunOperation`), not one per instance;
+    /// - `InitLocalDisk`: StartInstances has no such parameter.
+    fn batchable(self) -> bool {
+        match self {
+            Self::Start(o) => !o.dry_run && !o.init_local_disk,
+            Self::Stop(o) => !o.dry_run,
+            Self::Reboot(o) => !o.dry_run,
+        }
+    }
+
+    async fn single(self, ecs: &dyn EcsApi, region: &str, id: &str) -> Answer {
+        match self {
+            Self::Start(o) => ecs.start_instance(region, id, &o).await,
+            Self::Stop(o) => ecs.stop_instance(region, id, &o).await,
+            Self::Reboot(o) => ecs.reboot_instance(region, id, &o).await,
+        }
+    }
+
+    async fn batch(
+        self,
+        ecs: &dyn EcsApi,
+        region: &str,
+        ids: &[String],
+    ) -> Result<BatchAccepted, EcsError> {
+        match self {
+            Self::Start(o) => ecs.start_instances(region, ids, &o).await,
+            Self::Stop(o) => ecs.stop_instances(region, ids, &o).await,
+            Self::Reboot(o) => ecs.reboot_instances(region, ids, &o).await,
+        }
+    }
+}
+
+/// An [`EcsApi`] that sends concurrent single Start/Stop/Reboot calls of one region and the
+/// same options as one StartInstances / StopInstances / RebootInstances (SuccessFirst), and
+/// answers each caller with its own instance's result:
+///
+/// - the item succeeded: `Ok(Accepted)` with the batch's RequestId;
+/// - the item failed: that item's error, classified by its code as the single call's would be
+///   (an item has no HTTP status; an unknown code counts as possibly executed);
+/// - the whole request failed: that error, for every caller;
+/// - the answer has no item for the instance: an unreadable answer, so a mutation counts as
+///   possibly executed (a reboot stays in flight, never repeated on a guess).
+///
+/// A batch mutation is never sent again after a failure that may have executed it (the client's
+/// retry rule); only a failure before anything was sent (a request the client refused) falls
+/// back to single calls. A batch of one goes out as the single call.
+pub struct BatchingEcs {
+    inner: Arc<dyn EcsApi>,
+    coalescer: Coalescer<(String, Op), String, Answer>,
+}
+
+impl BatchingEcs {
+    pub fn new(inner: Arc<dyn EcsApi>, settings: BatchSettings) -> Self {
+        let sender = inner.clone();
+        Self {
+            inner,
+            coalescer: Coalescer::new(
+                settings,
+                Arc::new(move |(region, op): (String, Op), waiters| {
+                    let ecs = sender.clone();
+                    Box::pin(async move { act(ecs, region, op, waiters).await })
+                }),
+            ),
+        }
+    }
+
+    async fn coalesced(&self, region: &str, id: &str, op: Op) -> Answer {
+        if !op.batchable() {
+            return op.single(self.inner.as_ref(), region, id).await;
+        }
+        let key = (region.to_string(), op);
+        // The same instance twice in one batch: the second call goes on its own.
+        match self
+            .coalescer
+            .submit(key, id.to_string(), |other| other == id)
+        {
+            Some(answer) => answer.await.unwrap_or_else(|_| {
+                Err(EcsError::Transport {
+                    action: op.batch_name().into(),
+                    endpoint: "(batched)".into(),
+                    detail: "the batch ended without an answer; it may have been sent".into(),
+                })
+            }),
+            None => op.single(self.inner.as_ref(), region, id).await,
+        }
+    }
+}
+
+/// Sends one batch and answers its waiters.
+async fn act(ecs: Arc<dyn EcsApi>, region: String, op: Op, waiters: Vec<Waiter<String, Answer>>) {
+    let waiters = still_waiting(waiters);
+    if let [only] = waiters.as_slice() {
+        let answer = op.single(ecs.as_ref(), &region, &only.item).await;
+        if let Some(only) = waiters.into_iter().next() {
+            let _ = only.reply.send(answer);
+        }
+        return;
+    }
+    if waiters.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = waiters.iter().map(|w| w.item.clone()).collect();
+    match op.batch(ecs.as_ref(), &region, &ids).await {
+        Ok(batch) => {
+            for waiter in waiters {
+                let answer = item_answer(op, &batch, &waiter.item);
+                let _ = waiter.reply.send(answer);
+            }
+        }
+        // The client refused to send the batch (say, one malformed id): nothing went out, so
+        // each call may still be made on its own.
+        Err(EcsError::InvalidInput(_)) => {
+            for waiter in waiters {
+                let answer = op.single(ecs.as_ref(), &region, &waiter.item).await;
+                let _ = waiter.reply.send(answer);
+            }
+        }
+        Err(err) => {
+            for waiter in waiters {
+                let _ = waiter.reply.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
+fn item_answer(op: Op, batch: &BatchAccepted, id: &str) -> Answer {
+    let Some(item) = batch.items.iter().find(|i| i.instance_id == id) else {
+        return Err(EcsError::Decode {
+            action: op.batch_name().into(),
+            http_status: 200,
+            detail: format!(
+                "the answer (RequestId {}) has no entry for {id}; it may have been acted on",
+                batch.request_id
+            ),
+        });
+    };
+    match &item.result {
+        Ok(()) => Ok(Accepted {
+            request_id: batch.request_id.clone(),
+        }),
+        Err(err) => Err(err.clone()),
+    }
+}
+
+#[async_trait]
+impl EcsApi for BatchingEcs {
+    async fn describe_instances(
+        &self,
+        region: &str,
+        instance_ids: &[String],
+    ) -> Result<Vec<Instance>, EcsError> {
+        self.inner.describe_instances(region, instance_ids).await
+    }
+
+    async fn start_instance(
+        &self,
+        region: &str,
+        instance_id: &str,
+        options: &StartOptions,
+    ) -> Answer {
+        self.coalesced(region, instance_id, Op::Start(*options))
+            .await
+    }
+
+    async fn stop_instance(
+        &self,
+        region: &str,
+        instance_id: &str,
+        options: &StopOptions,
+    ) -> Answer {
+        self.coalesced(region, instance_id, Op::Stop(*options))
+            .await
+    }
+
+    async fn reboot_instance(
+        &self,
+        region: &str,
+        instance_id: &str,
+        options: &RebootOptions,
+    ) -> Answer {
+        self.coalesced(region, instance_id, Op::Reboot(*options))
+            .await
+    }
+
+    async fn start_instances(
+        &self,
+        region: &str,
+        instance_ids: &[String],
+        options: &StartOptions,
+    ) -> Result<BatchAccepted, EcsError> {
+        self.inner
+            .start_instances(region, instance_ids, options)
+            .await
+    }
+
+    async fn stop_instances(
+        &self,
+        region: &str,
+        instance_ids: &[String],
+        options: &StopOptions,
+    ) -> Result<BatchAccepted, EcsError> {
+        self.inner
+            .stop_instances(region, instance_ids, options)
+            .await
+    }
+
+    async fn reboot_instances(
+        &self,
+        region: &str,
+        instance_ids: &[String],
+        options: &RebootOptions,
+    ) -> Result<BatchAccepted, EcsError> {
+        self.inner
+            .reboot_instances(region, instance_ids, options)
+            .await
+    }
+}

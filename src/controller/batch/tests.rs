@@ -1,0 +1,648 @@
+//! Coalescing against a fake ECS, on tokio's paused clock (so windows are measured exactly).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::*;
+use crate::controller::observe::{Observer, Target};
+use crate::ecs::{
+    Accepted, ApiError, BatchAccepted, BatchItem, EcsApi, EcsError, ErrorClass, Instance,
+    InstanceStatus, RebootOptions, StartOptions, StopOptions,
+};
+
+const REGION: &str = "cn-hangzhou";
+
+/// One call the fake saw.
+#[derive(Clone, Debug)]
+struct Call {
+    action: &'static str,
+    region: String,
+    ids: Vec<String>,
+    at: Duration,
+}
+
+/// An ECS that knows instances `i-0..i-999` (all Running), answers batch items with scripted
+/// per-instance error codes, and can fail whole requests.
+struct FakeEcs {
+    started: Instant,
+    calls: Mutex<Vec<Call>>,
+    item_errors: Mutex<HashMap<String, String>>,
+    request_error: Mutex<Option<EcsError>>,
+    latency: Duration,
+}
+
+impl FakeEcs {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            started: Instant::now(),
+            calls: Mutex::default(),
+            item_errors: Mutex::default(),
+            request_error: Mutex::default(),
+            latency: Duration::from_millis(2),
+        })
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn calls_of(&self, action: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.action == action)
+            .collect()
+    }
+
+    fn fail_item(&self, id: &str, code: &str) {
+        self.item_errors
+            .lock()
+            .unwrap()
+            .insert(id.into(), code.into());
+    }
+
+    fn fail_requests(&self, error: EcsError) {
+        *self.request_error.lock().unwrap() = Some(error);
+    }
+
+    async fn record(
+        &self,
+        action: &'static str,
+        region: &str,
+        ids: &[String],
+    ) -> Result<(), EcsError> {
+        self.calls.lock().unwrap().push(Call {
+            action,
+            region: region.into(),
+            ids: ids.to_vec(),
+            at: self.started.elapsed(),
+        });
+        tokio::time::sleep(self.latency).await;
+        match self.request_error.lock().unwrap().clone() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    fn request_id(&self) -> String {
+        format!("req-{}", self.calls.lock().unwrap().len())
+    }
+
+    async fn single(
+        &self,
+        action: &'static str,
+        region: &str,
+        id: &str,
+    ) -> Result<Accepted, EcsError> {
+        self.record(action, region, &[id.to_string()]).await?;
+        match self.item_errors.lock().unwrap().get(id) {
+            Some(code) => Err(api_error(code, 403)),
+            None => Ok(Accepted {
+                request_id: self.request_id(),
+            }),
+        }
+    }
+
+    async fn batch(
+        &self,
+        action: &'static str,
+        region: &str,
+        ids: &[String],
+    ) -> Result<BatchAccepted, EcsError> {
+        assert!(ids.len() <= 100, "{action} with {} ids", ids.len());
+        self.record(action, region, ids).await?;
+        let errors = self.item_errors.lock().unwrap().clone();
+        let request_id = self.request_id();
+        Ok(BatchAccepted {
+            items: ids
+                .iter()
+                .map(|id| BatchItem {
+                    instance_id: id.clone(),
+                    result: match errors.get(id) {
+                        Some(code) => Err(api_error(code, 0)),
+                        None => Ok(()),
+                    },
+                    previous_status: None,
+                    current_status: None,
+                })
+                .collect(),
+            request_id,
+        })
+    }
+}
+
+fn api_error(code: &str, http_status: u16) -> EcsError {
+    EcsError::Api(ApiError {
+        code: code.into(),
+        message: format!("{code} happened"),
+        request_id: "req-err".into(),
+        http_status,
+        recommend: None,
+        retry_after: None,
+    })
+}
+
+fn instance(id: &str, region: &str) -> Instance {
+    Instance {
+        instance_id: id.into(),
+        region_id: region.into(),
+        status: InstanceStatus::Running,
+        start_time: None,
+        stopped_mode: None,
+        instance_type_family: None,
+        instance_charge_type: None,
+        expired_time: None,
+        locks: Vec::new(),
+    }
+}
+
+#[async_trait]
+impl EcsApi for FakeEcs {
+    async fn describe_instances(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<Vec<Instance>, EcsError> {
+        assert!(ids.len() <= 100, "DescribeInstances with {} ids", ids.len());
+        self.record("DescribeInstances", region, ids).await?;
+        Ok(ids
+            .iter()
+            .filter(|id| {
+                id.strip_prefix("i-")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|n| n < 1000)
+            })
+            .map(|id| instance(id, region))
+            .collect())
+    }
+    async fn start_instance(
+        &self,
+        region: &str,
+        id: &str,
+        _: &StartOptions,
+    ) -> Result<Accepted, EcsError> {
+        self.single("StartInstance", region, id).await
+    }
+    async fn stop_instance(
+        &self,
+        region: &str,
+        id: &str,
+        _: &StopOptions,
+    ) -> Result<Accepted, EcsError> {
+        self.single("StopInstance", region, id).await
+    }
+    async fn reboot_instance(
+        &self,
+        region: &str,
+        id: &str,
+        _: &RebootOptions,
+    ) -> Result<Accepted, EcsError> {
+        self.single("RebootInstance", region, id).await
+    }
+    async fn start_instances(
+        &self,
+        region: &str,
+        ids: &[String],
+        _: &StartOptions,
+    ) -> Result<BatchAccepted, EcsError> {
+        self.batch("StartInstances", region, ids).await
+    }
+    async fn stop_instances(
+        &self,
+        region: &str,
+        ids: &[String],
+        _: &StopOptions,
+    ) -> Result<BatchAccepted, EcsError> {
+        self.batch("StopInstances", region, ids).await
+    }
+    async fn reboot_instances(
+        &self,
+        region: &str,
+        ids: &[String],
+        _: &RebootOptions,
+    ) -> Result<BatchAccepted, EcsError> {
+        self.batch("RebootInstances", region, ids).await
+    }
+}
+
+fn target(ecs: &Arc<FakeEcs>, credentials: &str, region: &str, id: &str) -> Target {
+    Target {
+        ecs: ecs.clone(),
+        credentials_key: credentials.into(),
+        region: region.into(),
+        instance_id: id.into(),
+    }
+}
+
+fn id(n: usize) -> String {
+    format!("i-{n}")
+}
+
+/// Observes every target at once; each answer with how long it took.
+async fn observe_all(
+    observer: &Arc<BatchingObserver>,
+    targets: Vec<Target>,
+) -> Vec<(Target, Result<Option<Instance>, EcsError>, Duration)> {
+    let tasks: Vec<_> = targets
+        .into_iter()
+        .map(|t| {
+            let observer = observer.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let answer = observer.observe(&t).await;
+                (t, answer, start.elapsed())
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
+// ---- observation ---------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_250_observations_costs_three_describe_calls_and_each_gets_its_own_instance() {
+    let ecs = FakeEcs::new();
+    let observer = Arc::new(BatchingObserver::new(BatchSettings::default()));
+    let mut targets: Vec<Target> = (0..249)
+        .map(|n| target(&ecs, "default", REGION, &id(n)))
+        .collect();
+    // One instance ECS does not know.
+    targets.push(target(&ecs, "default", REGION, "i-5000"));
+    let answers = observe_all(&observer, targets).await;
+
+    let describes = ecs.calls_of("DescribeInstances");
+    let sizes: Vec<usize> = describes.iter().map(|c| c.ids.len()).collect();
+    assert_eq!(sizes, vec![100, 100, 50], "{describes:?}");
+    for (target, answer, _) in answers {
+        let found = answer.unwrap();
+        if target.instance_id == "i-5000" {
+            assert_eq!(
+                found, None,
+                "an unknown instance is None for its caller alone"
+            );
+        } else {
+            assert_eq!(found.unwrap().instance_id, target.instance_id);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn observations_are_shared_only_within_one_credential_set_and_region() {
+    let ecs = FakeEcs::new();
+    let observer = Arc::new(BatchingObserver::new(BatchSettings::default()));
+    let targets = vec![
+        target(&ecs, "default", REGION, "i-1"),
+        target(&ecs, "default", REGION, "i-2"),
+        target(&ecs, "tenant-a", REGION, "i-3"),
+        target(&ecs, "default", "cn-beijing", "i-4"),
+    ];
+    let answers = observe_all(&observer, targets).await;
+    assert!(
+        answers
+            .iter()
+            .all(|(_, a, _)| a.as_ref().unwrap().is_some())
+    );
+    let mut groups: Vec<(String, Vec<String>)> = ecs
+        .calls_of("DescribeInstances")
+        .into_iter()
+        .map(|c| (c.region, c.ids))
+        .collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        vec![
+            ("cn-beijing".to_string(), vec!["i-4".to_string()]),
+            (
+                REGION.to_string(),
+                vec!["i-1".to_string(), "i-2".to_string()]
+            ),
+            (REGION.to_string(), vec!["i-3".to_string()]),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_observation_waits_only_the_quiet_gap_and_a_trickle_no_longer_than_the_window() {
+    let ecs = FakeEcs::new();
+    let settings = BatchSettings::default();
+    let observer = Arc::new(BatchingObserver::new(settings));
+    let lone = observe_all(&observer, vec![target(&ecs, "default", REGION, "i-1")]).await;
+    // Quiet gap, then the fake's 2 ms answer.
+    assert_eq!(lone[0].2, settings.quiet + Duration::from_millis(2));
+
+    // A call every 4 ms keeps the batch open (gaps shorter than the quiet gap), but nobody
+    // waits more than the window.
+    let ecs = FakeEcs::new();
+    let mut tasks = Vec::new();
+    for n in 0..30 {
+        let observer = observer.clone();
+        let t = target(&ecs, "default", REGION, &id(n));
+        tasks.push(tokio::spawn(async move {
+            let start = Instant::now();
+            observer.observe(&t).await.unwrap();
+            start.elapsed()
+        }));
+        tokio::time::sleep(Duration::from_millis(4)).await;
+    }
+    for task in tasks {
+        let waited = task.await.unwrap();
+        assert!(
+            waited <= settings.window + Duration::from_millis(2),
+            "{waited:?}"
+        );
+    }
+    let sizes: Vec<usize> = ecs
+        .calls_of("DescribeInstances")
+        .iter()
+        .map(|c| c.ids.len())
+        .collect();
+    assert!(
+        sizes.len() <= 3 && sizes.iter().sum::<usize>() == 30,
+        "{sizes:?}"
+    );
+    assert!(
+        ecs.calls()
+            .iter()
+            .all(|c| c.at < Duration::from_millis(200))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_describe_is_every_callers_error() {
+    let ecs = FakeEcs::new();
+    ecs.fail_requests(api_error("Throttling.User", 400));
+    let observer = Arc::new(BatchingObserver::new(BatchSettings::default()));
+    let targets = (0..5)
+        .map(|n| target(&ecs, "default", REGION, &id(n)))
+        .collect();
+    for (_, answer, _) in observe_all(&observer, targets).await {
+        assert_eq!(answer.unwrap_err().class(), ErrorClass::Throttled);
+    }
+    assert_eq!(
+        ecs.calls().len(),
+        1,
+        "one call failed, nothing retried here"
+    );
+}
+
+// ---- actions ---------------------------------------------------------------------------------
+
+/// Starts every id at once through `api`; each answer by id.
+async fn start_all(
+    api: &Arc<BatchingEcs>,
+    ids: Vec<String>,
+    options: StartOptions,
+) -> HashMap<String, Result<Accepted, EcsError>> {
+    let tasks: Vec<_> = ids
+        .into_iter()
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let answer = api.start_instance(REGION, &i, &options).await;
+                (i, answer)
+            })
+        })
+        .collect();
+    let mut out = HashMap::new();
+    for task in tasks {
+        let (i, answer) = task.await.unwrap();
+        out.insert(i, answer);
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn starts_go_out_100_at_a_time_and_each_caller_gets_its_own_item_result() {
+    let ecs = FakeEcs::new();
+    ecs.fail_item("i-7", "IncorrectInstanceStatus");
+    ecs.fail_item("i-120", "InstanceLockedForSecurity");
+    let api = Arc::new(BatchingEcs::new(ecs.clone(), BatchSettings::default()));
+    let answers = start_all(&api, (0..150).map(id).collect(), StartOptions::default()).await;
+
+    let batches = ecs.calls_of("StartInstances");
+    assert_eq!(
+        batches.iter().map(|c| c.ids.len()).collect::<Vec<_>>(),
+        vec![100, 50]
+    );
+    assert!(ecs.calls_of("StartInstance").is_empty());
+    let wrong_state = answers["i-7"].as_ref().unwrap_err();
+    assert_eq!(wrong_state.code(), "IncorrectInstanceStatus");
+    assert_eq!(wrong_state.class(), ErrorClass::WrongState);
+    assert_eq!(
+        answers["i-120"].as_ref().unwrap_err().class(),
+        ErrorClass::Locked
+    );
+    let first = answers["i-0"].as_ref().unwrap();
+    assert_eq!(first.request_id, "req-1", "the batch's RequestId");
+    assert_eq!(answers["i-149"].as_ref().unwrap().request_id, "req-2");
+    assert_eq!(answers.values().filter(|a| a.is_ok()).count(), 148);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_item_code_nobody_knows_counts_as_possibly_executed() {
+    let ecs = FakeEcs::new();
+    ecs.fail_item("i-1", "SomethingBrandNew");
+    ecs.fail_item("i-2", "InternalError");
+    let api = Arc::new(BatchingEcs::new(ecs.clone(), BatchSettings::default()));
+    let tasks: Vec<_> = ["i-1", "i-2", "i-3"]
+        .into_iter()
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                api.reboot_instance(REGION, i, &RebootOptions::default())
+                    .await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    assert_eq!(ecs.calls_of("RebootInstances").len(), 1);
+    // Both stay ambiguous: the reconciler keeps the reboot in flight instead of repeating it.
+    assert_eq!(
+        answers[0].as_ref().unwrap_err().class(),
+        ErrorClass::Transient
+    );
+    assert_eq!(
+        answers[1].as_ref().unwrap_err().class(),
+        ErrorClass::Transient
+    );
+    assert!(answers[2].is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_batch_is_every_callers_error_and_is_not_sent_again() {
+    let ecs = FakeEcs::new();
+    ecs.fail_requests(EcsError::Transport {
+        action: "RebootInstances".into(),
+        endpoint: "http://ecs".into(),
+        detail: "connection reset".into(),
+    });
+    let api = Arc::new(BatchingEcs::new(ecs.clone(), BatchSettings::default()));
+    let tasks: Vec<_> = (0..4)
+        .map(|n| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                api.reboot_instance(REGION, &id(n), &RebootOptions::default())
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(matches!(err, EcsError::Transport { .. }), "{err:?}");
+    }
+    assert_eq!(
+        ecs.calls().len(),
+        1,
+        "no single-call fallback after a possibly executed batch"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn different_options_and_dry_runs_never_share_a_batch() {
+    let ecs = FakeEcs::new();
+    let api = Arc::new(BatchingEcs::new(ecs.clone(), BatchSettings::default()));
+    let plain = StartOptions::default();
+    let dry = StartOptions {
+        dry_run: true,
+        ..StartOptions::default()
+    };
+    let local_disk = StartOptions {
+        init_local_disk: true,
+        ..StartOptions::default()
+    };
+    let (a, b, c, d, e) = tokio::join!(
+        api.start_instance(REGION, "i-1", &plain),
+        api.start_instance(REGION, "i-2", &plain),
+        api.start_instance(REGION, "i-3", &dry),
+        api.start_instance(REGION, "i-4", &dry),
+        api.start_instance(REGION, "i-5", &local_disk),
+    );
+    for answer in [a, b, c, d, e] {
+        answer.unwrap();
+    }
+    let stop = StopOptions {
+        force: true,
+        ..StopOptions::default()
+    };
+    let plain_stop = StopOptions::default();
+    let (f, g) = tokio::join!(
+        api.stop_instance(REGION, "i-6", &stop),
+        api.stop_instance(REGION, "i-7", &plain_stop),
+    );
+    f.unwrap();
+    g.unwrap();
+    let mut seen: Vec<(&str, Vec<String>)> =
+        ecs.calls().into_iter().map(|c| (c.action, c.ids)).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("StartInstance", vec!["i-3".to_string()]),
+            ("StartInstance", vec!["i-4".to_string()]),
+            ("StartInstance", vec!["i-5".to_string()]),
+            ("StartInstances", vec!["i-1".to_string(), "i-2".to_string()]),
+            ("StopInstance", vec!["i-6".to_string()]),
+            ("StopInstance", vec!["i-7".to_string()]),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_action_is_the_single_call_after_the_quiet_gap() {
+    let ecs = FakeEcs::new();
+    let settings = BatchSettings::default();
+    let api = BatchingEcs::new(ecs.clone(), settings);
+    let start = Instant::now();
+    let accepted = api
+        .reboot_instance(REGION, "i-1", &RebootOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), settings.quiet + Duration::from_millis(2));
+    assert_eq!(accepted.request_id, "req-1");
+    assert_eq!(ecs.calls_of("RebootInstance").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_gives_up_before_the_batch_leaves_is_not_in_it() {
+    let ecs = FakeEcs::new();
+    let api = Arc::new(BatchingEcs::new(ecs.clone(), BatchSettings::default()));
+    let gone = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            api.reboot_instance(REGION, "i-1", &RebootOptions::default())
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    gone.abort();
+    let options = RebootOptions::default();
+    let (a, b) = tokio::join!(
+        api.reboot_instance(REGION, "i-2", &options),
+        api.reboot_instance(REGION, "i-3", &options),
+    );
+    a.unwrap();
+    b.unwrap();
+    let sent: Vec<String> = ecs.calls().into_iter().flat_map(|c| c.ids).collect();
+    assert!(!sent.contains(&"i-1".to_string()), "{sent:?}");
+    assert_eq!(sent.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_instance_twice_never_shares_a_batch() {
+    let ecs = FakeEcs::new();
+    let api = Arc::new(BatchingEcs::new(ecs.clone(), BatchSettings::default()));
+    let options = StopOptions::default();
+    let (a, b, c) = tokio::join!(
+        api.stop_instance(REGION, "i-1", &options),
+        api.stop_instance(REGION, "i-1", &options),
+        api.stop_instance(REGION, "i-2", &options),
+    );
+    for answer in [a, b, c] {
+        answer.unwrap();
+    }
+    for call in ecs.calls() {
+        let mut ids = call.ids.clone();
+        ids.dedup();
+        assert_eq!(ids.len(), call.ids.len(), "{call:?}");
+    }
+    assert_eq!(ecs.calls().iter().map(|c| c.ids.len()).sum::<usize>(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_a_small_batch_waits_on_ecs_newcomers_fill_the_next_one() {
+    // ECS (or the rate limiter in front of it) takes 300 ms per call.
+    let ecs = Arc::new(FakeEcs {
+        latency: Duration::from_millis(300),
+        ..Arc::into_inner(FakeEcs::new()).unwrap()
+    });
+    let observer = Arc::new(BatchingObserver::new(BatchSettings::default()));
+    // A trickle: one observation every 20 ms for a second (each gap longer than the quiet gap).
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let observer = observer.clone();
+        let t = target(&ecs, "default", REGION, &id(n));
+        tasks.push(tokio::spawn(async move { observer.observe(&t).await }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().unwrap().is_some());
+    }
+    let describes = ecs.calls_of("DescribeInstances");
+    // Without holding back, each 10 ms quiet gap would send a call: 50 of them.
+    assert!(
+        describes.len() <= 5,
+        "{:?}",
+        describes.iter().map(|c| c.ids.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(describes.iter().map(|c| c.ids.len()).sum::<usize>(), 50);
+}

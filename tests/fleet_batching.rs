@@ -1,0 +1,250 @@
+//! A fleet through batching, end to end: the real controller against the in-process API server
+//! and the ECS simulator, with observations and mutations coalesced into batch calls.
+
+use std::time::Duration;
+
+use ecs_power_controller::api::{EcsInstance, EcsInstanceSpec, PowerState, RebootRequest};
+use ecs_power_controller::controller::batch::BatchSettings;
+use ecs_power_controller::controller::decide::Timings;
+use ecs_power_controller::controller::reconcile::Settings;
+use ecs_power_controller::controller::runtime::ControllerOptions;
+use ecs_power_controller::demo::Sandbox;
+use ecs_power_controller::ecs::InstanceStatus;
+use ecs_power_controller::sim::{Action, FaultSpec, InstanceSpec, Outcome, SimConfig, Simulator};
+use futures::StreamExt;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+
+const REGION: &str = "cn-hangzhou";
+const NAMESPACE: &str = "fleet";
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("i-{prefix}{i:04}")).collect()
+}
+
+fn options(resync: Duration) -> ControllerOptions {
+    ControllerOptions {
+        namespace: Some(NAMESPACE.into()),
+        concurrency: 512,
+        settings: Settings {
+            resync,
+            timings: Timings {
+                transition_poll: Duration::from_millis(500),
+                ..Timings::default()
+            },
+        },
+        batch: Some(BatchSettings::default()),
+        ..ControllerOptions::default()
+    }
+}
+
+async fn create_objects(api: &Api<EcsInstance>, ids: &[String], reboot_token: Option<&str>) {
+    let creates = ids.iter().map(|id| {
+        let mut obj = EcsInstance::new(
+            id,
+            EcsInstanceSpec {
+                instance_id: id.clone(),
+                region_id: REGION.into(),
+                power_state: PowerState::Running,
+                reboot: reboot_token.map(|t| RebootRequest {
+                    token: t.into(),
+                    mode: Default::default(),
+                }),
+                start: None,
+                stop: None,
+                dry_run: false,
+                credentials_secret_ref: None,
+            },
+        );
+        obj.metadata.namespace = Some(NAMESPACE.into());
+        async move { api.create(&PostParams::default(), &obj).await }
+    });
+    let results: Vec<_> = futures::stream::iter(creates)
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for result in results {
+        result.expect("create EcsInstance");
+    }
+}
+
+fn is_ready(obj: &EcsInstance) -> bool {
+    obj.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// Waits until every object satisfies `done`; panics with the stragglers after `limit`.
+async fn wait_all(api: &Api<EcsInstance>, limit: Duration, done: impl Fn(&EcsInstance) -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let list = api.list(&ListParams::default()).await.expect("list");
+        let waiting: Vec<String> = list
+            .items
+            .iter()
+            .filter(|o| !done(o))
+            .map(|o| o.metadata.name.clone().unwrap_or_default())
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} objects not done after {limit:?}, e.g. {:?}",
+            waiting.len(),
+            &waiting[..waiting.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Requests (not instances) of `action` the simulator answered.
+fn requests(sim: &Simulator, action: Action) -> usize {
+    sim.calls()
+        .log()
+        .iter()
+        .filter(|r| r.action == Some(action))
+        .count()
+}
+
+/// Every call naming `id` with a start or reboot, single or batch.
+fn mutations_of(sim: &Simulator, id: &str, actions: [Action; 2]) -> u64 {
+    actions.iter().map(|a| sim.calls().count_all(*a, id)).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_stopped_instances_start_in_batches_with_a_describe_per_hundred() {
+    let sandbox = Sandbox::start(SimConfig::instant()).await.unwrap();
+    let fleet = ids("start", 300);
+    sandbox
+        .sim
+        .add_instances(
+            fleet
+                .iter()
+                .map(|id| InstanceSpec::new(id, REGION).status(InstanceStatus::Stopped)),
+        )
+        .unwrap();
+    let api: Api<EcsInstance> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
+    create_objects(&api, &fleet, None).await;
+    let resync = Duration::from_secs(8);
+    let controller = sandbox.spawn_controller(options(resync)).unwrap();
+    let started = std::time::Instant::now();
+    wait_all(&api, Duration::from_secs(20), is_ready).await;
+    let sim = &sandbox.sim;
+    eprintln!("converged in {:?}", started.elapsed());
+    for id in &fleet {
+        assert_eq!(sim.status(id), Some(InstanceStatus::Running), "{id}");
+        assert_eq!(
+            mutations_of(sim, id, [Action::StartInstance, Action::StartInstances]),
+            1,
+            "{id} was started exactly once"
+        );
+    }
+    let starts = requests(sim, Action::StartInstances);
+    assert!(
+        (3..=12).contains(&starts),
+        "300 starts went out as {starts} StartInstances calls"
+    );
+    // Two passes: see Stopped, then see Running. The first pass is one burst: exactly
+    // ceil(300/100) = 3 calls. The second arrives spread over the time the API server takes to
+    // write 300 statuses and events (seconds, in a debug build), so it costs a few more; one
+    // call per object would be 600.
+    let log = sim.calls().log();
+    let describe_sizes: Vec<usize> = log
+        .iter()
+        .filter(|r| r.action == Some(Action::DescribeInstances))
+        .map(|r| r.instances.len())
+        .collect();
+    assert_eq!(&describe_sizes[..3], &[100, 100, 100], "{describe_sizes:?}");
+    let converge_describes = describe_sizes.len();
+    eprintln!("DescribeInstances to converge: {describe_sizes:?}");
+    assert!(
+        converge_describes <= 3 + 20,
+        "{converge_describes} DescribeInstances to converge 300 objects: {describe_sizes:?}"
+    );
+
+    // Steady state: one resync period costs about ceil(300/100) calls, not 300.
+    let before = requests(sim, Action::DescribeInstances);
+    tokio::time::sleep(resync).await;
+    let per_resync = requests(sim, Action::DescribeInstances) - before;
+    eprintln!("DescribeInstances in one resync: {per_resync}");
+    assert!(
+        (1..=20).contains(&per_resync),
+        "{per_resync} DescribeInstances in one resync of 300 objects"
+    );
+    let batched_starts: u64 = fleet
+        .iter()
+        .map(|id| sim.calls().count_all(Action::StartInstances, id))
+        .sum();
+    assert!(
+        batched_starts >= 250,
+        "only {batched_starts} starts were batched"
+    );
+    controller.stop().await.unwrap();
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_reboot_answered_internal_error_is_still_carried_out_exactly_once() {
+    let sandbox = Sandbox::start(SimConfig::instant()).await.unwrap();
+    let fleet = ids("boot", 150);
+    let faulted = fleet[42].clone();
+    let long_ago = "2026-01-01T00:00:00Z";
+    sandbox
+        .sim
+        .add_instances(fleet.iter().map(|id| {
+            let mut spec = InstanceSpec::new(id, REGION).status(InstanceStatus::Running);
+            spec.start_time = Some(long_ago.into());
+            spec
+        }))
+        .unwrap();
+    // ECS reboots the instance but answers its batch item InternalError: was it done or not?
+    sandbox
+        .sim
+        .inject(
+            FaultSpec::new(Action::RebootInstances, "InternalError")
+                .instance(&faulted)
+                .applied(),
+        )
+        .unwrap();
+    let api: Api<EcsInstance> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
+    create_objects(&api, &fleet, Some("maintenance-1")).await;
+    let controller = sandbox
+        .spawn_controller(options(Duration::from_secs(300)))
+        .unwrap();
+
+    wait_all(&api, Duration::from_secs(20), |o| {
+        is_ready(o)
+            && o.status
+                .as_ref()
+                .and_then(|s| s.last_reboot_token.as_deref())
+                == Some("maintenance-1")
+    })
+    .await;
+    let sim = &sandbox.sim;
+    assert!(
+        requests(sim, Action::RebootInstances) >= 2,
+        "reboots were batched"
+    );
+    for id in &fleet {
+        assert_eq!(
+            mutations_of(sim, id, [Action::RebootInstance, Action::RebootInstances]),
+            1,
+            "{id} rebooted exactly once"
+        );
+        let start_time = sim.instance(id).and_then(|i| i.start_time);
+        assert_ne!(start_time.as_deref(), Some(long_ago), "{id} did reboot");
+    }
+    assert_eq!(
+        sim.calls().count(
+            Action::RebootInstances,
+            &faulted,
+            Outcome::error("InternalError")
+        ),
+        1
+    );
+    controller.stop().await.unwrap();
+    sandbox.shutdown().await;
+}
