@@ -19,7 +19,7 @@ use super::decide::{self, Blocker, Decision, Facts, Mutation, Step, Timings, Wai
 use super::health::{Progress, Stall, Verdict};
 use super::observe::{EcsConnector, Observer, Target};
 use super::record::{Record, progress_message};
-use crate::api::{ActionKind, EcsInstance, EcsInstanceStatus, PowerState, RebootInFlight};
+use crate::api::{ActionKind, EcsInstance, PowerState, RebootInFlight};
 use crate::ecs::{Credentials, EcsApi, EcsError, ErrorClass, Instance, InstanceStatus};
 use crate::telemetry::Metrics;
 
@@ -114,15 +114,11 @@ pub async fn reconcile(obj: Arc<EcsInstance>, ctx: Arc<Context>) -> Result<Actio
     };
     record.observed(instance.as_ref());
 
-    // Decide.
-    let status_for_decision = EcsInstanceStatus {
-        retry: record.status.retry.clone(),
-        ..previous.clone()
-    };
+    // Decide (`backoff_reset` lifts the window of `previous.retry`).
     let decision = decide::decide(&Facts {
         spec: &obj.spec,
         paused: obj.is_paused(),
-        status: &status_for_decision,
+        status: &previous,
         instance: instance.as_ref(),
         now,
         backoff_reset,
@@ -326,11 +322,20 @@ async fn call(
         Err(err) => {
             // A token-carrying call that may have gone out stays recorded as in flight; one that
             // surely did not is forgotten so it is retried.
-            if mutation.carried_token().is_some() && !may_have_executed(&err) {
+            let carries_token = mutation.carried_token().is_some();
+            let unsettled = carries_token && may_have_executed(&err);
+            if carries_token && !unsettled {
                 record.status.reboot_in_flight = None;
             }
             info!(action = action_name, error = %err, "ECS refused the call");
-            record.failed(action_name, &err, secret_version, jitter)
+            let delay = record.failed(action_name, &err, secret_version, jitter);
+            if unsettled {
+                // Only a look is due (the backoff still holds any new call back): settle the
+                // token from the instance as soon as ECS shows what happened.
+                delay.min(ctx.settings.timings.transition_poll)
+            } else {
+                delay
+            }
         }
     }
 }
@@ -461,6 +466,7 @@ async fn write(
     record: Record,
     delay: Duration,
 ) -> Result<Action, Error> {
+    let now = record.now();
     let (status, events) = record.finish();
     // At fleet scale most resyncs change nothing: skip the write then.
     if obj.status.as_ref() != Some(&status) {
@@ -478,7 +484,7 @@ async fn write(
             warn!(error = %err, reason = %event.reason, "could not publish an event");
         }
     }
-    Ok(Action::requeue(delay.min(ctx.settings.resync)))
+    Ok(Action::requeue(next_look(delay, ctx.settings.resync, now)))
 }
 
 /// Reads the referenced Secret. `Err((message, version))`: a problem the user must fix.
@@ -522,8 +528,43 @@ async fn load_credentials(
     })
 }
 
+/// When to look again. Anything due at or after the resync lands on the next resync boundary
+/// (a multiple of the period since the Unix epoch), so the periodic looks of a whole fleet
+/// coincide and share DescribeInstances batches instead of trickling in one by one.
+pub fn next_look(delay: Duration, resync: Duration, now: Timestamp) -> Duration {
+    if delay < resync {
+        return delay;
+    }
+    let period = resync.as_millis().max(1);
+    let into_period = u128::try_from(now.as_millisecond()).unwrap_or(0) % period;
+    Duration::from_millis(u64::try_from(period - into_period).unwrap_or(u64::MAX))
+}
+
 /// Requeue after a Kubernetes API failure; ECS failures never get here.
 pub fn error_policy(_obj: Arc<EcsInstance>, err: &Error, _ctx: Arc<Context>) -> Action {
     warn!(error = %err, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periodic_looks_land_on_shared_boundaries() {
+        let resync = Duration::from_secs(300);
+        let at = |s: i64| Timestamp::from_second(s).unwrap();
+        // Objects settled at different moments look again at the same instant.
+        let a = at(1_000_000_210);
+        let b = at(1_000_000_450);
+        let next_a = a + next_look(resync, resync, a);
+        let next_b = b + next_look(Duration::from_secs(1800), resync, b);
+        assert_eq!(next_a, next_b);
+        assert!(next_look(resync, resync, a) <= resync);
+        // Shorter waits (transitions, backoff) are kept as they are.
+        assert_eq!(
+            next_look(Duration::from_secs(5), resync, a),
+            Duration::from_secs(5)
+        );
+    }
 }

@@ -182,6 +182,8 @@ async fn reconcile_until(
     // reconcile's own write never loops back. The resync requeue covers drift.
     let triggers = watcher(objects, config)
         .default_backoff()
+        // managedFields are never read: don't keep them for every object in memory.
+        .modify(|obj| obj.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(

@@ -74,7 +74,9 @@ pub fn fast_options(sb: &Sandbox) -> ControllerOptions {
         namespace: Some(sb.namespace.clone()),
         concurrency: 16,
         settings: Settings {
-            resync: Duration::from_secs(60),
+            // Long: periodic looks (aligned to resync boundaries) must not land inside a
+            // scenario's "no further calls" window.
+            resync: Duration::from_secs(3600),
             timings: Timings {
                 transition_poll: Duration::from_millis(100),
                 reboot_confirmation_grace: Duration::from_secs(2),
