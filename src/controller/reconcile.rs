@@ -466,7 +466,6 @@ async fn write(
     record: Record,
     delay: Duration,
 ) -> Result<Action, Error> {
-    let now = record.now();
     let (status, events) = record.finish();
     // At fleet scale most resyncs change nothing: skip the write then.
     if obj.status.as_ref() != Some(&status) {
@@ -484,7 +483,7 @@ async fn write(
             warn!(error = %err, reason = %event.reason, "could not publish an event");
         }
     }
-    Ok(Action::requeue(next_look(delay, ctx.settings.resync, now)))
+    Ok(Action::requeue(delay.min(ctx.settings.resync)))
 }
 
 /// Reads the referenced Secret. `Err((message, version))`: a problem the user must fix.
@@ -528,43 +527,8 @@ async fn load_credentials(
     })
 }
 
-/// When to look again. Anything due at or after the resync lands on the next resync boundary
-/// (a multiple of the period since the Unix epoch), so the periodic looks of a whole fleet
-/// coincide and share DescribeInstances batches instead of trickling in one by one.
-pub fn next_look(delay: Duration, resync: Duration, now: Timestamp) -> Duration {
-    if delay < resync {
-        return delay;
-    }
-    let period = resync.as_millis().max(1);
-    let into_period = u128::try_from(now.as_millisecond()).unwrap_or(0) % period;
-    Duration::from_millis(u64::try_from(period - into_period).unwrap_or(u64::MAX))
-}
-
 /// Requeue after a Kubernetes API failure; ECS failures never get here.
 pub fn error_policy(_obj: Arc<EcsInstance>, err: &Error, _ctx: Arc<Context>) -> Action {
     warn!(error = %err, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn periodic_looks_land_on_shared_boundaries() {
-        let resync = Duration::from_secs(300);
-        let at = |s: i64| Timestamp::from_second(s).unwrap();
-        // Objects settled at different moments look again at the same instant.
-        let a = at(1_000_000_210);
-        let b = at(1_000_000_450);
-        let next_a = a + next_look(resync, resync, a);
-        let next_b = b + next_look(Duration::from_secs(1800), resync, b);
-        assert_eq!(next_a, next_b);
-        assert!(next_look(resync, resync, a) <= resync);
-        // Shorter waits (transitions, backoff) are kept as they are.
-        assert_eq!(
-            next_look(Duration::from_secs(5), resync, a),
-            Duration::from_secs(5)
-        );
-    }
 }
