@@ -322,20 +322,11 @@ async fn call(
         Err(err) => {
             // A token-carrying call that may have gone out stays recorded as in flight; one that
             // surely did not is forgotten so it is retried.
-            let carries_token = mutation.carried_token().is_some();
-            let unsettled = carries_token && may_have_executed(&err);
-            if carries_token && !unsettled {
+            if mutation.carried_token().is_some() && !may_have_executed(&err) {
                 record.status.reboot_in_flight = None;
             }
             info!(action = action_name, error = %err, "ECS refused the call");
-            let delay = record.failed(action_name, &err, secret_version, jitter);
-            if unsettled {
-                // Only a look is due (the backoff still holds any new call back): settle the
-                // token from the instance as soon as ECS shows what happened.
-                delay.min(ctx.settings.timings.transition_poll)
-            } else {
-                delay
-            }
+            record.failed(action_name, &err, secret_version, jitter)
         }
     }
 }
