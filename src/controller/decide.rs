@@ -304,7 +304,7 @@ fn reboot_not_before(instance: &Instance, timings: &Timings) -> Option<Timestamp
 }
 
 /// `later - earlier`, zero when negative.
-fn elapsed(later: Timestamp, earlier: Timestamp) -> Duration {
+pub(crate) fn elapsed(later: Timestamp, earlier: Timestamp) -> Duration {
     Duration::try_from(later.duration_since(earlier)).unwrap_or(Duration::ZERO)
 }
 

@@ -18,7 +18,7 @@ use super::connect::credentials_key;
 use super::decide::{self, Blocker, Decision, Facts, Mutation, Step, Timings, WaitReason};
 use super::health::{Progress, Stall, Verdict};
 use super::observe::{EcsConnector, Observer, Target};
-use super::record::{Record, progress_message};
+use super::record::Record;
 use crate::api::{ActionKind, EcsInstance, PowerState, RebootInFlight};
 use crate::ecs::{Credentials, EcsApi, EcsError, ErrorClass, Instance, InstanceStatus};
 use crate::telemetry::Metrics;
@@ -185,7 +185,7 @@ async fn act(
         Step::Backoff { until, due } => {
             record.keep_conditions();
             info!(due = ?due, until = %until, "backoff window open; not calling ECS");
-            until_delay(record.now(), *until).max(Duration::from_secs(1))
+            decide::elapsed(*until, record.now()).max(Duration::from_secs(1))
         }
         Step::Blocked(blocker) => {
             record.verdict(blocked_verdict(blocker, obj));
@@ -291,13 +291,13 @@ async fn call(
                 format!("{action_name} accepted (RequestId {})", accepted.request_id),
             );
             record.accepted(kind, &accepted.request_id, token, false);
-            record.verdict(progress_message(
-                progress,
-                &format!(
+            record.verdict(Verdict::Progressing {
+                why: progress,
+                message: format!(
                     "{action_name} accepted (RequestId {}); waiting for the instance.",
                     accepted.request_id
                 ),
-            ));
+            });
             ctx.settings.timings.transition_poll
         }
         Err(err) if err.is_dry_run_passed() => {
@@ -416,10 +416,6 @@ fn blocked_verdict(blocker: &Blocker, obj: &EcsInstance) -> Verdict {
             ),
         },
     }
-}
-
-fn until_delay(now: Timestamp, until: Timestamp) -> Duration {
-    Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO)
 }
 
 /// Records the intent before a call that carries out a reboot token (RebootInstance, or a

@@ -11,9 +11,19 @@ use kube::runtime::events::{Event, EventType};
 
 use super::backoff::retry_delay;
 use super::decide::{Decision, Settled};
-use super::health::{self, Progress, Verdict, verdict_for_error};
+use super::health::{self, Verdict, verdict_for_error};
 use crate::api::{ActionKind, EcsInstanceStatus, LastAction, RetryStatus};
-use crate::ecs::{EcsError, Instance};
+use crate::ecs::{EcsError, ErrorClass, Instance};
+
+/// What a failure records: its code and class (for the backoff), the event, the verdict.
+struct Failure<'a> {
+    code: &'a str,
+    class: ErrorClass,
+    retry_after: Option<Duration>,
+    action: &'a str,
+    note: String,
+    verdict: Verdict,
+}
 
 /// The next status of one object, under construction.
 pub struct Record {
@@ -132,26 +142,18 @@ impl Record {
         secret_version: Option<String>,
         jitter: f64,
     ) -> Duration {
-        let count = self.status.retry.count.saturating_add(1);
-        let retry_after = err.as_api().and_then(|api| api.retry_after);
-        let delay = retry_delay(err.class(), count, retry_after, jitter);
-        let repeated = self.status.retry.last_error_code.as_deref() == Some(err.code());
-        self.status.retry = RetryStatus {
-            count,
-            next_attempt_after: Some(Time(self.after(delay))),
-            last_error_code: Some(err.code().to_string()),
+        self.fail(
+            Failure {
+                code: err.code(),
+                class: err.class(),
+                retry_after: err.as_api().and_then(|api| api.retry_after),
+                action: what,
+                note: format!("{what} failed: {err}"),
+                verdict: verdict_for_error(err),
+            },
             secret_version,
-        };
-        if !repeated {
-            self.event(
-                EventType::Warning,
-                err.code(),
-                what,
-                format!("{what} failed: {err}"),
-            );
-        }
-        self.verdict(verdict_for_error(err));
-        delay
+            jitter,
+        )
     }
 
     /// A problem with the credentials Secret itself (missing, or missing a key).
@@ -161,27 +163,48 @@ impl Record {
         secret_version: Option<String>,
         jitter: f64,
     ) -> Duration {
+        self.fail(
+            Failure {
+                code: "CredentialsInvalid",
+                class: ErrorClass::Credentials,
+                retry_after: None,
+                action: "LoadCredentials",
+                note: message.clone(),
+                verdict: Verdict::Stalled {
+                    why: health::Stall::CredentialsInvalid,
+                    message,
+                },
+            },
+            secret_version,
+            jitter,
+        )
+    }
+
+    /// The backoff, a Warning event (once per new error code) and the verdict of a failure.
+    fn fail(
+        &mut self,
+        failure: Failure<'_>,
+        secret_version: Option<String>,
+        jitter: f64,
+    ) -> Duration {
         let count = self.status.retry.count.saturating_add(1);
-        let delay = retry_delay(crate::ecs::ErrorClass::Credentials, count, None, jitter);
-        let repeated = self.status.retry.last_error_code.as_deref() == Some("CredentialsInvalid");
+        let delay = retry_delay(failure.class, count, failure.retry_after, jitter);
+        let repeated = self.status.retry.last_error_code.as_deref() == Some(failure.code);
         self.status.retry = RetryStatus {
             count,
             next_attempt_after: Some(Time(self.after(delay))),
-            last_error_code: Some("CredentialsInvalid".into()),
+            last_error_code: Some(failure.code.to_string()),
             secret_version,
         };
         if !repeated {
             self.event(
                 EventType::Warning,
-                "CredentialsInvalid",
-                "LoadCredentials",
-                message.clone(),
+                failure.code,
+                failure.action,
+                failure.note,
             );
         }
-        self.verdict(Verdict::Stalled {
-            why: health::Stall::CredentialsInvalid,
-            message,
-        });
+        self.verdict(failure.verdict);
         delay
     }
 
@@ -218,13 +241,5 @@ impl Record {
             }
         }
         (self.status, self.events)
-    }
-}
-
-/// Progress reported while waiting for a moving instance.
-pub fn progress_message(why: Progress, detail: &str) -> Verdict {
-    Verdict::Progressing {
-        why,
-        message: detail.to_string(),
     }
 }

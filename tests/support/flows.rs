@@ -70,10 +70,10 @@ pub async fn a_stopped_instance_is_started_and_reported_ready(backend: Backend) 
     create(&sb, &ecs_instance("web", "i-stopped1", PowerState::Running)).await;
 
     let obj = wait_for(&sb, "web", WAIT, is_ready).await;
+    assert_eq!(cond(&obj, "Reconciling").0, "False");
+    assert_eq!(cond(&obj, "Stalled").0, "False");
     let status = obj.status.unwrap();
     assert_eq!(status.instance_status, Some(InstanceStatus::Running));
-    assert_eq!(cond_of(&status, "Reconciling"), "False");
-    assert_eq!(cond_of(&status, "Stalled"), "False");
     let last = status.last_action.expect("the start is recorded");
     assert!(!last.request_id.is_empty());
     assert_eq!(
@@ -89,15 +89,6 @@ pub async fn a_stopped_instance_is_started_and_reported_ready(backend: Backend) 
     );
     controller.stop().await.unwrap();
     sb.shutdown().await;
-}
-
-fn cond_of(status: &ecs_power_controller::api::EcsInstanceStatus, t: &str) -> String {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == t)
-        .map(|c| c.status.clone())
-        .unwrap_or_default()
 }
 
 pub async fn a_running_instance_is_stopped_with_the_requested_mode(backend: Backend) {

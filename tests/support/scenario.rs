@@ -214,12 +214,3 @@ pub async fn event_reasons(sb: &Sandbox, name: &str) -> Vec<String> {
     }
     reasons
 }
-
-/// Every object's name, for messages.
-pub async fn names(sb: &Sandbox) -> Vec<String> {
-    api(sb)
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items.iter().map(|o| o.name_any()).collect())
-        .unwrap_or_default()
-}
