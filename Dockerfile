@@ -4,6 +4,10 @@
 #
 #   docker build -t ecs-power-controller:0.1.0 .
 #   docker run --rm ecs-power-controller:0.1.0 --help
+#
+# The image holds the product only: built with `--no-default-features`, so the developer tools
+# (`simulate`, `demo`, `bench`), the ECS simulator, kubesim and the simulator's default access
+# key are not in the binary.
 
 ARG RUST_VERSION=1.95
 
@@ -11,19 +15,14 @@ FROM docker.io/library/rust:${RUST_VERSION}-alpine AS builder
 # musl-dev: the C runtime ring's assembly links against.
 RUN apk add --no-cache musl-dev
 WORKDIR /src
-# Dependencies first, in their own layer, so code changes do not rebuild them.
+# The workspace manifests and sources (cargo loads every member's manifest, even the tools it
+# does not build). Cache mounts keep the registry and the dependency builds between builds.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && echo 'fn main() {}' > benches/simulator.rs \
-    && cargo build --release --locked --bin ecs-power-controller \
-    && rm -rf src benches
+COPY crates ./crates
 COPY src ./src
-COPY benches ./benches
-# Touch so cargo sees the real sources as newer than the dependency-only build.
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin ecs-power-controller \
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --no-default-features --bin ecs-power-controller \
     && cp target/release/ecs-power-controller /ecs-power-controller
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -20,19 +20,22 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Call the ECS API directly: describe, start, stop, reboot.
-    Ecs(crate::ecs::cli::EcsArgs),
+    Ecs(ecs_client::cli::EcsArgs),
     /// Serve a local ECS API simulator.
-    Simulate(crate::sim::cli::SimulateArgs),
+    #[cfg(feature = "dev-tools")]
+    Simulate(ecs_sim::cli::SimulateArgs),
     /// Print the EcsInstance CustomResourceDefinition as YAML.
     Crd,
     /// Run the controller against a Kubernetes cluster.
     Run(crate::controller::cli::RunArgs),
     /// The no-cluster quick start: a local Kubernetes API, the ECS simulator, the examples and
     /// the real controller, until every object has settled.
+    #[cfg(feature = "dev-tools")]
     Demo(crate::demo::cli::DemoArgs),
     /// Ask for one reboot of an EcsInstance's VM (sets a fresh spec.reboot.token).
     Reboot(crate::controller::reboot_cmd::RebootArgs),
     /// Benchmark the controller at fleet scale against the ECS quota bound.
+    #[cfg(feature = "dev-tools")]
     Bench(crate::bench::BenchArgs),
 }
 
@@ -40,17 +43,22 @@ impl Cli {
     pub async fn run(self) -> ExitCode {
         // Interactive commands keep their output readable; the controller logs what it does.
         let default_level = match self.command {
-            Command::Run(_) | Command::Simulate(_) => "info",
+            Command::Run(_) => "info",
+            #[cfg(feature = "dev-tools")]
+            Command::Simulate(_) => "info",
             _ => "warn",
         };
         telemetry::init(self.log_format, default_level);
         match self.command {
-            Command::Ecs(args) => crate::ecs::cli::run(args).await,
-            Command::Simulate(args) => crate::sim::cli::run(args).await,
+            Command::Ecs(args) => ecs_client::cli::run(args).await,
+            #[cfg(feature = "dev-tools")]
+            Command::Simulate(args) => ecs_sim::cli::run(args).await,
             Command::Crd => print_crd(),
             Command::Run(args) => crate::controller::cli::run(args).await,
+            #[cfg(feature = "dev-tools")]
             Command::Demo(args) => crate::demo::cli::run(args).await,
             Command::Reboot(args) => crate::controller::reboot_cmd::run(args).await,
+            #[cfg(feature = "dev-tools")]
             Command::Bench(args) => crate::bench::run(args).await,
         }
     }

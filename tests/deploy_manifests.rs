@@ -9,11 +9,11 @@ use std::process::Command;
 
 use clap::CommandFactory;
 use ecs_power_controller::cli::Cli;
-use ecs_power_controller::kubesim::{KubeSim, KubeSimOptions};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Resource};
+use kubesim::{KubeSim, KubeSimOptions};
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
@@ -359,7 +359,7 @@ fn the_rrsa_overlay_gives_the_pod_what_ack_rrsa_expects() {
         "the env var points at the mounted token"
     );
     // The credential chain reads exactly these variables.
-    let chain = std::fs::read_dir(repo().join("src/ecs/credentials"))
+    let chain = std::fs::read_dir(repo().join("crates/ecs-client/src/credentials"))
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
         .collect::<String>();
@@ -566,6 +566,48 @@ fn the_dockerfile_builds_a_static_non_root_image() {
     );
     let ignore = std::fs::read_to_string(repo().join(".dockerignore")).expect(".dockerignore");
     assert!(ignore.lines().any(|l| l.trim() == "target/"));
+    // The image is the product only: the developer tools stay out of the binary.
+    let build = dockerfile
+        .lines()
+        .find(|l| l.contains("cargo build"))
+        .expect("a cargo build step");
+    assert!(
+        build.contains("--no-default-features") && build.contains("--locked"),
+        "{build}"
+    );
+}
+
+#[test]
+fn the_product_without_dev_tools_links_no_simulator_and_no_kubesim() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(repo())
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            "ecs-power-controller",
+            "--no-default-features",
+        ])
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("ecs-client"), "{tree}");
+    for tool in ["ecs-sim ", "kubesim "] {
+        assert!(
+            !tree.lines().any(|l| l.starts_with(tool)),
+            "the product image must not link {tool}:\n{tree}"
+        );
+    }
 }
 
 // ---- the examples against the CRD's schema ----

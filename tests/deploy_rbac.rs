@@ -20,16 +20,16 @@ use axum::body::Body as AxumBody;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use ecs_client::InstanceStatus;
 use ecs_power_controller::api::EcsInstance;
 use ecs_power_controller::controller::reboot_cmd::request_reboot;
-use ecs_power_controller::ecs::InstanceStatus;
-use ecs_power_controller::kubesim::{KubeSim, KubeSimOptions};
-use ecs_power_controller::sim::{Action, InstanceSpec, SimConfig, Simulator};
+use ecs_sim::{Action, InstanceSpec, SimConfig, Simulator};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
+use kubesim::{KubeSim, KubeSimOptions};
 use serde_json::{Value, json};
 
 /// Where the controller is allowed to make a call.

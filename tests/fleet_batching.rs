@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
+use ecs_client::InstanceStatus;
 use ecs_power_controller::api::{EcsInstance, EcsInstanceSpec, PowerState, RebootRequest};
 use ecs_power_controller::controller::batch::BatchSettings;
 use ecs_power_controller::controller::decide::Timings;
 use ecs_power_controller::controller::reconcile::Settings;
 use ecs_power_controller::controller::runtime::ControllerOptions;
 use ecs_power_controller::demo::Sandbox;
-use ecs_power_controller::ecs::InstanceStatus;
-use ecs_power_controller::sim::{Action, FaultSpec, InstanceSpec, Outcome, SimConfig, Simulator};
+use ecs_sim::{Action, FaultSpec, InstanceSpec, Outcome, SimConfig, Simulator};
 use futures::StreamExt;
 use kube::Api;
 use kube::api::{ListParams, PostParams};

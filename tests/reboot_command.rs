@@ -3,12 +3,12 @@
 
 use ecs_power_controller::api::{EcsInstance, RebootMode};
 use ecs_power_controller::controller::reboot_cmd::{RebootError, request_reboot};
-use ecs_power_controller::kubesim::{KubeSim, KubeSimOptions};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Client, CustomResourceExt};
+use kubesim::{KubeSim, KubeSimOptions};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecs-power-controller");

@@ -6,12 +6,12 @@ mod support;
 
 use std::time::Duration;
 
+use ecs_client::InstanceStatus;
 use ecs_power_controller::api::PowerState;
-use ecs_power_controller::ecs::InstanceStatus;
-use ecs_power_controller::kubesim::{RequestFilter, Verb};
-use ecs_power_controller::sim::{Action, Latency, Outcome};
+use ecs_sim::{Action, Latency, Outcome};
 use futures::future::join_all;
 use kube::api::ListParams;
+use kubesim::{RequestFilter, Verb};
 use support::flows::{reboots, token_done};
 use support::scenario::*;
 

@@ -8,8 +8,8 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use ecs_power_controller::ecs::types::InstanceStatus;
-use ecs_power_controller::sim::{InstanceSpec, KeySpec, SimConfig, Simulator, TransitionTimes};
+use ecs_client::types::InstanceStatus;
+use ecs_sim::{InstanceSpec, KeySpec, SimConfig, Simulator, TransitionTimes};
 
 fn fleet() -> SimConfig {
     let region = "cn-hangzhou";

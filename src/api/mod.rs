@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::ecs::{InstanceStatus, StoppedMode};
+use ecs_client::{InstanceStatus, StoppedMode};
 
 /// API group of every resource this controller serves.
 pub const GROUP: &str = "ecs.powerctl.io";

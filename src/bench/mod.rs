@@ -23,10 +23,10 @@ use kube::{Api, CustomResourceExt, ResourceExt};
 use serde_json::json;
 
 use crate::api::{EcsInstance, EcsInstanceSpec, PowerState};
-use crate::ecs::InstanceStatus;
-use crate::ecs::cli::parse_duration;
-use crate::kubesim::{KubeSim, KubeSimOptions};
-use crate::sim::{Action, CallRecord, InstanceSpec, Outcome, SimConfig, Simulator};
+use ecs_client::InstanceStatus;
+use ecs_client::cli::parse_duration;
+use ecs_sim::{Action, CallRecord, InstanceSpec, Outcome, SimConfig, Simulator};
+use kubesim::{KubeSim, KubeSimOptions};
 
 const REGION: &str = "cn-hangzhou";
 const NAMESPACE: &str = "bench";

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::ecs::ErrorClass;
+use ecs_client::ErrorClass;
 
 /// The first delay and the ceiling for one kind of failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

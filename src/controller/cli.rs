@@ -14,10 +14,10 @@ use super::decide::Timings;
 use super::leader::LeaseSettings;
 use super::reconcile::Settings;
 use super::runtime::{ControllerOptions, run_controller};
-use crate::ecs::cli::{EcsClientArgs, parse_duration};
-use crate::ecs::credentials::DefaultCredentialsChain;
 use crate::telemetry::Metrics;
 use crate::telemetry::server::{self, Readiness};
+use ecs_client::cli::{EcsClientArgs, parse_duration};
+use ecs_client::credentials::DefaultCredentialsChain;
 
 /// Run the controller against the cluster in KUBECONFIG (or the one it runs in).
 #[derive(clap::Args, Debug)]

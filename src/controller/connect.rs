@@ -10,10 +10,10 @@ use super::batch::{BatchSettings, BatchingEcs, BatchingObserver};
 use super::metered::MeteredEcs;
 use super::observe::{DirectObserver, EcsConnector, Observer};
 use super::runtime::EcsSide;
-use crate::ecs::client::EcsClient;
-use crate::ecs::credentials::StaticProvider;
-use crate::ecs::{Credentials, EcsApi};
 use crate::telemetry::Metrics;
+use ecs_client::client::EcsClient;
+use ecs_client::credentials::StaticProvider;
+use ecs_client::{Credentials, EcsApi};
 
 /// Rotated Secrets leave old entries behind; past this many the cache starts over.
 const MAX_CACHED_CLIENTS: usize = 1024;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::api::{EcsInstanceSpec, EcsInstanceStatus, PowerState, RebootMode};
-use crate::ecs::{Instance, InstanceStatus, RebootOptions, StartOptions, StopOptions};
+use ecs_client::{Instance, InstanceStatus, RebootOptions, StartOptions, StopOptions};
 
 /// Timings the decision depends on.
 #[derive(Clone, Debug)]
@@ -284,7 +284,7 @@ fn reboot_evident(instance: &Instance, start_time_before: Option<&str>) -> bool 
     ) {
         return true;
     }
-    let before = start_time_before.and_then(crate::ecs::types::parse_ecs_time);
+    let before = start_time_before.and_then(ecs_client::types::parse_ecs_time);
     match (instance.start_timestamp(), before) {
         (Some(now), Some(before)) => now > before,
         (Some(_), None) => true,

@@ -6,7 +6,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::ecs::{EcsError, ErrorClass};
+use ecs_client::{EcsError, ErrorClass};
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
@@ -208,7 +208,7 @@ pub fn conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ecs::ApiError;
+    use ecs_client::ApiError;
 
     fn api_error(code: &str, status: u16) -> EcsError {
         EcsError::Api(ApiError {

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use crate::ecs::{
+use crate::telemetry::Metrics;
+use ecs_client::{
     Accepted, BatchAccepted, EcsApi, EcsError, Instance, RebootOptions, StartOptions, StopOptions,
 };
-use crate::telemetry::Metrics;
 
 /// An [`EcsApi`] that records `ecs_calls` and `ecs_call_duration_seconds` for each call.
 pub struct MeteredEcs {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::ecs::{Credentials, EcsApi, EcsError, Instance};
+use ecs_client::{Credentials, EcsApi, EcsError, Instance};
 
 /// Hands out an ECS API handle for a set of credentials.
 pub trait EcsConnector: Send + Sync {

@@ -20,8 +20,8 @@ use super::health::{Progress, Stall, Verdict};
 use super::observe::{EcsConnector, Observer, Target};
 use super::record::Record;
 use crate::api::{ActionKind, EcsInstance, PowerState, RebootInFlight};
-use crate::ecs::{Credentials, EcsApi, EcsError, ErrorClass, Instance, InstanceStatus};
 use crate::telemetry::Metrics;
+use ecs_client::{Credentials, EcsApi, EcsError, ErrorClass, Instance, InstanceStatus};
 
 /// The field manager of every status write.
 pub const MANAGER: &str = "ecs-power-controller";

@@ -13,7 +13,7 @@ use super::backoff::retry_delay;
 use super::decide::{Decision, Settled};
 use super::health::{self, Verdict, verdict_for_error};
 use crate::api::{ActionKind, EcsInstanceStatus, LastAction, RetryStatus};
-use crate::ecs::{EcsError, ErrorClass, Instance};
+use ecs_client::{EcsError, ErrorClass, Instance};
 
 /// What a failure records: its code and class (for the backoff), the event, the verdict.
 struct Failure<'a> {
@@ -67,7 +67,7 @@ impl Record {
                 self.status.lock_reasons = i.lock_reasons();
             }
             None => {
-                self.status.instance_status = Some(crate::ecs::InstanceStatus::Unknown);
+                self.status.instance_status = Some(ecs_client::InstanceStatus::Unknown);
                 self.status.lock_reasons.clear();
             }
         }

@@ -19,8 +19,8 @@ use crate::controller::decide::Timings;
 use crate::controller::health;
 use crate::controller::reconcile::Settings;
 use crate::controller::runtime::ControllerOptions;
-use crate::ecs::cli::parse_duration;
-use crate::sim::{Action, SimConfig, TransitionTimes};
+use ecs_client::cli::parse_duration;
+use ecs_sim::{Action, SimConfig, TransitionTimes};
 
 /// Run the controller against a local Kubernetes API and ECS simulator, with the examples.
 #[derive(clap::Args, Debug)]

@@ -18,15 +18,15 @@ use crate::api::EcsInstance;
 use crate::controller::connect::{ClientConnector, ecs_side};
 use crate::controller::observe::Observer;
 use crate::controller::runtime::{ControllerOptions, EcsSide, RunError, run_controller};
-use crate::ecs::Credentials;
-use crate::ecs::client::{EcsClient, EcsClientConfig};
-use crate::ecs::credentials::StaticProvider;
-use crate::ecs::endpoint::EndpointConfig;
-use crate::ecs::ratelimit::RateLimits;
-use crate::kubesim::{KubeSim, KubeSimError, KubeSimOptions};
-use crate::sim::{SimConfig, Simulator, StartError};
 use crate::telemetry::Metrics;
 use crate::telemetry::server::Readiness;
+use ecs_client::Credentials;
+use ecs_client::client::{EcsClient, EcsClientConfig};
+use ecs_client::credentials::StaticProvider;
+use ecs_client::endpoint::EndpointConfig;
+use ecs_client::ratelimit::RateLimits;
+use ecs_sim::{SimConfig, Simulator, StartError};
+use kubesim::{KubeSim, KubeSimError, KubeSimOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -37,7 +37,7 @@ pub enum SandboxError {
     #[error("installing the CRD: {0}")]
     Crd(#[from] kube::Error),
     #[error("ECS client: {0}")]
-    Ecs(#[from] crate::ecs::EcsError),
+    Ecs(#[from] ecs_client::EcsError),
 }
 
 /// A Kubernetes API (in-process, or a real cluster) and the simulator, with the EcsInstance CRD
@@ -121,7 +121,7 @@ impl Sandbox {
     /// An ECS client pointed at the simulator, signing with its key, without rate limits.
     pub fn ecs_client(&self) -> Result<EcsClient, SandboxError> {
         let endpoint = EndpointConfig::fixed(&self.sim.endpoint())
-            .map_err(crate::ecs::EcsError::InvalidInput)?;
+            .map_err(ecs_client::EcsError::InvalidInput)?;
         let config = EcsClientConfig {
             endpoint,
             rate_limits: RateLimits {

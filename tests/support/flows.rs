@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
+use ecs_client::{EcsApi, InstanceStatus, StoppedMode};
 use ecs_power_controller::api::{
     EcsInstance, PAUSED_ANNOTATION, PowerState, RebootInFlight, SecretReference,
 };
 use ecs_power_controller::controller::leader::LeaseSettings;
 use ecs_power_controller::demo::Sandbox;
-use ecs_power_controller::ecs::{EcsApi, InstanceStatus, StoppedMode};
-use ecs_power_controller::sim::{Action, FaultSpec, InstanceSpec, Outcome};
+use ecs_sim::{Action, FaultSpec, InstanceSpec, Outcome};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use ecs_client::InstanceStatus;
 use ecs_power_controller::api::{EcsInstance, EcsInstanceSpec, PowerState, RebootRequest};
 use ecs_power_controller::controller::decide::Timings;
 use ecs_power_controller::controller::reconcile::Settings;
 use ecs_power_controller::controller::runtime::ControllerOptions;
 use ecs_power_controller::demo::Sandbox;
-use ecs_power_controller::ecs::InstanceStatus;
-use ecs_power_controller::sim::{InstanceSpec, SimConfig};
+use ecs_sim::{InstanceSpec, SimConfig};
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -63,7 +63,7 @@ pub async fn sandbox(backend: Backend, instances: Vec<InstanceSpec>) -> Sandbox 
 }
 
 /// The in-process API server of a local sandbox (for its fault injection).
-pub fn local(sb: &Sandbox) -> &ecs_power_controller::kubesim::KubeSim {
+pub fn local(sb: &Sandbox) -> &kubesim::KubeSim {
     sb.kube.as_ref().expect("a local sandbox")
 }
 

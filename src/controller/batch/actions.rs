@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{BatchSettings, Coalescer, Waiter, still_waiting};
-use crate::ecs::{
+use ecs_client::{
     Accepted, BatchAccepted, EcsApi, EcsError, Instance, RebootOptions, StartOptions, StopOptions,
 };
 

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 pub use actions::BatchingEcs;
 pub use observe::BatchingObserver;
 
-use crate::ecs::client::MAX_IDS_PER_CALL;
+use ecs_client::client::MAX_IDS_PER_CALL;
 
 /// How long calls wait for company, and how many share one batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

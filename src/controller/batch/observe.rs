@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{BatchSettings, Coalescer, Waiter, still_waiting};
 use crate::controller::observe::{Observer, Target};
-use crate::ecs::{EcsApi, EcsError, ErrorClass, Instance};
+use ecs_client::{EcsApi, EcsError, ErrorClass, Instance};
 
 type Answer = Result<Option<Instance>, EcsError>;
 /// Observations are only shared by calls with the same credentials and region.

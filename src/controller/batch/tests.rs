@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::controller::observe::{Observer, Target};
-use crate::ecs::{
+use ecs_client::{
     Accepted, ApiError, BatchAccepted, BatchItem, EcsApi, EcsError, ErrorClass, Instance,
     InstanceStatus, RebootOptions, StartOptions, StopOptions,
 };

@@ -1,6 +1,6 @@
 use super::*;
 use crate::api::{RebootInFlight, RebootRequest, RetryStatus, StopSpec};
-use crate::ecs::{OperationLock, StoppedMode};
+use ecs_client::{OperationLock, StoppedMode};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 
