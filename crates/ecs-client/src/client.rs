@@ -7,7 +7,9 @@
 //!
 //! Every attempt waits for its (region, action) rate-limit token and any throttle pause, takes
 //! fresh credentials (temporary ones rotate), a fresh nonce and timestamp, and is retried only
-//! as [`crate::retry`] allows.
+//! as [`crate::retry`] allows. The HTTP guards (no redirects, bounded bodies, capped waits) are
+//! [`crate::transport`]'s; every error answer is redacted of the request's credentials and
+//! signature before it leaves this module.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +23,11 @@ use tokio::time::Instant;
 use crate::EcsApi;
 use crate::credentials::{Credentials, CredentialsProvider};
 use crate::endpoint::{EndpointConfig, host_header};
-use crate::error::{ApiError, EcsError, ErrorClass};
+use crate::error::{ApiError, EcsError, ErrorClass, redact};
 use crate::ratelimit::{RateLimiter, RateLimits};
 use crate::retry::{CallKind, RetryPolicy};
 use crate::sign::{self, EMPTY_BODY_SHA256, SignatureVersion, V3Input};
+use crate::transport::{self, describe};
 use crate::types::{
     Accepted, BatchAccepted, BatchItem, Instance, RebootOptions, StartOptions, StopOptions,
 };
@@ -36,8 +39,6 @@ pub const API_VERSION: &str = "2014-05-26";
 pub const MAX_IDS_PER_CALL: usize = 100;
 /// A safety stop for paging: 100 ids per chunk never need more than a few pages.
 const MAX_PAGES: usize = 50;
-/// `x-acs-retry-after` carries milliseconds (as the official SDKs' retry code reads it).
-const RETRY_AFTER_HEADER: &str = "x-acs-retry-after";
 
 /// How the client talks to ECS.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,17 +100,13 @@ impl EcsClient {
         config: EcsClientConfig,
         credentials: Arc<dyn CredentialsProvider>,
     ) -> Result<Self, EcsError> {
-        ensure_tls_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .user_agent(concat!("ecs-power-controller/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
+        let http = transport::http_client(config.connect_timeout, config.request_timeout).map_err(
+            |e| {
                 EcsError::InvalidInput(format!(
                     "cannot set up the HTTP client (is a TLS provider installed?): {e}"
                 ))
-            })?;
+            },
+        )?;
         Ok(Self {
             http,
             limiter: RateLimiter::new(config.rate_limits.clone()),
@@ -140,10 +137,15 @@ impl EcsClient {
         kind: CallKind,
     ) -> Result<T, EcsError> {
         let started = Instant::now();
+        // A call about one instance is throttled as that instance (see `crate::ratelimit`).
+        let caller = params
+            .iter()
+            .find(|(name, _)| name == "InstanceId")
+            .map(|(_, id)| id.as_str());
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = match self.attempt(action, region, params).await {
+            let outcome = match self.attempt(action, region, caller, params).await {
                 Ok((status, body)) => serde_json::from_slice(&body).map_err(|e| EcsError::Decode {
                     action: action.to_string(),
                     http_status: status,
@@ -153,7 +155,7 @@ impl EcsClient {
             };
             let error = match outcome {
                 Ok(value) => {
-                    self.limiter.succeeded(region, action);
+                    self.limiter.succeeded(region, action, caller);
                     return Ok(value);
                 }
                 Err(error) => error,
@@ -161,8 +163,10 @@ impl EcsClient {
             if let EcsError::Api(api) = &error
                 && error.class() == ErrorClass::Throttled
             {
-                // The whole (region, action) waits, not just this call.
-                self.limiter.throttled(region, action, api.retry_after);
+                // The whole (region, action) waits, not just this call; an instance throttled
+                // again waits alone (see `crate::ratelimit`).
+                self.limiter
+                    .throttled(region, action, caller, api.retry_after);
             }
             match self
                 .config
@@ -183,12 +187,13 @@ impl EcsClient {
         &self,
         action: &str,
         region: &str,
+        caller: Option<&str>,
         params: &[(String, String)],
     ) -> Result<(u16, Vec<u8>), EcsError> {
         let url = self.config.endpoint.url_for(region)?;
-        self.limiter.acquire(region, action).await;
+        self.limiter.acquire(region, action, caller).await;
         let credentials = self.credentials.credentials().await?;
-        let request = match self.config.signature_version {
+        let (request, signature) = match self.config.signature_version {
             SignatureVersion::V3 => self.signed_v3(action, url.clone(), params, &credentials),
             SignatureVersion::V1 => self.signed_v1(action, url.clone(), params, &credentials),
         };
@@ -197,28 +202,34 @@ impl EcsClient {
             .await
             .map_err(|e| transport_error(action, &url, e))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .filter(|ms| *ms > 0)
-            .map(Duration::from_millis);
-        let body = response.bytes().await.map_err(|e| EcsError::Decode {
+        let decode = |detail: String| EcsError::Decode {
             action: action.to_string(),
             http_status: status,
-            detail: format!("the answer was cut short: {}", describe(e)),
-        })?;
-        if (200..300).contains(&status) {
-            return Ok((status, body.to_vec()));
+            detail,
+        };
+        if transport::is_redirect(status) {
+            return Err(decode(
+                "a redirect, not followed: ECS never redirects (check the ECS endpoint and any proxy in between)".into(),
+            ));
         }
+        let retry_after =
+            transport::retry_after(response.headers(), status, jiff::Timestamp::now());
+        let body = transport::read_body(response)
+            .await
+            .map_err(|e| decode(e.to_string()))?;
+        if (200..300).contains(&status) {
+            return Ok((status, body));
+        }
+        // A server may quote the request back (the V1 string to sign holds the security token):
+        // nothing downstream (status, events, logs, the CLI) ever sees these.
+        let mut secrets = vec![credentials.access_key_secret.expose(), signature.as_str()];
+        secrets.extend(credentials.security_token.as_ref().map(|t| t.expose()));
         Err(match ErrorBody::parse(&body, status) {
-            Some(api) => EcsError::Api(ApiError { retry_after, ..api }),
-            None => EcsError::Decode {
-                action: action.to_string(),
-                http_status: status,
-                detail: format!("not an ECS error body: {}", snippet(&body)),
-            },
+            Some(api) => EcsError::Api(ApiError { retry_after, ..api }.redacted(&secrets)),
+            None => decode(format!(
+                "not an ECS error body: {}",
+                snippet(&redact(&String::from_utf8_lossy(&body), &secrets))
+            )),
         })
     }
 
@@ -229,7 +240,7 @@ impl EcsClient {
         mut url: Url,
         params: &[(String, String)],
         credentials: &Credentials,
-    ) -> reqwest::RequestBuilder {
+    ) -> (reqwest::RequestBuilder, String) {
         let mut headers = vec![
             param("host", host_header(&url)),
             param("x-acs-action", action),
@@ -241,23 +252,22 @@ impl EcsClient {
         if let Some(token) = &credentials.security_token {
             headers.push(param("x-acs-security-token", token.expose()));
         }
-        let authorization = V3Input {
+        let input = V3Input {
             method: "POST",
             path: "/",
             query: params,
             headers: &headers,
             payload_hash: EMPTY_BODY_SHA256,
-        }
-        .authorization(
-            &credentials.access_key_id,
-            credentials.access_key_secret.expose(),
-        );
+        };
+        let secret = credentials.access_key_secret.expose();
+        let authorization = input.authorization(&credentials.access_key_id, secret);
+        let signature = input.signature(secret);
         set_query(&mut url, params);
         let mut request = self.http.post(url);
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        request.header("authorization", authorization)
+        (request.header("authorization", authorization), signature)
     }
 
     /// V1: the RPC common parameters and `Signature` join the query.
@@ -267,7 +277,7 @@ impl EcsClient {
         mut url: Url,
         params: &[(String, String)],
         credentials: &Credentials,
-    ) -> reqwest::RequestBuilder {
+    ) -> (reqwest::RequestBuilder, String) {
         let mut all: Params = params.to_vec();
         all.extend([
             param("AccessKeyId", credentials.access_key_id.as_str()),
@@ -284,9 +294,9 @@ impl EcsClient {
         }
         let string_to_sign = sign::v1_string_to_sign("POST", &all);
         let signature = sign::v1_signature(credentials.access_key_secret.expose(), &string_to_sign);
-        all.push(param("Signature", signature));
+        all.push(param("Signature", signature.clone()));
         set_query(&mut url, &all);
-        self.http.post(url)
+        (self.http.post(url), signature)
     }
 
     async fn single(
@@ -494,14 +504,8 @@ impl EcsApi for EcsClient {
     }
 }
 
-/// reqwest (built without a default rustls provider) panics when it builds a client and no
-/// process-wide provider is installed. `main` installs ring; libraries and tests may not have,
-/// so install it here if nobody did (a no-op otherwise).
-pub fn ensure_tls_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
+/// Kept here too: callers set up TLS through the client module.
+pub use crate::transport::ensure_tls_provider;
 
 /// Instance ids are `i-` plus letters and digits; anything else is refused before it is sent.
 fn validate_instance_id(id: &str) -> Result<(), EcsError> {
@@ -556,26 +560,8 @@ fn transport_error(action: &str, url: &Url, error: reqwest::Error) -> EcsError {
     }
 }
 
-/// A reqwest error as one readable text, without the URL: its query carries the signature and,
-/// for V1 with STS credentials, the security token.
-fn describe(error: reqwest::Error) -> String {
-    if error.is_timeout() && !error.is_connect() {
-        return "timed out waiting for the answer".into();
-    }
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
 /// The start of a body that is not ECS JSON (an HTML error page, say), on one line.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+fn snippet(text: &str) -> String {
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.is_empty() {
         return "(empty body)".into();

@@ -15,10 +15,44 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
 }
 
+impl ApiError {
+    /// The same error with every occurrence of `secrets` in its texts replaced (see [`redact`]).
+    /// The client applies it to every error answer before anyone else sees it.
+    pub(crate) fn redacted(self, secrets: &[&str]) -> Self {
+        Self {
+            message: redact(&self.message, secrets),
+            recommend: self.recommend.map(|r| redact(&r, secrets)),
+            ..self
+        }
+    }
+}
+
+/// What a redacted secret reads as.
+pub const REDACTED: &str = "***";
+
+/// Replaces every occurrence of each secret in `text`, as is and in the percent-encoded forms a
+/// server quotes it in: the message of a V1 `SignatureDoesNotMatch` holds the server's string to
+/// sign, where the `SecurityToken` parameter is percent-encoded twice. Secrets shorter than six
+/// characters are left alone (they would shred the text and cannot be real keys).
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 6) {
+        let once = crate::sign::percent_encode(secret);
+        let twice = crate::sign::percent_encode(&once);
+        // Most encoded first: each form is looked for in text the previous ones left.
+        for form in [twice, once, secret.to_string()] {
+            if out.contains(&form) {
+                out = out.replace(&form, REDACTED);
+            }
+        }
+    }
+    out
+}
+
 impl fmt::Debug for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The message of a V1 SignatureDoesNotMatch embeds the server's string to sign; it holds
-        // no secret, but keep Debug to the fields an operator reads.
+        // The client redacts credentials out of the message; keep Debug to the fields an
+        // operator reads all the same.
         f.debug_struct("ApiError")
             .field("code", &self.code)
             .field("message", &self.message)
@@ -71,6 +105,11 @@ pub enum EcsError {
     /// No usable credentials (the provider chain came up empty, or STS/metadata refused).
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The credentials source (STS, the metadata service, the credentials URI) could not be
+    /// reached or failed on its side (timeout, reset, 5xx, throttled). Nothing was sent to ECS,
+    /// and nothing is wrong with the credentials: an outage of the source passes.
+    #[error("credentials: {provider} is unavailable: {detail}")]
+    CredentialSourceUnavailable { provider: String, detail: String },
     /// A request the client refuses to send (empty instance id, too many ids, …).
     #[error("invalid request: {0}")]
     InvalidInput(String),
@@ -81,9 +120,10 @@ impl EcsError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Api(api) => ErrorClass::of(&api.code, api.http_status),
-            Self::Transport { .. } | Self::Connect { .. } | Self::Decode { .. } => {
-                ErrorClass::Transient
-            }
+            Self::Transport { .. }
+            | Self::Connect { .. }
+            | Self::Decode { .. }
+            | Self::CredentialSourceUnavailable { .. } => ErrorClass::Transient,
             Self::Credentials(_) => ErrorClass::Credentials,
             Self::InvalidInput(_) => ErrorClass::InvalidRequest,
         }
@@ -97,6 +137,7 @@ impl EcsError {
             Self::Connect { .. } => "ConnectFailed",
             Self::Decode { .. } => "UnreadableResponse",
             Self::Credentials(_) => "CredentialsUnavailable",
+            Self::CredentialSourceUnavailable { .. } => "CredentialSourceUnavailable",
             Self::InvalidInput(_) => "InvalidInput",
         }
     }
@@ -168,7 +209,10 @@ impl ErrorClass {
             | "IncompleteSignature"
             | "InvalidAccessKeyId.NotFound"
             | "InvalidAccessKeyId.Inactive"
-            | "InvalidAccessKeyId" => Self::Credentials,
+            | "InvalidAccessKeyId"
+            // Temporary credentials sent without their token: the Secret (or the source) lacks
+            // it, which no change of the EcsInstance spec can fix.
+            | "MissingSecurityToken" => Self::Credentials,
             "InternalError"
             | "ServiceUnavailable"
             | "UnknownError"
@@ -207,5 +251,24 @@ impl ErrorClass {
             500..=599 => Self::Transient,
             _ => Self::InvalidRequest,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_finds_a_secret_as_is_and_percent_encoded_once_or_twice() {
+        let token = "CAIS/sts+tok==";
+        let quoted = format!(
+            "raw {token} once {} twice {} short abc",
+            crate::sign::percent_encode(token),
+            crate::sign::percent_encode(&crate::sign::percent_encode(token))
+        );
+        assert_eq!(
+            redact(&quoted, &[token, "abc"]),
+            "raw *** once *** twice *** short abc"
+        );
     }
 }

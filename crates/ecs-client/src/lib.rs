@@ -11,6 +11,7 @@ pub mod error;
 pub mod ratelimit;
 pub mod retry;
 pub mod sign;
+pub mod transport;
 pub mod types;
 pub mod wire;
 

@@ -5,9 +5,15 @@
 //! a fleet must stay under that quota on its own rather than discover it through `Throttling`
 //! answers, so every call waits for a token of its (region, action) first. The buckets are
 //! shared by all clones of the client, so every object and every credential set draws on one
-//! budget. When ECS throttles anyway, the whole (region, action) lane pauses (honouring
-//! `x-acs-retry-after`, doubling while throttling persists) and then resumes at the configured
-//! rate, instead of every waiting object retrying on its own.
+//! budget. When ECS throttles anyway, the whole (region, action) lane pauses (honouring the
+//! server's wait up to [`MAX_LANE_PAUSE`], doubling while throttling persists) and then resumes
+//! at the configured rate, instead of every waiting object retrying on its own.
+//!
+//! A throttle can also be about one instance (ECS limits calls per resource too). Pausing the
+//! lane for it again and again would hold every other instance of the region behind it, so
+//! only a caller's *first* throttle pauses the lane: when the same instance is throttled again
+//! before it has gone through, only that instance waits (its own doubling pause), and the lane
+//! keeps serving the others in their turn.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,13 +21,18 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::transport::MAX_RETRY_AFTER;
+
 /// First pause after a `Throttling` answer without `x-acs-retry-after`; ECS counts in
 /// windows of a second or more, so less than that would be throttled again.
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 /// Pauses double while throttling persists, up to this.
 const MAX_PAUSE: Duration = Duration::from_secs(30);
-/// A server's `x-acs-retry-after` is honoured up to this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// A whole lane never pauses longer than this at once for a server's wait (asked in answer to
+/// a call about many instances); the call told to wait longer waits on its own.
+pub const MAX_LANE_PAUSE: Duration = Duration::from_secs(60);
+/// An instance's own throttle record is forgotten this long after its pause ended.
+const FORGET_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// Calls per second allowed for each action (in each region).
 #[derive(Clone, Debug, PartialEq)]
@@ -103,24 +114,57 @@ impl Bucket {
     }
 }
 
+/// A pause that doubles while throttling persists.
+#[derive(Debug, Default)]
+struct Pause {
+    until: Option<Instant>,
+    /// Throttling answers in a row (each outside the pause the previous one started).
+    strikes: u32,
+}
+
+impl Pause {
+    fn active(&self, now: Instant) -> Option<Instant> {
+        self.until.filter(|until| *until > now)
+    }
+
+    /// Counts a throttle answer and returns the pause it asks for: the doubling pause, or the
+    /// server's wait (capped) when that is longer. Answers to requests sent before the current
+    /// pause do not count again.
+    fn strike(&mut self, now: Instant, retry_after: Option<Duration>, cap: Duration) -> Duration {
+        if self.active(now).is_none() {
+            self.strikes = self.strikes.saturating_add(1);
+        }
+        let doubling = FIRST_PAUSE
+            .saturating_mul(1 << self.strikes.saturating_sub(1).min(16))
+            .min(MAX_PAUSE);
+        retry_after.map_or(doubling, |r| doubling.max(r.min(cap)))
+    }
+
+    /// Extends the pause to `until`; true when that lengthened it.
+    fn extend(&mut self, until: Instant) -> bool {
+        let longer = self.until.is_none_or(|current| current < until);
+        if longer {
+            self.until = Some(until);
+        }
+        longer
+    }
+}
+
 /// The flow-control state of one (region, action).
 #[derive(Debug, Default)]
 struct Lane {
     bucket: Option<Bucket>,
-    paused_until: Option<Instant>,
-    /// Throttling answers in a row (each outside the pause the previous one started).
-    strikes: u32,
-    /// Bumped by every throttle: a token reserved before it is stale.
+    pause: Pause,
+    /// Bumped by every lane pause: a token reserved before it is stale.
     epoch: u64,
-}
-
-impl Lane {
-    fn paused(&self, now: Instant) -> Option<Instant> {
-        self.paused_until.filter(|until| *until > now)
-    }
+    /// Callers (instances) throttled and not gone through since, with their own pauses.
+    callers: HashMap<String, Pause>,
 }
 
 /// Token buckets and throttle pauses per (region, action), cheap to clone (clones share them).
+///
+/// `caller` names what a call is about when that is one thing (the instance of a
+/// StartInstance); `None` for calls about many (batches, DescribeInstances).
 #[derive(Clone, Debug)]
 pub struct RateLimiter {
     limits: Arc<RateLimits>,
@@ -145,15 +189,18 @@ impl RateLimiter {
         f(lane)
     }
 
-    /// Waits until `action` may be called in `region` again: past any throttle pause, then for
-    /// a token.
-    pub async fn acquire(&self, region: &str, action: &str) {
+    /// Waits until `action` may be called in `region` (for `caller`) again: past the caller's
+    /// own throttle pause, past any pause of the lane, then for a token.
+    pub async fn acquire(&self, region: &str, action: &str, caller: Option<&str>) {
         let qps = self.limits.qps_for(action);
         let limited = qps > 0.0 && qps.is_finite();
         loop {
             let (paused, wait, epoch) = self.with_lane(region, action, |lane| {
                 let now = Instant::now();
-                if let Some(until) = lane.paused(now) {
+                let own = caller
+                    .and_then(|c| lane.callers.get(c))
+                    .and_then(|p| p.active(now));
+                if let Some(until) = own.or(lane.pause.active(now)) {
                     return (Some(until), Duration::ZERO, lane.epoch);
                 }
                 let wait = if limited {
@@ -166,7 +213,12 @@ impl RateLimiter {
                 (None, wait, lane.epoch)
             });
             if let Some(until) = paused {
-                tracing::debug!(region, action, "throttled: waiting for the pause to end");
+                tracing::debug!(
+                    region,
+                    action,
+                    caller,
+                    "throttled: waiting for the pause to end"
+                );
                 tokio::time::sleep_until(until).await;
                 continue;
             }
@@ -187,42 +239,81 @@ impl RateLimiter {
         }
     }
 
-    /// ECS answered `Throttling`: pause the lane for `retry_after` (when the server said) or
-    /// a pause that doubles while throttling persists. Answers to requests sent before the
-    /// current pause do not lengthen it further.
-    pub fn throttled(&self, region: &str, action: &str, retry_after: Option<Duration>) {
-        let pause = self.with_lane(region, action, |lane| {
+    /// ECS answered `Throttling` to a call about `caller` (`None`: about many). The first
+    /// throttle of a caller pauses the lane for a pause that doubles while throttling persists
+    /// (or, for a call about many, the server's `retry_after` up to [`MAX_LANE_PAUSE`]); the
+    /// caller itself also waits what the server asked (up to [`MAX_RETRY_AFTER`]). A caller
+    /// throttled again before it went through pauses only itself, so a throttled instance
+    /// cannot hold the region's other calls.
+    pub fn throttled(
+        &self,
+        region: &str,
+        action: &str,
+        caller: Option<&str>,
+        retry_after: Option<Duration>,
+    ) {
+        let (pause, lane_wide) = self.with_lane(region, action, |lane| {
             let now = Instant::now();
-            let already_paused = lane.paused(now).is_some();
-            if !already_paused {
-                lane.strikes = lane.strikes.saturating_add(1);
+            lane.callers.retain(|_, p| {
+                p.until
+                    .is_some_and(|until| now.saturating_duration_since(until) < FORGET_AFTER)
+            });
+            let repeat = caller.and_then(|c| lane.callers.get_mut(c));
+            if let Some(own) = repeat {
+                let pause = own.strike(now, retry_after, MAX_RETRY_AFTER);
+                own.extend(now + pause);
+                return (pause, false);
             }
-            let doubling = FIRST_PAUSE
-                .saturating_mul(1 << lane.strikes.saturating_sub(1).min(16))
-                .min(MAX_PAUSE);
-            // Never sooner than the server asked, never shorter than our own pause.
-            let pause = retry_after.map_or(doubling, |r| doubling.max(r.min(MAX_RETRY_AFTER)));
+            // The server's wait for a call about one instance is that instance's to keep; the
+            // lane takes it only from calls about many.
+            let lane_hint = if caller.is_some() { None } else { retry_after };
+            let pause = lane.pause.strike(now, lane_hint, MAX_LANE_PAUSE);
             let until = now + pause;
-            if lane.paused_until.is_none_or(|current| current < until) {
-                lane.paused_until = Some(until);
+            if lane.pause.extend(until) {
                 lane.epoch += 1;
                 if let Some(bucket) = &mut lane.bucket {
                     bucket.restart_at(until);
                 }
             }
-            pause
+            if let Some(caller) = caller {
+                let own = retry_after.map_or(pause, |r| pause.max(r.min(MAX_RETRY_AFTER)));
+                lane.callers.insert(
+                    caller.to_string(),
+                    Pause {
+                        until: Some(now + own),
+                        strikes: 1,
+                    },
+                );
+            }
+            (pause, true)
         });
-        tracing::info!(
-            region,
-            action,
-            pause_ms = pause.as_millis() as u64,
-            "ECS throttled: pausing this action in the region"
-        );
+        if lane_wide {
+            tracing::info!(
+                region,
+                action,
+                pause_ms = pause.as_millis() as u64,
+                "ECS throttled: pausing this action in the region"
+            );
+        } else {
+            tracing::info!(
+                region,
+                action,
+                caller,
+                pause_ms = pause.as_millis() as u64,
+                "ECS throttled the same call again: pausing only it"
+            );
+        }
     }
 
-    /// A call of the lane went through: throttling is over, the next pause starts short again.
-    pub fn succeeded(&self, region: &str, action: &str) {
-        self.with_lane(region, action, |lane| lane.strikes = 0);
+    /// A call of the lane went through: throttling is over (for the lane and for `caller`),
+    /// the next pause starts short again.
+    pub fn succeeded(&self, region: &str, action: &str, caller: Option<&str>) {
+        self.with_lane(region, action, |lane| {
+            lane.pause.strikes = 0;
+            if let Some(caller) = caller {
+                lane.callers.remove(caller);
+            }
+        });
     }
 }
 
@@ -234,7 +325,7 @@ mod tests {
         let start = Instant::now();
         let mut calls = 0;
         loop {
-            limiter.acquire("cn-hangzhou", action).await;
+            limiter.acquire("cn-hangzhou", action, None).await;
             if start.elapsed() >= window {
                 return calls;
             }
@@ -274,8 +365,8 @@ mod tests {
         let other = limiter.clone();
         let start = Instant::now();
         for _ in 0..3 {
-            limiter.acquire("cn-hangzhou", "RebootInstance").await;
-            other.acquire("cn-hangzhou", "RebootInstance").await;
+            limiter.acquire("cn-hangzhou", "RebootInstance", None).await;
+            other.acquire("cn-hangzhou", "RebootInstance", None).await;
         }
         // Six calls at 1 QPS with a burst of one: the sixth waits five seconds.
         assert!(start.elapsed() >= Duration::from_secs(5));
@@ -287,7 +378,9 @@ mod tests {
         let limiter = RateLimiter::new(RateLimits::unlimited());
         let start = Instant::now();
         for _ in 0..1000 {
-            limiter.acquire("cn-hangzhou", "DescribeInstances").await;
+            limiter
+                .acquire("cn-hangzhou", "DescribeInstances", None)
+                .await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
@@ -300,14 +393,14 @@ mod tests {
         });
         let start = Instant::now();
         for region in ["cn-hangzhou", "cn-beijing", "eu-central-1"] {
-            limiter.acquire(region, "StartInstances").await;
+            limiter.acquire(region, "StartInstances", None).await;
         }
         assert_eq!(
             start.elapsed(),
             Duration::ZERO,
             "one token each, no waiting"
         );
-        limiter.acquire("cn-hangzhou", "StartInstances").await;
+        limiter.acquire("cn-hangzhou", "StartInstances", None).await;
         assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 
@@ -323,13 +416,13 @@ mod tests {
             .map(|_| {
                 let limiter = limiter.clone();
                 tokio::spawn(async move {
-                    limiter.acquire("cn-hangzhou", "StartInstances").await;
+                    limiter.acquire("cn-hangzhou", "StartInstances", None).await;
                     start.elapsed()
                 })
             })
             .collect();
         tokio::task::yield_now().await;
-        limiter.throttled("cn-hangzhou", "StartInstances", None);
+        limiter.throttled("cn-hangzhou", "StartInstances", None, None);
         let mut went = Vec::new();
         for w in waiters {
             went.push(w.await.unwrap());
@@ -354,8 +447,10 @@ mod tests {
         }
         // Other lanes never paused.
         let before = Instant::now();
-        limiter.acquire("cn-hangzhou", "DescribeInstances").await;
-        limiter.acquire("cn-beijing", "StartInstances").await;
+        limiter
+            .acquire("cn-hangzhou", "DescribeInstances", None)
+            .await;
+        limiter.acquire("cn-beijing", "StartInstances", None).await;
         assert_eq!(before.elapsed(), Duration::ZERO);
     }
 
@@ -365,26 +460,102 @@ mod tests {
         let lane = ("cn-hangzhou", "DescribeInstances");
         let paused_for = |limiter: RateLimiter| async move {
             let start = Instant::now();
-            limiter.acquire(lane.0, lane.1).await;
+            limiter.acquire(lane.0, lane.1, None).await;
             start.elapsed()
         };
-        limiter.throttled(lane.0, lane.1, Some(Duration::from_millis(4_500)));
+        limiter.throttled(lane.0, lane.1, None, Some(Duration::from_millis(4_500)));
         assert_eq!(
             paused_for(limiter.clone()).await,
             Duration::from_millis(4_500)
         );
         // Still throttling after the pause: 2 s, then 4 s.
-        limiter.throttled(lane.0, lane.1, None);
+        limiter.throttled(lane.0, lane.1, None, None);
         assert_eq!(paused_for(limiter.clone()).await, Duration::from_secs(2));
-        limiter.throttled(lane.0, lane.1, None);
+        limiter.throttled(lane.0, lane.1, None, None);
         // Late answers to requests sent before this pause do not lengthen it.
-        limiter.throttled(lane.0, lane.1, None);
+        limiter.throttled(lane.0, lane.1, None, None);
         assert_eq!(paused_for(limiter.clone()).await, Duration::from_secs(4));
         // Recovered: the next throttle starts short again.
-        limiter.succeeded(lane.0, lane.1);
-        limiter.throttled(lane.0, lane.1, None);
+        limiter.succeeded(lane.0, lane.1, None);
+        limiter.throttled(lane.0, lane.1, None, None);
         assert_eq!(paused_for(limiter.clone()).await, Duration::from_secs(1));
         // An unlimited lane that is not paused never waits.
         assert_eq!(paused_for(limiter).await, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instances_throttled_on_their_own_cannot_hold_the_rest_of_the_region() {
+        let limiter = RateLimiter::new(RateLimits {
+            default_qps: 5.0,
+            per_action: BTreeMap::new(),
+        });
+        let lane = ("cn-hangzhou", "StartInstance");
+        let stuck_attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        // Three instances ECS throttles every time, retried as soon as the limiter lets them.
+        for stuck in ["i-stuck1", "i-stuck2", "i-stuck3"] {
+            let (limiter, attempts) = (limiter.clone(), stuck_attempts.clone());
+            tokio::spawn(async move {
+                loop {
+                    limiter.acquire(lane.0, lane.1, Some(stuck)).await;
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    limiter.throttled(lane.0, lane.1, Some(stuck), None);
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Twenty other instances start one after the other: each waits its turn at 5 QPS and
+        // at most the first pauses, never for the stuck ones' ever longer pauses.
+        let start = Instant::now();
+        for n in 0..20 {
+            let id = format!("i-fine{n}");
+            limiter.acquire(lane.0, lane.1, Some(&id)).await;
+            limiter.succeeded(lane.0, lane.1, Some(&id));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "twenty starts took {:?}",
+            start.elapsed()
+        );
+        // The stuck instances wait on their own doubling pauses meanwhile: a handful of tries
+        // in a minute, not five a second.
+        let before = stuck_attempts.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let in_a_minute = stuck_attempts.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert!(
+            in_a_minute <= 3 * 5,
+            "{in_a_minute} throttled tries in a minute"
+        );
+        // A throttle of a call about many (a batch) still pauses the whole lane.
+        limiter.throttled(lane.0, lane.1, None, None);
+        let paused = Instant::now();
+        limiter.acquire(lane.0, lane.1, Some("i-fine0")).await;
+        assert!(paused.elapsed() >= FIRST_PAUSE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_wait_for_one_instance_is_that_instance_s_alone() {
+        let limiter = RateLimiter::new(RateLimits::unlimited());
+        let lane = ("cn-hangzhou", "StartInstance");
+        limiter.throttled(lane.0, lane.1, Some("i-a"), Some(Duration::from_secs(240)));
+        let start = Instant::now();
+        limiter.acquire(lane.0, lane.1, Some("i-b")).await;
+        assert_eq!(start.elapsed(), FIRST_PAUSE, "the lane's own short pause");
+        limiter.acquire(lane.0, lane.1, Some("i-a")).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(240),
+            "what the server asked of i-a"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_pause_is_capped_whatever_the_server_asks() {
+        let limiter = RateLimiter::new(RateLimits::unlimited());
+        let lane = ("cn-hangzhou", "StopInstances");
+        limiter.throttled(lane.0, lane.1, None, Some(Duration::from_secs(3 * 3600)));
+        let start = Instant::now();
+        limiter.acquire(lane.0, lane.1, None).await;
+        assert_eq!(start.elapsed(), MAX_LANE_PAUSE);
     }
 }

@@ -27,8 +27,9 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Wait before the second try; doubles each time.
     pub base_delay: Duration,
-    /// No single wait is longer (unless the server's `x-acs-retry-after` asks for more and the
-    /// total budget allows it).
+    /// No single wait is longer (unless the server's `x-acs-retry-after` or `Retry-After` asks
+    /// for more, which the client caps at [`crate::transport::MAX_RETRY_AFTER`], and the total
+    /// budget allows it).
     pub max_delay: Duration,
     /// No retry starts after this much time since the first try.
     pub max_total: Duration,
@@ -91,7 +92,10 @@ pub fn is_retryable(kind: CallKind, error: &EcsError) -> bool {
             EcsError::Api(_) => {
                 matches!(error.class(), ErrorClass::Throttled | ErrorClass::Transient)
             }
-            EcsError::Transport { .. } | EcsError::Connect { .. } | EcsError::Decode { .. } => true,
+            EcsError::Transport { .. }
+            | EcsError::Connect { .. }
+            | EcsError::Decode { .. }
+            | EcsError::CredentialSourceUnavailable { .. } => true,
             EcsError::Credentials(_) | EcsError::InvalidInput(_) => false,
         },
         CallKind::Mutation => proves_not_executed(error),
@@ -110,7 +114,8 @@ pub fn proves_not_executed(error: &EcsError) -> bool {
                 || (api.http_status == 429
                     && ErrorClass::of(&api.code, 429) == ErrorClass::Throttled)
         }
-        EcsError::Connect { .. } => true,
+        // No credentials, no request: ECS never saw it.
+        EcsError::Connect { .. } | EcsError::CredentialSourceUnavailable { .. } => true,
         _ => false,
     }
 }

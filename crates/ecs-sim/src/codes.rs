@@ -12,6 +12,9 @@ pub struct SimError {
     pub code: String,
     pub http_status: u16,
     pub message: String,
+    /// Extra response headers (`Retry-After`, `x-acs-retry-after`), from an injected fault.
+    #[serde(skip)]
+    pub headers: Vec<(String, String)>,
 }
 
 impl SimError {
@@ -20,6 +23,7 @@ impl SimError {
             code: code.into(),
             http_status,
             message: message.into(),
+            headers: Vec::new(),
         }
     }
 

@@ -538,6 +538,10 @@ pub struct FaultSpec {
     /// Apply the call anyway and answer the error (a response lost after the fact).
     #[serde(default)]
     pub apply: bool,
+    /// Extra headers on the error answer: `Retry-After: 30` (seconds, what a gateway in front
+    /// of ECS sends with 429/503) or `x-acs-retry-after: 1500` (milliseconds, ECS's own).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 fn one() -> u32 {
@@ -555,7 +559,14 @@ impl FaultSpec {
             http_status: None,
             message: None,
             apply: false,
+            headers: BTreeMap::new(),
         }
+    }
+
+    /// Adds a header to the error answer (e.g. `Retry-After`).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
     }
 
     pub fn instance(mut self, id: &str) -> Self {
@@ -594,6 +605,16 @@ impl FaultSpec {
                 format!("{field}.http_status"),
                 "must be an error status (400–599)",
             ));
+        }
+        for (name, value) in &self.headers {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || axum::http::HeaderValue::from_str(value).is_err()
+            {
+                return Err(ConfigError::invalid(
+                    format!("{field}.headers.{name}"),
+                    "must be a valid HTTP header name and value",
+                ));
+            }
         }
         Ok(())
     }

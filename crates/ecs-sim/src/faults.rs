@@ -1,5 +1,5 @@
-//! Injected trouble: scripted per-call faults, random server errors, per-action quotas and
-//! added latency.
+//! Injected trouble: scripted per-call faults, faults of the HTTP answer itself (a huge or
+//! dripping body, a redirect), random server errors, per-action quotas and added latency.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,52 @@ pub struct FaultState {
     /// Requests per second per action; above it `Throttling.User`.
     pub quotas: BTreeMap<Action, u32>,
     pub latency: Latency,
+    /// Faults of the HTTP answer still pending.
+    #[serde(default)]
+    pub wire: Vec<WireFault>,
+}
+
+/// The next `count` calls of `action` get a broken or hostile HTTP answer instead of ECS's:
+/// what a gateway, a proxy or an impostor in front of ECS may send.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireFault {
+    pub action: Action,
+    pub answer: WireAnswer,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl WireFault {
+    pub fn new(action: Action, answer: WireAnswer) -> Self {
+        Self {
+            action,
+            answer,
+            count: 1,
+        }
+    }
+
+    pub fn times(mut self, n: u32) -> Self {
+        self.count = n;
+        self
+    }
+}
+
+/// What a [`WireFault`] answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum WireAnswer {
+    /// `200 OK` with a well-formed answer padded to about `bytes` bytes, streamed in chunks
+    /// without a `Content-Length` (the simulator never holds it in memory).
+    HugeBody { bytes: u64 },
+    /// `200 OK` with a well-formed answer sent in `chunks` pieces, one every `interval_ms`.
+    Drip { chunks: u32, interval_ms: u64 },
+    /// `307 Temporary Redirect` to `location` (ECS never redirects).
+    Redirect { location: String },
 }
 
 /// A scripted fault that fired.
@@ -53,6 +99,7 @@ impl Faults {
                 error_rates: config.error_rates,
                 quotas: config.quotas.clone(),
                 latency: config.latency,
+                wire: Vec::new(),
             },
             windows: HashMap::new(),
         }
@@ -85,6 +132,11 @@ impl Faults {
         if let Some(message) = &fault.message {
             error.message = message.clone();
         }
+        error.headers = fault
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let fired = Fired {
             error,
             apply: fault.apply,
@@ -93,6 +145,28 @@ impl Faults {
             self.state.scripted.remove(index);
         }
         Some(fired)
+    }
+
+    pub fn add_wire(&mut self, fault: WireFault) {
+        if fault.count > 0 {
+            self.state.wire.push(fault);
+        }
+    }
+
+    /// Consumes one count of the first wire fault for `action`.
+    pub fn take_wire(&mut self, action: Action) -> Option<WireAnswer> {
+        let index = self
+            .state
+            .wire
+            .iter()
+            .position(|f| f.action == action && f.count > 0)?;
+        let fault = &mut self.state.wire[index];
+        fault.count -= 1;
+        let answer = fault.answer.clone();
+        if fault.count == 0 {
+            self.state.wire.remove(index);
+        }
+        Some(answer)
     }
 
     /// Counts a request of `action` in the current one-second window; true when it is over the
@@ -157,6 +231,7 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::FaultSpec;
 
     #[test]
     fn scripted_faults_fire_the_given_number_of_times_for_their_instance() {
@@ -176,6 +251,43 @@ mod tests {
         assert!(faults.take(Action::RebootInstance, Some("i-a")).is_some());
         assert!(faults.take(Action::RebootInstance, Some("i-a")).is_none());
         assert!(faults.state.scripted.is_empty());
+    }
+
+    #[test]
+    fn wire_faults_fire_for_their_action_the_given_number_of_times() {
+        let mut faults = Faults::default();
+        let redirect = WireAnswer::Redirect {
+            location: "http://elsewhere/".into(),
+        };
+        faults.add_wire(WireFault::new(Action::StopInstance, redirect.clone()).times(2));
+        assert_eq!(faults.take_wire(Action::StartInstance), None);
+        assert_eq!(
+            faults.take_wire(Action::StopInstance),
+            Some(redirect.clone())
+        );
+        assert_eq!(faults.take_wire(Action::StopInstance), Some(redirect));
+        assert_eq!(faults.take_wire(Action::StopInstance), None);
+        assert!(faults.state.wire.is_empty());
+    }
+
+    #[test]
+    fn scripted_fault_headers_go_with_the_error() {
+        let mut faults = Faults::default();
+        faults.add(
+            FaultSpec::new(Action::StartInstance, "ServiceUnavailable").header("Retry-After", "30"),
+        );
+        let fired = faults.take(Action::StartInstance, Some("i-a")).unwrap();
+        assert_eq!(fired.error.http_status, 503);
+        assert_eq!(
+            fired.error.headers,
+            [("Retry-After".to_string(), "30".to_string())]
+        );
+        assert!(
+            FaultSpec::new(Action::StartInstance, "Throttling")
+                .header("Retry After", "1")
+                .validate("fault")
+                .is_err()
+        );
     }
 
     #[test]

@@ -44,6 +44,6 @@ pub use config::{
     ChargeType, ConfigError, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, ErrorRates,
     FaultSpec, InstanceSpec, KeySpec, Latency, SimConfig, TransitionTimes,
 };
-pub use faults::FaultState;
+pub use faults::{FaultState, WireAnswer, WireFault};
 pub use fleet::{Flags, InstanceView};
 pub use server::{HandleError, SimHandle, Simulator, StartError};

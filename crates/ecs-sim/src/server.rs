@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use futures::StreamExt;
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
@@ -24,7 +25,7 @@ use crate::codes::SimError;
 use crate::config::{
     ConfigError, ErrorRates, FaultSpec, InstanceSpec, KeySpec, Latency, SimConfig, TransitionTimes,
 };
-use crate::faults::{FaultState, Faults, Rng};
+use crate::faults::{FaultState, Faults, Rng, WireAnswer, WireFault};
 use crate::fleet::{Clock, Flags, Fleet, InstanceView};
 use ecs_client::types::InstanceStatus;
 
@@ -336,9 +337,16 @@ impl SimHandle {
         Ok(())
     }
 
+    /// Adds a fault of the HTTP answer itself (see [`WireFault`]).
+    pub fn inject_wire(&self, fault: WireFault) {
+        lock(&self.shared.faults).add_wire(fault);
+    }
+
     /// Removes every scripted fault still pending.
     pub fn clear_faults(&self) {
-        lock(&self.shared.faults).state.scripted.clear();
+        let mut faults = lock(&self.shared.faults);
+        faults.state.scripted.clear();
+        faults.state.wire.clear();
     }
 
     pub fn faults(&self) -> FaultState {
@@ -454,6 +462,11 @@ async fn ecs_endpoint(
     let action = action_name.and_then(|a| a.parse::<Action>().ok());
     let region = params.get("RegionId");
 
+    let wire = action.and_then(|a| lock(&shared.faults).take_wire(a));
+    if let Some(answer) = wire {
+        return wire_response(&answer, &request_id);
+    }
+
     let mut caller = Caller::default();
     let mut instances = Vec::new();
     let result = (|| {
@@ -518,6 +531,51 @@ fn json_response(status: StatusCode, body: String, request_id: &str) -> Response
     response
 }
 
+/// A [`WireFault`]'s answer. The bodies are a DescribeInstances-shaped answer with no
+/// instances, so a client that reads them whole sees a valid, empty answer.
+fn wire_response(answer: &WireAnswer, request_id: &str) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let head = format!(r#"{{"RequestId":"{request_id}","TotalCount":0,"Padding":""#);
+    let tail = r#"","Instances":{"Instance":[]}}"#;
+    let chunks: Box<dyn Iterator<Item = Bytes> + Send> = match answer {
+        WireAnswer::Redirect { location } => {
+            let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+            if let Ok(v) = HeaderValue::from_str(location) {
+                response.headers_mut().insert(header::LOCATION, v);
+            }
+            return response;
+        }
+        WireAnswer::HugeBody { bytes } => {
+            let pad = Bytes::from(vec![b'x'; CHUNK]);
+            let n = usize::try_from(*bytes / CHUNK as u64).unwrap_or(usize::MAX);
+            Box::new(std::iter::repeat_n(pad, n))
+        }
+        WireAnswer::Drip { chunks, .. } => Box::new(std::iter::repeat_n(
+            Bytes::from_static(b"x"),
+            *chunks as usize,
+        )),
+    };
+    let interval = match answer {
+        WireAnswer::Drip { interval_ms, .. } => Duration::from_millis(*interval_ms),
+        _ => Duration::ZERO,
+    };
+    let pieces = std::iter::once(Bytes::from(head))
+        .chain(chunks)
+        .chain(std::iter::once(Bytes::from_static(tail.as_bytes())));
+    let stream = futures::stream::iter(pieces).then(move |piece| async move {
+        if !interval.is_zero() {
+            tokio::time::sleep(interval).await;
+        }
+        Ok::<_, std::convert::Infallible>(piece)
+    });
+    let mut response = (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    response
+}
+
 fn success_response(body: Value, request_id: &str) -> Response {
     let mut map = match body {
         Value::Object(map) => map,
@@ -546,5 +604,14 @@ pub(crate) fn error_response(error: &SimError, request_id: &str, region: Option<
         ),
     });
     let status = StatusCode::from_u16(error.http_status).unwrap_or(StatusCode::BAD_REQUEST);
-    json_response(status, body.to_string(), request_id)
+    let mut response = json_response(status, body.to_string(), request_id);
+    for (name, value) in &error.headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }

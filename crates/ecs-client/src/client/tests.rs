@@ -658,6 +658,14 @@ error_code!(
     ErrorClass::Credentials
 );
 error_code!(
+    missing_security_token,
+    Call::Stop,
+    400,
+    "MissingSecurityToken",
+    "SecurityToken is mandatory for this AccessKey.",
+    ErrorClass::Credentials
+);
+error_code!(
     dry_run_operation,
     Call::Reboot,
     400,
@@ -994,4 +1002,36 @@ async fn clones_share_one_rate_limit() {
         started.elapsed()
     );
     assert_eq!(server.requests().len(), 15);
+}
+
+#[tokio::test]
+async fn a_mutation_is_sent_again_when_the_credentials_source_was_down() {
+    // The credentials URI answers 503 twice, then serves credentials: nothing reached ECS while
+    // it was down, so even a reboot is retried on the transient schedule.
+    let source = TestServer::start(|_, n| {
+        if n < 2 {
+            Reply::json(503, "down for maintenance")
+        } else {
+            Reply::json(
+                200,
+                serde_json::json!({"Code": "Success", "AccessKeyId": "STS.uri",
+                    "AccessKeySecret": "uri-secret", "SecurityToken": "uri-token",
+                    "Expiration": "2099-01-01T00:00:00Z"})
+                .to_string(),
+            )
+        }
+    })
+    .await;
+    let ecs = TestServer::fixed(Reply::json(200, OK)).await;
+    let client = EcsClient::new(
+        config(&ecs, SignatureVersion::V3, quick_retries()),
+        Arc::new(crate::credentials::UriProvider::new(&source.url()).unwrap()),
+    )
+    .unwrap();
+    client
+        .reboot_instance(REGION, ID, &RebootOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(source.requests().len(), 3);
+    assert_eq!(ecs.requests().len(), 1, "one reboot sent, once");
 }

@@ -10,6 +10,11 @@
 //!
 //! The first source that answers is remembered and asked directly from then on (as the SDK
 //! does), so a pod on RRSA does not re-probe the environment on every call.
+//!
+//! When no source answers and one that was set up explicitly (RRSA, the credentials URI, a
+//! named RAM role) was merely unavailable, the chain reports an outage, not missing
+//! credentials: it passes. The metadata service probed without a role name does not count (off
+//! ECS it never answers).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,7 +25,7 @@ use async_trait::async_trait;
 use reqwest::Url;
 
 use super::env::EnvironmentProvider;
-use super::metadata::{DEFAULT_METADATA_ENDPOINT, EcsRamRoleProvider};
+use super::metadata::{self, DEFAULT_METADATA_ENDPOINT, EcsRamRoleProvider};
 use super::oidc::{OidcRoleConfig, OidcRoleProvider};
 use super::profile::{CliProfileProvider, ProfileFileProvider};
 use super::uri::UriProvider;
@@ -179,6 +184,8 @@ impl CredentialsProvider for Misconfigured {
 pub struct DefaultCredentialsChain {
     providers: Vec<Arc<dyn CredentialsProvider>>,
     last_used: Mutex<Option<usize>>,
+    /// `ALIBABA_CLOUD_ECS_METADATA` names a role: the metadata service is expected to answer.
+    metadata_named: bool,
 }
 
 impl DefaultCredentialsChain {
@@ -235,6 +242,7 @@ impl DefaultCredentialsChain {
         Self {
             providers,
             last_used: Mutex::new(None),
+            metadata_named: settings.var("ALIBABA_CLOUD_ECS_METADATA").is_some(),
         }
     }
 
@@ -254,6 +262,7 @@ impl CredentialsProvider for DefaultCredentialsChain {
             return provider.credentials().await;
         }
         let mut tried = Vec::new();
+        let mut outage = None;
         for (index, provider) in self.providers.iter().enumerate() {
             match provider.credentials().await {
                 Ok(credentials) => {
@@ -261,10 +270,23 @@ impl CredentialsProvider for DefaultCredentialsChain {
                     *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Some(index);
                     return Ok(credentials);
                 }
-                Err(error) => tried.push(error.to_string()),
+                Err(error) => {
+                    let expected = provider.name() != metadata::NAME || self.metadata_named;
+                    if expected && matches!(error, CredentialsError::Unavailable { .. }) {
+                        outage.get_or_insert(provider.name());
+                    }
+                    tried.push(error.to_string());
+                }
             }
         }
-        Err(CredentialsError::ChainExhausted(tried.join("; ")))
+        let tried = tried.join("; ");
+        Err(match outage {
+            Some(provider) => CredentialsError::Unavailable {
+                provider,
+                reason: format!("unavailable; tried {tried}"),
+            },
+            None => CredentialsError::ChainExhausted(tried),
+        })
     }
 
     fn name(&self) -> &'static str {

@@ -6,31 +6,55 @@ use serde::Deserialize;
 
 use super::cache::Expiring;
 use super::{Credentials, CredentialsError, scrub};
+use crate::transport::{self, BodyError, describe};
 
 /// A client with short timeouts: a credential source that hangs must not hang the controller.
+/// Like every client of this crate it never follows a redirect (see [`crate::transport`]).
 pub(crate) fn client(connect: Duration, total: Duration) -> reqwest::Client {
-    crate::client::ensure_tls_provider();
-    reqwest::Client::builder()
-        .connect_timeout(connect)
-        .timeout(total)
-        .user_agent(concat!("ecs-power-controller/", env!("CARGO_PKG_VERSION")))
-        .build()
+    transport::http_client(connect, total)
         // Building only fails if the TLS backend cannot start; a default client then fails
         // on first use with a clear error instead of a panic here.
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// A transport error as text, without the URL (which may carry parameters).
-pub(crate) fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
+/// A non-redirect answer of a credentials source, its body read (at most
+/// [`transport::MAX_BODY_BYTES`]).
+pub(crate) struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Sends `request` (described as `what`, e.g. `GET /latest/...`) to a credentials source.
+///
+/// The source being down is not a credentials problem: no answer, a body cut short, a server
+/// error or a throttle (5xx, 429) is [`CredentialsError::Unavailable`], which callers retry on
+/// the transient schedule. A redirect (never followed) or an oversized body is a refusal
+/// ([`CredentialsError::Failed`]), as is any other answer the caller rejects.
+pub(crate) async fn send(
+    provider: &'static str,
+    what: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, CredentialsError> {
+    let unavailable = |reason: String| CredentialsError::Unavailable { provider, reason };
+    let failed = |reason: String| CredentialsError::Failed { provider, reason };
+    let response = request
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("{what} got no answer: {}", describe(e))))?;
+    let status = response.status().as_u16();
+    if transport::is_redirect(status) {
+        return Err(failed(format!(
+            "{what} answered with a redirect (HTTP {status}), which is never followed"
+        )));
     }
-    text
+    if status >= 500 || status == 429 {
+        return Err(unavailable(format!("{what} answered HTTP {status}")));
+    }
+    let body = transport::read_body(response).await.map_err(|e| match e {
+        BodyError::TooLarge => failed(format!("{what}: {e}")),
+        BodyError::Read(_) => unavailable(format!("{what}: {e}")),
+    })?;
+    Ok(Answer { status, body })
 }
 
 /// The temporary-credentials document of the metadata service and of a credentials URI:

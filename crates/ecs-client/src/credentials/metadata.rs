@@ -15,7 +15,7 @@ use super::cache::{Expiring, RefreshCache};
 use super::http::{self, TemporaryCredentials};
 use super::{Credentials, CredentialsError, CredentialsProvider};
 
-const NAME: &str = "ecs_ram_role";
+pub(super) const NAME: &str = "ecs_ram_role";
 pub const DEFAULT_METADATA_ENDPOINT: &str = "http://100.100.100.200";
 const TOKEN_PATH: &str = "latest/api/token";
 const CREDENTIALS_PATH: &str = "latest/meta-data/ram/security-credentials/";
@@ -70,36 +70,35 @@ impl EcsRamRoleProvider {
 
     /// The hardened-mode token; `None` when the service gives none and plain mode is allowed.
     async fn session_token(&self) -> Result<Option<String>, CredentialsError> {
-        let answer = self
+        let request = self
             .http
             .put(self.url(TOKEN_PATH))
-            .header(TOKEN_TTL_HEADER, TOKEN_TTL_SECONDS)
-            .send()
-            .await;
-        let outcome = match answer {
-            Ok(response) if response.status().is_success() => response
-                .text()
-                .await
-                .map(|t| t.trim().to_string())
-                .map_err(http::describe),
-            Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
-            Err(e) => Err(http::describe(e)),
+            .header(TOKEN_TTL_HEADER, TOKEN_TTL_SECONDS);
+        let refusal = match http::send(NAME, &format!("PUT /{TOKEN_PATH}"), request).await {
+            Ok(answer) if answer.status == 200 => {
+                let token = String::from_utf8_lossy(&answer.body).trim().to_string();
+                if !token.is_empty() {
+                    return Ok(Some(token));
+                }
+                Self::fail(format!("PUT /{TOKEN_PATH} answered an empty token"))
+            }
+            Ok(answer) => Self::fail(format!("PUT /{TOKEN_PATH} answered HTTP {}", answer.status)),
+            Err(error) => error,
         };
-        match outcome {
-            Ok(token) if !token.is_empty() => Ok(Some(token)),
-            Ok(_) => self.without_token("an empty token".into()),
-            Err(reason) => self.without_token(reason),
+        if !self.imds_v1_disabled {
+            return Ok(None);
         }
-    }
-
-    fn without_token(&self, reason: String) -> Result<Option<String>, CredentialsError> {
-        if self.imds_v1_disabled {
-            Err(Self::fail(format!(
-                "cannot get a metadata token (PUT /{TOKEN_PATH}: {reason}) and ALIBABA_CLOUD_IMDSV1_DISABLED=true forbids plain mode"
-            )))
-        } else {
-            Ok(None)
-        }
+        // Keep the kind: a metadata service that is down is an outage, not a refusal.
+        let reason = format!(
+            "cannot get a metadata token ({refusal}) and ALIBABA_CLOUD_IMDSV1_DISABLED=true forbids plain mode"
+        );
+        Err(match refusal {
+            CredentialsError::Unavailable { .. } => CredentialsError::Unavailable {
+                provider: NAME,
+                reason,
+            },
+            _ => Self::fail(reason),
+        })
     }
 
     async fn get_text(&self, path: &str, token: Option<&str>) -> Result<String, CredentialsError> {
@@ -107,23 +106,16 @@ impl EcsRamRoleProvider {
         if let Some(token) = token {
             request = request.header(TOKEN_HEADER, token);
         }
-        let response = request.send().await.map_err(|e| {
-            Self::fail(format!(
-                "the metadata service at {} did not answer GET /{path}: {}",
-                self.endpoint,
-                http::describe(e)
-            ))
-        })?;
-        let status = response.status().as_u16();
-        if status != 200 {
+        let what = format!("the metadata service at {} (GET /{path})", self.endpoint);
+        let answer = http::send(NAME, &what, request).await?;
+        if answer.status != 200 {
             return Err(Self::fail(format!(
-                "the metadata service answered GET /{path} with HTTP {status} (is a RAM role attached to this instance?)"
+                "the metadata service answered GET /{path} with HTTP {} (is a RAM role attached to this instance?)",
+                answer.status
             )));
         }
-        response
-            .text()
-            .await
-            .map_err(|e| Self::fail(format!("reading GET /{path} failed: {}", http::describe(e))))
+        String::from_utf8(answer.body)
+            .map_err(|_| Self::fail(format!("the answer to GET /{path} is not UTF-8 text")))
     }
 
     async fn fetch(&self) -> Result<Expiring, CredentialsError> {

@@ -136,9 +136,16 @@ pub enum CredentialsError {
         provider: &'static str,
         reason: String,
     },
-    /// This source is set up but failed (STS refused, metadata unreachable, bad file).
+    /// This source is set up but refused (STS refused, no role attached, bad file or answer).
     #[error("{provider}: {reason}")]
     Failed {
+        provider: &'static str,
+        reason: String,
+    },
+    /// This source could not be reached or failed on its side (timeout, reset, 5xx, 429): an
+    /// outage, not a credentials problem, so it is retried like any transient failure.
+    #[error("{provider}: {reason}")]
+    Unavailable {
         provider: &'static str,
         reason: String,
     },
@@ -149,7 +156,15 @@ pub enum CredentialsError {
 
 impl From<CredentialsError> for crate::EcsError {
     fn from(error: CredentialsError) -> Self {
-        crate::EcsError::Credentials(error.to_string())
+        match error {
+            CredentialsError::Unavailable { provider, reason } => {
+                crate::EcsError::CredentialSourceUnavailable {
+                    provider: provider.to_string(),
+                    detail: reason,
+                }
+            }
+            refused => crate::EcsError::Credentials(refused.to_string()),
+        }
     }
 }
 

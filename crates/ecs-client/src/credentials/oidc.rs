@@ -111,25 +111,9 @@ impl OidcRoleProvider {
             ("RoleSessionName", self.config.role_session_name.as_str()),
             ("Timestamp", timestamp.as_str()),
         ];
-        let response = self
-            .http
-            .post(self.config.sts_endpoint.clone())
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| {
-                fail(format!(
-                    "STS AssumeRoleWithOIDC failed: {}",
-                    http::describe(e)
-                ))
-            })?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| {
-            fail(format!(
-                "reading STS's answer failed: {}",
-                http::describe(e)
-            ))
-        })?;
+        let request = self.http.post(self.config.sts_endpoint.clone()).form(&form);
+        let http::Answer { status, body } =
+            http::send(NAME, "STS AssumeRoleWithOIDC", request).await?;
         if status != 200 {
             // Quote STS's code and message (they say what to fix: an expired token, a trust
             // policy that does not name this provider), with the token scrubbed out just in case.

@@ -493,3 +493,159 @@ async fn an_empty_chain_lists_every_source_it_tried() {
         assert!(error.contains(expected), "{expected}: {error}");
     }
 }
+
+// ---- outages and hostile sources -----------------------------------------------------------
+
+/// A loopback URL nothing listens on.
+fn nobody_listening() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+/// Each kind of credentials source, pointed at `url`.
+fn sources_at(url: &str, token_file: &std::path::Path) -> Vec<Box<dyn CredentialsProvider>> {
+    let settings = ChainSettings::from_vars(
+        [("ALIBABA_CLOUD_STS_ENDPOINT", url.to_string())],
+        scratch("outage-home"),
+    );
+    let oidc = settings
+        .oidc_config(
+            "acs:ram::1234:role/ecs-power-controller".into(),
+            "acs:ram::1234:oidc-provider/ack-rrsa-c1".into(),
+            token_file.display().to_string(),
+            None,
+            None,
+        )
+        .unwrap();
+    vec![
+        Box::new(OidcRoleProvider::new(oidc).unwrap()),
+        Box::new(
+            EcsRamRoleProvider::new(url, Some("EcsPowerControllerRole".into()), true).unwrap(),
+        ),
+        Box::new(
+            EcsRamRoleProvider::new(url, Some("EcsPowerControllerRole".into()), false).unwrap(),
+        ),
+        Box::new(UriProvider::new(&format!("{url}/creds")).unwrap()),
+    ]
+}
+
+#[tokio::test]
+async fn an_outage_of_sts_metadata_or_the_uri_is_transient_and_only_a_refusal_is_a_credentials_error()
+ {
+    let token_file = scratch("outage").join("token");
+    std::fs::write(&token_file, OIDC_TOKEN).unwrap();
+    let crashed = nobody_listening();
+    let unavailable = TestServer::fixed(Reply::json(503, "upstream down")).await;
+    let throttled = TestServer::fixed(Reply::json(429, "slow down")).await;
+    for url in [crashed, unavailable.url(), throttled.url()] {
+        for source in sources_at(&url, &token_file) {
+            let error = crate::EcsError::from(source.credentials().await.unwrap_err());
+            assert_eq!(
+                error.class(),
+                crate::ErrorClass::Transient,
+                "{} at {url}: {error}",
+                source.name()
+            );
+            assert_eq!(error.code(), "CredentialSourceUnavailable");
+            // Nothing reached ECS: even a reboot may be sent again once the source is back.
+            assert!(crate::retry::proves_not_executed(&error), "{error}");
+            assert_no_secret(&error.to_string());
+        }
+    }
+    // A source that answers and refuses is a credentials problem an operator must fix.
+    let refusing = TestServer::fixed(Reply::json(
+        403,
+        r#"{"RequestId":"R-1","Code":"NoPermission","Message":"not allowed"}"#,
+    ))
+    .await;
+    for source in sources_at(&refusing.url(), &token_file) {
+        let error = crate::EcsError::from(source.credentials().await.unwrap_err());
+        assert_eq!(
+            error.class(),
+            crate::ErrorClass::Credentials,
+            "{}: {error}",
+            source.name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_chain_whose_configured_source_is_down_reports_an_outage_not_missing_credentials() {
+    let dir = scratch("chain-outage");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, OIDC_TOKEN).unwrap();
+    let sts = TestServer::fixed(Reply::json(503, "")).await;
+    let error = DefaultCredentialsChain::new(&oidc_settings(&sts, &token_file))
+        .credentials()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CredentialsError::Unavailable {
+                provider: "oidc_role_arn",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // Nothing set up at all (and no role named for the metadata service): missing credentials.
+    let settings = ChainSettings::from_vars(
+        [("ALIBABA_CLOUD_ECS_METADATA_ENDPOINT", nobody_listening())],
+        scratch("chain-empty"),
+    );
+    let error = DefaultCredentialsChain::new(&settings)
+        .credentials()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, CredentialsError::ChainExhausted(_)),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_credentials_source_that_redirects_is_never_followed() {
+    let token_file = scratch("redirect").join("token");
+    std::fs::write(&token_file, OIDC_TOKEN).unwrap();
+    let elsewhere = TestServer::fixed(Reply::json(200, sts_answer(3600))).await;
+    let location = format!("{}/stolen", elsewhere.url());
+    let redirecting =
+        TestServer::fixed(Reply::json(307, "").with_header("location", &location)).await;
+    for source in sources_at(&redirecting.url(), &token_file) {
+        let error = source.credentials().await.unwrap_err();
+        assert!(
+            error.to_string().contains("redirect"),
+            "{}: {error}",
+            source.name()
+        );
+        assert_eq!(
+            crate::EcsError::from(error).class(),
+            crate::ErrorClass::Credentials
+        );
+    }
+    assert!(!redirecting.requests().is_empty());
+    assert!(
+        elsewhere.requests().is_empty(),
+        "a redirect carried a credentials request elsewhere: {:?}",
+        elsewhere.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_huge_credentials_answer_is_refused_without_reading_it() {
+    let huge = format!(
+        r#"{{"Code":"Success","Padding":"{}"}}"#,
+        "x".repeat(crate::transport::MAX_BODY_BYTES)
+    );
+    let server = TestServer::fixed(Reply::json(200, huge)).await;
+    let error = UriProvider::new(&server.url())
+        .unwrap()
+        .credentials()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("larger than"), "{error}");
+}

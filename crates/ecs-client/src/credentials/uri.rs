@@ -32,25 +32,14 @@ impl UriProvider {
     }
 
     async fn fetch(&self) -> Result<Expiring, CredentialsError> {
-        let fail = |reason: String| CredentialsError::Failed {
-            provider: NAME,
-            reason,
-        };
-        let response = self
-            .http
-            .get(self.uri.clone())
-            .send()
-            .await
-            .map_err(|e| fail(format!("GET failed: {}", http::describe(e))))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(fail(format!("GET answered HTTP {}", status.as_u16())));
+        let answer = http::send(NAME, "GET", self.http.get(self.uri.clone())).await?;
+        if answer.status != 200 {
+            return Err(CredentialsError::Failed {
+                provider: NAME,
+                reason: format!("GET answered HTTP {}", answer.status),
+            });
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| fail(format!("reading the answer failed: {}", http::describe(e))))?;
-        http::parse_json::<TemporaryCredentials>(NAME, &body)?.into_expiring(NAME)
+        http::parse_json::<TemporaryCredentials>(NAME, &answer.body)?.into_expiring(NAME)
     }
 }
 
