@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::calls::{Action, Outcome};
 use crate::config::{ErrorRates, FaultSpec, InstanceSpec, KeySpec, Latency, TransitionTimes};
+use crate::faults::WireFault;
 use crate::fleet::Flags;
 use crate::server::{HandleError, Shared, SimHandle};
 use ecs_client::types::InstanceStatus;
@@ -33,6 +34,7 @@ pub fn router() -> Router<Arc<Shared>> {
             "/faults",
             get(get_faults).post(add_fault).delete(clear_faults),
         )
+        .route("/wire-faults", post(add_wire_fault))
         .route("/error-rates", put(set_error_rates))
         .route("/quotas", put(set_quotas))
         .route("/latency", put(set_latency))
@@ -170,6 +172,19 @@ async fn add_fault(
             Ok(()) => StatusCode::CREATED.into_response(),
             Err(e) => done(Err(e)),
         },
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
+    }
+}
+
+async fn add_wire_fault(
+    State(s): AppState,
+    payload: Result<Json<WireFault>, JsonRejection>,
+) -> Response {
+    match body(payload) {
+        Ok(fault) => {
+            handle(&s).inject_wire(fault);
+            StatusCode::CREATED.into_response()
+        }
         Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }

@@ -157,6 +157,24 @@ async fn faults_counters_log_clock_and_reset() {
     c.v3("RebootInstance", &[("InstanceId", "i-a")])
         .await
         .assert_error(400, "Throttling.User");
+    // A fault of the HTTP answer itself: a padded (here: not at all) answer, once.
+    let wire = json!({ "action": "DescribeInstances", "answer": { "huge_body": { "bytes": 0 } } });
+    assert_eq!(
+        c.admin("POST", "/wire-faults", Some(wire)).await.status,
+        201
+    );
+    assert_eq!(
+        c.admin("GET", "/faults", None).await.body["wire"][0]["count"],
+        1
+    );
+    let padded = c
+        .v3("DescribeInstances", &[("RegionId", "cn-hangzhou")])
+        .await;
+    assert_eq!(padded.assert_ok()["Padding"], "");
+    assert_eq!(
+        c.admin("GET", "/faults", None).await.body["wire"],
+        json!([])
+    );
     c.v3("RebootInstance", &[("InstanceId", "i-a")])
         .await
         .assert_ok();
