@@ -7,7 +7,7 @@
 //!
 //! What it implements faithfully: discovery (including aggregated discovery), CRDs with
 //! `openAPIV3Schema` enforcement (defaulting, pruning, 422 `Invalid` with field causes, a
-//! documented CEL subset for `x-kubernetes-validations`), the status subresource, generation,
+//! `x-kubernetes-validations` CEL rules by kube-rs's `kube-cel`), the status subresource, generation,
 //! resourceVersion with optimistic concurrency, list paging and selectors, watches with
 //! bookmarks and `410 Gone`, merge/JSON/strategic(as merge)/server-side-apply patches,
 //! finalizers and deletionTimestamp, and the built-in Secrets, ConfigMaps, Events (core/v1 and
