@@ -16,15 +16,17 @@ use crate::config::{ErrorRates, FaultSpec, Latency, SimConfig};
 pub struct FaultState {
     /// Scripted faults still pending, with their remaining counts.
     pub scripted: Vec<FaultSpec>,
+    /// Random error answers per action.
     pub error_rates: ErrorRates,
     /// Requests per second per action; above it `Throttling.User`.
     pub quotas: BTreeMap<Action, u32>,
+    /// Added response latency.
     pub latency: Latency,
 }
 
 /// A scripted fault that fired.
 #[derive(Clone, Debug)]
-pub struct Fired {
+pub(crate) struct Fired {
     pub error: SimError,
     /// The call takes effect anyway.
     pub apply: bool,
@@ -32,13 +34,13 @@ pub struct Fired {
 
 /// Faults plus the per-second windows of the quotas.
 #[derive(Debug, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     pub state: FaultState,
     windows: HashMap<Action, (i64, u32)>,
 }
 
 impl Faults {
-    pub fn from_config(config: &SimConfig) -> Self {
+    pub(crate) fn from_config(config: &SimConfig) -> Self {
         let mut scripted = config.faults.clone();
         for instance in &config.instances {
             for fault in &instance.faults {
@@ -58,7 +60,7 @@ impl Faults {
         }
     }
 
-    pub fn add(&mut self, fault: FaultSpec) {
+    pub(crate) fn add(&mut self, fault: FaultSpec) {
         if fault.count > 0 {
             self.state.scripted.push(fault);
         }
@@ -66,7 +68,7 @@ impl Faults {
 
     /// Consumes one count of the first scripted fault for `action` that matches `instance`
     /// (a fault without an instance matches every call of the action).
-    pub fn take(&mut self, action: Action, instance: Option<&str>) -> Option<Fired> {
+    pub(crate) fn take(&mut self, action: Action, instance: Option<&str>) -> Option<Fired> {
         let index = self.state.scripted.iter().position(|f| {
             f.action == action
                 && f.count > 0
@@ -97,7 +99,7 @@ impl Faults {
 
     /// Counts a request of `action` in the current one-second window; true when it is over the
     /// action's quota.
-    pub fn over_quota(&mut self, action: Action, unix_second: i64) -> bool {
+    pub(crate) fn over_quota(&mut self, action: Action, unix_second: i64) -> bool {
         let Some(&quota) = self.state.quotas.get(&action) else {
             return false;
         };
@@ -110,7 +112,7 @@ impl Faults {
     }
 
     /// A random server error, drawn with `draw` in `[0, 1)`.
-    pub fn random_error(&self, draw: f64) -> Option<SimError> {
+    pub(crate) fn random_error(&self, draw: f64) -> Option<SimError> {
         let rates = self.state.error_rates;
         if draw < rates.internal_error {
             Some(SimError::known("InternalError"))
@@ -122,7 +124,7 @@ impl Faults {
     }
 
     /// Latency to add to a request, `jitter_draw` in `[0, 1)`.
-    pub fn latency(&self, jitter_draw: f64) -> Duration {
+    pub(crate) fn latency(&self, jitter_draw: f64) -> Duration {
         let l = self.state.latency;
         let jitter = (l.jitter_ms as f64 * jitter_draw).round() as u64;
         Duration::from_millis(l.fixed_ms.saturating_add(jitter))
@@ -131,14 +133,14 @@ impl Faults {
 
 /// A small, lock-free, seedable random source (SplitMix64); plenty for fault draws.
 #[derive(Debug)]
-pub struct Rng(AtomicU64);
+pub(crate) struct Rng(AtomicU64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(AtomicU64::new(seed))
     }
 
-    pub fn next_u64(&self) -> u64 {
+    pub(crate) fn next_u64(&self) -> u64 {
         let mut z = self
             .0
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
@@ -149,7 +151,7 @@ impl Rng {
     }
 
     /// Uniform in `[0, 1)`.
-    pub fn unit(&self) -> f64 {
+    pub(crate) fn unit(&self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }

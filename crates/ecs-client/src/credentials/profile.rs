@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use super::chain::ChainSettings;
+use super::settings::ChainSettings;
 use super::oidc::OidcRoleProvider;
 use super::{Credentials, CredentialsError, CredentialsProvider, StaticProvider};
 

@@ -46,7 +46,10 @@ fn parse_key(s: &str) -> Result<KeyArg, String> {
     }
 }
 
-pub async fn run(args: SimulateArgs) -> ExitCode {
+/// Runs the `simulate` command: loads the instances file (or the default fleet), adds the keys
+/// given, prints the endpoint and the fleet, and serves until Ctrl-C. A bad file or an address
+/// that cannot be bound prints the reason and exits with failure.
+pub async fn simulate(args: SimulateArgs) -> ExitCode {
     let mut config = match &args.instances {
         Some(path) => match SimConfig::from_file(path) {
             Ok(c) => c,
