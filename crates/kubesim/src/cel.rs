@@ -3,7 +3,7 @@
 //! rules, `optionalOldSelf`, `message`, `messageExpression`, `reason` and `fieldPath` all behave
 //! as kube-rs's client-side validation does.
 //!
-//! [`super::schema`] keeps walking the object (it owns the field paths and the 422 wording);
+//! The `schema` module keeps walking the object (it owns the field paths and the 422 wording);
 //! each schema node that carries rules compiles *its own* rules here, over its own structure so
 //! values convert with the node's formats, with the rules of the nodes below stripped (those
 //! nodes compile theirs).
@@ -115,7 +115,10 @@ impl From<ValidationError> for Failure {
 }
 
 fn err_text<T>(r: &Result<T, CompilationError>) -> String {
-    r.as_ref().err().map(ToString::to_string).unwrap_or_default()
+    r.as_ref()
+        .err()
+        .map(ToString::to_string)
+        .unwrap_or_default()
 }
 
 /// A copy of `node` whose descendants carry no rules (they compile their own).
@@ -215,7 +218,10 @@ mod tests {
             Ok(json!(false))
         );
         // A transition rule is not evaluated on create.
-        assert_eq!(run(rule, json!({"instanceId": "i-2"}), None), Ok(json!(true)));
+        assert_eq!(
+            run(rule, json!({"instanceId": "i-2"}), None),
+            Ok(json!(true))
+        );
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub(crate) struct Schema {
 impl Schema {
     /// Compiles a schema; problems (bad regex, a CEL rule that does not compile) come back as
     /// causes under `base_path` so the CRD create can be rejected.
-    pub fn compile(v: &Value, base_path: &str, errors: &mut Vec<Cause>) -> Schema {
+    pub(crate) fn compile(v: &Value, base_path: &str, errors: &mut Vec<Cause>) -> Schema {
         let mut s = Schema::default();
         let Some(m) = v.as_object() else {
             errors.push(Cause::new(
@@ -147,7 +147,7 @@ impl Schema {
 
     /// Applies `default`s and drops unknown fields (unless preserved) and nulls of non-nullable
     /// fields. Returns the paths of dropped unknown fields (for `fieldValidation=Strict`).
-    pub fn default_and_prune(&self, v: &mut Value, path: &str, pruned: &mut Vec<String>) {
+    pub(crate) fn default_and_prune(&self, v: &mut Value, path: &str, pruned: &mut Vec<String>) {
         match v {
             Value::Object(m) => {
                 let root = path.is_empty();
@@ -206,7 +206,13 @@ impl Schema {
     }
 
     /// Validates `v` (and, for transition rules, against `old`), appending causes.
-    pub fn validate(&self, v: &Value, old: Option<&Value>, path: &str, out: &mut Vec<Cause>) {
+    pub(crate) fn validate(
+        &self,
+        v: &Value,
+        old: Option<&Value>,
+        path: &str,
+        out: &mut Vec<Cause>,
+    ) {
         let shown = if path.is_empty() { "<root>" } else { path };
         if v.is_null() {
             if !self.nullable && self.ty.is_some() {
@@ -507,7 +513,11 @@ impl Schema {
                 "FieldValueDuplicate" => "Duplicate value".to_string(),
                 _ => format!("Invalid value: \"{}\"", json_type(v)),
             };
-            out.push(Cause::new(reason, &field, format!("{prefix}: {}", f.message)));
+            out.push(Cause::new(
+                reason,
+                &field,
+                format!("{prefix}: {}", f.message),
+            ));
         }
     }
 }
