@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use super::env::EnvironmentProvider;
 use super::oidc::OidcRoleProvider;
 use super::profile::{CliProfileProvider, ProfileFileProvider};
-use super::uri::UriProvider;
 use super::settings::ChainSettings;
+use super::uri::UriProvider;
 use super::{Credentials, CredentialsError, CredentialsProvider};
 
 /// A source that could not even be set up: it reports why each time it is asked.
