@@ -23,7 +23,7 @@ pub enum Command {
     Ecs(ecs_client::cli::EcsArgs),
     /// Serve a local ECS API simulator.
     #[cfg(feature = "dev-tools")]
-    Simulate(ecs_sim::cli::SimulateArgs),
+    Simulate(ecs_sim::SimulateArgs),
     /// Print the EcsInstance CustomResourceDefinition as YAML.
     Crd,
     /// Run the controller against a Kubernetes cluster.
@@ -52,7 +52,7 @@ impl Cli {
         match self.command {
             Command::Ecs(args) => ecs_client::cli::run(args).await,
             #[cfg(feature = "dev-tools")]
-            Command::Simulate(args) => ecs_sim::cli::run(args).await,
+            Command::Simulate(args) => ecs_sim::simulate(args).await,
             Command::Crd => print_crd(),
             Command::Run(args) => crate::controller::cli::run(args).await,
             #[cfg(feature = "dev-tools")]

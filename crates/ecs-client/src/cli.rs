@@ -369,25 +369,21 @@ fn table(instances: &[Instance]) -> Vec<String> {
         .collect()
 }
 
-/// `5s`, `500ms`, `2m`, or a bare number of seconds.
+/// The value parser of every duration flag (the controller's, `demo`'s and `bench`'s): jiff's
+/// friendly format (`500ms`, `5s`, `2m`, `1h`, `1h 30m`, `1.5s`, or ISO 8601 `PT5S`), or a bare
+/// number of seconds as before. jiff rather than humantime: it is already in the tree, keeps
+/// fractions (`1.5s`), and refuses days and longer, whose length depends on the calendar. clap
+/// puts the flag's name before the message.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 5s, 500ms, 2m)"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("{text:?}: unit must be ms, s, m or h")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a positive duration"))
+    let negative = || format!("{text:?} is negative: give a duration such as 5s");
+    match text.parse::<f64>() {
+        Ok(seconds) => Duration::try_from_secs_f64(seconds).map_err(|_| negative()),
+        Err(_) => text
+            .parse::<jiff::SignedDuration>()
+            .map_err(|e| format!("{text:?} is not a duration (e.g. 500ms, 5s, 2m, 1h): {e}"))
+            .and_then(|d| Duration::try_from(d).map_err(|_| negative())),
+    }
 }
 
 /// `Action=QPS` for `--ecs-action-qps`.
@@ -454,6 +450,22 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_duration_names_its_flag_and_the_fix() {
+        let err = Harness::try_parse_from([
+            "x",
+            "describe",
+            "--region",
+            "cn-hangzhou",
+            "--ecs-request-timeout",
+            "2 days",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--ecs-request-timeout"), "{err}");
+        assert!(err.contains("e.g. 500ms, 5s"), "{err}");
+    }
+
+    #[test]
     fn durations_and_action_limits() {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
@@ -461,6 +473,10 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("50ms").unwrap(), Duration::from_millis(50));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("-5s").unwrap_err().contains("negative"));
         assert!(parse_action_qps("DescribeInstances").is_err());
         assert!(parse_action_qps("DescribeInstances=-1").is_err());
     }

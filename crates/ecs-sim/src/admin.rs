@@ -18,12 +18,13 @@ use crate::calls::{Action, Outcome};
 use crate::config::{ErrorRates, FaultSpec, InstanceSpec, KeySpec, Latency, TransitionTimes};
 use crate::faults::WireFault;
 use crate::fleet::Flags;
-use crate::server::{HandleError, Shared, SimHandle};
+use crate::handle::{HandleError, SimHandle};
+use crate::state::Shared;
 use ecs_client::types::InstanceStatus;
 
 type AppState = State<Arc<Shared>>;
 
-pub fn router() -> Router<Arc<Shared>> {
+pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/instances", get(list_instances).post(add_instances))
         .route("/instances/{id}", get(get_instance))

@@ -21,10 +21,10 @@ use ecs_client::sign::{
 };
 
 /// How far a request's timestamp may be from the server's clock, either way.
-pub const TIMESTAMP_WINDOW: SignedDuration = SignedDuration::from_mins(15);
+pub(crate) const TIMESTAMP_WINDOW: SignedDuration = SignedDuration::from_mins(15);
 
 /// A request as the verifier sees it.
-pub struct Incoming<'a> {
+pub(crate) struct Incoming<'a> {
     pub method: &'a str,
     pub path: &'a str,
     /// Decoded query parameters.
@@ -37,33 +37,33 @@ pub struct Incoming<'a> {
 
 /// What was learnt about the caller, whether or not verification succeeded (for the log).
 #[derive(Debug, Default)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub signature: Option<Signature>,
     pub access_key_id: Option<String>,
 }
 
 /// The keys and the nonces seen recently.
-pub struct Verifier {
+pub(crate) struct Verifier {
     keys: RwLock<HashMap<String, KeySpec>>,
     nonces: Mutex<NonceMemory>,
 }
 
 impl Verifier {
-    pub fn new(keys: Vec<KeySpec>) -> Self {
+    pub(crate) fn new(keys: Vec<KeySpec>) -> Self {
         Self {
             keys: RwLock::new(keys.into_iter().map(|k| (k.id.clone(), k)).collect()),
             nonces: Mutex::new(NonceMemory::default()),
         }
     }
 
-    pub fn add_key(&self, key: KeySpec) {
+    pub(crate) fn add_key(&self, key: KeySpec) {
         self.keys
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.id.clone(), key);
     }
 
-    pub fn replace_keys(&self, keys: Vec<KeySpec>) {
+    pub(crate) fn replace_keys(&self, keys: Vec<KeySpec>) {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) =
             keys.into_iter().map(|k| (k.id.clone(), k)).collect();
         self.nonces
@@ -82,7 +82,7 @@ impl Verifier {
     }
 
     /// Verifies the request's signature; `now` is the wall clock.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         req: &Incoming<'_>,
         now: Timestamp,
@@ -294,7 +294,7 @@ impl NonceMemory {
 
 /// Decodes `application/x-www-form-urlencoded` text (also a query string): `+` is a space,
 /// `%XX` a byte; malformed escapes are kept as they are.
-pub fn decode_form(input: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn decode_form(input: &[u8]) -> Vec<(String, String)> {
     input
         .split(|&b| b == b'&')
         .filter(|part| !part.is_empty())

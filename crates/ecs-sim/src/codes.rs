@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// One error answer: what goes into the JSON error body and the HTTP status line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SimError {
+pub(crate) struct SimError {
     pub code: String,
     pub http_status: u16,
     pub message: String,
@@ -18,7 +18,11 @@ pub struct SimError {
 }
 
 impl SimError {
-    pub fn new(code: impl Into<String>, http_status: u16, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        code: impl Into<String>,
+        http_status: u16,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             code: code.into(),
             http_status,
@@ -29,12 +33,12 @@ impl SimError {
 
     /// A known code with its documented status and message; an unknown code answers 400 with a
     /// generic message (fault injection can override both).
-    pub fn known(code: &str) -> Self {
+    pub(crate) fn known(code: &str) -> Self {
         let (status, message) = lookup(code).unwrap_or((400, "The request has failed."));
         Self::new(code, status, message)
     }
 
-    pub fn missing_parameter(name: &str) -> Self {
+    pub(crate) fn missing_parameter(name: &str) -> Self {
         Self::new(
             "MissingParameter",
             400,
@@ -44,7 +48,7 @@ impl SimError {
         )
     }
 
-    pub fn invalid_parameter(name: &str, detail: &str) -> Self {
+    pub(crate) fn invalid_parameter(name: &str, detail: &str) -> Self {
         Self::new(
             "InvalidParameter",
             400,
@@ -52,7 +56,7 @@ impl SimError {
         )
     }
 
-    pub fn incorrect_status(status: &str) -> Self {
+    pub(crate) fn incorrect_status(status: &str) -> Self {
         Self::new(
             "IncorrectInstanceStatus",
             403,
@@ -62,7 +66,7 @@ impl SimError {
         )
     }
 
-    pub fn incomplete_signature(detail: &str) -> Self {
+    pub(crate) fn incomplete_signature(detail: &str) -> Self {
         Self::new(
             "IncompleteSignature",
             400,
@@ -72,7 +76,7 @@ impl SimError {
 
     /// The legacy SDK splits this message at the first `:` and compares the rest with its own
     /// string to sign (equal means: right string, wrong secret → `InvalidAccessKeySecret`).
-    pub fn signature_does_not_match(server_string_to_sign: &str) -> Self {
+    pub(crate) fn signature_does_not_match(server_string_to_sign: &str) -> Self {
         Self::new(
             "SignatureDoesNotMatch",
             400,
@@ -84,7 +88,7 @@ impl SimError {
 }
 
 /// HTTP status and message of every code the simulator can answer on its own.
-pub fn lookup(code: &str) -> Option<(u16, &'static str)> {
+pub(crate) fn lookup(code: &str) -> Option<(u16, &'static str)> {
     Some(match code {
         "MissingParameter" => (
             400,

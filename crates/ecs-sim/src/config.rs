@@ -14,22 +14,32 @@ use crate::calls::Action;
 use ecs_client::types::{InstanceStatus, StoppedMode};
 
 /// The access key the simulator accepts when none is configured (printed at start-up).
-pub const DEFAULT_ACCESS_KEY_ID: &str = "LTAI5tSimulatorDefault";
+pub(crate) const DEFAULT_ACCESS_KEY_ID: &str = "LTAI5tSimulatorDefault";
 /// Its secret. Only ever meaningful against a local simulator.
-pub const DEFAULT_ACCESS_KEY_SECRET: &str = "simulator-secret-not-for-production";
+pub(crate) const DEFAULT_ACCESS_KEY_SECRET: &str = "simulator-secret-not-for-production";
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("instances file {path}: {source}")]
+    /// The instances file could not be read.
     Read {
+        /// The file's path.
         path: String,
+        /// Why it could not be read.
         source: std::io::Error,
     },
     #[error("instances file: {0}")]
+    /// The instances file is not valid YAML for a [`SimConfig`] (serde's message names the field).
     Yaml(String),
     #[error("{field}: {problem}")]
-    Invalid { field: String, problem: String },
+    /// A value is out of range; `field` is its path, e.g. `instances[2].id`.
+    Invalid {
+        /// The value's path.
+        field: String,
+        /// What is wrong with it and what would do.
+        problem: String,
+    },
 }
 
 impl ConfigError {
@@ -56,18 +66,22 @@ pub struct SimConfig {
     #[serde(skip, default = "default_log_capacity")]
     pub log_capacity: usize,
     #[serde(default)]
+    /// The fleet at start-up.
     pub instances: Vec<InstanceSpec>,
     /// Accepted access keys. Empty: the default key alone.
     #[serde(default)]
     pub keys: Vec<KeySpec>,
     #[serde(default)]
+    /// How long Starting/Stopping/Pending last.
     pub transitions: TransitionTimes,
     /// Per-action quota in requests per second; above it, `Throttling.User`.
     #[serde(default)]
     pub quotas: BTreeMap<Action, u32>,
     #[serde(default)]
+    /// Random error answers, per action, drawn with [`SimConfig::seed`].
     pub error_rates: ErrorRates,
     #[serde(default)]
+    /// Added response latency.
     pub latency: Latency,
     /// Scripted faults: the next `count` calls of an action (for an instance, or any) answer a
     /// code.
@@ -112,11 +126,13 @@ impl SimConfig {
         }
     }
 
+    /// Adds an instance to the start-up fleet.
     pub fn with_instance(mut self, instance: InstanceSpec) -> Self {
         self.instances.push(instance);
         self
     }
 
+    /// Adds an accepted AccessKey pair.
     pub fn with_key(mut self, id: &str, secret: &str) -> Self {
         self.keys.push(KeySpec {
             id: id.into(),
@@ -126,6 +142,7 @@ impl SimConfig {
         self
     }
 
+    /// Sets the transition times.
     pub fn with_transitions(mut self, transitions: TransitionTimes) -> Self {
         self.transitions = transitions;
         self
@@ -139,7 +156,7 @@ impl SimConfig {
         Ok(config)
     }
 
-    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+    pub(crate) fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
@@ -200,7 +217,7 @@ impl SimConfig {
     }
 
     /// Checks what serde cannot: unique ids, sane statuses and rates.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = std::collections::HashSet::new();
         for (i, instance) in self.instances.iter().enumerate() {
             instance.validate(&format!("instances[{i}]"))?;
@@ -231,7 +248,9 @@ impl SimConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceSpec {
+    /// The instance id, e.g. `i-abc`.
     pub id: String,
+    /// The region the instance lives in (requests for another region do not see it).
     pub region: String,
     /// Initial status: `Pending` (becomes Stopped after `transitions.pending`), `Starting`,
     /// `Running`, `Stopping` or `Stopped` (default).
@@ -306,22 +325,25 @@ impl InstanceSpec {
         }
     }
 
+    /// Starts the instance in `status`.
     pub fn status(mut self, status: InstanceStatus) -> Self {
         self.status = status;
         self
     }
 
+    /// Adds an `OperationLocks` reason, e.g. `security` or `financial`.
     pub fn lock(mut self, reason: &str) -> Self {
         self.locks.push(reason.into());
         self
     }
 
+    /// Sets the instance type family (and so the instance type ECS reports).
     pub fn family(mut self, family: &str) -> Self {
         self.instance_type_family = family.into();
         self
     }
 
-    pub fn validate(&self, field: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, field: &str) -> Result<(), ConfigError> {
         if self.id.trim().is_empty() {
             return Err(ConfigError::invalid(
                 format!("{field}.id"),
@@ -371,11 +393,14 @@ impl InstanceSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChargeType {
     #[default]
+    /// Pay-as-you-go (the default).
     PostPaid,
+    /// Subscription.
     PrePaid,
 }
 
 impl ChargeType {
+    /// The value ECS reports in `InstanceChargeType`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PostPaid => "PostPaid",
@@ -389,9 +414,12 @@ impl ChargeType {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
+    /// The AccessKey id.
     pub id: String,
+    /// The AccessKey secret (never printed: `KeySpec`'s `Debug` redacts it).
     pub secret: String,
     #[serde(default)]
+    /// The STS token requests with this key must carry; `None` for a long-term key.
     pub security_token: Option<String>,
 }
 
@@ -463,11 +491,11 @@ mod secs {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
         Duration::try_from_secs_f64(secs).map_err(|_| {
             serde::de::Error::custom(format!(
@@ -488,7 +516,7 @@ pub struct ErrorRates {
 }
 
 impl ErrorRates {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         for (name, rate) in [
             ("error_rates.internal_error", self.internal_error),
             ("error_rates.service_unavailable", self.service_unavailable),
@@ -511,7 +539,9 @@ impl ErrorRates {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Latency {
+    /// Milliseconds added to every answer.
     pub fixed_ms: u64,
+    /// Up to this many milliseconds more, drawn uniformly per answer.
     pub jitter_ms: u64,
 }
 
@@ -520,6 +550,7 @@ pub struct Latency {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
+    /// The action whose calls answer the fault.
     pub action: Action,
     /// Only calls naming this instance; absent: any call of the action.
     #[serde(default)]
@@ -569,6 +600,7 @@ impl FaultSpec {
         self
     }
 
+    /// Only calls naming instance `id`.
     pub fn instance(mut self, id: &str) -> Self {
         self.instance = Some(id.into());
         self
@@ -586,12 +618,13 @@ impl FaultSpec {
         self
     }
 
+    /// The HTTP status of the error answer, instead of the code's usual one.
     pub fn http_status(mut self, status: u16) -> Self {
         self.http_status = Some(status);
         self
     }
 
-    pub fn validate(&self, field: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, field: &str) -> Result<(), ConfigError> {
         if self.code.trim().is_empty() {
             return Err(ConfigError::invalid(
                 format!("{field}.code"),

@@ -16,9 +16,11 @@ use crate::config::{ErrorRates, FaultSpec, Latency, SimConfig};
 pub struct FaultState {
     /// Scripted faults still pending, with their remaining counts.
     pub scripted: Vec<FaultSpec>,
+    /// Random error answers per action.
     pub error_rates: ErrorRates,
     /// Requests per second per action; above it `Throttling.User`.
     pub quotas: BTreeMap<Action, u32>,
+    /// Added response latency.
     pub latency: Latency,
     /// Faults of the HTTP answer still pending.
     #[serde(default)]
@@ -30,8 +32,11 @@ pub struct FaultState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireFault {
+    /// The API action whose calls get the answer.
     pub action: Action,
+    /// What they get.
     pub answer: WireAnswer,
+    /// How many calls (default 1).
     #[serde(default = "one")]
     pub count: u32,
 }
@@ -41,6 +46,7 @@ fn one() -> u32 {
 }
 
 impl WireFault {
+    /// The next call of `action` gets `answer`.
     pub fn new(action: Action, answer: WireAnswer) -> Self {
         Self {
             action,
@@ -49,6 +55,7 @@ impl WireFault {
         }
     }
 
+    /// The next `n` calls instead of one.
     pub fn times(mut self, n: u32) -> Self {
         self.count = n;
         self
@@ -61,16 +68,27 @@ impl WireFault {
 pub enum WireAnswer {
     /// `200 OK` with a well-formed answer padded to about `bytes` bytes, streamed in chunks
     /// without a `Content-Length` (the simulator never holds it in memory).
-    HugeBody { bytes: u64 },
+    HugeBody {
+        /// The answer's approximate size.
+        bytes: u64,
+    },
     /// `200 OK` with a well-formed answer sent in `chunks` pieces, one every `interval_ms`.
-    Drip { chunks: u32, interval_ms: u64 },
+    Drip {
+        /// How many pieces.
+        chunks: u32,
+        /// The pause before each piece, in milliseconds.
+        interval_ms: u64,
+    },
     /// `307 Temporary Redirect` to `location` (ECS never redirects).
-    Redirect { location: String },
+    Redirect {
+        /// The `Location` header.
+        location: String,
+    },
 }
 
 /// A scripted fault that fired.
 #[derive(Clone, Debug)]
-pub struct Fired {
+pub(crate) struct Fired {
     pub error: SimError,
     /// The call takes effect anyway.
     pub apply: bool,
@@ -78,13 +96,13 @@ pub struct Fired {
 
 /// Faults plus the per-second windows of the quotas.
 #[derive(Debug, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     pub state: FaultState,
     windows: HashMap<Action, (i64, u32)>,
 }
 
 impl Faults {
-    pub fn from_config(config: &SimConfig) -> Self {
+    pub(crate) fn from_config(config: &SimConfig) -> Self {
         let mut scripted = config.faults.clone();
         for instance in &config.instances {
             for fault in &instance.faults {
@@ -105,7 +123,7 @@ impl Faults {
         }
     }
 
-    pub fn add(&mut self, fault: FaultSpec) {
+    pub(crate) fn add(&mut self, fault: FaultSpec) {
         if fault.count > 0 {
             self.state.scripted.push(fault);
         }
@@ -113,7 +131,7 @@ impl Faults {
 
     /// Consumes one count of the first scripted fault for `action` that matches `instance`
     /// (a fault without an instance matches every call of the action).
-    pub fn take(&mut self, action: Action, instance: Option<&str>) -> Option<Fired> {
+    pub(crate) fn take(&mut self, action: Action, instance: Option<&str>) -> Option<Fired> {
         let index = self.state.scripted.iter().position(|f| {
             f.action == action
                 && f.count > 0
@@ -147,14 +165,14 @@ impl Faults {
         Some(fired)
     }
 
-    pub fn add_wire(&mut self, fault: WireFault) {
+    pub(crate) fn add_wire(&mut self, fault: WireFault) {
         if fault.count > 0 {
             self.state.wire.push(fault);
         }
     }
 
     /// Consumes one count of the first wire fault for `action`.
-    pub fn take_wire(&mut self, action: Action) -> Option<WireAnswer> {
+    pub(crate) fn take_wire(&mut self, action: Action) -> Option<WireAnswer> {
         let index = self
             .state
             .wire
@@ -171,7 +189,7 @@ impl Faults {
 
     /// Counts a request of `action` in the current one-second window; true when it is over the
     /// action's quota.
-    pub fn over_quota(&mut self, action: Action, unix_second: i64) -> bool {
+    pub(crate) fn over_quota(&mut self, action: Action, unix_second: i64) -> bool {
         let Some(&quota) = self.state.quotas.get(&action) else {
             return false;
         };
@@ -184,7 +202,7 @@ impl Faults {
     }
 
     /// A random server error, drawn with `draw` in `[0, 1)`.
-    pub fn random_error(&self, draw: f64) -> Option<SimError> {
+    pub(crate) fn random_error(&self, draw: f64) -> Option<SimError> {
         let rates = self.state.error_rates;
         if draw < rates.internal_error {
             Some(SimError::known("InternalError"))
@@ -196,7 +214,7 @@ impl Faults {
     }
 
     /// Latency to add to a request, `jitter_draw` in `[0, 1)`.
-    pub fn latency(&self, jitter_draw: f64) -> Duration {
+    pub(crate) fn latency(&self, jitter_draw: f64) -> Duration {
         let l = self.state.latency;
         let jitter = (l.jitter_ms as f64 * jitter_draw).round() as u64;
         Duration::from_millis(l.fixed_ms.saturating_add(jitter))
@@ -205,14 +223,14 @@ impl Faults {
 
 /// A small, lock-free, seedable random source (SplitMix64); plenty for fault draws.
 #[derive(Debug)]
-pub struct Rng(AtomicU64);
+pub(crate) struct Rng(AtomicU64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(AtomicU64::new(seed))
     }
 
-    pub fn next_u64(&self) -> u64 {
+    pub(crate) fn next_u64(&self) -> u64 {
         let mut z = self
             .0
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
@@ -223,7 +241,7 @@ impl Rng {
     }
 
     /// Uniform in `[0, 1)`.
-    pub fn unit(&self) -> f64 {
+    pub(crate) fn unit(&self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }

@@ -19,24 +19,24 @@ use ecs_client::types::{InstanceStatus, StoppedMode, parse_ecs_time};
 /// transition of minutes can be skipped without waiting. Signature timestamps are always
 /// checked against the real wall clock.
 #[derive(Debug, Default)]
-pub struct Clock {
+pub(crate) struct Clock {
     offset_ms: AtomicI64,
 }
 
 impl Clock {
-    pub fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         let offset = SignedDuration::from_millis(self.offset_ms.load(Ordering::Relaxed));
         Timestamp::now()
             .checked_add(offset)
             .unwrap_or_else(|_| Timestamp::now())
     }
 
-    pub fn advance(&self, by: Duration) {
+    pub(crate) fn advance(&self, by: Duration) {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 4);
         self.offset_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.offset_ms.store(0, Ordering::Relaxed);
     }
 }
@@ -62,7 +62,7 @@ struct Phase {
 
 /// One simulated instance.
 #[derive(Clone, Debug)]
-pub struct InstanceRecord {
+pub(crate) struct InstanceRecord {
     pub id: String,
     pub region: String,
     pub zone: String,
@@ -85,30 +85,41 @@ pub struct InstanceRecord {
 /// What a read of an instance shows at one moment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceView {
+    /// The instance id.
     pub id: String,
+    /// Its region.
     pub region: String,
+    /// Its zone.
     pub zone: String,
+    /// Its status at this moment (transitions complete on the simulator's clock).
     pub status: InstanceStatus,
     /// `yyyy-MM-ddTHH:mmZ`, as ECS reports it.
     pub start_time: Option<String>,
     /// `KeepCharging`/`StopCharging` when Stopped, `Not-applicable` otherwise.
     pub stopped_mode: String,
+    /// `InstanceType`, e.g. `ecs.g7.large`.
     pub instance_type: String,
+    /// `InstanceTypeFamily`, e.g. `ecs.g7`.
     pub instance_type_family: String,
+    /// `InstanceChargeType`: `PostPaid` or `PrePaid`.
     pub instance_charge_type: String,
+    /// `ExpiredTime`, as ECS reports it.
     pub expired_time: String,
+    /// `CreationTime`, as ECS reports it.
     pub creation_time: String,
+    /// `OperationLocks` reasons.
     pub locks: Vec<String>,
+    /// The account and disk conditions that make actions fail.
     pub flags: Flags,
 }
 
 /// ECS's minute-precision time format.
-pub fn ecs_minute(ts: Timestamp) -> String {
+pub(crate) fn ecs_minute(ts: Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%MZ").to_string()
 }
 
 impl InstanceRecord {
-    pub fn from_spec(spec: &InstanceSpec, now: Timestamp, times: &TransitionTimes) -> Self {
+    pub(crate) fn from_spec(spec: &InstanceSpec, now: Timestamp, times: &TransitionTimes) -> Self {
         let zone = spec
             .zone
             .clone()
@@ -188,7 +199,7 @@ impl InstanceRecord {
         (status, start_time)
     }
 
-    pub fn status(&self, now: Timestamp) -> InstanceStatus {
+    pub(crate) fn status(&self, now: Timestamp) -> InstanceStatus {
         self.evaluate(now).0
     }
 
@@ -200,7 +211,7 @@ impl InstanceRecord {
         self.timeline.retain(|p| p.at > now);
     }
 
-    pub fn view(&self, now: Timestamp) -> InstanceView {
+    pub(crate) fn view(&self, now: Timestamp) -> InstanceView {
         let (status, start_time) = self.evaluate(now);
         InstanceView {
             id: self.id.clone(),
@@ -223,20 +234,20 @@ impl InstanceRecord {
         }
     }
 
-    pub fn is_security_locked(&self) -> bool {
+    pub(crate) fn is_security_locked(&self) -> bool {
         self.locks
             .iter()
             .any(|l| l.eq_ignore_ascii_case("security"))
     }
 
     /// Backdates (or moves) the last start, as if the instance had started at `at` (admin).
-    pub fn force_start_time(&mut self, now: Timestamp, at: Timestamp) {
+    pub(crate) fn force_start_time(&mut self, now: Timestamp, at: Timestamp) {
         self.settle(now);
         self.start_time = Some(at);
     }
 
     /// Forces a stable status now (admin), dropping any transition in progress.
-    pub fn force_status(&mut self, now: Timestamp, status: InstanceStatus) {
+    pub(crate) fn force_status(&mut self, now: Timestamp, status: InstanceStatus) {
         self.settle(now);
         self.timeline.clear();
         if status == InstanceStatus::Running && self.base != InstanceStatus::Running {
@@ -255,7 +266,7 @@ fn add(ts: Timestamp, d: Duration) -> Timestamp {
 
 /// A power action, with the options that change its timeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PowerOp {
+pub(crate) enum PowerOp {
     Start,
     Stop {
         force: bool,
@@ -277,37 +288,33 @@ impl PowerOp {
 
 /// The result of an accepted power action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transition {
+pub(crate) struct Transition {
     pub previous: InstanceStatus,
     pub current: InstanceStatus,
 }
 
 /// Every instance, by id, with a per-region index in id order (for paging).
 #[derive(Debug, Default)]
-pub struct Fleet {
+pub(crate) struct Fleet {
     instances: HashMap<String, InstanceRecord>,
     by_region: BTreeMap<String, BTreeSet<String>>,
     pub transitions: TransitionTimes,
 }
 
 impl Fleet {
-    pub fn new(transitions: TransitionTimes) -> Self {
+    pub(crate) fn new(transitions: TransitionTimes) -> Self {
         Self {
             transitions,
             ..Self::default()
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.instances.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.instances.is_empty()
-    }
-
     /// Adds or replaces an instance.
-    pub fn insert(&mut self, spec: &InstanceSpec, now: Timestamp) {
+    pub(crate) fn insert(&mut self, spec: &InstanceSpec, now: Timestamp) {
         let record = InstanceRecord::from_spec(spec, now, &self.transitions);
         if let Some(old) = self.instances.get(&spec.id)
             && let Some(ids) = self.by_region.get_mut(&old.region)
@@ -321,16 +328,16 @@ impl Fleet {
         self.instances.insert(record.id.clone(), record);
     }
 
-    pub fn get(&self, id: &str) -> Option<&InstanceRecord> {
+    pub(crate) fn get(&self, id: &str) -> Option<&InstanceRecord> {
         self.instances.get(id)
     }
 
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut InstanceRecord> {
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut InstanceRecord> {
         self.instances.get_mut(id)
     }
 
     /// Ids of a region in id order, starting after `after` (exclusive) when given.
-    pub fn region_ids<'a>(
+    pub(crate) fn region_ids<'a>(
         &'a self,
         region: &str,
         after: Option<&'a str>,
@@ -347,11 +354,11 @@ impl Fleet {
         }
     }
 
-    pub fn region_len(&self, region: &str) -> usize {
+    pub(crate) fn region_len(&self, region: &str) -> usize {
         self.by_region.get(region).map_or(0, BTreeSet::len)
     }
 
-    pub fn views(&self, now: Timestamp) -> Vec<InstanceView> {
+    pub(crate) fn views(&self, now: Timestamp) -> Vec<InstanceView> {
         let mut all: Vec<_> = self.instances.values().map(|r| r.view(now)).collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
@@ -359,7 +366,12 @@ impl Fleet {
 
     /// Checks whether `op` may run on `id` now, in the order ECS reports problems. `Ok` carries
     /// the instance's current status.
-    pub fn check(&self, id: &str, op: PowerOp, now: Timestamp) -> Result<InstanceStatus, SimError> {
+    pub(crate) fn check(
+        &self,
+        id: &str,
+        op: PowerOp,
+        now: Timestamp,
+    ) -> Result<InstanceStatus, SimError> {
         let record = self
             .instances
             .get(id)
@@ -394,7 +406,7 @@ impl Fleet {
     }
 
     /// Applies `op` to `id` (already checked), recording its timeline from `now`.
-    pub fn apply(&mut self, id: &str, op: PowerOp, now: Timestamp) -> Option<Transition> {
+    pub(crate) fn apply(&mut self, id: &str, op: PowerOp, now: Timestamp) -> Option<Transition> {
         let times = self.transitions;
         let record = self.instances.get_mut(id)?;
         record.settle(now);

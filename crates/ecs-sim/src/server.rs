@@ -1,8 +1,8 @@
-//! The HTTP server: the ECS endpoint at `/`, the admin API under `/_sim`, and the in-process
-//! handle tests drive the simulator with.
+//! The HTTP server: the ECS endpoint at `/` and the admin API under `/_sim`; [`Simulator`]
+//! starts and stops it.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,91 +18,33 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, Params};
-use crate::auth::{Caller, Incoming, Verifier, decode_form};
-use crate::calls::{Action, CallLog, CallRecord, Outcome};
+use crate::actions::{self, Params};
+use crate::admin;
+use crate::auth::{Caller, Incoming, decode_form};
+use crate::calls::{Action, CallRecord, Outcome};
 use crate::codes::SimError;
-use crate::config::{
-    ConfigError, ErrorRates, FaultSpec, InstanceSpec, KeySpec, Latency, SimConfig, TransitionTimes,
-};
-use crate::faults::{FaultState, Faults, Rng, WireAnswer, WireFault};
-use crate::fleet::{Clock, Flags, Fleet, InstanceView};
-use ecs_client::types::InstanceStatus;
+use crate::config::{ConfigError, SimConfig};
+use crate::faults::WireAnswer;
+use crate::handle::SimHandle;
+use crate::state::{Shared, lock};
 
 /// The API version every request must name.
-pub const API_VERSION: &str = "2014-05-26";
-
-/// State shared by the HTTP handlers and the in-process handle.
-pub struct Shared {
-    pub(crate) config: SimConfig,
-    pub(crate) fleet: Mutex<Fleet>,
-    pub(crate) faults: Mutex<Faults>,
-    pub(crate) calls: CallLog,
-    pub(crate) verifier: Verifier,
-    pub(crate) clock: Clock,
-    pub(crate) rng: Rng,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    fn new(config: SimConfig) -> Self {
-        let fleet = build_fleet(&config, Timestamp::now());
-        Self {
-            fleet: Mutex::new(fleet),
-            faults: Mutex::new(Faults::from_config(&config)),
-            calls: CallLog::new(config.log_capacity),
-            verifier: Verifier::new(config.effective_keys()),
-            clock: Clock::default(),
-            rng: Rng::new(config.seed),
-            config,
-        }
-    }
-
-    /// An upper-case UUID-shaped id, as ECS's RequestIds look.
-    fn request_id(&self) -> String {
-        let a = self.rng.next_u64();
-        let b = self.rng.next_u64();
-        format!(
-            "{:08X}-{:04X}-{:04X}-{:04X}-{:012X}",
-            a >> 32,
-            (a >> 16) & 0xFFFF,
-            0x4000 | (a & 0x0FFF),
-            0x8000 | ((b >> 48) & 0x3FFF),
-            b & 0xFFFF_FFFF_FFFF
-        )
-    }
-}
-
-fn build_fleet(config: &SimConfig, now: Timestamp) -> Fleet {
-    let mut fleet = Fleet::new(config.transitions);
-    for spec in &config.instances {
-        fleet.insert(spec, now);
-    }
-    fleet
-}
+pub(crate) const API_VERSION: &str = "2014-05-26";
 
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
+    /// The configuration was refused.
     Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {source}")]
+    /// The address could not be bound.
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why it could not be bound.
         source: std::io::Error,
     },
-}
-
-/// Why a handle operation was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum HandleError {
-    #[error("no instance {0:?} in the simulator")]
-    NoSuchInstance(String),
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// A running simulator. Dereferences to [`SimHandle`] for inspection and control.
@@ -156,6 +98,7 @@ impl Simulator {
         format!("http://{}", self.addr)
     }
 
+    /// The address the simulator listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -195,223 +138,10 @@ impl Drop for Simulator {
     }
 }
 
-/// In-process inspection and control of a simulator (what the admin API offers over HTTP).
-#[derive(Clone)]
-pub struct SimHandle {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl SimHandle {
-    /// The first configured access key (the default key when none was configured).
-    pub fn access_key(&self) -> (String, String) {
-        let key = self
-            .shared
-            .config
-            .effective_keys()
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| KeySpec {
-                id: crate::config::DEFAULT_ACCESS_KEY_ID.into(),
-                secret: crate::config::DEFAULT_ACCESS_KEY_SECRET.into(),
-                security_token: None,
-            });
-        (key.id, key.secret)
-    }
-
-    /// One instance as DescribeInstances would show it now.
-    pub fn instance(&self, id: &str) -> Option<InstanceView> {
-        let now = self.shared.clock.now();
-        lock(&self.shared.fleet).get(id).map(|r| r.view(now))
-    }
-
-    /// Every instance, in id order.
-    pub fn instances(&self) -> Vec<InstanceView> {
-        let now = self.shared.clock.now();
-        lock(&self.shared.fleet).views(now)
-    }
-
-    pub fn status(&self, id: &str) -> Option<InstanceStatus> {
-        self.instance(id).map(|v| v.status)
-    }
-
-    pub fn instance_count(&self) -> usize {
-        lock(&self.shared.fleet).len()
-    }
-
-    /// Adds (or replaces) an instance.
-    pub fn add_instance(&self, spec: InstanceSpec) -> Result<(), HandleError> {
-        spec.validate("instance")
-            .map_err(|e| HandleError::Invalid(e.to_string()))?;
-        let now = self.shared.clock.now();
-        let mut faults = lock(&self.shared.faults);
-        for fault in &spec.faults {
-            let mut fault = fault.clone();
-            fault.instance = Some(spec.id.clone());
-            faults.add(fault);
-        }
-        drop(faults);
-        lock(&self.shared.fleet).insert(&spec, now);
-        Ok(())
-    }
-
-    /// Adds many instances at once (one lock; for large fleets).
-    pub fn add_instances(
-        &self,
-        specs: impl IntoIterator<Item = InstanceSpec>,
-    ) -> Result<(), HandleError> {
-        let now = self.shared.clock.now();
-        let mut faults = lock(&self.shared.faults);
-        let mut fleet = lock(&self.shared.fleet);
-        for spec in specs {
-            spec.validate("instance")
-                .map_err(|e| HandleError::Invalid(e.to_string()))?;
-            for fault in &spec.faults {
-                let mut fault = fault.clone();
-                fault.instance = Some(spec.id.clone());
-                faults.add(fault);
-            }
-            fleet.insert(&spec, now);
-        }
-        Ok(())
-    }
-
-    fn with_instance<T>(
-        &self,
-        id: &str,
-        f: impl FnOnce(&mut crate::fleet::InstanceRecord, Timestamp) -> T,
-    ) -> Result<T, HandleError> {
-        let now = self.shared.clock.now();
-        let mut fleet = lock(&self.shared.fleet);
-        let record = fleet
-            .get_mut(id)
-            .ok_or_else(|| HandleError::NoSuchInstance(id.to_string()))?;
-        Ok(f(record, now))
-    }
-
-    /// Puts an instance in a stable status now, cancelling any transition.
-    pub fn set_status(&self, id: &str, status: InstanceStatus) -> Result<(), HandleError> {
-        if status == InstanceStatus::Unknown {
-            return Err(HandleError::Invalid("status Unknown cannot be set".into()));
-        }
-        self.with_instance(id, |r, now| r.force_status(now, status))
-    }
-
-    /// Sets the instance's StartTime, e.g. to make it look started long ago.
-    pub fn set_start_time(&self, id: &str, at: jiff::Timestamp) -> Result<(), HandleError> {
-        self.with_instance(id, |r, now| r.force_start_time(now, at))
-    }
-
-    /// Replaces the instance's `OperationLocks` reasons.
-    pub fn set_locks(&self, id: &str, reasons: &[&str]) -> Result<(), HandleError> {
-        self.with_instance(id, |r, _| {
-            r.locks = reasons.iter().map(|s| s.to_string()).collect();
-        })
-    }
-
-    pub fn add_lock(&self, id: &str, reason: &str) -> Result<(), HandleError> {
-        self.with_instance(id, |r, _| {
-            if !r.locks.iter().any(|l| l == reason) {
-                r.locks.push(reason.to_string());
-            }
-        })
-    }
-
-    pub fn clear_locks(&self, id: &str) -> Result<(), HandleError> {
-        self.set_locks(id, &[])
-    }
-
-    pub fn set_flags(&self, id: &str, flags: Flags) -> Result<(), HandleError> {
-        self.with_instance(id, |r, _| r.flags = flags)
-    }
-
-    pub fn flags(&self, id: &str) -> Result<Flags, HandleError> {
-        self.with_instance(id, |r, _| r.flags)
-    }
-
-    /// Adds a scripted fault (see [`FaultSpec`]).
-    pub fn inject(&self, fault: FaultSpec) -> Result<(), HandleError> {
-        fault
-            .validate("fault")
-            .map_err(|e| HandleError::Invalid(e.to_string()))?;
-        lock(&self.shared.faults).add(fault);
-        Ok(())
-    }
-
-    /// Adds a fault of the HTTP answer itself (see [`WireFault`]).
-    pub fn inject_wire(&self, fault: WireFault) {
-        lock(&self.shared.faults).add_wire(fault);
-    }
-
-    /// Removes every scripted fault still pending.
-    pub fn clear_faults(&self) {
-        let mut faults = lock(&self.shared.faults);
-        faults.state.scripted.clear();
-        faults.state.wire.clear();
-    }
-
-    pub fn faults(&self) -> FaultState {
-        lock(&self.shared.faults).state.clone()
-    }
-
-    pub fn set_error_rates(&self, rates: ErrorRates) -> Result<(), HandleError> {
-        rates
-            .validate()
-            .map_err(|e| HandleError::Invalid(e.to_string()))?;
-        lock(&self.shared.faults).state.error_rates = rates;
-        Ok(())
-    }
-
-    /// Requests per second for `action`; `None` removes the quota.
-    pub fn set_quota(&self, action: Action, per_second: Option<u32>) {
-        let mut faults = lock(&self.shared.faults);
-        match per_second {
-            Some(q) => faults.state.quotas.insert(action, q),
-            None => faults.state.quotas.remove(&action),
-        };
-    }
-
-    pub fn set_latency(&self, latency: Latency) {
-        lock(&self.shared.faults).state.latency = latency;
-    }
-
-    /// Transition times for actions accepted from now on.
-    pub fn set_transitions(&self, times: TransitionTimes) {
-        lock(&self.shared.fleet).transitions = times;
-    }
-
-    pub fn transitions(&self) -> TransitionTimes {
-        lock(&self.shared.fleet).transitions
-    }
-
-    /// Moves the simulator's clock forward: transitions in progress progress by `by`.
-    pub fn advance(&self, by: Duration) {
-        self.shared.clock.advance(by);
-    }
-
-    pub fn add_key(&self, key: KeySpec) {
-        self.shared.verifier.add_key(key);
-    }
-
-    /// Counters and request log.
-    pub fn calls(&self) -> &CallLog {
-        &self.shared.calls
-    }
-
-    /// Back to the start-up configuration: fleet, keys, faults, clock; counters and log cleared.
-    pub fn reset(&self) {
-        let config = &self.shared.config;
-        self.shared.clock.reset();
-        *lock(&self.shared.fleet) = build_fleet(config, Timestamp::now());
-        *lock(&self.shared.faults) = Faults::from_config(config);
-        self.shared.verifier.replace_keys(config.effective_keys());
-        self.shared.calls.clear();
-    }
-}
-
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", any(ecs_endpoint))
-        .nest("/_sim", crate::admin::router())
+        .nest("/_sim", admin::router())
         .fallback(not_found)
         .with_state(shared)
 }
@@ -487,7 +217,7 @@ async fn ecs_endpoint(
                 return Err(e);
             }
         }
-        let answer = api::dispatch(&shared, action, &params);
+        let answer = actions::dispatch(&shared, action, &params);
         instances = answer.instances;
         answer.result
     })();
@@ -531,7 +261,7 @@ fn json_response(status: StatusCode, body: String, request_id: &str) -> Response
     response
 }
 
-/// A [`WireFault`]'s answer. The bodies are a DescribeInstances-shaped answer with no
+/// A [`WireFault`](crate::faults::WireFault)'s answer. The bodies are a DescribeInstances-shaped answer with no
 /// instances, so a client that reads them whole sees a valid, empty answer.
 fn wire_response(answer: &WireAnswer, request_id: &str) -> Response {
     const CHUNK: usize = 64 * 1024;

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 /// One entry of `Status.details.causes`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Cause {
+pub(crate) struct Cause {
     /// Machine-readable reason, e.g. `FieldValueRequired`.
     pub reason: String,
     /// Human-readable message (without the field path).
@@ -52,19 +52,19 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::plain(400, "BadRequest", message.into())
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::plain(500, "InternalError", message.into())
     }
 
-    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+    pub(crate) fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::plain(405, "MethodNotAllowed", message.into())
     }
 
-    pub fn unsupported_media_type(content_type: &str) -> Self {
+    pub(crate) fn unsupported_media_type(content_type: &str) -> Self {
         Self::plain(
             415,
             "UnsupportedMediaType",
@@ -74,7 +74,7 @@ impl ApiError {
         )
     }
 
-    pub fn too_many_requests(retry_after: u64) -> Self {
+    pub(crate) fn too_many_requests(retry_after: u64) -> Self {
         let mut e = Self::plain(
             429,
             "TooManyRequests",
@@ -86,7 +86,7 @@ impl ApiError {
     }
 
     /// 404 for an object; `resource` is `plural.group` (or just `plural` for core).
-    pub fn not_found(t: &Target<'_>) -> Self {
+    pub(crate) fn not_found(t: &Target<'_>) -> Self {
         let mut e = Self::plain(
             404,
             "NotFound",
@@ -97,7 +97,7 @@ impl ApiError {
     }
 
     /// 404 for an unknown URL or resource type.
-    pub fn no_route(path: &str) -> Self {
+    pub(crate) fn no_route(path: &str) -> Self {
         let mut e = Self::plain(
             404,
             "NotFound",
@@ -109,7 +109,7 @@ impl ApiError {
         e
     }
 
-    pub fn already_exists(t: &Target<'_>) -> Self {
+    pub(crate) fn already_exists(t: &Target<'_>) -> Self {
         let mut e = Self::plain(
             409,
             "AlreadyExists",
@@ -124,7 +124,7 @@ impl ApiError {
     }
 
     /// 409 for a stale `resourceVersion` or a failed precondition.
-    pub fn conflict(t: &Target<'_>, why: &str) -> Self {
+    pub(crate) fn conflict(t: &Target<'_>, why: &str) -> Self {
         let mut e = Self::plain(
             409,
             "Conflict",
@@ -139,7 +139,7 @@ impl ApiError {
     }
 
     /// 409 for server-side apply field manager conflicts.
-    pub fn apply_conflict(t: &Target<'_>, conflicts: &[(String, String)]) -> Self {
+    pub(crate) fn apply_conflict(t: &Target<'_>, conflicts: &[(String, String)]) -> Self {
         let causes: Vec<Value> = conflicts
             .iter()
             .map(|(manager, field)| {
@@ -171,7 +171,7 @@ impl ApiError {
     }
 
     /// 422 `Invalid` with one cause per field problem, worded like the API server.
-    pub fn invalid(t: &Target<'_>, kind: &str, causes: Vec<Cause>) -> Self {
+    pub(crate) fn invalid(t: &Target<'_>, kind: &str, causes: Vec<Cause>) -> Self {
         let rendered: Vec<String> = causes
             .iter()
             .map(|c| {
@@ -209,11 +209,11 @@ impl ApiError {
     }
 
     /// 410 `Expired`, for a watch or continue token older than the kept history.
-    pub fn gone(message: impl Into<String>) -> Self {
+    pub(crate) fn gone(message: impl Into<String>) -> Self {
         Self::plain(410, "Expired", message.into())
     }
 
-    pub fn to_status(&self) -> Value {
+    pub(crate) fn to_status(&self) -> Value {
         let mut s = json!({
             "kind": "Status",
             "apiVersion": "v1",

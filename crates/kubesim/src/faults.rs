@@ -9,19 +9,28 @@ use tokio::sync::watch;
 /// The verbs the API server distinguishes (as in audit logs and RBAC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Verb {
+    /// Read one object.
     Get,
+    /// Read a collection.
     List,
+    /// A list with `watch=true`.
     Watch,
+    /// POST.
     Create,
+    /// PUT (including the status subresource).
     Update,
+    /// PATCH (merge, JSON, strategic or apply).
     Patch,
+    /// DELETE of one object.
     Delete,
+    /// DELETE of a collection.
     DeleteCollection,
     /// Discovery, /version and other non-resource requests.
     Other,
 }
 
 impl Verb {
+    /// The verb as audit logs and RBAC rules spell it, e.g. `deletecollection`.
     pub fn as_str(self) -> &'static str {
         match self {
             Verb::Get => "get",
@@ -40,6 +49,7 @@ impl Verb {
 /// Which requests a fault applies to; `None` fields match everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestFilter {
+    /// Only requests of this verb.
     pub verb: Option<Verb>,
     /// Plural resource name, e.g. `ecsinstances` or `leases`. Subresources are written
     /// `ecsinstances/status`.
@@ -47,13 +57,18 @@ pub struct RequestFilter {
 }
 
 impl RequestFilter {
+    /// Every request.
     pub fn any() -> Self {
         Self::default()
     }
+
+    /// Only requests of `verb`.
     pub fn verb(mut self, verb: Verb) -> Self {
         self.verb = Some(verb);
         self
     }
+
+    /// Only requests for `resource` (plural, e.g. `leases` or `ecsinstances/status`).
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
         self.resource = Some(resource.into());
         self
@@ -181,6 +196,7 @@ impl Faults {
         RequestCounts(self.lock().counts.clone())
     }
 
+    /// Sets every request counter back to zero (faults stay as they are).
     pub fn reset_counts(&self) {
         self.lock().counts.clear();
     }
@@ -216,6 +232,7 @@ impl Faults {
 pub struct RequestCounts(pub BTreeMap<(Verb, String), u64>);
 
 impl RequestCounts {
+    /// All requests counted.
     pub fn total(&self) -> u64 {
         self.0.values().sum()
     }

@@ -25,7 +25,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // State is only mutated through complete operations; a panicking request cannot
         // leave it half-written in a way that matters more than losing the simulator.
         self.state.lock().unwrap_or_else(|p| p.into_inner())

@@ -7,7 +7,7 @@
 //!
 //! What it implements faithfully: discovery (including aggregated discovery), CRDs with
 //! `openAPIV3Schema` enforcement (defaulting, pruning, 422 `Invalid` with field causes, a
-//! documented CEL subset for `x-kubernetes-validations`), the status subresource, generation,
+//! `x-kubernetes-validations` CEL rules by kube-rs's `kube-cel`), the status subresource, generation,
 //! resourceVersion with optimistic concurrency, list paging and selectors, watches with
 //! bookmarks and `410 Gone`, merge/JSON/strategic(as merge)/server-side-apply patches,
 //! finalizers and deletionTimestamp, and the built-in Secrets, ConfigMaps, Events (core/v1 and
@@ -26,6 +26,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(unreachable_pub, missing_docs)]
+
 mod cel;
 mod discovery;
 mod error;
@@ -37,7 +39,6 @@ mod schema;
 mod selector;
 mod store;
 
-pub use error::Cause;
 pub use faults::{Faults, RequestCounts, RequestFilter, Verb};
 
 use axum::Router;
@@ -52,14 +53,29 @@ use tokio::task::JoinHandle;
 #[derive(Debug, thiserror::Error)]
 pub enum KubeSimError {
     #[error("kubesim: cannot bind 127.0.0.1:{port}: {source}")]
-    Bind { port: u16, source: std::io::Error },
+    /// The port could not be bound.
+    Bind {
+        /// The port asked for (0: any).
+        port: u16,
+        /// Why it could not be bound.
+        source: std::io::Error,
+    },
     #[error("kubesim: cannot write kubeconfig to {path}: {source}")]
+    /// The kubeconfig file could not be written.
     WriteKubeconfig {
+        /// Where it was to be written.
         path: String,
+        /// Why it could not be.
         source: std::io::Error,
     },
     #[error("kubesim: cannot build a kube client for {url}: {reason}")]
-    Client { url: String, reason: String },
+    /// kube-rs refused the generated configuration.
+    Client {
+        /// The server's URL.
+        url: String,
+        /// kube-rs's reason.
+        reason: String,
+    },
 }
 
 /// Tunables; the defaults suit tests.
@@ -165,6 +181,7 @@ impl KubeSim {
         format!("http://{}", self.addr)
     }
 
+    /// The address kubesim listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

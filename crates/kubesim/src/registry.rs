@@ -34,7 +34,7 @@ pub(crate) struct ResourceDef {
 }
 
 impl ResourceDef {
-    pub fn api_version(&self) -> String {
+    pub(crate) fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.clone()
         } else {
@@ -42,12 +42,12 @@ impl ResourceDef {
         }
     }
 
-    pub fn group_resource(&self) -> GroupResource {
+    pub(crate) fn group_resource(&self) -> GroupResource {
         (self.group.clone(), self.plural.clone())
     }
 
     /// `plural.group` as used in error messages.
-    pub fn qualified_plural(&self) -> String {
+    pub(crate) fn qualified_plural(&self) -> String {
         if self.group.is_empty() {
             self.plural.clone()
         } else {
@@ -273,7 +273,7 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub fn with_builtins() -> Self {
+    pub(crate) fn with_builtins() -> Self {
         let mut r = Registry::default();
         for d in builtins() {
             r.insert(d);
@@ -281,27 +281,27 @@ impl Registry {
         r
     }
 
-    pub fn insert(&mut self, d: ResourceDef) {
+    pub(crate) fn insert(&mut self, d: ResourceDef) {
         self.defs.insert(
             (d.group.clone(), d.version.clone(), d.plural.clone()),
             Arc::new(d),
         );
     }
 
-    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
+    pub(crate) fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
         self.defs
             .get(&(group.to_string(), version.to_string(), plural.to_string()))
             .cloned()
     }
 
     /// Removes every version of a custom group/resource (on CRD deletion or replacement).
-    pub fn remove_custom(&mut self, group: &str, plural: &str) {
+    pub(crate) fn remove_custom(&mut self, group: &str, plural: &str) {
         self.defs
             .retain(|(g, _, p), d| !(d.custom && g == group && p == plural));
     }
 
     /// Group → versions (in insertion-independent, sorted order, preferred first).
-    pub fn groups(&self) -> BTreeMap<String, Vec<String>> {
+    pub(crate) fn groups(&self) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (g, v, _) in self.defs.keys() {
             let vs = out.entry(g.clone()).or_default();
@@ -315,7 +315,7 @@ impl Registry {
         out
     }
 
-    pub fn resources_in(&self, group: &str, version: &str) -> Vec<Arc<ResourceDef>> {
+    pub(crate) fn resources_in(&self, group: &str, version: &str) -> Vec<Arc<ResourceDef>> {
         self.defs
             .iter()
             .filter(|((g, v, _), _)| g == group && v == version)

@@ -1,5 +1,5 @@
 //! Structural-schema handling for custom resources: defaulting, pruning of unknown fields and
-//! validation against `openAPIV3Schema` (plus the CEL subset in [`super::cel`]), producing the
+//! validation against `openAPIV3Schema` (plus `x-kubernetes-validations`, by [`super::cel`]), producing the
 //! same field causes the real API server returns in a 422.
 
 use super::cel;
@@ -7,17 +7,6 @@ use super::error::Cause;
 use regex::Regex;
 use serde_json::Value;
 use std::collections::BTreeMap;
-
-/// One `x-kubernetes-validations` rule.
-#[derive(Debug)]
-struct Rule {
-    source: String,
-    expr: cel::Expr,
-    transition: bool,
-    message: Option<String>,
-    reason: Option<String>,
-    field_path: Option<String>,
-}
 
 /// A compiled schema node.
 #[derive(Debug, Default)]
@@ -49,13 +38,14 @@ pub(crate) struct Schema {
     one_of: Vec<Schema>,
     all_of: Vec<Schema>,
     not: Option<Box<Schema>>,
-    rules: Vec<Rule>,
+    /// The node's `x-kubernetes-validations`, compiled by kube-cel.
+    rules: Option<cel::Rules>,
 }
 
 impl Schema {
-    /// Compiles a schema; problems (bad regex, CEL outside the supported subset) come back as
+    /// Compiles a schema; problems (bad regex, a CEL rule that does not compile) come back as
     /// causes under `base_path` so the CRD create can be rejected.
-    pub fn compile(v: &Value, base_path: &str, errors: &mut Vec<Cause>) -> Schema {
+    pub(crate) fn compile(v: &Value, base_path: &str, errors: &mut Vec<Cause>) -> Schema {
         let mut s = Schema::default();
         let Some(m) = v.as_object() else {
             errors.push(Cause::new(
@@ -151,54 +141,13 @@ impl Schema {
                 errors,
             )));
         }
-        if let Some(rules) = m.get("x-kubernetes-validations").and_then(Value::as_array) {
-            for (i, r) in rules.iter().enumerate() {
-                let path = format!("{base_path}.x-kubernetes-validations[{i}]");
-                let Some(src) = r.get("rule").and_then(Value::as_str) else {
-                    errors.push(Cause::new(
-                        "FieldValueRequired",
-                        &format!("{path}.rule"),
-                        "Required value".into(),
-                    ));
-                    continue;
-                };
-                if r.get("messageExpression").is_some() {
-                    errors.push(Cause::new(
-                        "FieldValueInvalid",
-                        &format!("{path}.messageExpression"),
-                        "Invalid value: kubesim does not evaluate messageExpression; use message"
-                            .into(),
-                    ));
-                }
-                match cel::parse(src) {
-                    Ok(expr) => s.rules.push(Rule {
-                        source: src.to_string(),
-                        transition: cel::uses_old_self(&expr),
-                        expr,
-                        message: r.get("message").and_then(Value::as_str).map(str::to_string),
-                        reason: r.get("reason").and_then(Value::as_str).map(str::to_string),
-                        field_path: r
-                            .get("fieldPath")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                    }),
-                    Err(e) => errors.push(Cause::new(
-                        "FieldValueInvalid",
-                        &format!("{path}.rule"),
-                        format!(
-                            "Invalid value: {src:?}: kubesim's CEL subset cannot compile this rule ({e}); supported: {}",
-                            cel::SUPPORTED
-                        ),
-                    )),
-                }
-            }
-        }
+        s.rules = cel::Rules::compile(v, base_path, errors);
         s
     }
 
     /// Applies `default`s and drops unknown fields (unless preserved) and nulls of non-nullable
     /// fields. Returns the paths of dropped unknown fields (for `fieldValidation=Strict`).
-    pub fn default_and_prune(&self, v: &mut Value, path: &str, pruned: &mut Vec<String>) {
+    pub(crate) fn default_and_prune(&self, v: &mut Value, path: &str, pruned: &mut Vec<String>) {
         match v {
             Value::Object(m) => {
                 let root = path.is_empty();
@@ -257,7 +206,13 @@ impl Schema {
     }
 
     /// Validates `v` (and, for transition rules, against `old`), appending causes.
-    pub fn validate(&self, v: &Value, old: Option<&Value>, path: &str, out: &mut Vec<Cause>) {
+    pub(crate) fn validate(
+        &self,
+        v: &Value,
+        old: Option<&Value>,
+        path: &str,
+        out: &mut Vec<Cause>,
+    ) {
         let shown = if path.is_empty() { "<root>" } else { path };
         if v.is_null() {
             if !self.nullable && self.ty.is_some() {
@@ -530,45 +485,39 @@ impl Schema {
     }
 
     fn validate_rules(&self, v: &Value, old: Option<&Value>, path: &str, out: &mut Vec<Cause>) {
-        for r in &self.rules {
-            if r.transition && old.is_none() {
-                continue;
-            }
-            let mut env = cel::Env::new();
-            env.insert("self".into(), v.clone());
-            if let Some(o) = old {
-                env.insert("oldSelf".into(), o.clone());
-            }
-            let field = match &r.field_path {
-                Some(fp) => format!("{path}{fp}"),
-                None => path.to_string(),
+        let Some(rules) = &self.rules else { return };
+        for f in rules.check(v, old) {
+            let field = match f.field_path.as_str() {
+                "" => path.to_string(),
+                fp if path.is_empty() => fp.trim_start_matches('.').to_string(),
+                fp if fp.starts_with('.') => format!("{path}{fp}"),
+                fp => join(path, fp),
             };
-            let reason = r.reason.as_deref().unwrap_or("FieldValueInvalid");
-            match cel::eval(&r.expr, &env) {
-                Ok(Value::Bool(true)) => {}
-                Ok(_) => {
-                    let msg = match &r.message {
-                        Some(m) => m.clone(),
-                        None => format!("failed rule: {}", r.source),
-                    };
-                    let prefix = match reason {
-                        "FieldValueForbidden" => "Forbidden".to_string(),
-                        "FieldValueRequired" => "Required value".to_string(),
-                        "FieldValueDuplicate" => "Duplicate value".to_string(),
-                        _ => format!("Invalid value: \"{}\"", json_type(v)),
-                    };
-                    out.push(Cause::new(reason, &field, format!("{prefix}: {msg}")));
-                }
-                Err(e) => out.push(Cause::new(
+            if f.evaluation_error {
+                out.push(Cause::new(
                     "FieldValueInvalid",
                     &field,
                     format!(
-                        "Invalid value: \"{}\": rule evaluation error: {}: {e}",
+                        "Invalid value: \"{}\": rule evaluation error: {}: {}",
                         json_type(v),
-                        r.source
+                        f.rule,
+                        f.message
                     ),
-                )),
+                ));
+                continue;
             }
+            let reason = f.reason.as_deref().unwrap_or("FieldValueInvalid");
+            let prefix = match reason {
+                "FieldValueForbidden" => "Forbidden".to_string(),
+                "FieldValueRequired" => "Required value".to_string(),
+                "FieldValueDuplicate" => "Duplicate value".to_string(),
+                _ => format!("Invalid value: \"{}\"", json_type(v)),
+            };
+            out.push(Cause::new(
+                reason,
+                &field,
+                format!("{prefix}: {}", f.message),
+            ));
         }
     }
 }

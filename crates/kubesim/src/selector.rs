@@ -53,7 +53,7 @@ fn set_values(rest: &str) -> Result<Vec<String>, String> {
 }
 
 impl LabelSelector {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for part in split_top(s) {
             let req = if let Some(key) = part.strip_prefix('!') {
@@ -78,7 +78,7 @@ impl LabelSelector {
         Ok(LabelSelector(reqs))
     }
 
-    pub fn matches(&self, obj: &Value) -> bool {
+    pub(crate) fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         self.0.iter().all(|r| match r {
@@ -99,7 +99,7 @@ pub(crate) struct FieldSelector(Vec<(Vec<String>, bool, String)>);
 impl FieldSelector {
     /// `allowed` lists the extra field paths the resource supports beyond
     /// `metadata.name`/`metadata.namespace`; others are rejected like the API server does.
-    pub fn parse(s: &str, allowed: &[&str]) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str, allowed: &[&str]) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for part in split_top(s) {
             let (path, eq, value) = if let Some((k, v)) = part.split_once("!=") {
@@ -124,7 +124,7 @@ impl FieldSelector {
         Ok(FieldSelector(reqs))
     }
 
-    pub fn matches(&self, obj: &Value) -> bool {
+    pub(crate) fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(path, eq, value)| {
             let mut cur = Some(obj);
             for seg in path {

@@ -21,7 +21,7 @@ pub(crate) enum EventType {
 }
 
 impl EventType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventType::Added => "ADDED",
             EventType::Modified => "MODIFIED",
@@ -255,7 +255,7 @@ fn is_crd(def: &ResourceDef) -> bool {
 }
 
 impl State {
-    pub fn new(history_limit: usize, auto_create_namespaces: bool) -> Self {
+    pub(crate) fn new(history_limit: usize, auto_create_namespaces: bool) -> Self {
         let (tx, _) = broadcast::channel(1 << 16);
         let mut s = State {
             rv: 1,
@@ -329,12 +329,17 @@ impl State {
     }
 
     /// Forgets all history, so any watch resuming from an older resourceVersion gets 410.
-    pub fn compact(&mut self) {
+    pub(crate) fn compact(&mut self) {
         self.history.clear();
         self.compacted_rv = self.rv;
     }
 
-    pub fn get(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<Arc<Value>, ApiError> {
+    pub(crate) fn get(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
         self.objects
             .get(&def.group_resource())
             .and_then(|c| c.get(&(ns.to_string(), name.to_string())))
@@ -342,7 +347,7 @@ impl State {
             .ok_or_else(|| ApiError::not_found(&target(def, name)))
     }
 
-    pub fn list(
+    pub(crate) fn list(
         &self,
         def: &ResourceDef,
         ns: Option<&str>,
@@ -403,7 +408,7 @@ impl State {
     /// Events after `since` for one resource (and namespace), or 410 if history no longer
     /// covers them; also subscribes, under the same lock, so nothing falls in between.
     #[allow(clippy::type_complexity)]
-    pub fn watch_from(
+    pub(crate) fn watch_from(
         &self,
         def: &ResourceDef,
         ns: Option<&str>,
@@ -613,7 +618,7 @@ impl State {
         }
     }
 
-    pub fn create(&mut self, ctx: &WriteCtx, body: Value) -> Result<Arc<Value>, ApiError> {
+    pub(crate) fn create(&mut self, ctx: &WriteCtx, body: Value) -> Result<Arc<Value>, ApiError> {
         self.create_inner(ctx, body, None)
     }
 
@@ -800,7 +805,7 @@ impl State {
     }
 
     /// PUT: full replacement with optimistic concurrency.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         ctx: &WriteCtx,
         name: &str,
@@ -830,7 +835,7 @@ impl State {
         self.commit_update(ctx, name, old, body, None)
     }
 
-    pub fn patch(
+    pub(crate) fn patch(
         &mut self,
         ctx: &WriteCtx,
         name: &str,
@@ -1124,7 +1129,7 @@ impl State {
     }
 
     /// DELETE: immediate without finalizers; otherwise marks deletionTimestamp.
-    pub fn delete(
+    pub(crate) fn delete(
         &mut self,
         ctx: &WriteCtx,
         name: &str,
@@ -1260,7 +1265,7 @@ impl State {
     }
 
     /// Names in a namespace (or cluster scope) matching selectors, for deletecollection.
-    pub fn matching_names(
+    pub(crate) fn matching_names(
         &self,
         def: &ResourceDef,
         ns: Option<&str>,
@@ -1280,7 +1285,7 @@ impl State {
             .unwrap_or_default()
     }
 
-    pub fn object_count(&self) -> usize {
+    pub(crate) fn object_count(&self) -> usize {
         self.objects.values().map(BTreeMap::len).sum()
     }
 }

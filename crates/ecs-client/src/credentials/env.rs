@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::chain::ChainSettings;
+use super::settings::ChainSettings;
 use super::{Credentials, CredentialsError, CredentialsProvider};
 
 pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";

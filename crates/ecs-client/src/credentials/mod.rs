@@ -17,6 +17,7 @@ mod oidc;
 mod profile;
 #[cfg(test)]
 mod scenarios;
+mod settings;
 mod uri;
 
 use std::collections::BTreeMap;
@@ -24,11 +25,12 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-pub use chain::{ChainSettings, DefaultCredentialsChain};
+pub use chain::DefaultCredentialsChain;
 pub use env::EnvironmentProvider;
 pub use metadata::{DEFAULT_METADATA_ENDPOINT, EcsRamRoleProvider};
 pub use oidc::{OidcRoleConfig, OidcRoleProvider};
 pub use profile::{CliProfileProvider, ProfileFileProvider};
+pub use settings::ChainSettings;
 pub use uri::UriProvider;
 
 /// A string that must never reach a log, an event, a status or an error message.

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use super::chain::ChainSettings;
 use super::oidc::OidcRoleProvider;
+use super::settings::ChainSettings;
 use super::{Credentials, CredentialsError, CredentialsProvider, StaticProvider};
 
 const CLI_NAME: &str = "cli_profile";

@@ -7,16 +7,16 @@ use serde_json::{Value, json};
 use crate::calls::{Action, Outcome};
 use crate::codes::SimError;
 use crate::fleet::{InstanceRecord, PowerOp};
-use crate::server::Shared;
+use crate::state::{Shared, lock};
 use ecs_client::types::{InstanceStatus, StoppedMode};
 
 /// Merged query and form parameters (a later value of a repeated name wins).
-pub struct Params<'a> {
+pub(crate) struct Params<'a> {
     map: HashMap<&'a str, &'a str>,
 }
 
 impl<'a> Params<'a> {
-    pub fn new(pairs: impl IntoIterator<Item = &'a (String, String)>) -> Self {
+    pub(crate) fn new(pairs: impl IntoIterator<Item = &'a (String, String)>) -> Self {
         Self {
             map: pairs
                 .into_iter()
@@ -26,7 +26,7 @@ impl<'a> Params<'a> {
     }
 
     /// A parameter, treating an empty value as absent (as ECS does).
-    pub fn get(&self, name: &str) -> Option<&'a str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&'a str> {
         self.map.get(name).copied().filter(|v| !v.is_empty())
     }
 
@@ -90,7 +90,7 @@ impl<'a> Params<'a> {
 
 /// An action's answer: the body (without `RequestId`) or the error, and the per-instance
 /// outcomes for the counters.
-pub struct Answer {
+pub(crate) struct Answer {
     pub result: Result<Value, SimError>,
     pub instances: Vec<(String, Outcome)>,
 }
@@ -104,7 +104,7 @@ impl Answer {
     }
 }
 
-pub fn dispatch(shared: &Shared, action: Action, params: &Params<'_>) -> Answer {
+pub(crate) fn dispatch(shared: &Shared, action: Action, params: &Params<'_>) -> Answer {
     match action {
         Action::DescribeInstances => describe_instances(shared, params),
         Action::DescribeInstanceStatus => describe_instance_status(shared, params),
@@ -151,10 +151,6 @@ fn power_op(action: Action, params: &Params<'_>) -> Result<PowerOp, SimError> {
             return Err(SimError::known("InvalidParameter"));
         }
     })
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// StartInstance, StopInstance, RebootInstance.

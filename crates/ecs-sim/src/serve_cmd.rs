@@ -12,20 +12,20 @@ use crate::server::Simulator;
 pub struct SimulateArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8787")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// YAML instances file (instances, keys, transitions, quotas, faults). Without it: the
     /// default fleet (see docs/simulator.md).
     #[arg(long, value_name = "FILE")]
-    pub instances: Option<PathBuf>,
+    pub(crate) instances: Option<PathBuf>,
     /// An accepted access key, `ID:SECRET` (repeatable; adds to the file's keys). With no key
     /// anywhere, the default key is accepted and printed.
     #[arg(long = "access-key", value_name = "ID:SECRET", value_parser = parse_key)]
-    pub access_keys: Vec<KeyArg>,
+    pub(crate) access_keys: Vec<KeyArg>,
 }
 
 /// An `ID:SECRET` pair from the command line; Debug never shows the secret.
 #[derive(Clone)]
-pub struct KeyArg {
+pub(crate) struct KeyArg {
     id: String,
     secret: String,
 }
@@ -46,7 +46,10 @@ fn parse_key(s: &str) -> Result<KeyArg, String> {
     }
 }
 
-pub async fn run(args: SimulateArgs) -> ExitCode {
+/// Runs the `simulate` command: loads the instances file (or the default fleet), adds the keys
+/// given, prints the endpoint and the fleet, and serves until Ctrl-C. A bad file or an address
+/// that cannot be bound prints the reason and exits with failure.
+pub async fn simulate(args: SimulateArgs) -> ExitCode {
     let mut config = match &args.instances {
         Some(path) => match SimConfig::from_file(path) {
             Ok(c) => c,
