@@ -112,13 +112,27 @@ pub struct EcsSide {
 }
 
 /// Runs until `shutdown` resolves. With a lease, reconciles only while leading, and stops at
-/// once (in-flight reconciles dropped) when the lease is lost.
+/// once (in-flight reconciles dropped) when the lease is lost. Readiness is true only while
+/// the controller runs (leading or standing by), false once this returns.
 pub async fn run_controller(
     client: Client,
     ecs: EcsSide,
     options: ControllerOptions,
     metrics: Metrics,
     readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let result = run_until(client, ecs, options, metrics, &readiness, shutdown).await;
+    readiness.set(false);
+    result
+}
+
+async fn run_until(
+    client: Client,
+    ecs: EcsSide,
+    options: ControllerOptions,
+    metrics: Metrics,
+    readiness: &Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     ensure_crd_installed(&client, options.namespace.as_deref()).await?;
@@ -140,21 +154,27 @@ pub async fn run_controller(
         reconcile_until(ctx, &options, shutdown).await;
         return Ok(());
     };
-    let mut leading = leader::spawn(client, lease);
+    let leadership = leader::spawn(client, lease);
+    let mut leading = leadership.leading();
     loop {
         tokio::select! {
-            _ = shutdown.clone() => return Ok(()),
-            changed = leading.wait_for(|l| *l) => if changed.is_err() { return Ok(()) },
+            _ = shutdown.clone() => break,
+            changed = leading.wait_for(|l| *l) => if changed.is_err() { break },
         }
         info!("leading: reconciling");
         let run = reconcile_until(ctx.clone(), &options, shutdown.clone());
         tokio::select! {
-            _ = run => return Ok(()),
+            // A graceful stop: in-flight reconciles have finished.
+            _ = run => break,
             _ = leading.wait_for(|l| !*l) => {
                 warn!("lost leadership: stopped reconciling");
             }
         }
     }
+    // Nothing of this replica calls ECS any more: hand the lease over now rather than make the
+    // other replicas wait out its duration.
+    leadership.release().await;
+    Ok(())
 }
 
 /// One controller run: watches EcsInstances (and the Secrets they reference) and reconciles
