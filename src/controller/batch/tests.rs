@@ -50,6 +50,17 @@ impl FakeEcs {
         })
     }
 
+    /// Behind a client's rate limiter of `qps` calls a second per action.
+    fn rate_limited(qps: f64) -> Arc<Self> {
+        Arc::new(Self {
+            limiter: Some(RateLimiter::new(RateLimits {
+                default_qps: qps,
+                ..RateLimits::default()
+            })),
+            ..Arc::into_inner(Self::new()).unwrap()
+        })
+    }
+
     fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
@@ -382,6 +393,30 @@ async fn a_lone_observation_waits_only_the_quiet_gap_and_a_trickle_no_longer_tha
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_describe_whose_callers_all_left_while_it_waited_for_a_token_is_never_sent() {
+    // One DescribeInstances a second.
+    let ecs = FakeEcs::rate_limited(1.0);
+    let observer = Arc::new(BatchingObserver::new(BatchSettings::default()));
+    observe_all(&observer, vec![target(&ecs, "default", REGION, &id(1))]).await;
+    let queued: Vec<_> = [2, 3]
+        .into_iter()
+        .map(|n| {
+            let observer = observer.clone();
+            let t = target(&ecs, "default", REGION, &id(n));
+            tokio::spawn(async move { observer.observe(&t).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The lease is lost: every reconcile in flight is dropped.
+    for reconcile in queued {
+        reconcile.abort();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let sent: Vec<Vec<String>> = ecs.calls().into_iter().map(|c| c.ids).collect();
+    assert_eq!(sent, vec![vec![id(1)]]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_describe_is_every_callers_error() {
     let ecs = FakeEcs::new();
     ecs.fail_requests(api_error("Throttling.User", 400));
@@ -609,13 +644,7 @@ async fn a_caller_that_gives_up_before_the_batch_leaves_is_not_in_it() {
 #[tokio::test(start_paused = true)]
 async fn a_batch_whose_callers_all_left_while_it_waited_for_a_token_is_never_sent() {
     // One StopInstances a second.
-    let ecs = Arc::new(FakeEcs {
-        limiter: Some(RateLimiter::new(RateLimits {
-            default_qps: 1.0,
-            ..RateLimits::default()
-        })),
-        ..Arc::into_inner(FakeEcs::new()).unwrap()
-    });
+    let ecs = FakeEcs::rate_limited(1.0);
     let api = Arc::new(BatchingEcs::new(ecs.clone(), BatchSettings::default()));
     let options = StopOptions::default();
     let (a, b) = tokio::join!(
