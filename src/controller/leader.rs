@@ -28,7 +28,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 /// Lease timings (client-go's defaults are 15 s / 10 s / 2 s).
 #[derive(Clone, Debug)]
@@ -102,12 +102,14 @@ pub fn spawn(client: Client, settings: LeaseSettings) -> Leadership {
 pub(crate) fn spawn_on(store: impl LeaseStore, settings: LeaseSettings) -> Leadership {
     let (tx, leading) = watch::channel(false);
     let (release, released) = oneshot::channel();
+    // Every line the election logs names the lease and this replica.
+    let span = info_span!("leader_election", lease = %settings.name, identity = %settings.identity);
     let elector = Elector {
         store,
         settings,
         observed: None,
     };
-    let task = tokio::spawn(elector.run(tx, released));
+    let task = tokio::spawn(elector.run(tx, released).instrument(span));
     Leadership {
         leading,
         release,
@@ -157,7 +159,7 @@ impl<S: LeaseStore> Elector<S> {
                 Ok(Ok(Attempt::Leading)) => {
                     renewed_at = Some(started);
                     if !leading {
-                        info!(identity = %self.settings.identity, lease = %self.settings.name, "became leader");
+                        info!("became leader");
                         tx.send_replace(true);
                     }
                 }
@@ -293,7 +295,7 @@ impl<S: LeaseStore> Elector<S> {
         spec.acquire_time = Some(wall.clone());
         spec.renew_time = Some(wall);
         match timeout(self.settings.renew_deadline, self.store.replace(&lease)).await {
-            Ok(Ok(_)) => info!(lease = %self.settings.name, "released the lease"),
+            Ok(Ok(_)) => info!("released the lease"),
             Ok(Err(err)) => {
                 warn!(error = %err, "could not release the lease; it expires on its own")
             }
