@@ -1,7 +1,7 @@
-//! Two replicas with leader election, on the in-process API server and the ECS simulator: a
-//! rolling update hands the lease over at once, and a leader cut off from its Lease steps down
-//! on its own clock before the other takes over. In both, only the leader calls ECS and every
-//! mutating call is made once.
+//! Replicas with leader election, on the in-process API server and the ECS simulator: a rolling
+//! update hands the lease over at once, and a leader cut off from its Lease steps down on its
+//! own clock before the other takes over. In both, only the leader calls ECS and every mutating
+//! call is made once. A replica stopped before it got going stops at once.
 
 mod support;
 
@@ -15,7 +15,7 @@ use ecs_power_controller::telemetry::Metrics;
 use ecs_sim::Action;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
-use kubesim::RequestFilter;
+use kubesim::{RequestFilter, Verb};
 use support::flows::token_done;
 use support::scenario::*;
 
@@ -204,5 +204,66 @@ async fn a_leader_whose_lease_requests_hang_steps_down_and_every_call_is_made_on
     local(&sb).faults().clear();
     a.stop().await.unwrap();
     b.stop().await.unwrap();
+    sb.shutdown().await;
+}
+
+/// Polls kubesim's request counters until `verb` on `resource` has been asked `n` times.
+async fn until_requested(sb: &Sandbox, verb: Verb, resource: &str, n: u64) {
+    let started = Instant::now();
+    while local(sb).requests().count(verb, resource) < n {
+        assert!(started.elapsed() < WAIT, "no {n} {verb:?} {resource}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A rolling update while the API server does not answer the start-up check: the replica has
+/// started nothing, so it stops at once (the kubelet would otherwise kill it after the grace
+/// period).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_while_its_start_up_check_hangs_stops_at_once() {
+    let sb = sandbox(Backend::Local, vec![]).await;
+    local(&sb).faults().hang(
+        RequestFilter::any()
+            .verb(Verb::List)
+            .resource("ecsinstances"),
+    );
+    let a = replica(&sb, "replica-a", Duration::from_secs(15));
+    until_requested(&sb, Verb::List, "ecsinstances", 1).await;
+    tokio::time::timeout(Duration::from_secs(10), a.stop())
+        .await
+        .expect("the stop waits for nothing")
+        .expect("a clean stop");
+    assert_eq!(holder(&sb).await, None, "it never led");
+    local(&sb).faults().clear();
+    sb.shutdown().await;
+}
+
+/// A leader stopped while its first list of EcsInstances is unanswered: kube-runtime would wait
+/// for that list forever before it runs (or stops) anything. Nothing had started, so it stops
+/// at once and releases the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_before_its_first_list_is_answered_stops_at_once_and_releases() {
+    let sb = sandbox(Backend::Local, vec![]).await;
+    // The first 25 Lease requests fail (5 s of retries): the start-up check is done when the
+    // first arrives, and the replica cannot lead before the list below is made to hang.
+    local(&sb)
+        .faults()
+        .fail_next(25, RequestFilter::any().resource("leases"));
+    let a = replica(&sb, "replica-a", Duration::from_secs(15));
+    until_requested(&sb, Verb::Get, "leases", 1).await;
+    local(&sb).faults().hang(
+        RequestFilter::any()
+            .verb(Verb::List)
+            .resource("ecsinstances"),
+    );
+    until_holder(&sb, "replica-a", WAIT).await;
+    // The start-up check, then the controller's initial list, which hangs.
+    until_requested(&sb, Verb::List, "ecsinstances", 2).await;
+    tokio::time::timeout(Duration::from_secs(10), a.stop())
+        .await
+        .expect("the stop waits for nothing")
+        .expect("a clean stop");
+    assert_eq!(holder(&sb).await, None, "the lease is released");
+    local(&sb).faults().clear();
     sb.shutdown().await;
 }

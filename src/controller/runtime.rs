@@ -135,7 +135,12 @@ async fn run_until(
     readiness: &Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    ensure_crd_installed(&client, options.namespace.as_deref()).await?;
+    let shutdown = shutdown.shared();
+    tokio::select! {
+        checked = ensure_crd_installed(&client, options.namespace.as_deref()) => checked?,
+        // A stop while the API server is slow to answer: nothing started, nothing to wait for.
+        () = shutdown.clone() => return Ok(()),
+    }
     let reporter = Reporter {
         controller: options.reporter.clone(),
         instance: options.instance.clone(),
@@ -148,7 +153,6 @@ async fn run_until(
         settings: options.settings.clone(),
         metrics: metrics.clone(),
     });
-    let shutdown = shutdown.shared();
     readiness.set(true);
     let Some(lease) = options.lease.clone() else {
         reconcile_until(ctx, &options, shutdown).await;
@@ -182,7 +186,7 @@ async fn run_until(
 async fn reconcile_until(
     ctx: Arc<Context>,
     options: &ControllerOptions,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
     let (objects, secrets): (Api<EcsInstance>, Api<PartialObjectMeta<Secret>>) =
@@ -225,7 +229,7 @@ async fn reconcile_until(
         .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
             referencing(&referencing_store, &secret)
         })
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(move |result| {
             match result {
@@ -235,10 +239,24 @@ async fn reconcile_until(
             }
             std::future::ready(())
         });
+    // kube-runtime holds its reconcile runner until the store has the initial list, but stops
+    // polling the watch (which fills the store) on a graceful shutdown: a stop during the
+    // initial list would wait forever. Then no reconcile has started, so there is nothing to
+    // wait for.
+    let stopped_before_start = {
+        let store = store.clone();
+        async move {
+            shutdown.await;
+            if store.wait_until_ready().now_or_never().is_some() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
     let gauges = count_conditions(store, gauge_metrics, Duration::from_secs(10));
     tokio::select! {
         _ = run => {},
         _ = gauges => {},
+        () = stopped_before_start => {},
     }
 }
 
