@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use tokio::sync::oneshot;
 use tracing::{error, info};
 
 use super::batch::BatchSettings;
@@ -153,20 +154,37 @@ async fn run_inner(args: RunArgs) -> Result<(), String> {
     };
     let shutdown = shutdown_signal().shared();
     let readiness = Readiness::default();
+    // The endpoints serve only as long as the controller runs: a controller that stopped (a
+    // fatal error) ends the process, so the pod restarts instead of looking alive.
+    let (stopped, controller_stopped) = oneshot::channel::<()>();
+    let server_stop = {
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                _ = controller_stopped => {}
+            }
+        }
+    };
     let (bound, server) = server::serve(
         args.metrics_addr,
         metrics.clone(),
         readiness.clone(),
-        shutdown.clone(),
+        server_stop,
     )
     .await
     .map_err(|e| format!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;
     info!(metrics = %bound, namespace = ?options.namespace, selector = ?options.selector, "starting");
     let ecs = ecs_side(base, metrics.clone(), options.batch);
     let result = run_controller(client, ecs, options, metrics, readiness, shutdown).await;
-    let _ = server.await;
+    let _ = stopped.send(());
+    // A prober's open connection must not hold the exit.
+    let _ = tokio::time::timeout(SERVER_DRAIN, server).await;
     result.map_err(|e| e.to_string())
 }
+
+/// How long the endpoints may take to close once the controller has stopped.
+const SERVER_DRAIN: Duration = Duration::from_secs(2);
 
 fn default_identity() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "ecs-power-controller".to_string());

@@ -112,7 +112,8 @@ pub struct EcsSide {
 }
 
 /// Runs until `shutdown` resolves. With a lease, reconciles only while leading, and stops at
-/// once (in-flight reconciles dropped) when the lease is lost.
+/// once (in-flight reconciles dropped) when the lease is lost. Readiness is true only while
+/// the controller runs (leading or standing by), false once this returns.
 pub async fn run_controller(
     client: Client,
     ecs: EcsSide,
@@ -121,7 +122,25 @@ pub async fn run_controller(
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    ensure_crd_installed(&client, options.namespace.as_deref()).await?;
+    let result = run_until(client, ecs, options, metrics, &readiness, shutdown).await;
+    readiness.set(false);
+    result
+}
+
+async fn run_until(
+    client: Client,
+    ecs: EcsSide,
+    options: ControllerOptions,
+    metrics: Metrics,
+    readiness: &Readiness,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let shutdown = shutdown.shared();
+    tokio::select! {
+        checked = ensure_crd_installed(&client, options.namespace.as_deref()) => checked?,
+        // A stop while the API server is slow to answer: nothing started, nothing to wait for.
+        () = shutdown.clone() => return Ok(()),
+    }
     let reporter = Reporter {
         controller: options.reporter.clone(),
         instance: options.instance.clone(),
@@ -134,27 +153,32 @@ pub async fn run_controller(
         settings: options.settings.clone(),
         metrics: metrics.clone(),
     });
-    let shutdown = shutdown.shared();
     readiness.set(true);
     let Some(lease) = options.lease.clone() else {
         reconcile_until(ctx, &options, shutdown).await;
         return Ok(());
     };
-    let mut leading = leader::spawn(client, lease);
+    let leadership = leader::spawn(client, lease);
+    let mut leading = leadership.leading();
     loop {
         tokio::select! {
-            _ = shutdown.clone() => return Ok(()),
-            changed = leading.wait_for(|l| *l) => if changed.is_err() { return Ok(()) },
+            _ = shutdown.clone() => break,
+            changed = leading.wait_for(|l| *l) => if changed.is_err() { break },
         }
         info!("leading: reconciling");
         let run = reconcile_until(ctx.clone(), &options, shutdown.clone());
         tokio::select! {
-            _ = run => return Ok(()),
+            // A graceful stop: in-flight reconciles have finished.
+            _ = run => break,
             _ = leading.wait_for(|l| !*l) => {
                 warn!("lost leadership: stopped reconciling");
             }
         }
     }
+    // Nothing of this replica calls ECS any more: hand the lease over now rather than make the
+    // other replicas wait out its duration.
+    leadership.release().await;
+    Ok(())
 }
 
 /// One controller run: watches EcsInstances (and the Secrets they reference) and reconciles
@@ -162,7 +186,7 @@ pub async fn run_controller(
 async fn reconcile_until(
     ctx: Arc<Context>,
     options: &ControllerOptions,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
     let (objects, secrets): (Api<EcsInstance>, Api<PartialObjectMeta<Secret>>) =
@@ -205,7 +229,7 @@ async fn reconcile_until(
         .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
             referencing(&referencing_store, &secret)
         })
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(move |result| {
             match result {
@@ -215,10 +239,24 @@ async fn reconcile_until(
             }
             std::future::ready(())
         });
+    // kube-runtime holds its reconcile runner until the store has the initial list, but stops
+    // polling the watch (which fills the store) on a graceful shutdown: a stop during the
+    // initial list would wait forever. Then no reconcile has started, so there is nothing to
+    // wait for.
+    let stopped_before_start = {
+        let store = store.clone();
+        async move {
+            shutdown.await;
+            if store.wait_until_ready().now_or_never().is_some() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
     let gauges = count_conditions(store, gauge_metrics, Duration::from_secs(10));
     tokio::select! {
         _ = run => {},
         _ = gauges => {},
+        () = stopped_before_start => {},
     }
 }
 

@@ -141,9 +141,19 @@ impl Sandbox {
         &self,
         options: ControllerOptions,
     ) -> Result<RunningController, SandboxError> {
+        self.spawn_controller_on(self.client.clone(), options)
+    }
+
+    /// Starts the real controller on a Kubernetes client of its own: one replica of several,
+    /// say with its own `User-Agent` for kubesim's faults to single out.
+    pub fn spawn_controller_on(
+        &self,
+        client: Client,
+        options: ControllerOptions,
+    ) -> Result<RunningController, SandboxError> {
         let metrics = Metrics::default();
         let ecs = ecs_side(self.ecs_client()?, metrics.clone(), options.batch);
-        self.spawn(options, ecs, metrics)
+        self.spawn(client, options, ecs, metrics)
     }
 
     /// Starts the controller with a given ECS client and observer (mutations batched as
@@ -158,6 +168,7 @@ impl Sandbox {
         let connector =
             Arc::new(ClientConnector::new(ecs, metrics.clone()).with_batch(options.batch));
         self.spawn(
+            self.client.clone(),
             options,
             EcsSide {
                 connector,
@@ -169,17 +180,19 @@ impl Sandbox {
 
     fn spawn(
         &self,
+        client: Client,
         options: ControllerOptions,
         ecs: EcsSide,
         metrics: Metrics,
     ) -> Result<RunningController, SandboxError> {
         let (stop, stopped) = oneshot::channel::<()>();
+        let readiness = Readiness::default();
         let task = tokio::spawn(run_controller(
-            self.client.clone(),
+            client,
             ecs,
             options,
             metrics.clone(),
-            Readiness::default(),
+            readiness.clone(),
             async move {
                 let _ = stopped.await;
             },
@@ -188,6 +201,7 @@ impl Sandbox {
             stop: Some(stop),
             task,
             metrics,
+            readiness,
         })
     }
 
@@ -210,6 +224,8 @@ pub struct RunningController {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), RunError>>,
     pub metrics: Metrics,
+    /// What its `/readyz` would answer.
+    pub readiness: Readiness,
 }
 
 impl RunningController {

@@ -14,12 +14,17 @@ pub enum LogFormat {
 }
 
 /// Installs the global tracing subscriber; `RUST_LOG` filters (default `default_level`). Logs go
-/// to stderr so command output on stdout stays machine-readable.
+/// to stderr so command output on stdout stays machine-readable. Colours only on a terminal:
+/// log files and `kubectl logs` show escape codes raw.
 pub fn init(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::{EnvFilter, fmt};
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // A second call (tests, or a subcommand that set it up already) is harmless.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

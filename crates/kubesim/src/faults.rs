@@ -1,5 +1,6 @@
 //! Fault injection and request accounting, so tests can make the API server misbehave the
-//! ways real ones do (dropped watches, 500s, throttling, slowness) and count what clients did.
+//! ways real ones do (dropped watches, 500s, throttling, slowness, requests that never answer)
+//! and count what clients did.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,6 +55,9 @@ pub struct RequestFilter {
     /// Plural resource name, e.g. `ecsinstances` or `leases`. Subresources are written
     /// `ecsinstances/status`.
     pub resource: Option<String>,
+    /// Only requests whose `User-Agent` contains this: one client of several (say, one
+    /// replica of a controller) when each sends its own.
+    pub user_agent: Option<String>,
 }
 
 impl RequestFilter {
@@ -73,10 +77,28 @@ impl RequestFilter {
         self.resource = Some(resource.into());
         self
     }
-    fn matches(&self, verb: Verb, resource: &str) -> bool {
-        self.verb.is_none_or(|v| v == verb)
-            && self.resource.as_deref().is_none_or(|r| r == resource)
+    pub fn user_agent(mut self, part: impl Into<String>) -> Self {
+        self.user_agent = Some(part.into());
+        self
     }
+    fn matches(&self, request: &Request<'_>) -> bool {
+        self.verb.is_none_or(|v| v == request.verb)
+            && self
+                .resource
+                .as_deref()
+                .is_none_or(|r| r == request.resource)
+            && self
+                .user_agent
+                .as_deref()
+                .is_none_or(|part| request.user_agent.contains(part))
+    }
+}
+
+/// What the fault layer is told of one request.
+pub(crate) struct Request<'a> {
+    pub verb: Verb,
+    pub resource: &'a str,
+    pub user_agent: &'a str,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +119,7 @@ struct ErrorRule {
 struct Inner {
     rules: Vec<ErrorRule>,
     delay: Option<(Duration, RequestFilter)>,
+    hangs: Vec<RequestFilter>,
     counts: BTreeMap<(Verb, String), u64>,
 }
 
@@ -105,6 +128,8 @@ struct Inner {
 pub struct Faults {
     inner: Arc<Mutex<Inner>>,
     drop_watches: Arc<watch::Sender<u64>>,
+    /// Bumped by [`Faults::clear`]: hung requests go on.
+    cleared: Arc<watch::Sender<u64>>,
     compact: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -119,15 +144,31 @@ impl std::fmt::Debug for Faults {
 /// What the fault layer decided for one request.
 pub(crate) struct Decision {
     pub delay: Option<Duration>,
+    /// Answer nothing until the fault is cleared (then serve the request as usual).
+    pub hang: Option<watch::Receiver<u64>>,
     pub fail: Option<Injected>,
+}
+
+impl Decision {
+    /// Waits out the delay or the hang.
+    pub async fn wait(&mut self) {
+        if let Some(delay) = self.delay {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(cleared) = self.hang.as_mut() {
+            let _ = cleared.changed().await;
+        }
+    }
 }
 
 impl Faults {
     pub(crate) fn new(compact: Arc<dyn Fn() + Send + Sync>) -> Self {
         let (tx, _) = watch::channel(0);
+        let (cleared, _) = watch::channel(0);
         Faults {
             inner: Arc::new(Mutex::new(Inner::default())),
             drop_watches: Arc::new(tx),
+            cleared: Arc::new(cleared),
             compact,
         }
     }
@@ -184,11 +225,21 @@ impl Faults {
         self.lock().delay = Some((delay, filter));
     }
 
-    /// Removes pending error rules and delays (counters are kept).
+    /// Matching requests get no answer at all (the connection stays open), as from an API
+    /// server behind a stalled load balancer, until [`Faults::clear`]; then they are served.
+    /// A client without a read timeout waits forever. With [`RequestFilter::user_agent`], one
+    /// client of several.
+    pub fn hang(&self, filter: RequestFilter) {
+        self.lock().hangs.push(filter);
+    }
+
+    /// Removes pending error rules, delays and hangs (counters are kept); hung requests go on.
     pub fn clear(&self) {
         let mut g = self.lock();
         g.rules.clear();
         g.delay = None;
+        g.hangs.clear();
+        self.cleared.send_modify(|n| *n += 1);
     }
 
     /// Requests seen so far, by (verb, resource); faulted requests count too.
@@ -206,24 +257,39 @@ impl Faults {
     }
 
     pub(crate) fn on_request(&self, verb: Verb, resource: &str) -> Decision {
+        self.on_request_from(&Request {
+            verb,
+            resource,
+            user_agent: "",
+        })
+    }
+
+    pub(crate) fn on_request_from(&self, request: &Request<'_>) -> Decision {
         let mut g = self.lock();
-        *g.counts.entry((verb, resource.to_string())).or_default() += 1;
+        *g.counts
+            .entry((request.verb, request.resource.to_string()))
+            .or_default() += 1;
         let delay = g
             .delay
             .as_ref()
-            .filter(|(_, f)| f.matches(verb, resource))
+            .filter(|(_, f)| f.matches(request))
             .map(|(d, _)| *d);
+        let hang = g
+            .hangs
+            .iter()
+            .any(|f| f.matches(request))
+            .then(|| self.cleared.subscribe());
         let mut fail = None;
         if let Some(rule) = g
             .rules
             .iter_mut()
-            .find(|r| r.remaining > 0 && r.filter.matches(verb, resource))
+            .find(|r| r.remaining > 0 && r.filter.matches(request))
         {
             rule.remaining -= 1;
             fail = Some(rule.what.clone());
         }
         g.rules.retain(|r| r.remaining > 0);
-        Decision { delay, fail }
+        Decision { delay, hang, fail }
     }
 }
 

@@ -218,10 +218,15 @@ pub(crate) async fn handle(
     } else {
         rp.def.plural.clone()
     };
-    let decision = shared.faults.on_request(verb, &resource_label);
-    if let Some(delay) = decision.delay {
-        tokio::time::sleep(delay).await;
-    }
+    let mut decision = shared.faults.on_request_from(&super::faults::Request {
+        verb,
+        resource: &resource_label,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    });
+    decision.wait().await;
     match decision.fail {
         Some(Injected::ServerError) => {
             return error_response(&ApiError::internal(

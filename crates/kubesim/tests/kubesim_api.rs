@@ -830,3 +830,37 @@ async fn injected_faults_500_429_and_delay() {
     assert!(started.elapsed() < Duration::from_millis(300));
     sim.shutdown().await;
 }
+
+/// One replica's requests never answer (a stalled connection), the other's are served; once
+/// cleared, the hung request is served late.
+#[tokio::test]
+async fn a_hang_holds_one_clients_requests_until_cleared() {
+    let (sim, _client, api) = setup().await;
+    api.create(&PostParams::default(), &widget("x", "w-1", Color::Red))
+        .await
+        .expect("create");
+    let mut config = sim.config().expect("config");
+    config.headers.push((
+        axum::http::header::USER_AGENT,
+        axum::http::HeaderValue::from_static("controller/replica-a"),
+    ));
+    let replica_a: Api<Widget> =
+        Api::namespaced(Client::try_from(config).expect("client"), "default");
+    sim.faults().hang(
+        RequestFilter::any()
+            .resource("widgets")
+            .user_agent("replica-a"),
+    );
+
+    api.get("x").await.expect("other clients are served");
+    let hung = tokio::spawn(async move { replica_a.get("x").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!hung.is_finished(), "a hung request has no answer");
+    sim.faults().clear();
+    let answer = tokio::time::timeout(Duration::from_secs(10), hung)
+        .await
+        .expect("served once cleared")
+        .unwrap();
+    assert_eq!(answer.expect("get").name_any(), "x");
+    sim.shutdown().await;
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{BatchSettings, Coalescer, Waiter, still_waiting};
+use super::{BatchSettings, Coalescer, Waiter, all_gone, still_waiting};
 use ecs_client::{
     Accepted, BatchAccepted, EcsApi, EcsError, Instance, RebootOptions, StartOptions, StopOptions,
 };
@@ -118,11 +118,16 @@ impl BatchingEcs {
     }
 }
 
-/// Sends one batch and answers its waiters.
+/// Sends one batch and answers its waiters; sends nothing once they have all gone.
 async fn act(ecs: Arc<dyn EcsApi>, region: String, op: Op, waiters: Vec<Waiter<String, Answer>>) {
-    let waiters = still_waiting(waiters);
-    if let [only] = waiters.as_slice() {
-        let answer = op.single(ecs.as_ref(), &region, &only.item).await;
+    let mut waiters = still_waiting(waiters);
+    if let [only] = waiters.as_mut_slice() {
+        let id = only.item.clone();
+        let answer = tokio::select! {
+            biased;
+            answer = op.single(ecs.as_ref(), &region, &id) => answer,
+            () = only.reply.closed() => return,
+        };
         if let Some(only) = waiters.into_iter().next() {
             let _ = only.reply.send(answer);
         }
@@ -132,7 +137,12 @@ async fn act(ecs: Arc<dyn EcsApi>, region: String, op: Op, waiters: Vec<Waiter<S
         return;
     }
     let ids: Vec<String> = waiters.iter().map(|w| w.item.clone()).collect();
-    match op.batch(ecs.as_ref(), &region, &ids).await {
+    let sent = tokio::select! {
+        biased;
+        sent = op.batch(ecs.as_ref(), &region, &ids) => sent,
+        () = all_gone(&mut waiters) => return,
+    };
+    match sent {
         Ok(batch) => {
             for waiter in waiters {
                 let answer = item_answer(op, &batch, &waiter.item);

@@ -16,7 +16,8 @@
 //! Of each key, at most one batch that is not full is in flight at a time: while it waits (for
 //! a rate-limit token, or for ECS to answer), newcomers fill the next one instead of spending
 //! the quota on many small calls. A caller that goes away before its batch is sent (a
-//! cancelled reconcile, a lost lease) is left out of it.
+//! cancelled reconcile, a lost lease) is left out of it; a batch whose callers have all gone
+//! (say, while it waited for a rate-limit token) is not sent at all.
 
 mod actions;
 mod observe;
@@ -232,6 +233,13 @@ async fn send_partials<K, I, R>(
             }
         }
     }
+}
+
+/// Resolves once every caller of `waiters` has gone away (the reconciles were dropped: a lost
+/// lease, a crash). A send raced against this is dropped with its callers, also while it
+/// queues for a rate-limit token, exactly as a single call dropped with its reconcile.
+pub(crate) async fn all_gone<I, R>(waiters: &mut [Waiter<I, R>]) {
+    futures::future::join_all(waiters.iter_mut().map(|w| w.reply.closed())).await;
 }
 
 /// Waiters whose caller is still there to read the answer.

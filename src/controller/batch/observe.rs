@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{BatchSettings, Coalescer, Waiter, still_waiting};
+use super::{BatchSettings, Coalescer, Waiter, all_gone, still_waiting};
 use crate::controller::observe::{Observer, Target};
 use ecs_client::{EcsApi, EcsError, ErrorClass, Instance};
 
@@ -52,7 +52,7 @@ impl Observer for BatchingObserver {
 
 /// One DescribeInstances for the batch; each waiter gets its own instance.
 async fn describe(region: String, waiters: Vec<Waiter<Item, Answer>>) {
-    let waiters = still_waiting(waiters);
+    let mut waiters = still_waiting(waiters);
     let Some(first) = waiters.first() else {
         return;
     };
@@ -60,7 +60,13 @@ async fn describe(region: String, waiters: Vec<Waiter<Item, Answer>>) {
     let mut ids: Vec<String> = waiters.iter().map(|w| w.item.0.clone()).collect();
     ids.sort();
     ids.dedup();
-    match ecs.describe_instances(&region, &ids).await {
+    // Nobody left to read it (a lost lease): spend none of the account's quota on it.
+    let described = tokio::select! {
+        biased;
+        described = ecs.describe_instances(&region, &ids) => described,
+        () = all_gone(&mut waiters) => return,
+    };
+    match described {
         Ok(found) => {
             let by_id: HashMap<&str, &Instance> =
                 found.iter().map(|i| (i.instance_id.as_str(), i)).collect();

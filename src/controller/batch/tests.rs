@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::controller::observe::{Observer, Target};
+use ecs_client::ratelimit::{RateLimiter, RateLimits};
 use ecs_client::{
     Accepted, ApiError, BatchAccepted, BatchItem, EcsApi, EcsError, ErrorClass, Instance,
     InstanceStatus, RebootOptions, StartOptions, StopOptions,
@@ -33,6 +34,8 @@ struct FakeEcs {
     item_errors: Mutex<HashMap<String, String>>,
     request_error: Mutex<Option<EcsError>>,
     latency: Duration,
+    /// A client's rate limiter in front: a call waits for its token before it is sent.
+    limiter: Option<RateLimiter>,
 }
 
 impl FakeEcs {
@@ -43,6 +46,18 @@ impl FakeEcs {
             item_errors: Mutex::default(),
             request_error: Mutex::default(),
             latency: Duration::from_millis(2),
+            limiter: None,
+        })
+    }
+
+    /// Behind a client's rate limiter of `qps` calls a second per action.
+    fn rate_limited(qps: f64) -> Arc<Self> {
+        Arc::new(Self {
+            limiter: Some(RateLimiter::new(RateLimits {
+                default_qps: qps,
+                ..RateLimits::default()
+            })),
+            ..Arc::into_inner(Self::new()).unwrap()
         })
     }
 
@@ -74,6 +89,9 @@ impl FakeEcs {
         region: &str,
         ids: &[String],
     ) -> Result<(), EcsError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire(region, action).await;
+        }
         self.calls.lock().unwrap().push(Call {
             action,
             region: region.into(),
@@ -375,6 +393,30 @@ async fn a_lone_observation_waits_only_the_quiet_gap_and_a_trickle_no_longer_tha
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_describe_whose_callers_all_left_while_it_waited_for_a_token_is_never_sent() {
+    // One DescribeInstances a second.
+    let ecs = FakeEcs::rate_limited(1.0);
+    let observer = Arc::new(BatchingObserver::new(BatchSettings::default()));
+    observe_all(&observer, vec![target(&ecs, "default", REGION, &id(1))]).await;
+    let queued: Vec<_> = [2, 3]
+        .into_iter()
+        .map(|n| {
+            let observer = observer.clone();
+            let t = target(&ecs, "default", REGION, &id(n));
+            tokio::spawn(async move { observer.observe(&t).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The lease is lost: every reconcile in flight is dropped.
+    for reconcile in queued {
+        reconcile.abort();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let sent: Vec<Vec<String>> = ecs.calls().into_iter().map(|c| c.ids).collect();
+    assert_eq!(sent, vec![vec![id(1)]]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_describe_is_every_callers_error() {
     let ecs = FakeEcs::new();
     ecs.fail_requests(api_error("Throttling.User", 400));
@@ -595,6 +637,39 @@ async fn a_caller_that_gives_up_before_the_batch_leaves_is_not_in_it() {
     let sent: Vec<String> = ecs.calls().into_iter().flat_map(|c| c.ids).collect();
     assert!(!sent.contains(&"i-1".to_string()), "{sent:?}");
     assert_eq!(sent.len(), 2);
+}
+
+/// A lost lease drops the reconciles; their batch, queued behind the rate limit, must not go
+/// out after them (the new leader is acting on those instances by then).
+#[tokio::test(start_paused = true)]
+async fn a_batch_whose_callers_all_left_while_it_waited_for_a_token_is_never_sent() {
+    // One StopInstances a second.
+    let ecs = FakeEcs::rate_limited(1.0);
+    let api = Arc::new(BatchingEcs::new(ecs.clone(), BatchSettings::default()));
+    let options = StopOptions::default();
+    let (a, b) = tokio::join!(
+        api.stop_instance(REGION, "i-1", &options),
+        api.stop_instance(REGION, "i-2", &options),
+    );
+    a.unwrap();
+    b.unwrap();
+    // The next batch waits for the next token, due a second after the first.
+    let queued: Vec<_> = ["i-3", "i-4"]
+        .into_iter()
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move { api.stop_instance(REGION, i, &options).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ecs.calls_of("StopInstances").len(), 1);
+    // The lease is lost: every reconcile in flight is dropped.
+    for reconcile in queued {
+        reconcile.abort();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let sent: Vec<Vec<String>> = ecs.calls().into_iter().map(|c| c.ids).collect();
+    assert_eq!(sent, vec![vec!["i-1".to_string(), "i-2".to_string()]]);
 }
 
 #[tokio::test(start_paused = true)]
