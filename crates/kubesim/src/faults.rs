@@ -77,10 +77,13 @@ impl RequestFilter {
         self.resource = Some(resource.into());
         self
     }
+
+    /// Only requests whose `User-Agent` contains `part` (one client among several).
     pub fn user_agent(mut self, part: impl Into<String>) -> Self {
         self.user_agent = Some(part.into());
         self
     }
+
     fn matches(&self, request: &Request<'_>) -> bool {
         self.verb.is_none_or(|v| v == request.verb)
             && self
@@ -151,7 +154,7 @@ pub(crate) struct Decision {
 
 impl Decision {
     /// Waits out the delay or the hang.
-    pub async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         if let Some(delay) = self.delay {
             tokio::time::sleep(delay).await;
         }

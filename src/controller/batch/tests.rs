@@ -90,7 +90,7 @@ impl FakeEcs {
         ids: &[String],
     ) -> Result<(), EcsError> {
         if let Some(limiter) = &self.limiter {
-            limiter.acquire(region, action).await;
+            limiter.acquire(region, action, None).await;
         }
         self.calls.lock().unwrap().push(Call {
             action,
