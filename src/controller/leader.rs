@@ -16,20 +16,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-/// Lease timings (client-go's defaults are 15 s / 10 s / 2 s).
-#[derive(Clone, Debug)]
-pub struct LeaseSettings {
-    pub name: String,
-    pub namespace: String,
-    /// This replica's identity (the pod name).
-    pub identity: String,
-    /// How long a lease is valid after its last renewal.
-    pub duration: Duration,
-    /// The leader steps down when it has not renewed for this long (< `duration`).
-    pub renew_deadline: Duration,
-    /// How often the leader renews and candidates retry.
-    pub retry_period: Duration,
-}
+use super::config::LeaseSettings;
 
 /// What one attempt on the Lease found.
 #[derive(Debug, PartialEq, Eq)]

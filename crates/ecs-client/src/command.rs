@@ -1,4 +1,4 @@
-//! `ecs-power-controller ecs …`: the operator's direct line to the ECS API, and the quickest
+//! The `ecs` command (`ecs-power-controller ecs …`): the operator's direct line to the ECS API, and the quickest
 //! check that credentials, endpoint and permissions work.
 //!
 //! Success exits 0 (a `DryRunOperation` answer to `--dry-run` is success: "dry run passed").
@@ -16,7 +16,7 @@ use crate::error::EcsError;
 use crate::ratelimit::RateLimits;
 use crate::retry::RetryPolicy;
 use crate::sign::SignatureVersion;
-use crate::types::{Instance, RebootOptions, StartOptions, StopOptions, StoppedMode};
+use crate::types::{Instance, PowerRequest, RebootOptions, StartOptions, StopOptions, StoppedMode};
 use crate::{Accepted, EcsApi};
 
 /// Describe, start, stop or reboot instances directly (checks credentials and connectivity).
@@ -121,9 +121,9 @@ impl EcsClientArgs {
     }
 }
 
-/// The instance(s) a command acts on.
+/// The region a command acts in.
 #[derive(clap::Args, Debug)]
-pub struct Target {
+pub struct RegionArg {
     /// Region id, e.g. cn-hangzhou.
     #[arg(long, env = "ALIBABA_CLOUD_REGION_ID")]
     pub region: String,
@@ -140,7 +140,7 @@ pub enum OutputFormat {
 #[derive(clap::Args, Debug)]
 pub struct DescribeArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub region: RegionArg,
     /// Instance id (repeatable).
     #[arg(long = "instance-id", required = true, value_name = "ID")]
     pub instance_ids: Vec<String>,
@@ -153,7 +153,7 @@ pub struct DescribeArgs {
 #[derive(clap::Args, Debug)]
 pub struct StartArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub region: RegionArg,
     #[arg(long = "instance-id", value_name = "ID")]
     pub instance_id: String,
     /// Recover local disks on start (D1, I1, I2 families only).
@@ -169,7 +169,7 @@ pub struct StartArgs {
 #[derive(clap::Args, Debug)]
 pub struct StopArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub region: RegionArg,
     #[arg(long = "instance-id", value_name = "ID")]
     pub instance_id: String,
     /// Power off without waiting for the guest to shut down (unwritten data is lost).
@@ -186,7 +186,7 @@ pub struct StopArgs {
 #[derive(clap::Args, Debug)]
 pub struct RebootArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub region: RegionArg,
     #[arg(long = "instance-id", value_name = "ID")]
     pub instance_id: String,
     /// Power-cycle without waiting for the guest (unwritten data is lost).
@@ -231,7 +231,7 @@ async fn execute(args: EcsArgs) -> Result<Vec<String>, EcsError> {
     match args.command {
         EcsCommand::Describe(args) => {
             let client = client(&args.client)?;
-            let region = &args.target.region;
+            let region = &args.region.region;
             let found = client
                 .describe_instances(region, &args.instance_ids)
                 .await?;
@@ -263,9 +263,13 @@ async fn execute(args: EcsArgs) -> Result<Vec<String>, EcsError> {
                 dry_run: args.dry_run,
             };
             let result = client(&args.client)?
-                .start_instance(&args.target.region, &args.instance_id, &options)
+                .power(
+                    &args.region.region,
+                    &args.instance_id,
+                    PowerRequest::Start(options),
+                )
                 .await;
-            accepted("StartInstance", &args.instance_id, args.dry_run, result)
+            accepted(&args.instance_id, PowerRequest::Start(options), result)
         }
         EcsCommand::Stop(args) => {
             let options = StopOptions {
@@ -274,9 +278,13 @@ async fn execute(args: EcsArgs) -> Result<Vec<String>, EcsError> {
                 dry_run: args.dry_run,
             };
             let result = client(&args.client)?
-                .stop_instance(&args.target.region, &args.instance_id, &options)
+                .power(
+                    &args.region.region,
+                    &args.instance_id,
+                    PowerRequest::Stop(options),
+                )
                 .await;
-            accepted("StopInstance", &args.instance_id, args.dry_run, result)
+            accepted(&args.instance_id, PowerRequest::Stop(options), result)
         }
         EcsCommand::Reboot(args) => {
             let options = RebootOptions {
@@ -284,30 +292,35 @@ async fn execute(args: EcsArgs) -> Result<Vec<String>, EcsError> {
                 dry_run: args.dry_run,
             };
             let result = client(&args.client)?
-                .reboot_instance(&args.target.region, &args.instance_id, &options)
+                .power(
+                    &args.region.region,
+                    &args.instance_id,
+                    PowerRequest::Reboot(options),
+                )
                 .await;
-            accepted("RebootInstance", &args.instance_id, args.dry_run, result)
+            accepted(&args.instance_id, PowerRequest::Reboot(options), result)
         }
     }
 }
 
 fn accepted(
-    action: &str,
     instance_id: &str,
-    dry_run: bool,
+    request: PowerRequest,
     result: Result<Accepted, EcsError>,
 ) -> Result<Vec<String>, EcsError> {
-    match result {
-        Ok(accepted) => Ok(vec![format!(
+    let action = request.action().single();
+    let accepted = result?;
+    Ok(vec![if accepted.dry_run {
+        format!(
+            "dry run passed: {action} would be accepted for {instance_id} (RequestId {})",
+            accepted.request_id
+        )
+    } else {
+        format!(
             "{action} accepted for {instance_id} (RequestId {})",
             accepted.request_id
-        )]),
-        Err(error) if dry_run && error.is_dry_run_passed() => Ok(vec![format!(
-            "dry run passed: {action} would be accepted for {instance_id} (RequestId {})",
-            error.request_id().unwrap_or("-")
-        )]),
-        Err(error) => Err(error),
-    }
+        )
+    }])
 }
 
 /// `describe --output json`: one object per instance, in ECS's own field names.
