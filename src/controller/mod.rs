@@ -1,11 +1,11 @@
 //! The controller: observe → decide → act → record, and what runs it.
 //!
-//! One reconcile, in order: [`reconcile`] (a `Reconciler` and its pass) reads the credentials
-//! through [`cluster`], observes through [`observe`] (batched by [`batch`], metered by
-//! [`metered`], connected by [`connect`]), asks [`decide`] for a step, has [`record`] build the
-//! next status (its conditions from [`conditions`], its backoff from [`backoff`]) and writes it
-//! through [`cluster`]. [`runtime`] wires kube-runtime's Controller and [`leader`] election
-//! around it; [`config`] is everything configurable; `run_cmd` and `reboot_cmd` are the
+//! One reconcile, in order: `reconcile` (a `Reconciler` and its pass) reads the credentials
+//! through `cluster`, observes through `observe` (batched by `batch`, metered by
+//! `metered`, connected by `connect`), asks `decide` for a step, has `record` build the
+//! next status (its conditions from `conditions`, its backoff from `backoff`) and writes it
+//! through `cluster`. `runtime` wires kube-runtime's Controller and `leader` election
+//! around it; `config` is everything configurable; `run_cmd` and `reboot_cmd` are the
 //! `run` and `reboot` commands.
 //!
 //! Dependencies point one way (no cycles): the commands → runtime → reconcile → record →

@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+
 use crate::client::{EcsClient, EcsClientConfig};
 use crate::credentials::{CredentialsProvider, DefaultCredentialsChain};
 use crate::endpoint::EndpointConfig;
@@ -51,7 +53,7 @@ pub struct EcsClientArgs {
     pub vpc_endpoint: bool,
 
     /// Request signature: v3 (ACS3-HMAC-SHA256, the SDKs' default) or v1 (legacy HMAC-SHA1).
-    #[arg(long, value_enum, default_value_t = SignatureVersion::V3, env = "ECS_SIGNATURE_VERSION")]
+    #[arg(long, value_parser = signature_versions(), default_value = "v3", env = "ECS_SIGNATURE_VERSION")]
     pub signature_version: SignatureVersion,
 
     /// Client-side limit of calls per second, per ECS action (0 = unlimited).
@@ -121,6 +123,54 @@ impl EcsClientArgs {
     }
 }
 
+/// A flag that takes one of a library enum's values by name. The library types derive no clap
+/// traits (they are not the command line's); their flags list them here.
+fn one_of<T: Copy + Send + Sync + 'static>(
+    values: &'static [(T, &'static str, &'static str)],
+) -> impl TypedValueParser<Value = T> {
+    let names = values
+        .iter()
+        .map(|(_, name, help)| PossibleValue::new(*name).help(*help));
+    PossibleValuesParser::new(names).map(move |chosen| {
+        values
+            .iter()
+            .find(|(_, name, _)| *name == chosen)
+            .map(|(value, _, _)| *value)
+            // The parser accepted only these names; the first is the fallback in name only.
+            .unwrap_or(values[0].0)
+    })
+}
+
+fn signature_versions() -> impl TypedValueParser<Value = SignatureVersion> {
+    one_of(&[
+        (
+            SignatureVersion::V3,
+            "v3",
+            "ACS3-HMAC-SHA256, header-based (the default of the official SDKs)",
+        ),
+        (
+            SignatureVersion::V1,
+            "v1",
+            "Legacy RPC HMAC-SHA1, parameter-based",
+        ),
+    ])
+}
+
+fn stopped_modes() -> impl TypedValueParser<Value = StoppedMode> {
+    one_of(&[
+        (
+            StoppedMode::KeepCharging,
+            "KeepCharging",
+            "Keep the instance's resources and keep paying for them (the ECS default)",
+        ),
+        (
+            StoppedMode::StopCharging,
+            "StopCharging",
+            "Release vCPU and memory while stopped (VPC pay-as-you-go); a later start may find no stock",
+        ),
+    ])
+}
+
 /// The region a command acts in.
 #[derive(clap::Args, Debug)]
 pub struct RegionArg {
@@ -175,7 +225,7 @@ pub struct StopArgs {
     /// Power off without waiting for the guest to shut down (unwritten data is lost).
     #[arg(long)]
     pub force: bool,
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = stopped_modes())]
     pub stopped_mode: Option<StoppedMode>,
     #[arg(long)]
     pub dry_run: bool,

@@ -115,25 +115,13 @@ pub fn parse_ecs_time(s: &str) -> Option<jiff::Timestamp> {
 
 /// `StoppedMode` of StopInstance(s).
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-    clap::ValueEnum,
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
 )]
 pub enum StoppedMode {
     /// Keep the instance's resources and keep paying for them (the ECS default).
     #[default]
-    #[value(name = "KeepCharging")]
     KeepCharging,
     /// Release vCPU and memory while stopped (VPC pay-as-you-go); a later start may find no stock.
-    #[value(name = "StopCharging")]
     StopCharging,
 }
 
