@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
+use crate::EcsApi;
 use crate::client::{EcsClient, EcsClientConfig};
 use crate::credentials::{CredentialsProvider, DefaultCredentialsChain};
 use crate::endpoint::EndpointConfig;
@@ -19,7 +20,6 @@ use crate::ratelimit::RateLimits;
 use crate::retry::RetryPolicy;
 use crate::sign::SignatureVersion;
 use crate::types::{Instance, PowerRequest, RebootOptions, StartOptions, StopOptions, StoppedMode};
-use crate::{Accepted, EcsApi};
 
 /// Describe, start, stop or reboot instances directly (checks credentials and connectivity).
 #[derive(clap::Args, Debug)]
@@ -312,14 +312,8 @@ async fn execute(args: EcsArgs) -> Result<Vec<String>, EcsError> {
                 init_local_disk: args.init_local_disk,
                 dry_run: args.dry_run,
             };
-            let result = client(&args.client)?
-                .power(
-                    &args.region.region,
-                    &args.instance_id,
-                    PowerRequest::Start(options),
-                )
-                .await;
-            accepted(&args.instance_id, PowerRequest::Start(options), result)
+            let request = PowerRequest::Start(options);
+            power(&args.client, &args.region, &args.instance_id, request).await
         }
         EcsCommand::Stop(args) => {
             let options = StopOptions {
@@ -327,49 +321,38 @@ async fn execute(args: EcsArgs) -> Result<Vec<String>, EcsError> {
                 stopped_mode: args.stopped_mode,
                 dry_run: args.dry_run,
             };
-            let result = client(&args.client)?
-                .power(
-                    &args.region.region,
-                    &args.instance_id,
-                    PowerRequest::Stop(options),
-                )
-                .await;
-            accepted(&args.instance_id, PowerRequest::Stop(options), result)
+            let request = PowerRequest::Stop(options);
+            power(&args.client, &args.region, &args.instance_id, request).await
         }
         EcsCommand::Reboot(args) => {
             let options = RebootOptions {
                 force: args.force,
                 dry_run: args.dry_run,
             };
-            let result = client(&args.client)?
-                .power(
-                    &args.region.region,
-                    &args.instance_id,
-                    PowerRequest::Reboot(options),
-                )
-                .await;
-            accepted(&args.instance_id, PowerRequest::Reboot(options), result)
+            let request = PowerRequest::Reboot(options);
+            power(&args.client, &args.region, &args.instance_id, request).await
         }
     }
 }
 
-fn accepted(
+/// Start, stop or reboot one instance; the line to print.
+async fn power(
+    client_args: &EcsClientArgs,
+    region: &RegionArg,
     instance_id: &str,
     request: PowerRequest,
-    result: Result<Accepted, EcsError>,
 ) -> Result<Vec<String>, EcsError> {
+    let accepted = client(client_args)?
+        .power(&region.region, instance_id, request)
+        .await?;
     let action = request.action().single();
-    let accepted = result?;
+    let request_id = &accepted.request_id;
     Ok(vec![if accepted.dry_run {
         format!(
-            "dry run passed: {action} would be accepted for {instance_id} (RequestId {})",
-            accepted.request_id
+            "dry run passed: {action} would be accepted for {instance_id} (RequestId {request_id})"
         )
     } else {
-        format!(
-            "{action} accepted for {instance_id} (RequestId {})",
-            accepted.request_id
-        )
+        format!("{action} accepted for {instance_id} (RequestId {request_id})")
     }])
 }
 

@@ -21,7 +21,7 @@
 mod actions;
 mod observe;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

@@ -135,7 +135,8 @@ impl FakeEcs {
     }
 }
 
-fn api_error(code: &str, http_status: u16) -> EcsError {
+/// An ECS refusal with this code (also the reconcile tests' fake ECS answer).
+pub(crate) fn api_error(code: &str, http_status: u16) -> EcsError {
     EcsError::Api(ApiError {
         code: code.into(),
         message: format!("{code} happened"),

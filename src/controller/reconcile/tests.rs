@@ -15,11 +15,10 @@ use crate::api::{
     SecretReference,
 };
 use crate::controller::backoff::retry_delay;
+use crate::controller::batch::tests::api_error;
 use crate::controller::cluster::SecretData;
 use crate::controller::observe::{DirectObserver, EcsConnector};
-use ecs_client::{
-    Accepted, ApiError, BatchAccepted, EcsError, InstanceStatus, PowerAction, PowerRequest,
-};
+use ecs_client::{Accepted, BatchAccepted, EcsError, InstanceStatus, PowerAction, PowerRequest};
 
 const NOW: &str = "2026-11-22T10:30:00Z";
 const REGION: &str = "cn-hangzhou";
@@ -246,14 +245,7 @@ fn accepted(request_id: &str) -> Result<Accepted, EcsError> {
 }
 
 fn refused(code: &str, http_status: u16) -> Result<Accepted, EcsError> {
-    Err(EcsError::Api(ApiError {
-        code: code.into(),
-        message: format!("{code} happened"),
-        request_id: "req-err".into(),
-        http_status,
-        recommend: None,
-        retry_after: None,
-    }))
+    Err(api_error(code, http_status))
 }
 
 fn condition<'a>(status: &'a EcsInstanceStatus, type_: &str) -> &'a Condition {
