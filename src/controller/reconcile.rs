@@ -53,12 +53,12 @@ pub(crate) enum Error {
 
 /// What every reconcile shares.
 pub(crate) struct Reconciler {
-    pub cluster: Arc<dyn Cluster>,
-    pub ecs: EcsSide,
-    pub clock: Arc<dyn Clock>,
+    cluster: Arc<dyn Cluster>,
+    ecs: EcsSide,
+    clock: Arc<dyn Clock>,
     /// The longest between two looks at an object.
-    pub resync: Duration,
-    pub timings: Timings,
+    resync: Duration,
+    timings: Timings,
 }
 
 impl Reconciler {
