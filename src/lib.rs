@@ -2,15 +2,26 @@
 //! `EcsInstance` objects declare.
 //!
 //! Layout by concern: [`api`] (the CRD types), [`controller`] (decide, reconcile, status,
-//! backoff), [`telemetry`] (logs and metrics). The ECS client lives in the `ecs-client` crate.
+//! backoff), `telemetry` (logs and metrics). The ECS client lives in the `ecs-client` crate.
 //! With the default `dev-tools` feature: [`demo`] (the no-cluster quick start and the
-//! [`demo::Sandbox`] the tests share) and [`bench`], built on the `ecs-sim` and `kubesim` crates.
+//! [`demo::Sandbox`] the tests share) and `bench`, built on the `ecs-sim` and `kubesim` crates.
+//!
+//! Almost everything is `pub(crate)`. What is public is what the binary and the integration
+//! tests need:
+//! - [`Cli`], the command line `main` parses and runs;
+//! - [`api`], the CRD types (the resource's contract with its users);
+//! - [`controller::Config`] and its parts, to run the controller with test timings;
+//!   [`controller::request_reboot`], the `reboot` command's library half;
+//! - [`demo::Sandbox`], the local stack the scenario tests stand on, and
+//!   [`telemetry::Metrics`], which a running controller exposes.
 
 pub mod api;
 #[cfg(feature = "dev-tools")]
-pub mod bench;
-pub mod cli;
+mod bench;
+mod command;
 pub mod controller;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
 pub mod telemetry;
+
+pub use command::Cli;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ecs_power_controller::cli::Cli;
+use ecs_power_controller::Cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {

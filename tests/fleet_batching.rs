@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use ecs_client::InstanceStatus;
 use ecs_power_controller::api::{EcsInstance, EcsInstanceSpec, PowerState, RebootRequest};
-use ecs_power_controller::controller::batch::BatchSettings;
-use ecs_power_controller::controller::decide::Timings;
-use ecs_power_controller::controller::reconcile::Settings;
-use ecs_power_controller::controller::runtime::ControllerOptions;
+use ecs_power_controller::controller::{BatchSettings, Config, Timings};
 use ecs_power_controller::demo::Sandbox;
 use ecs_sim::{Action, FaultSpec, InstanceSpec, Outcome, SimConfig, Simulator};
 use futures::StreamExt;
@@ -22,19 +19,17 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("i-{prefix}{i:04}")).collect()
 }
 
-fn options(resync: Duration) -> ControllerOptions {
-    ControllerOptions {
+fn options(resync: Duration) -> Config {
+    Config {
         namespace: Some(NAMESPACE.into()),
         concurrency: 512,
-        settings: Settings {
-            resync,
-            timings: Timings {
-                transition_poll: Duration::from_millis(500),
-                ..Timings::default()
-            },
+        resync,
+        timings: Timings {
+            transition_poll: Duration::from_millis(500),
+            ..Timings::default()
         },
         batch: Some(BatchSettings::default()),
-        ..ControllerOptions::default()
+        ..Config::default()
     }
 }
 

@@ -15,9 +15,9 @@ use ecs_client::ratelimit::RateLimits;
 use ecs_client::retry::RetryPolicy;
 use ecs_client::sign::{SignatureVersion, percent_encode};
 use ecs_client::transport::MAX_RETRY_AFTER;
-use ecs_client::types::{InstanceStatus, StartOptions, StopOptions};
+use ecs_client::types::{InstanceStatus, PowerRequest, StartOptions, StopOptions};
 use ecs_client::{
-    Credentials, EcsApi, EcsClient, EcsClientConfig, EcsError, ErrorClass, cli::error_line,
+    Credentials, EcsApi, EcsClient, EcsClientConfig, EcsError, ErrorClass, command::error_line,
 };
 use ecs_sim::{
     Action, FaultSpec, InstanceSpec, KeySpec, SimConfig, Simulator, WireAnswer, WireFault,
@@ -149,7 +149,7 @@ async fn a_redirect_to_another_host_is_never_followed_with_either_signature() {
             ..EcsClientConfig::default()
         };
         let error = client_with(&sim, config, sts())
-            .stop_instance(REGION, INSTANCE, &StopOptions::default())
+            .power(REGION, INSTANCE, PowerRequest::Stop(StopOptions::default()))
             .await
             .unwrap_err();
         assert!(error.to_string().contains("redirect"), "{error}");
@@ -173,7 +173,7 @@ async fn a_server_wait_until_2058_is_capped_at_ten_minutes() {
     )
     .unwrap();
     let error = client(&sim, RetryPolicy::never())
-        .stop_instance(REGION, INSTANCE, &StopOptions::default())
+        .power(REGION, INSTANCE, PowerRequest::Stop(StopOptions::default()))
         .await
         .unwrap_err();
     assert_eq!(error.class(), ErrorClass::Throttled);
@@ -210,7 +210,11 @@ async fn a_plain_retry_after_on_503_and_429_is_honoured() {
     )
     .unwrap();
     let error = client(&sim, RetryPolicy::never())
-        .start_instance(REGION, INSTANCE, &StartOptions::default())
+        .power(
+            REGION,
+            INSTANCE,
+            PowerRequest::Start(StartOptions::default()),
+        )
         .await
         .unwrap_err();
     assert_eq!(error.class(), ErrorClass::Throttled);
@@ -258,7 +262,7 @@ async fn three_instances_throttled_for_good_do_not_hold_the_other_starts_of_the_
             tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
                     let _ = client
-                        .start_instance(REGION, id, &StartOptions::default())
+                        .power(REGION, id, PowerRequest::Start(StartOptions::default()))
                         .await;
                 }
             })
@@ -272,7 +276,7 @@ async fn three_instances_throttled_for_good_do_not_hold_the_other_starts_of_the_
     let starts = async {
         for id in fine {
             client
-                .start_instance(REGION, id, &StartOptions::default())
+                .power(REGION, id, PowerRequest::Start(StartOptions::default()))
                 .await
                 .unwrap();
         }
@@ -336,7 +340,11 @@ async fn a_missing_security_token_is_a_credentials_problem() {
         ..EcsClientConfig::default()
     };
     let error = client_with(&sim, config, without_token)
-        .start_instance(REGION, INSTANCE, &StartOptions::default())
+        .power(
+            REGION,
+            INSTANCE,
+            PowerRequest::Start(StartOptions::default()),
+        )
         .await
         .unwrap_err();
     assert_eq!(error.code(), "MissingSecurityToken");

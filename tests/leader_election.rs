@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ecs_client::InstanceStatus;
 use ecs_power_controller::api::PowerState;
-use ecs_power_controller::controller::leader::LeaseSettings;
+use ecs_power_controller::controller::LeaseSettings;
 use ecs_power_controller::demo::{RunningController, Sandbox};
 use ecs_power_controller::telemetry::Metrics;
 use ecs_sim::Action;

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use ecs_client::{InstanceStatus, StoppedMode};
+use ecs_client::{InstanceStatus, PowerAction, StoppedMode};
 
 /// API group of every resource this controller serves.
 pub const GROUP: &str = "ecs.powerctl.io";
@@ -212,18 +212,11 @@ pub struct RebootInFlight {
     pub requested_at: Time,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub enum ActionKind {
-    Start,
-    Stop,
-    Reboot,
-}
-
 /// A mutating call and ECS's answer to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastAction {
-    pub action: ActionKind,
+    pub action: PowerAction,
     pub request_id: String,
     pub time: Time,
     /// The reboot token this action carried out, if any.

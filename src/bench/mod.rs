@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::api::{EcsInstance, EcsInstanceSpec, PowerState};
 use ecs_client::InstanceStatus;
-use ecs_client::cli::parse_duration;
+use ecs_client::command::parse_duration;
 use ecs_sim::{Action, CallRecord, InstanceSpec, Outcome, SimConfig, Simulator};
 use kubesim::{KubeSim, KubeSimOptions};
 

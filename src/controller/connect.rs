@@ -4,12 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
-
-use super::batch::{BatchSettings, BatchingEcs, BatchingObserver};
+use super::batch::{BatchingEcs, BatchingObserver};
+use super::config::BatchSettings;
 use super::metered::MeteredEcs;
-use super::observe::{DirectObserver, EcsConnector, Observer};
-use super::runtime::EcsSide;
+use super::observe::{DirectObserver, EcsConnector, EcsSide, Observer, credentials_key};
 use crate::telemetry::Metrics;
 use ecs_client::client::EcsClient;
 use ecs_client::credentials::StaticProvider;
@@ -18,7 +16,7 @@ use ecs_client::{Credentials, EcsApi};
 /// Rotated Secrets leave old entries behind; past this many the cache starts over.
 const MAX_CACHED_CLIENTS: usize = 1024;
 
-pub struct ClientConnector {
+pub(crate) struct ClientConnector {
     /// Signs with the controller's own credential chain; the others derive from it.
     base: EcsClient,
     metrics: Metrics,
@@ -28,7 +26,7 @@ pub struct ClientConnector {
 }
 
 impl ClientConnector {
-    pub fn new(base: EcsClient, metrics: Metrics) -> Self {
+    pub(crate) fn new(base: EcsClient, metrics: Metrics) -> Self {
         Self {
             base,
             metrics,
@@ -38,7 +36,7 @@ impl ClientConnector {
     }
 
     /// Coalesces single Start/Stop/Reboot calls into batch calls (`None`: one call each).
-    pub fn with_batch(mut self, batch: Option<BatchSettings>) -> Self {
+    pub(crate) fn with_batch(mut self, batch: Option<BatchSettings>) -> Self {
         self.batch = batch;
         self
     }
@@ -46,7 +44,7 @@ impl ClientConnector {
 
 /// The ECS side of a controller: the connector, and an observer that batches when the
 /// connector does.
-pub fn ecs_side(base: EcsClient, metrics: Metrics, batch: Option<BatchSettings>) -> EcsSide {
+pub(crate) fn ecs_side(base: EcsClient, metrics: Metrics, batch: Option<BatchSettings>) -> EcsSide {
     let observer: Arc<dyn Observer> = match batch {
         Some(settings) => Arc::new(BatchingObserver::new(settings)),
         None => Arc::new(DirectObserver),
@@ -82,37 +80,5 @@ impl EcsConnector for ClientConnector {
         };
         clients.insert(key, api.clone());
         api
-    }
-}
-
-/// A stable, non-reversible name for a credential set (`default` for the controller's own).
-pub fn credentials_key(credentials: Option<&Credentials>) -> String {
-    let Some(c) = credentials else {
-        return "default".to_string();
-    };
-    let mut hasher = Sha256::new();
-    hasher.update(c.access_key_id.as_bytes());
-    hasher.update([0]);
-    hasher.update(c.access_key_secret.expose().as_bytes());
-    hasher.update([0]);
-    if let Some(token) = &c.security_token {
-        hasher.update(token.expose().as_bytes());
-    }
-    hex::encode(&hasher.finalize()[..8])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_differ_by_secret_and_never_contain_it() {
-        let a = Credentials::new("LTAI1", "secret-one", None);
-        let b = Credentials::new("LTAI1", "secret-two", None);
-        let ka = credentials_key(Some(&a));
-        assert_ne!(ka, credentials_key(Some(&b)));
-        assert_eq!(ka, credentials_key(Some(&a)));
-        assert!(!ka.contains("secret"));
-        assert_eq!(credentials_key(None), "default");
     }
 }

@@ -7,32 +7,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use super::config::Timings;
 use crate::api::{EcsInstanceSpec, EcsInstanceStatus, PowerState, RebootMode};
-use ecs_client::{Instance, InstanceStatus, RebootOptions, StartOptions, StopOptions};
-
-/// Timings the decision depends on.
-#[derive(Clone, Debug)]
-pub struct Timings {
-    /// How often to look at an instance that is moving (Starting, Stopping, Pending).
-    pub transition_poll: Duration,
-    /// How long after a reboot call (or a crash around it) we wait for ECS to show the reboot
-    /// before concluding that the call never went out.
-    pub reboot_confirmation_grace: Duration,
-    /// How far past the end of the StartTime minute the clock must be before a reboot is sent.
-    /// StartTime has minute precision: a reboot inside the minute of the last start would leave
-    /// it unchanged, and then a crash could not be told apart from a call never made.
-    pub start_time_margin: Duration,
-}
-
-impl Default for Timings {
-    fn default() -> Self {
-        Self {
-            transition_poll: Duration::from_secs(5),
-            reboot_confirmation_grace: Duration::from_secs(60),
-            start_time_margin: Duration::from_secs(30),
-        }
-    }
-}
+use ecs_client::{
+    Instance, InstanceStatus, PowerAction, PowerRequest, RebootOptions, StartOptions, StopOptions,
+};
 
 /// Everything a decision is made from.
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +47,19 @@ pub enum Mutation {
 }
 
 impl Mutation {
+    /// The ECS call this mutation makes.
+    pub fn request(&self) -> PowerRequest {
+        match self {
+            Self::Start { options, .. } => PowerRequest::Start(*options),
+            Self::Stop { options } => PowerRequest::Stop(*options),
+            Self::Reboot { options, .. } => PowerRequest::Reboot(*options),
+        }
+    }
+
+    pub fn action(&self) -> PowerAction {
+        self.request().action()
+    }
+
     /// The reboot token this call carries out (a reboot, or a start that boots the instance),
     /// when it is for real (not a dry run). Such a call is recorded as in flight first.
     pub fn carried_token(&self) -> Option<&str> {

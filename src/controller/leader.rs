@@ -30,20 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
 use tracing::{Instrument, info, info_span, warn};
 
-/// Lease timings (client-go's defaults are 15 s / 10 s / 2 s).
-#[derive(Clone, Debug)]
-pub struct LeaseSettings {
-    pub name: String,
-    pub namespace: String,
-    /// This replica's identity (the pod name).
-    pub identity: String,
-    /// How long a lease is valid after its last renewal.
-    pub duration: Duration,
-    /// The leader steps down when it has not renewed for this long (< `duration`).
-    pub renew_deadline: Duration,
-    /// How often the leader renews and candidates retry.
-    pub retry_period: Duration,
-}
+use super::config::LeaseSettings;
 
 /// The three Lease calls the election makes: a trait so that its state machine is tested on a
 /// paused clock, with requests that hang, without an API server.

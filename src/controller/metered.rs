@@ -7,18 +7,18 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::telemetry::Metrics;
-use ecs_client::{
-    Accepted, BatchAccepted, EcsApi, EcsError, Instance, RebootOptions, StartOptions, StopOptions,
-};
+use ecs_client::{Accepted, BatchAccepted, EcsApi, EcsError, Instance, PowerRequest};
 
-/// An [`EcsApi`] that records `ecs_calls` and `ecs_call_duration_seconds` for each call.
-pub struct MeteredEcs {
+/// An [`EcsApi`] that records `ecs_calls` and `ecs_call_duration_seconds` for each call,
+/// labelled with the ECS action and the answer's code (`OK`, or the error code; a passed dry
+/// run is labelled `DryRunOperation`, the code ECS answered it with).
+pub(crate) struct MeteredEcs {
     inner: Arc<dyn EcsApi>,
     metrics: Metrics,
 }
 
 impl MeteredEcs {
-    pub fn new(inner: Arc<dyn EcsApi>, metrics: Metrics) -> Self {
+    pub(crate) fn new(inner: Arc<dyn EcsApi>, metrics: Metrics) -> Self {
         Self { inner, metrics }
     }
 
@@ -26,16 +26,21 @@ impl MeteredEcs {
         &self,
         action: &str,
         call: impl Future<Output = Result<T, EcsError>>,
+        code: impl Fn(&T) -> &'static str,
     ) -> Result<T, EcsError> {
         let started = Instant::now();
         let result = call.await;
         let code = match &result {
-            Ok(_) => "OK",
+            Ok(answer) => code(answer),
             Err(err) => err.code(),
         };
         self.metrics.ecs_call(action, code, started.elapsed());
         result
     }
+}
+
+fn ok<T>(_: &T) -> &'static str {
+    "OK"
 }
 
 #[async_trait]
@@ -45,88 +50,30 @@ impl EcsApi for MeteredEcs {
         region: &str,
         ids: &[String],
     ) -> Result<Vec<Instance>, EcsError> {
-        self.metered(
-            "DescribeInstances",
-            self.inner.describe_instances(region, ids),
-        )
-        .await
+        let call = self.inner.describe_instances(region, ids);
+        self.metered("DescribeInstances", call, ok).await
     }
 
-    async fn start_instance(
+    async fn power(
         &self,
         region: &str,
         id: &str,
-        options: &StartOptions,
+        request: PowerRequest,
     ) -> Result<Accepted, EcsError> {
-        self.metered(
-            "StartInstance",
-            self.inner.start_instance(region, id, options),
-        )
+        let call = self.inner.power(region, id, request);
+        self.metered(request.action().single(), call, |a: &Accepted| {
+            if a.dry_run { "DryRunOperation" } else { "OK" }
+        })
         .await
     }
 
-    async fn stop_instance(
-        &self,
-        region: &str,
-        id: &str,
-        options: &StopOptions,
-    ) -> Result<Accepted, EcsError> {
-        self.metered(
-            "StopInstance",
-            self.inner.stop_instance(region, id, options),
-        )
-        .await
-    }
-
-    async fn reboot_instance(
-        &self,
-        region: &str,
-        id: &str,
-        options: &RebootOptions,
-    ) -> Result<Accepted, EcsError> {
-        self.metered(
-            "RebootInstance",
-            self.inner.reboot_instance(region, id, options),
-        )
-        .await
-    }
-
-    async fn start_instances(
+    async fn power_batch(
         &self,
         region: &str,
         ids: &[String],
-        options: &StartOptions,
+        request: PowerRequest,
     ) -> Result<BatchAccepted, EcsError> {
-        self.metered(
-            "StartInstances",
-            self.inner.start_instances(region, ids, options),
-        )
-        .await
-    }
-
-    async fn stop_instances(
-        &self,
-        region: &str,
-        ids: &[String],
-        options: &StopOptions,
-    ) -> Result<BatchAccepted, EcsError> {
-        self.metered(
-            "StopInstances",
-            self.inner.stop_instances(region, ids, options),
-        )
-        .await
-    }
-
-    async fn reboot_instances(
-        &self,
-        region: &str,
-        ids: &[String],
-        options: &RebootOptions,
-    ) -> Result<BatchAccepted, EcsError> {
-        self.metered(
-            "RebootInstances",
-            self.inner.reboot_instances(region, ids, options),
-        )
-        .await
+        let call = self.inner.power_batch(region, ids, request);
+        self.metered(request.action().batch(), call, ok).await
     }
 }

@@ -1,4 +1,5 @@
-//! The observation seam: how the reconciler learns an instance's state.
+//! The ECS seam of the reconciler: how it gets an API handle for an object's credentials
+//! ([`EcsConnector`]) and how it learns an instance's state ([`Observer`]).
 //!
 //! Every reconcile observes through [`Observer`], so batching many objects' observations into
 //! one DescribeInstances call per 100 instances is a change of implementation, not of the
@@ -7,18 +8,26 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 
 use ecs_client::{Credentials, EcsApi, EcsError, Instance};
 
+/// The ECS side of a controller: the connector, and an observer that batches when the
+/// connector does.
+pub(crate) struct EcsSide {
+    pub connector: Arc<dyn EcsConnector>,
+    pub observer: Arc<dyn Observer>,
+}
+
 /// Hands out an ECS API handle for a set of credentials.
-pub trait EcsConnector: Send + Sync {
+pub(crate) trait EcsConnector: Send + Sync {
     /// `None`: the controller's own credential chain (environment, RRSA, RAM role).
     fn connect(&self, credentials: Option<&Credentials>) -> Arc<dyn EcsApi>;
 }
 
 /// Which instance to look at, and with which API handle.
 #[derive(Clone)]
-pub struct Target {
+pub(crate) struct Lookup {
     pub ecs: Arc<dyn EcsApi>,
     /// Identifies the credential set (a hash, never the secret), so observations made with
     /// different credentials are never shared.
@@ -29,22 +38,55 @@ pub struct Target {
 
 /// Looks up one instance.
 #[async_trait]
-pub trait Observer: Send + Sync {
+pub(crate) trait Observer: Send + Sync {
     /// `Ok(None)`: ECS does not know the instance.
-    async fn observe(&self, target: &Target) -> Result<Option<Instance>, EcsError>;
+    async fn observe(&self, lookup: &Lookup) -> Result<Option<Instance>, EcsError>;
 }
 
 /// One DescribeInstances call per observation.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct DirectObserver;
+pub(crate) struct DirectObserver;
 
 #[async_trait]
 impl Observer for DirectObserver {
-    async fn observe(&self, target: &Target) -> Result<Option<Instance>, EcsError> {
-        let ids = [target.instance_id.clone()];
-        let found = target.ecs.describe_instances(&target.region, &ids).await?;
+    async fn observe(&self, lookup: &Lookup) -> Result<Option<Instance>, EcsError> {
+        let ids = [lookup.instance_id.clone()];
+        let found = lookup.ecs.describe_instances(&lookup.region, &ids).await?;
         Ok(found
             .into_iter()
-            .find(|i| i.instance_id == target.instance_id))
+            .find(|i| i.instance_id == lookup.instance_id))
+    }
+}
+
+/// A stable, non-reversible name for a credential set (`default` for the controller's own):
+/// observations are shared only between lookups with the same key.
+pub(crate) fn credentials_key(credentials: Option<&Credentials>) -> String {
+    let Some(c) = credentials else {
+        return "default".to_string();
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(c.access_key_id.as_bytes());
+    hasher.update([0]);
+    hasher.update(c.access_key_secret.expose().as_bytes());
+    hasher.update([0]);
+    if let Some(token) = &c.security_token {
+        hasher.update(token.expose().as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_differ_by_secret_and_never_contain_it() {
+        let a = Credentials::new("LTAI1", "secret-one", None);
+        let b = Credentials::new("LTAI1", "secret-two", None);
+        let ka = credentials_key(Some(&a));
+        assert_ne!(ka, credentials_key(Some(&b)));
+        assert_eq!(ka, credentials_key(Some(&a)));
+        assert!(!ka.contains("secret"));
+        assert_eq!(credentials_key(None), "default");
     }
 }

@@ -1,521 +1,262 @@
 //! One reconciliation of one EcsInstance: observe → decide → act → record.
+//!
+//! A [`Reconciler`] holds what every pass needs (the cluster, the ECS side, the clock, the
+//! settings); a [`Pass`] is one object's reconcile. What the pass decides is [`decide`]'s, what
+//! it writes is [`Record`]'s, what the conditions say is [`super::conditions`]'s: this module
+//! only puts them in order and talks to Kubernetes and ECS.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::Action;
-use kube::runtime::events::{EventType, Recorder};
-use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::json;
-use tracing::{info, instrument, warn};
+use kube::ResourceExt;
+use tracing::{info, instrument};
 
-use super::connect::credentials_key;
-use super::decide::{self, Blocker, Decision, Facts, Mutation, Step, Timings, WaitReason};
-use super::health::{Progress, Stall, Verdict};
-use super::observe::{EcsConnector, Observer, Target};
+use super::backoff;
+use super::cluster::Cluster;
+use super::config::{Config, Timings};
+use super::decide::{self, Decision, Facts, Mutation, Step};
+use super::observe::{EcsSide, Lookup, credentials_key};
 use super::record::Record;
-use crate::api::{ActionKind, EcsInstance, PowerState, RebootInFlight};
-use crate::telemetry::Metrics;
-use ecs_client::{Credentials, EcsApi, EcsError, ErrorClass, Instance, InstanceStatus};
+use crate::api::EcsInstance;
+use ecs_client::{Credentials, EcsApi, ErrorClass, Instance};
 
-/// The field manager of every status write.
-pub const MANAGER: &str = "ecs-power-controller";
-
-/// Controller-wide settings.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// Look at every object at least this often, so drift is found and corrected.
-    pub resync: Duration,
-    pub timings: Timings,
+/// Where a reconcile gets the time and its jitter: the system's in production, fixed in
+/// tests, so reconcile is tested without a wall clock.
+pub(crate) trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+    /// In `[0, 1)`: spreads the retries of many objects apart.
+    fn jitter(&self) -> f64;
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            resync: Duration::from_secs(300),
-            timings: Timings::default(),
-        }
+/// The system clock and a random jitter.
+pub(crate) struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
     }
-}
 
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub connector: Arc<dyn EcsConnector>,
-    pub observer: Arc<dyn Observer>,
-    pub settings: Settings,
-    pub metrics: Metrics,
+    fn jitter(&self) -> f64 {
+        rand::random::<f64>()
+    }
 }
 
 /// Failures that end a reconcile early; kube-runtime requeues the object.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("EcsInstance {0} has no namespace")]
     NoNamespace(String),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("encoding the status: {0}")]
-    Encode(#[from] serde_json::Error),
 }
 
-/// What the credentials Secret gave, or why it gave nothing.
-struct LoadedCredentials {
-    credentials: Option<Credentials>,
-    /// The Secret's resourceVersion: a change resets the backoff.
-    secret_version: Option<String>,
+/// What every reconcile shares.
+pub(crate) struct Reconciler {
+    cluster: Arc<dyn Cluster>,
+    ecs: EcsSide,
+    clock: Arc<dyn Clock>,
+    /// The longest between two looks at an object.
+    resync: Duration,
+    timings: Timings,
 }
 
-/// Reconciles one object. Errors are only Kubernetes API failures; every ECS failure is
-/// recorded in status and answered with a requeue.
-#[instrument(skip_all, fields(namespace, name = %obj.name_any(), instance = %obj.spec.instance_id))]
-pub async fn reconcile(obj: Arc<EcsInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let name = obj.name_any();
-    let namespace = obj
-        .namespace()
-        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
-    tracing::Span::current().record("namespace", namespace.as_str());
-    let api: Api<EcsInstance> = Api::namespaced(ctx.client.clone(), &namespace);
-    let previous = obj.status.clone().unwrap_or_default();
-    let now = Timestamp::now();
-    let mut record = Record::new(&previous, obj.meta().generation, now);
-    let jitter = rand::random::<f64>();
-
-    // Observe: credentials first, then the instance.
-    let loaded = match load_credentials(&ctx.client, &obj, &namespace).await? {
-        Ok(loaded) => loaded,
-        Err((message, secret_version)) => {
-            let delay = record.credentials_problem(message, secret_version, jitter);
-            return write(&ctx, &api, &obj, record, delay).await;
+impl Reconciler {
+    pub(crate) fn new(cluster: Arc<dyn Cluster>, ecs: EcsSide, config: &Config) -> Self {
+        Self {
+            cluster,
+            ecs,
+            clock: Arc::new(SystemClock),
+            resync: config.resync,
+            timings: config.timings.clone(),
         }
-    };
-    let backoff_reset = previous.observed_generation != obj.meta().generation
-        || (previous.retry.count > 0 && previous.retry.secret_version != loaded.secret_version);
-    if backoff_reset {
-        record.reset_backoff();
     }
-    let target = Target {
-        ecs: ctx.connector.connect(loaded.credentials.as_ref()),
-        credentials_key: credentials_key(loaded.credentials.as_ref()),
-        region: obj.spec.region_id.clone(),
-        instance_id: obj.spec.instance_id.clone(),
-    };
-    let instance = match ctx.observer.observe(&target).await {
-        Ok(instance) => instance,
-        Err(err) => {
-            let delay = record.failed("DescribeInstances", &err, loaded.secret_version, jitter);
-            return write(&ctx, &api, &obj, record, delay).await;
+
+    /// Reconciles one object; returns when to look again. Errors are only Kubernetes API
+    /// failures; every ECS failure is recorded in status and answered with a requeue.
+    #[instrument(skip_all, fields(namespace, name = %obj.name_any(), instance = %obj.spec.instance_id))]
+    pub(crate) async fn reconcile(&self, obj: &EcsInstance) -> Result<Duration, Error> {
+        let namespace = obj
+            .namespace()
+            .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
+        tracing::Span::current().record("namespace", namespace.as_str());
+        let previous = obj.status.clone().unwrap_or_default();
+        let mut pass = Pass {
+            reconciler: self,
+            obj,
+            record: Record::new(
+                &previous,
+                obj.metadata.generation,
+                self.clock.now(),
+                self.clock.jitter(),
+            ),
+            secret_version: None,
+        };
+        match pass.run(&namespace).await? {
+            Some(delay) => pass.write(delay).await,
+            // The intent write lost a race: look again with a fresh object.
+            None => Ok(Duration::from_secs(1)),
         }
-    };
-    record.observed(instance.as_ref());
-
-    // Decide (`backoff_reset` lifts the window of `previous.retry`).
-    let decision = decide::decide(&Facts {
-        spec: &obj.spec,
-        paused: obj.is_paused(),
-        status: &previous,
-        instance: instance.as_ref(),
-        now,
-        backoff_reset,
-        timings: &ctx.settings.timings,
-    });
-    record.settle(&decision);
-
-    // Act and record.
-    let requeue = act(
-        &ctx,
-        &api,
-        &obj,
-        &mut record,
-        &decision,
-        instance.as_ref(),
-        &target.ecs,
-        loaded.secret_version,
-        jitter,
-    )
-    .await?;
-    match requeue {
-        Some(delay) => write(&ctx, &api, &obj, record, delay).await,
-        // The intent write lost a race: look again with a fresh object.
-        None => Ok(Action::requeue(Duration::from_secs(1))),
     }
 }
 
-/// Carries out the decision's step. `None`: nothing was done because the object changed under
-/// us (retry right away with a fresh copy).
-#[allow(clippy::too_many_arguments)]
-async fn act(
-    ctx: &Context,
-    api: &Api<EcsInstance>,
-    obj: &EcsInstance,
-    record: &mut Record,
-    decision: &Decision,
-    instance: Option<&Instance>,
-    ecs: &Arc<dyn EcsApi>,
+/// One reconcile of one object.
+struct Pass<'a> {
+    reconciler: &'a Reconciler,
+    obj: &'a EcsInstance,
+    record: Record,
+    /// The credentials Secret's resourceVersion: a change resets the backoff.
     secret_version: Option<String>,
-    jitter: f64,
-) -> Result<Option<Duration>, Error> {
-    let resync = ctx.settings.resync;
-    let spec = &obj.spec;
-    let delay = match &decision.step {
-        Step::Converged => {
-            record.succeeded();
-            record.verdict(Verdict::Ready {
-                reason: match spec.power_state {
-                    PowerState::Running => "InstanceRunning",
-                    PowerState::Stopped => "InstanceStopped",
-                },
-                message: format!(
-                    "Instance {} is {} as desired.",
-                    spec.instance_id,
-                    spec.power_state.as_str()
-                ),
-            });
-            resync
+}
+
+impl Pass<'_> {
+    /// Observes, decides and acts. `Some(delay)`: write the record and look again after
+    /// `delay`; `None`: nothing was done because the object changed under us.
+    async fn run(&mut self, namespace: &str) -> Result<Option<Duration>, Error> {
+        let obj = self.obj;
+        let previous = obj.status.clone().unwrap_or_default();
+
+        // Observe: credentials first, then the instance.
+        let credentials = match self.credentials(namespace).await? {
+            Ok(credentials) => credentials,
+            Err(message) => {
+                let version = self.secret_version.take();
+                return Ok(Some(self.record.credentials_problem(message, version)));
+            }
+        };
+        let backoff_reset = previous.observed_generation != obj.metadata.generation
+            || (previous.retry.count > 0 && previous.retry.secret_version != self.secret_version);
+        if backoff_reset {
+            self.record.reset_backoff();
         }
-        Step::Wait { reason, after } => {
-            record.verdict(wait_verdict(*reason, instance, obj, record));
-            *after
-        }
-        Step::Backoff { until, due } => {
-            record.keep_conditions();
-            info!(due = ?due, until = %until, "backoff window open; not calling ECS");
-            decide::elapsed(*until, record.now()).max(Duration::from_secs(1))
-        }
-        Step::Blocked(blocker) => {
-            record.verdict(blocked_verdict(blocker, obj));
-            super::backoff::schedule(ErrorClass::Locked).first
-        }
-        Step::Paused { due } => {
-            record.verdict(Verdict::Idle {
-                reason: "Paused",
-                message: format!(
-                    "Paused by the {} annotation; due: {}. Remove the annotation to act.",
-                    crate::api::PAUSED_ANNOTATION,
-                    due.as_ref().map_or("nothing", mutation_name)
-                ),
-            });
-            resync
-        }
-        Step::Call(mutation) => {
-            if let Some(token) = mutation.carried_token() {
-                let intent = RebootInFlight {
-                    token: token.to_string(),
-                    start_time_before: instance.and_then(|i| i.start_time.clone()),
-                    requested_at: Time(record.now()),
-                };
-                if !write_reboot_intent(api, obj, &intent).await? {
+        let lookup = Lookup {
+            ecs: self.reconciler.ecs.connector.connect(credentials.as_ref()),
+            credentials_key: credentials_key(credentials.as_ref()),
+            region: obj.spec.region_id.clone(),
+            instance_id: obj.spec.instance_id.clone(),
+        };
+        let instance = match self.reconciler.ecs.observer.observe(&lookup).await {
+            Ok(instance) => instance,
+            Err(err) => {
+                let version = self.secret_version.clone();
+                return Ok(Some(self.record.failed("DescribeInstances", &err, version)));
+            }
+        };
+        self.record.observed(instance.as_ref());
+
+        // Decide (`backoff_reset` lifts the window of `previous.retry`).
+        let decision = decide::decide(&Facts {
+            spec: &obj.spec,
+            paused: obj.is_paused(),
+            status: &previous,
+            instance: instance.as_ref(),
+            now: self.record.now(),
+            backoff_reset,
+            timings: &self.reconciler.timings,
+        });
+        self.record.settle(&decision);
+
+        // Act.
+        self.act(&decision, instance.as_ref(), &lookup.ecs).await
+    }
+
+    /// Carries out the decision's step; see [`Pass::run`] for the answer.
+    async fn act(
+        &mut self,
+        decision: &Decision,
+        instance: Option<&Instance>,
+        ecs: &Arc<dyn EcsApi>,
+    ) -> Result<Option<Duration>, Error> {
+        let step = &decision.step;
+        self.record.step(step, &self.obj.spec, instance);
+        let delay = match step {
+            Step::Converged | Step::Paused { .. } => self.reconciler.resync,
+            Step::Wait { after, .. } => *after,
+            Step::Backoff { until, due } => {
+                info!(due = ?due, until = %until, "backoff window open; not calling ECS");
+                decide::elapsed(*until, self.record.now()).max(Duration::from_secs(1))
+            }
+            Step::Blocked(_) => backoff::schedule(ErrorClass::Locked).first,
+            Step::Call(mutation) => {
+                if let Some(intent) = self.record.intend(mutation, instance)
+                    && !self
+                        .reconciler
+                        .cluster
+                        .write_intent(self.obj, &intent)
+                        .await?
+                {
                     return Ok(None);
                 }
-                record.status.reboot_in_flight = Some(intent);
+                self.call(mutation, ecs).await
             }
-            call(ctx, obj, record, mutation, ecs, secret_version, jitter).await
-        }
-    };
-    Ok(Some(delay))
-}
+        };
+        Ok(Some(delay))
+    }
 
-/// Makes the mutating call and records its outcome. Returns when to look again.
-async fn call(
-    ctx: &Context,
-    obj: &EcsInstance,
-    record: &mut Record,
-    mutation: &Mutation,
-    ecs: &Arc<dyn EcsApi>,
-    secret_version: Option<String>,
-    jitter: f64,
-) -> Duration {
-    let spec = &obj.spec;
-    let (region, id) = (spec.region_id.as_str(), spec.instance_id.as_str());
-    let previous_actual = obj.status.as_ref().and_then(|s| s.instance_status);
-    let (kind, result) = match mutation {
-        Mutation::Start { options, .. } => (
-            ActionKind::Start,
-            ecs.start_instance(region, id, options).await,
-        ),
-        Mutation::Stop { options } => (
-            ActionKind::Stop,
-            ecs.stop_instance(region, id, options).await,
-        ),
-        Mutation::Reboot { options, .. } => (
-            ActionKind::Reboot,
-            ecs.reboot_instance(region, id, options).await,
-        ),
-    };
-    let action_name = mutation_name(mutation);
-    match result {
-        Ok(accepted) => {
-            let (token, progress, reason) = match mutation {
-                Mutation::Start {
-                    satisfies_token, ..
-                } => (satisfies_token.clone(), Progress::Starting, "Starting"),
-                Mutation::Stop { .. } => (None, Progress::Stopping, "Stopping"),
-                Mutation::Reboot { token, .. } => {
-                    (Some(token.clone()), Progress::Rebooting, "Rebooting")
-                }
-            };
-            if let Some(token) = &token {
-                record.status.last_reboot_token = Some(token.clone());
-                record.status.reboot_in_flight = None;
+    /// Makes the mutating call and records its outcome. Returns when to look again.
+    async fn call(&mut self, mutation: &Mutation, ecs: &Arc<dyn EcsApi>) -> Duration {
+        let spec = &self.obj.spec;
+        let result = ecs
+            .power(&spec.region_id, &spec.instance_id, mutation.request())
+            .await;
+        match result {
+            Ok(accepted) if accepted.dry_run => {
+                self.record.dry_run_passed(mutation, &accepted);
+                self.reconciler.resync
             }
-            let drift = matches!(
-                (mutation, previous_actual),
-                (Mutation::Start { .. }, Some(InstanceStatus::Running))
-                    | (Mutation::Stop { .. }, Some(InstanceStatus::Stopped))
-            );
-            if drift {
-                record.event(
-                    EventType::Warning,
-                    "DriftDetected",
-                    action_name,
-                    format!(
-                        "Instance {id} was {} outside the controller; setting it back to {}.",
-                        if matches!(mutation, Mutation::Start { .. }) {
-                            "stopped"
-                        } else {
-                            "started"
-                        },
-                        spec.power_state.as_str()
-                    ),
-                );
+            Ok(accepted) => {
+                self.record.carried_out(mutation, &accepted, spec);
+                self.reconciler.timings.transition_poll
             }
-            record.event(
-                EventType::Normal,
-                reason,
-                action_name,
-                format!("{action_name} accepted (RequestId {})", accepted.request_id),
-            );
-            record.accepted(kind, &accepted.request_id, token, false);
-            record.verdict(Verdict::Progressing {
-                why: progress,
-                message: format!(
-                    "{action_name} accepted (RequestId {}); waiting for the instance.",
-                    accepted.request_id
-                ),
-            });
-            ctx.settings.timings.transition_poll
-        }
-        Err(err) if err.is_dry_run_passed() => {
-            let request_id = err.request_id().unwrap_or_default().to_string();
-            record.accepted(kind, &request_id, None, true);
-            record.event(
-                EventType::Normal,
-                "DryRun",
-                action_name,
-                format!(
-                    "Dry run of {action_name} passed (RequestId {request_id}); nothing changed."
-                ),
-            );
-            record.verdict(Verdict::Idle {
-                reason: "DryRun",
-                message: format!(
-                    "spec.dryRun is set: {action_name} would be accepted (RequestId {request_id}); the instance was not changed."
-                ),
-            });
-            ctx.settings.resync
-        }
-        Err(err) => {
-            // A token-carrying call that may have gone out stays recorded as in flight; one that
-            // surely did not is forgotten so it is retried.
-            if mutation.carried_token().is_some() && !may_have_executed(&err) {
-                record.status.reboot_in_flight = None;
+            Err(err) => {
+                info!(action = mutation.action().single(), error = %err, "ECS refused the call");
+                let version = self.secret_version.clone();
+                self.record.not_carried_out(mutation, &err, version)
             }
-            info!(action = action_name, error = %err, "ECS refused the call");
-            record.failed(action_name, &err, secret_version, jitter)
         }
     }
-}
 
-/// Transient failures (5xx, no answer, unreadable answer) leave a mutation's fate unknown.
-fn may_have_executed(err: &EcsError) -> bool {
-    err.class() == ErrorClass::Transient
-}
-
-fn mutation_name(mutation: &Mutation) -> &'static str {
-    match mutation {
-        Mutation::Start { .. } => "StartInstance",
-        Mutation::Stop { .. } => "StopInstance",
-        Mutation::Reboot { .. } => "RebootInstance",
-    }
-}
-
-fn wait_verdict(
-    reason: WaitReason,
-    instance: Option<&Instance>,
-    obj: &EcsInstance,
-    record: &Record,
-) -> Verdict {
-    let rebooting = record.status.reboot_in_flight.is_some()
-        || obj
-            .status
-            .as_ref()
-            .and_then(|s| s.last_action.as_ref())
-            .is_some_and(|a| a.action == ActionKind::Reboot && !a.dry_run);
-    let status = instance.map_or(InstanceStatus::Unknown, |i| i.status);
-    let (why, message) = match reason {
-        WaitReason::Transition(InstanceStatus::Pending) => (
-            Progress::WaitingForInstance,
-            "The instance is being created (Pending).".to_string(),
-        ),
-        WaitReason::Transition(s) if rebooting => (
-            Progress::Rebooting,
-            format!("The instance is rebooting ({s})."),
-        ),
-        WaitReason::Transition(InstanceStatus::Starting) => (
-            Progress::Starting,
-            "The instance is starting.".to_string(),
-        ),
-        WaitReason::Transition(InstanceStatus::Stopping) => (
-            Progress::Stopping,
-            "The instance is stopping.".to_string(),
-        ),
-        WaitReason::Transition(s) => (
-            Progress::WaitingForInstance,
-            format!("Waiting for the instance ({s})."),
-        ),
-        WaitReason::RebootUnconfirmed => (
-            Progress::Rebooting,
-            "A reboot was requested; waiting for ECS to show it.".to_string(),
-        ),
-        WaitReason::RecentStart => (
-            Progress::Rebooting,
-            "The instance started within the last minute; the reboot is sent once that minute is over, so it can be proven.".to_string(),
-        ),
-        WaitReason::UnknownStatus => (
-            Progress::WaitingForInstance,
-            format!("ECS reports a status this controller does not know ({status})."),
-        ),
-    };
-    Verdict::Progressing { why, message }
-}
-
-fn blocked_verdict(blocker: &Blocker, obj: &EcsInstance) -> Verdict {
-    let spec = &obj.spec;
-    match blocker {
-        Blocker::InstanceNotFound => Verdict::Stalled {
-            why: Stall::InstanceNotFound,
-            message: format!(
-                "DescribeInstances in {} does not list {}: check spec.instanceId and spec.regionId.",
-                spec.region_id, spec.instance_id
-            ),
-        },
-        Blocker::SecurityLock => Verdict::Stalled {
-            why: Stall::InstanceLockedForSecurity,
-            message: "The instance is locked for security reasons (OperationLocks: security); Start and Reboot are refused until it is lifted in the Alibaba Cloud Security Center.".to_string(),
-        },
-        Blocker::Locked(reasons) => Verdict::Stalled {
-            why: Stall::InstanceLocked,
-            message: format!(
-                "The instance is locked ({}): settle the account or renew the instance.",
-                reasons.join(", ")
-            ),
-        },
-    }
-}
-
-/// Records the intent before a call that carries out a reboot token (RebootInstance, or a
-/// StartInstance that satisfies one), conditional on the object not having
-/// changed since it was read. `false`: it had changed (a stale cache, another writer), so the
-/// decision may rest on old facts and must be made again.
-async fn write_reboot_intent(
-    api: &Api<EcsInstance>,
-    obj: &EcsInstance,
-    intent: &RebootInFlight,
-) -> Result<bool, Error> {
-    let patch = json!({
-        "metadata": { "resourceVersion": obj.resource_version() },
-        "status": { "rebootInFlight": intent },
-    });
-    match api
-        .patch_status(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-        Err(err) => Err(err.into()),
-    }
-}
-
-/// Writes the finished status, publishes its events, and schedules the next look.
-async fn write(
-    ctx: &Context,
-    api: &Api<EcsInstance>,
-    obj: &EcsInstance,
-    record: Record,
-    delay: Duration,
-) -> Result<Action, Error> {
-    let (status, events) = record.finish();
-    // At fleet scale most resyncs change nothing: skip the write then.
-    if obj.status.as_ref() != Some(&status) {
-        let patch = json!({ "status": serde_json::to_value(&status)? });
-        api.patch_status(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
-    }
-    let reference = obj.object_ref(&());
-    for event in &events {
-        if let Err(err) = ctx.recorder.publish(event, &reference).await {
-            warn!(error = %err, reason = %event.reason, "could not publish an event");
-        }
-    }
-    Ok(Action::requeue(delay.min(ctx.settings.resync)))
-}
-
-/// Reads the referenced Secret. `Err((message, version))`: a problem the user must fix.
-async fn load_credentials(
-    client: &Client,
-    obj: &EcsInstance,
-    namespace: &str,
-) -> Result<Result<LoadedCredentials, (String, Option<String>)>, Error> {
-    let Some(reference) = &obj.spec.credentials_secret_ref else {
-        return Ok(Ok(LoadedCredentials {
-            credentials: None,
-            secret_version: None,
-        }));
-    };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let Some(secret) = secrets.get_opt(&reference.name).await? else {
-        return Ok(Err((
-            format!(
+    /// Reads the referenced Secret (and notes its version). `Ok(Err(message))`: a problem
+    /// the user must fix; `Ok(Ok(None))`: no Secret referenced, the controller's own chain.
+    async fn credentials(
+        &mut self,
+        namespace: &str,
+    ) -> Result<Result<Option<Credentials>, String>, Error> {
+        let Some(reference) = &self.obj.spec.credentials_secret_ref else {
+            return Ok(Ok(None));
+        };
+        let Some(secret) = self
+            .reconciler
+            .cluster
+            .secret(namespace, &reference.name)
+            .await?
+        else {
+            return Ok(Err(format!(
                 "Secret {namespace}/{} (spec.credentialsSecretRef) does not exist: create it with keys accessKeyId and accessKeySecret.",
                 reference.name
-            ),
-            None,
-        )));
-    };
-    let version = secret.resource_version();
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    Ok(match Credentials::from_secret_data(&data) {
-        Ok(credentials) => Ok(LoadedCredentials {
-            credentials: Some(credentials),
-            secret_version: version,
-        }),
-        Err(err) => Err((
-            format!("Secret {namespace}/{}: {err}", reference.name),
-            version,
-        )),
-    })
+            )));
+        };
+        self.secret_version = secret.resource_version;
+        Ok(Credentials::from_secret_data(&secret.data)
+            .map(Some)
+            .map_err(|err| format!("Secret {namespace}/{}: {err}", reference.name)))
+    }
+
+    /// Writes the finished status (unless nothing changed), publishes its events, and says
+    /// when to look again.
+    async fn write(self, delay: Duration) -> Result<Duration, Error> {
+        let (status, events) = self.record.finish();
+        let cluster = &self.reconciler.cluster;
+        // At fleet scale most resyncs change nothing: skip the write then.
+        if self.obj.status.as_ref() != Some(&status) {
+            cluster.write_status(self.obj, &status).await?;
+        }
+        for event in &events {
+            cluster.publish(self.obj, event).await;
+        }
+        Ok(delay.min(self.reconciler.resync))
+    }
 }
 
-/// Requeue after a Kubernetes API failure; ECS failures never get here.
-pub fn error_policy(_obj: Arc<EcsInstance>, err: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(error = %err, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
-}
+#[cfg(test)]
+mod tests;

@@ -1,19 +1,21 @@
 //! Building the next status (and the events that go with it) from what happened.
 //!
 //! Pure: the reconciler feeds it the observation, the decision and the call's outcome, and
-//! writes out what it builds.
+//! writes out what it builds. Every change of status goes through a method here (its fields are
+//! private), so what a reconcile may change is listed in one place: what ECS showed, the token
+//! bookkeeping, the intent before a call, the call carried out or not sent, and the backoff.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::{Event, EventType};
 
 use super::backoff::retry_delay;
-use super::decide::{Decision, Settled};
-use super::health::{self, Verdict, verdict_for_error};
-use crate::api::{ActionKind, EcsInstanceStatus, LastAction, RetryStatus};
-use ecs_client::{EcsError, ErrorClass, Instance};
+use super::conditions::{self, Verdict};
+use super::decide::{Decision, Mutation, Settled, Step};
+use crate::api::{EcsInstanceSpec, EcsInstanceStatus, LastAction, RebootInFlight, RetryStatus};
+use ecs_client::{Accepted, EcsError, ErrorClass, Instance, InstanceStatus, PowerAction};
 
 /// What a failure records: its code and class (for the backoff), the event, the verdict.
 struct Failure<'a> {
@@ -26,40 +28,52 @@ struct Failure<'a> {
 }
 
 /// The next status of one object, under construction.
-pub struct Record {
-    pub status: EcsInstanceStatus,
-    previous_conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+pub(crate) struct Record {
+    status: EcsInstanceStatus,
+    previous_conditions: Vec<Condition>,
+    /// What ECS last showed before this reconcile (drift is a change from it).
+    previous_instance_status: Option<InstanceStatus>,
     generation: Option<i64>,
     now: Timestamp,
+    /// In `[0, 1)`: spreads the retries of many objects apart.
+    jitter: f64,
+    /// `None`: keep the conditions as they are.
     verdict: Option<Verdict>,
     events: Vec<Event>,
 }
 
 impl Record {
-    pub fn new(previous: &EcsInstanceStatus, generation: Option<i64>, now: Timestamp) -> Self {
+    pub(crate) fn new(
+        previous: &EcsInstanceStatus,
+        generation: Option<i64>,
+        now: Timestamp,
+        jitter: f64,
+    ) -> Self {
         let mut status = previous.clone();
         status.observed_generation = generation;
         Self {
             previous_conditions: previous.conditions.clone(),
+            previous_instance_status: previous.instance_status,
             status,
             generation,
             now,
+            jitter,
             verdict: None,
             events: Vec::new(),
         }
     }
 
-    pub fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.now
     }
 
     /// Forget the backoff (the spec or the credentials changed).
-    pub fn reset_backoff(&mut self) {
+    pub(crate) fn reset_backoff(&mut self) {
         self.status.retry = RetryStatus::default();
     }
 
     /// What ECS reported of the instance.
-    pub fn observed(&mut self, instance: Option<&Instance>) {
+    pub(crate) fn observed(&mut self, instance: Option<&Instance>) {
         match instance {
             Some(i) => {
                 self.status.instance_status = Some(i.status);
@@ -67,14 +81,14 @@ impl Record {
                 self.status.lock_reasons = i.lock_reasons();
             }
             None => {
-                self.status.instance_status = Some(ecs_client::InstanceStatus::Unknown);
+                self.status.instance_status = Some(InstanceStatus::Unknown);
                 self.status.lock_reasons.clear();
             }
         }
     }
 
     /// Token bookkeeping the decision settled, whatever the step's outcome.
-    pub fn settle(&mut self, decision: &Decision) {
+    pub(crate) fn settle(&mut self, decision: &Decision) {
         if decision.clear_in_flight {
             self.status.reboot_in_flight = None;
         }
@@ -101,24 +115,171 @@ impl Record {
         }
     }
 
-    pub fn verdict(&mut self, verdict: Verdict) {
-        self.verdict = Some(verdict);
-    }
-
-    /// Keep the conditions as they are (a backoff window is open; they still describe why).
-    pub fn keep_conditions(&mut self) {
-        self.verdict = None;
-    }
-
-    /// A mutating call (or a step) went through: the backoff is over.
-    pub fn succeeded(&mut self) {
-        self.status.retry = RetryStatus::default();
-    }
-
-    /// ECS accepted a mutating call.
-    pub fn accepted(
+    /// A step that makes no call: its verdict (a backoff keeps the conditions as they are, so
+    /// they still say why). Converging ends the backoff.
+    pub(crate) fn step(
         &mut self,
-        action: ActionKind,
+        step: &Step,
+        spec: &EcsInstanceSpec,
+        instance: Option<&Instance>,
+    ) {
+        if *step == Step::Converged {
+            self.status.retry = RetryStatus::default();
+        }
+        let rebooting = self.status.reboot_in_flight.is_some()
+            || self
+                .status
+                .last_action
+                .as_ref()
+                .is_some_and(|a| a.action == PowerAction::Reboot && !a.dry_run);
+        self.verdict = Verdict::for_step(step, spec, instance, rebooting);
+    }
+
+    /// Before a call that carries out a reboot token (RebootInstance, or a StartInstance that
+    /// satisfies one): the intent, recorded here and returned so the reconciler can persist it
+    /// before the call. `None`: the call carries no token and needs no intent.
+    pub(crate) fn intend(
+        &mut self,
+        mutation: &Mutation,
+        instance: Option<&Instance>,
+    ) -> Option<RebootInFlight> {
+        let token = mutation.carried_token()?;
+        let intent = RebootInFlight {
+            token: token.to_string(),
+            start_time_before: instance.and_then(|i| i.start_time.clone()),
+            requested_at: Time(self.now),
+        };
+        self.status.reboot_in_flight = Some(intent.clone());
+        Some(intent)
+    }
+
+    /// ECS accepted the call (for real: see [`Record::dry_run_passed`]). `spec` words the drift
+    /// event.
+    pub(crate) fn carried_out(
+        &mut self,
+        mutation: &Mutation,
+        accepted: &Accepted,
+        spec: &EcsInstanceSpec,
+    ) {
+        let action = mutation.action();
+        let name = action.single();
+        let request_id = accepted.request_id.as_str();
+        let token = match mutation {
+            Mutation::Start {
+                satisfies_token, ..
+            } => satisfies_token.clone(),
+            Mutation::Stop { .. } => None,
+            Mutation::Reboot { token, .. } => Some(token.clone()),
+        };
+        if let Some(token) = &token {
+            self.status.last_reboot_token = Some(token.clone());
+            self.status.reboot_in_flight = None;
+        }
+        let drift = match (action, self.previous_instance_status) {
+            (PowerAction::Start, Some(InstanceStatus::Running)) => Some("stopped"),
+            (PowerAction::Stop, Some(InstanceStatus::Stopped)) => Some("started"),
+            _ => None,
+        };
+        if let Some(was) = drift {
+            self.event(
+                EventType::Warning,
+                "DriftDetected",
+                name,
+                format!(
+                    "Instance {} was {was} outside the controller; setting it back to {}.",
+                    spec.instance_id,
+                    spec.power_state.as_str()
+                ),
+            );
+        }
+        let reason = match action {
+            PowerAction::Start => "Starting",
+            PowerAction::Stop => "Stopping",
+            PowerAction::Reboot => "Rebooting",
+        };
+        self.event(
+            EventType::Normal,
+            reason,
+            name,
+            format!("{name} accepted (RequestId {request_id})"),
+        );
+        self.last_action(action, request_id, token, false);
+        self.verdict = Some(Verdict::accepted(action, request_id));
+    }
+
+    /// `spec.dryRun`: ECS checked the call and changed nothing.
+    pub(crate) fn dry_run_passed(&mut self, mutation: &Mutation, accepted: &Accepted) {
+        let action = mutation.action();
+        let name = action.single();
+        let request_id = accepted.request_id.as_str();
+        self.last_action(action, request_id, None, true);
+        self.event(
+            EventType::Normal,
+            "DryRun",
+            name,
+            format!("Dry run of {name} passed (RequestId {request_id}); nothing changed."),
+        );
+        self.verdict = Some(Verdict::dry_run(action, request_id));
+    }
+
+    /// ECS refused the call, or its answer was lost. A token-carrying call that may have gone
+    /// out stays recorded as in flight (the next look decides from the instance); one that
+    /// surely was not carried out is forgotten so it is sent again. Returns how long to wait.
+    pub(crate) fn not_carried_out(
+        &mut self,
+        mutation: &Mutation,
+        err: &EcsError,
+        secret_version: Option<String>,
+    ) -> Duration {
+        if mutation.carried_token().is_some() && !may_have_executed(err) {
+            self.status.reboot_in_flight = None;
+        }
+        self.failed(mutation.action().single(), err, secret_version)
+    }
+
+    /// A call failed. Records the backoff and the verdict, and returns how long to wait.
+    pub(crate) fn failed(
+        &mut self,
+        what: &str,
+        err: &EcsError,
+        secret_version: Option<String>,
+    ) -> Duration {
+        self.fail(
+            Failure {
+                code: err.code(),
+                class: err.class(),
+                retry_after: err.as_api().and_then(|api| api.retry_after),
+                action: what,
+                note: format!("{what} failed: {err}"),
+                verdict: Verdict::for_error(err),
+            },
+            secret_version,
+        )
+    }
+
+    /// A problem with the credentials Secret itself (missing, or missing a key).
+    pub(crate) fn credentials_problem(
+        &mut self,
+        message: String,
+        secret_version: Option<String>,
+    ) -> Duration {
+        self.fail(
+            Failure {
+                code: "CredentialsInvalid",
+                class: ErrorClass::Credentials,
+                retry_after: None,
+                action: "LoadCredentials",
+                note: message.clone(),
+                verdict: Verdict::credentials(message),
+            },
+            secret_version,
+        )
+    }
+
+    /// The call went through: the backoff is over.
+    fn last_action(
+        &mut self,
+        action: PowerAction,
         request_id: &str,
         token: Option<String>,
         dry_run: bool,
@@ -130,65 +291,13 @@ impl Record {
             token,
             dry_run,
         });
-        self.succeeded();
-    }
-
-    /// A call failed. Records the backoff and the verdict, and returns how long to wait.
-    /// `jitter` in `[0, 1)` spreads retries of many objects apart.
-    pub fn failed(
-        &mut self,
-        what: &str,
-        err: &EcsError,
-        secret_version: Option<String>,
-        jitter: f64,
-    ) -> Duration {
-        self.fail(
-            Failure {
-                code: err.code(),
-                class: err.class(),
-                retry_after: err.as_api().and_then(|api| api.retry_after),
-                action: what,
-                note: format!("{what} failed: {err}"),
-                verdict: verdict_for_error(err),
-            },
-            secret_version,
-            jitter,
-        )
-    }
-
-    /// A problem with the credentials Secret itself (missing, or missing a key).
-    pub fn credentials_problem(
-        &mut self,
-        message: String,
-        secret_version: Option<String>,
-        jitter: f64,
-    ) -> Duration {
-        self.fail(
-            Failure {
-                code: "CredentialsInvalid",
-                class: ErrorClass::Credentials,
-                retry_after: None,
-                action: "LoadCredentials",
-                note: message.clone(),
-                verdict: Verdict::Stalled {
-                    why: health::Stall::CredentialsInvalid,
-                    message,
-                },
-            },
-            secret_version,
-            jitter,
-        )
+        self.status.retry = RetryStatus::default();
     }
 
     /// The backoff, a Warning event (once per new error code) and the verdict of a failure.
-    fn fail(
-        &mut self,
-        failure: Failure<'_>,
-        secret_version: Option<String>,
-        jitter: f64,
-    ) -> Duration {
+    fn fail(&mut self, failure: Failure<'_>, secret_version: Option<String>) -> Duration {
         let count = self.status.retry.count.saturating_add(1);
-        let delay = retry_delay(failure.class, count, failure.retry_after, jitter);
+        let delay = retry_delay(failure.class, count, failure.retry_after, self.jitter);
         let repeated = self.status.retry.last_error_code.as_deref() == Some(failure.code);
         self.status.retry = RetryStatus {
             count,
@@ -204,11 +313,11 @@ impl Record {
                 failure.note,
             );
         }
-        self.verdict(failure.verdict);
+        self.verdict = Some(failure.verdict);
         delay
     }
 
-    pub fn event(&mut self, type_: EventType, reason: &str, action: &str, note: String) {
+    fn event(&mut self, type_: EventType, reason: &str, action: &str, note: String) {
         self.events.push(Event {
             type_,
             reason: reason.to_string(),
@@ -226,9 +335,9 @@ impl Record {
     }
 
     /// The finished status and the events to publish.
-    pub fn finish(mut self) -> (EcsInstanceStatus, Vec<Event>) {
+    pub(crate) fn finish(mut self) -> (EcsInstanceStatus, Vec<Event>) {
         if let Some(verdict) = &self.verdict {
-            self.status.conditions = health::conditions(
+            self.status.conditions = conditions::conditions(
                 verdict,
                 self.generation,
                 &self.previous_conditions,
@@ -242,4 +351,9 @@ impl Record {
         }
         (self.status, self.events)
     }
+}
+
+/// Transient failures (5xx, no answer, unreadable answer) leave a mutation's fate unknown.
+fn may_have_executed(err: &EcsError) -> bool {
+    err.class() == ErrorClass::Transient
 }

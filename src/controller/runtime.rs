@@ -9,7 +9,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{self, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::utils::Predicate;
@@ -17,50 +17,15 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use super::batch::BatchSettings;
-use super::leader::{self, LeaseSettings};
-use super::observe::{EcsConnector, Observer};
-use super::reconcile::{Context, Settings, error_policy, reconcile};
+use super::cluster::KubeCluster;
+use super::conditions;
+use super::config::Config;
+use super::leader;
+use super::observe::EcsSide;
+use super::reconcile::{Error, Reconciler};
 use crate::api::EcsInstance;
-use crate::controller::health;
 use crate::telemetry::Metrics;
 use crate::telemetry::server::Readiness;
-
-/// What the `run` flags configure.
-#[derive(Clone, Debug)]
-pub struct ControllerOptions {
-    /// Watch one namespace (`None`: all).
-    pub namespace: Option<String>,
-    /// Only objects matching this label selector (for sharding across deployments).
-    pub selector: Option<String>,
-    /// Reconciles running at once.
-    pub concurrency: u16,
-    pub settings: Settings,
-    /// Leader election; `None` runs unconditionally (one replica).
-    pub lease: Option<LeaseSettings>,
-    /// The `reportingController` of events.
-    pub reporter: String,
-    /// The `reportingInstance` of events (the pod name).
-    pub instance: Option<String>,
-    /// Coalesce observations and mutations into ECS batch calls (`None`: one call per object).
-    /// Read by whoever builds the [`EcsSide`] (`connect::ecs_side`, the sandbox).
-    pub batch: Option<BatchSettings>,
-}
-
-impl Default for ControllerOptions {
-    fn default() -> Self {
-        Self {
-            namespace: None,
-            selector: None,
-            concurrency: 16,
-            settings: Settings::default(),
-            lease: None,
-            reporter: "ecs-power-controller".to_string(),
-            instance: None,
-            batch: None,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -75,10 +40,7 @@ pub enum RunError {
 /// Fails fast, with the fix in the message, when the CRD is missing; rides out a briefly
 /// unavailable API server (5xx, 429, connection errors) for up to about half a minute. Lists in
 /// the watched namespace only, so a namespaced Role is enough (the single-namespace deployment).
-pub async fn ensure_crd_installed(
-    client: &Client,
-    namespace: Option<&str>,
-) -> Result<(), RunError> {
+async fn ensure_crd_installed(client: &Client, namespace: Option<&str>) -> Result<(), RunError> {
     let api: Api<EcsInstance> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -105,24 +67,18 @@ pub async fn ensure_crd_installed(
     }
 }
 
-/// The ECS side of the controller.
-pub struct EcsSide {
-    pub connector: Arc<dyn EcsConnector>,
-    pub observer: Arc<dyn Observer>,
-}
-
 /// Runs until `shutdown` resolves. With a lease, reconciles only while leading, and stops at
 /// once (in-flight reconciles dropped) when the lease is lost. Readiness is true only while
 /// the controller runs (leading or standing by), false once this returns.
-pub async fn run_controller(
+pub(crate) async fn run_controller(
     client: Client,
     ecs: EcsSide,
-    options: ControllerOptions,
+    config: Config,
     metrics: Metrics,
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let result = run_until(client, ecs, options, metrics, &readiness, shutdown).await;
+    let result = run_until(client, ecs, config, metrics, &readiness, shutdown).await;
     readiness.set(false);
     result
 }
@@ -130,35 +86,32 @@ pub async fn run_controller(
 async fn run_until(
     client: Client,
     ecs: EcsSide,
-    options: ControllerOptions,
+    config: Config,
     metrics: Metrics,
     readiness: &Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let shutdown = shutdown.shared();
     tokio::select! {
-        checked = ensure_crd_installed(&client, options.namespace.as_deref()) => checked?,
+        checked = ensure_crd_installed(&client, config.namespace.as_deref()) => checked?,
         // A stop while the API server is slow to answer: nothing started, nothing to wait for.
         () = shutdown.clone() => return Ok(()),
     }
     let reporter = Reporter {
-        controller: options.reporter.clone(),
-        instance: options.instance.clone(),
+        controller: config.reporter.clone(),
+        instance: config.instance.clone(),
     };
-    let ctx = Arc::new(Context {
+    let cluster = KubeCluster {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
-        connector: ecs.connector,
-        observer: ecs.observer,
-        settings: options.settings.clone(),
-        metrics: metrics.clone(),
-    });
+    };
+    let ctx = Arc::new(Reconciler::new(Arc::new(cluster), ecs, &config));
     readiness.set(true);
-    let Some(lease) = options.lease.clone() else {
-        reconcile_until(ctx, &options, shutdown).await;
+    let Some(lease) = config.lease.clone() else {
+        reconcile_until(client, ctx, &config, metrics, shutdown).await;
         return Ok(());
     };
-    let leadership = leader::spawn(client, lease);
+    let leadership = leader::spawn(client.clone(), lease);
     let mut leading = leadership.leading();
     loop {
         tokio::select! {
@@ -166,7 +119,13 @@ async fn run_until(
             changed = leading.wait_for(|l| *l) => if changed.is_err() { break },
         }
         info!("leading: reconciling");
-        let run = reconcile_until(ctx.clone(), &options, shutdown.clone());
+        let run = reconcile_until(
+            client.clone(),
+            ctx.clone(),
+            &config,
+            metrics.clone(),
+            shutdown.clone(),
+        );
         tokio::select! {
             // A graceful stop: in-flight reconciles have finished.
             _ = run => break,
@@ -184,27 +143,28 @@ async fn run_until(
 /// One controller run: watches EcsInstances (and the Secrets they reference) and reconciles
 /// until `shutdown`.
 async fn reconcile_until(
-    ctx: Arc<Context>,
-    options: &ControllerOptions,
+    client: Client,
+    ctx: Arc<Reconciler>,
+    config: &Config,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    let client = ctx.client.clone();
     let (objects, secrets): (Api<EcsInstance>, Api<PartialObjectMeta<Secret>>) =
-        match &options.namespace {
+        match &config.namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client, ns),
             ),
             None => (Api::all(client.clone()), Api::all(client)),
         };
-    let mut config = watcher::Config::default();
-    if let Some(selector) = &options.selector {
-        config = config.labels(selector);
+    let mut watch = watcher::Config::default();
+    if let Some(selector) = &config.selector {
+        watch = watch.labels(selector);
     }
     let (reader, writer) = reflector::store();
     // Status writes change neither generation nor annotations: they trigger nothing, so a
     // reconcile's own write never loops back. The resync requeue covers drift.
-    let triggers = watcher(objects, config)
+    let triggers = watcher(objects, watch)
         .default_backoff()
         // managedFields are never read: don't keep them for every object in memory.
         .modify(|obj| obj.managed_fields_mut().clear())
@@ -222,10 +182,9 @@ async fn reconcile_until(
         .default_backoff()
         .touched_objects();
     let referencing_store = store.clone();
-    let metrics = ctx.metrics.clone();
-    let gauge_metrics = ctx.metrics.clone();
+    let gauge_metrics = metrics.clone();
     let run = controller
-        .with_config(controller::Config::default().concurrency(options.concurrency))
+        .with_config(controller::Config::default().concurrency(config.concurrency))
         .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
             referencing(&referencing_store, &secret)
         })
@@ -260,6 +219,17 @@ async fn reconcile_until(
     }
 }
 
+/// kube-runtime's reconcile: the reconciler's pass, its delay as a requeue.
+async fn reconcile(obj: Arc<EcsInstance>, ctx: Arc<Reconciler>) -> Result<Action, Error> {
+    ctx.reconcile(&obj).await.map(Action::requeue)
+}
+
+/// Requeue after a Kubernetes API failure; ECS failures never get here.
+fn error_policy(_obj: Arc<EcsInstance>, err: &Error, _ctx: Arc<Reconciler>) -> Action {
+    warn!(error = %err, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
 /// EcsInstances in the Secret's namespace that reference it.
 fn referencing(
     store: &Store<EcsInstance>,
@@ -286,9 +256,9 @@ async fn count_conditions(store: Store<EcsInstance>, metrics: Metrics, every: Du
     loop {
         tokio::time::sleep(every).await;
         let mut counts = [
-            (health::READY, 0i64),
-            (health::RECONCILING, 0),
-            (health::STALLED, 0),
+            (conditions::READY, 0i64),
+            (conditions::RECONCILING, 0),
+            (conditions::STALLED, 0),
             ("Unknown", 0),
         ];
         for obj in store.state() {
@@ -297,14 +267,18 @@ async fn count_conditions(store: Store<EcsInstance>, metrics: Metrics, every: Du
                 .as_ref()
                 .map(|s| s.conditions.as_slice())
                 .unwrap_or_default();
-            let index = [health::READY, health::RECONCILING, health::STALLED]
-                .iter()
-                .position(|t| {
-                    conditions
-                        .iter()
-                        .any(|c| c.type_ == *t && c.status == "True")
-                })
-                .unwrap_or(3);
+            let index = [
+                conditions::READY,
+                conditions::RECONCILING,
+                conditions::STALLED,
+            ]
+            .iter()
+            .position(|t| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == *t && c.status == "True")
+            })
+            .unwrap_or(3);
             counts[index].1 += 1;
         }
         metrics.set_objects(&counts);

@@ -1,6 +1,6 @@
 //! The no-cluster quick start (`demo`) and the local stack it runs on.
 
-pub mod cli;
-pub mod sandbox;
+pub(crate) mod demo_cmd;
+mod sandbox;
 
 pub use sandbox::{RunningController, Sandbox, SandboxError};

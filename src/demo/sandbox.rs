@@ -15,9 +15,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::EcsInstance;
-use crate::controller::connect::{ClientConnector, ecs_side};
-use crate::controller::observe::Observer;
-use crate::controller::runtime::{ControllerOptions, EcsSide, RunError, run_controller};
+use crate::controller::config::Config;
+use crate::controller::connect::ecs_side;
+use crate::controller::runtime::{RunError, run_controller};
 use crate::telemetry::Metrics;
 use crate::telemetry::server::Readiness;
 use ecs_client::Credentials;
@@ -136,12 +136,9 @@ impl Sandbox {
         )?)
     }
 
-    /// Starts the real controller against this sandbox (batching as `options.batch` says).
-    pub fn spawn_controller(
-        &self,
-        options: ControllerOptions,
-    ) -> Result<RunningController, SandboxError> {
-        self.spawn_controller_on(self.client.clone(), options)
+    /// Starts the real controller against this sandbox (batching as `config.batch` says).
+    pub fn spawn_controller(&self, config: Config) -> Result<RunningController, SandboxError> {
+        self.spawn_controller_on(self.client.clone(), config)
     }
 
     /// Starts the real controller on a Kubernetes client of its own: one replica of several,
@@ -149,48 +146,16 @@ impl Sandbox {
     pub fn spawn_controller_on(
         &self,
         client: Client,
-        options: ControllerOptions,
+        config: Config,
     ) -> Result<RunningController, SandboxError> {
         let metrics = Metrics::default();
-        let ecs = ecs_side(self.ecs_client()?, metrics.clone(), options.batch);
-        self.spawn(client, options, ecs, metrics)
-    }
-
-    /// Starts the controller with a given ECS client and observer (mutations batched as
-    /// `options.batch` says).
-    pub fn spawn_controller_with(
-        &self,
-        options: ControllerOptions,
-        ecs: EcsClient,
-        observer: Arc<dyn Observer>,
-    ) -> Result<RunningController, SandboxError> {
-        let metrics = Metrics::default();
-        let connector =
-            Arc::new(ClientConnector::new(ecs, metrics.clone()).with_batch(options.batch));
-        self.spawn(
-            self.client.clone(),
-            options,
-            EcsSide {
-                connector,
-                observer,
-            },
-            metrics,
-        )
-    }
-
-    fn spawn(
-        &self,
-        client: Client,
-        options: ControllerOptions,
-        ecs: EcsSide,
-        metrics: Metrics,
-    ) -> Result<RunningController, SandboxError> {
+        let ecs = ecs_side(self.ecs_client()?, metrics.clone(), config.batch);
         let (stop, stopped) = oneshot::channel::<()>();
         let readiness = Readiness::default();
         let task = tokio::spawn(run_controller(
             client,
             ecs,
-            options,
+            config,
             metrics.clone(),
             readiness.clone(),
             async move {

@@ -12,24 +12,24 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
+pub(crate) struct ResultLabels {
     pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CallLabels {
+pub(crate) struct CallLabels {
     pub action: String,
     /// `OK`, or the ECS error code.
     pub code: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ActionLabels {
+pub(crate) struct ActionLabels {
     pub action: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConditionLabels {
+pub(crate) struct ConditionLabels {
     /// `Ready`, `Reconciling`, `Stalled`, or `Unknown` for objects not yet reconciled.
     pub condition: String,
 }
@@ -84,7 +84,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn reconciled(&self, result: &str) {
+    pub(crate) fn reconciled(&self, result: &str) {
         self.reconciles
             .get_or_create(&ResultLabels {
                 result: result.to_string(),
@@ -93,7 +93,7 @@ impl Metrics {
     }
 
     /// One ECS call: its answer code (`OK` on success) and how long it took.
-    pub fn ecs_call(&self, action: &str, code: &str, took: Duration) {
+    pub(crate) fn ecs_call(&self, action: &str, code: &str, took: Duration) {
         self.ecs_calls
             .get_or_create(&CallLabels {
                 action: action.to_string(),
@@ -108,7 +108,7 @@ impl Metrics {
     }
 
     /// Replaces the per-condition object counts.
-    pub fn set_objects(&self, counts: &[(&str, i64)]) {
+    pub(crate) fn set_objects(&self, counts: &[(&str, i64)]) {
         self.objects.clear();
         for (condition, count) in counts {
             self.objects

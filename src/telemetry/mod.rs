@@ -1,13 +1,13 @@
 //! Logs and metrics.
 
-pub mod metrics;
-pub mod server;
+pub(crate) mod metrics;
+pub(crate) mod server;
 
 pub use metrics::Metrics;
 
 /// Log output format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum LogFormat {
     #[default]
     Text,
     Json,
@@ -16,7 +16,7 @@ pub enum LogFormat {
 /// Installs the global tracing subscriber; `RUST_LOG` filters (default `default_level`). Logs go
 /// to stderr so command output on stdout stays machine-readable. Colours only on a terminal:
 /// log files and `kubectl logs` show escape codes raw.
-pub fn init(format: LogFormat, default_level: &str) {
+pub(crate) fn init(format: LogFormat, default_level: &str) {
     use std::io::IsTerminal;
     use tracing_subscriber::{EnvFilter, fmt};
     let filter =

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use ecs_client::{EcsApi, InstanceStatus, StoppedMode};
+use ecs_client::{EcsApi, InstanceStatus, PowerRequest, StoppedMode};
 use ecs_power_controller::api::{
     EcsInstance, PAUSED_ANNOTATION, PowerState, RebootInFlight, SecretReference,
 };
-use ecs_power_controller::controller::leader::LeaseSettings;
+use ecs_power_controller::controller::LeaseSettings;
 use ecs_power_controller::demo::Sandbox;
 use ecs_sim::{Action, FaultSpec, InstanceSpec, Outcome};
 use futures::future::join_all;
@@ -120,7 +120,7 @@ pub async fn a_running_instance_is_stopped_with_the_requested_mode(backend: Back
 pub async fn an_instance_stopped_behind_our_back_is_started_again(backend: Backend) {
     let sb = sandbox(backend, vec![instance("i-drift1", InstanceStatus::Stopped)]).await;
     let mut options = fast_options(&sb);
-    options.settings.resync = Duration::from_millis(500);
+    options.resync = Duration::from_millis(500);
     let controller = sb.spawn_controller(options).unwrap();
     create(&sb, &ecs_instance("web", "i-drift1", PowerState::Running)).await;
     wait_for(&sb, "web", WAIT, is_ready).await;
@@ -876,7 +876,7 @@ pub async fn crash_between_call_and_status_write_never_reboots_twice(backend: Ba
     leave_intent(&sb, "app", "i-crash2", "t1").await;
     // The dead controller's call: ECS rebooted the instance.
     let ecs = sb.ecs_client().unwrap();
-    ecs.reboot_instance(REGION, "i-crash2", &Default::default())
+    ecs.power(REGION, "i-crash2", PowerRequest::Reboot(Default::default()))
         .await
         .unwrap();
 

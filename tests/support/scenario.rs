@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use ecs_client::InstanceStatus;
 use ecs_power_controller::api::{EcsInstance, EcsInstanceSpec, PowerState, RebootRequest};
-use ecs_power_controller::controller::decide::Timings;
-use ecs_power_controller::controller::reconcile::Settings;
-use ecs_power_controller::controller::runtime::ControllerOptions;
+use ecs_power_controller::controller::{Config, Timings};
 use ecs_power_controller::demo::Sandbox;
 use ecs_sim::{InstanceSpec, SimConfig};
 use k8s_openapi::api::core::v1::Event;
@@ -69,21 +67,19 @@ pub fn local(sb: &Sandbox) -> &kubesim::KubeSim {
 
 /// Timings for tests (quick polls, short grace, no StartTime margin), watching the sandbox's
 /// namespace only.
-pub fn fast_options(sb: &Sandbox) -> ControllerOptions {
-    ControllerOptions {
+pub fn fast_options(sb: &Sandbox) -> Config {
+    Config {
         namespace: Some(sb.namespace.clone()),
         concurrency: 16,
-        settings: Settings {
-            // Long: periodic looks (aligned to resync boundaries) must not land inside a
-            // scenario's "no further calls" window.
-            resync: Duration::from_secs(3600),
-            timings: Timings {
-                transition_poll: Duration::from_millis(100),
-                reboot_confirmation_grace: Duration::from_secs(2),
-                start_time_margin: Duration::ZERO,
-            },
+        // Long: periodic looks (aligned to resync boundaries) must not land inside a
+        // scenario's "no further calls" window.
+        resync: Duration::from_secs(3600),
+        timings: Timings {
+            transition_poll: Duration::from_millis(100),
+            reboot_confirmation_grace: Duration::from_secs(2),
+            start_time_margin: Duration::ZERO,
         },
-        ..ControllerOptions::default()
+        ..Config::default()
     }
 }
 

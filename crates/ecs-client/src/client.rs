@@ -28,9 +28,7 @@ use crate::ratelimit::{RateLimiter, RateLimits};
 use crate::retry::{CallKind, RetryPolicy};
 use crate::sign::{self, EMPTY_BODY_SHA256, SignatureVersion, V3Input};
 use crate::transport::{self, describe};
-use crate::types::{
-    Accepted, BatchAccepted, BatchItem, Instance, RebootOptions, StartOptions, StopOptions,
-};
+use crate::types::{Accepted, BatchAccepted, BatchItem, Instance, PowerRequest};
 use crate::wire::{Acknowledgement, BatchResponse, DescribeInstancesResponse, ErrorBody};
 
 /// The ECS API version every action here belongs to.
@@ -305,16 +303,14 @@ impl EcsClient {
         region: &str,
         instance_id: &str,
         mut params: Params,
-    ) -> Result<Accepted, EcsError> {
+    ) -> Result<String, EcsError> {
         validate_instance_id(instance_id)?;
         params.push(param("RegionId", region));
         params.push(param("InstanceId", instance_id));
         let ack: Acknowledgement = self
             .call(action, region, &params, CallKind::Mutation)
             .await?;
-        Ok(Accepted {
-            request_id: ack.request_id,
-        })
+        Ok(ack.request_id)
     }
 
     async fn batch(
@@ -415,92 +411,68 @@ impl EcsApi for EcsClient {
         Ok(instances)
     }
 
-    async fn start_instance(
+    async fn power(
         &self,
         region: &str,
         instance_id: &str,
-        options: &StartOptions,
+        request: PowerRequest,
     ) -> Result<Accepted, EcsError> {
-        let params = vec![
-            param("InitLocalDisk", flag(options.init_local_disk)),
-            param("DryRun", flag(options.dry_run)),
-        ];
-        self.single("StartInstance", region, instance_id, params)
+        let params = power_params(request, false);
+        match self
+            .single(request.action().single(), region, instance_id, params)
             .await
-    }
-
-    async fn stop_instance(
-        &self,
-        region: &str,
-        instance_id: &str,
-        options: &StopOptions,
-    ) -> Result<Accepted, EcsError> {
-        let mut params = vec![
-            param("ForceStop", flag(options.force)),
-            param("DryRun", flag(options.dry_run)),
-        ];
-        if let Some(mode) = options.stopped_mode {
-            params.push(param("StoppedMode", mode.as_str()));
+        {
+            Ok(request_id) => Ok(Accepted {
+                request_id,
+                dry_run: false,
+            }),
+            // ECS answers a passed dry run with an error code; to the caller it is an answer.
+            Err(err) if request.dry_run() && err.is_dry_run_passed() => Ok(Accepted {
+                request_id: err.request_id().unwrap_or_default().to_string(),
+                dry_run: true,
+            }),
+            Err(err) => Err(err),
         }
-        self.single("StopInstance", region, instance_id, params)
-            .await
     }
 
-    async fn reboot_instance(
-        &self,
-        region: &str,
-        instance_id: &str,
-        options: &RebootOptions,
-    ) -> Result<Accepted, EcsError> {
-        let params = vec![
-            param("ForceStop", flag(options.force)),
-            param("DryRun", flag(options.dry_run)),
-        ];
-        self.single("RebootInstance", region, instance_id, params)
-            .await
-    }
-
-    async fn start_instances(
+    async fn power_batch(
         &self,
         region: &str,
         instance_ids: &[String],
-        options: &StartOptions,
+        request: PowerRequest,
     ) -> Result<BatchAccepted, EcsError> {
-        // StartInstances has no InitLocalDisk.
-        let params = vec![param("DryRun", flag(options.dry_run))];
-        self.batch("StartInstances", region, instance_ids, params)
+        let params = power_params(request, true);
+        self.batch(request.action().batch(), region, instance_ids, params)
             .await
     }
+}
 
-    async fn stop_instances(
-        &self,
-        region: &str,
-        instance_ids: &[String],
-        options: &StopOptions,
-    ) -> Result<BatchAccepted, EcsError> {
-        let mut params = vec![
-            param("ForceStop", flag(options.force)),
-            param("DryRun", flag(options.dry_run)),
-        ];
-        if let Some(mode) = options.stopped_mode {
-            params.push(param("StoppedMode", mode.as_str()));
+/// The parameters of a power action besides region and ids. The batch calls differ:
+/// StartInstances has no InitLocalDisk, and RebootInstances calls ForceStop ForceReboot.
+fn power_params(request: PowerRequest, batch: bool) -> Params {
+    match request {
+        PowerRequest::Start(o) if batch => vec![param("DryRun", flag(o.dry_run))],
+        PowerRequest::Start(o) => vec![
+            param("InitLocalDisk", flag(o.init_local_disk)),
+            param("DryRun", flag(o.dry_run)),
+        ],
+        PowerRequest::Stop(o) => {
+            let mut params = vec![
+                param("ForceStop", flag(o.force)),
+                param("DryRun", flag(o.dry_run)),
+            ];
+            if let Some(mode) = o.stopped_mode {
+                params.push(param("StoppedMode", mode.as_str()));
+            }
+            params
         }
-        self.batch("StopInstances", region, instance_ids, params)
-            .await
-    }
-
-    async fn reboot_instances(
-        &self,
-        region: &str,
-        instance_ids: &[String],
-        options: &RebootOptions,
-    ) -> Result<BatchAccepted, EcsError> {
-        let params = vec![
-            param("ForceReboot", flag(options.force)),
-            param("DryRun", flag(options.dry_run)),
-        ];
-        self.batch("RebootInstances", region, instance_ids, params)
-            .await
+        PowerRequest::Reboot(o) => vec![
+            param(
+                if batch { "ForceReboot" } else { "ForceStop" },
+                flag(o.force),
+            ),
+            param("DryRun", flag(o.dry_run)),
+        ],
     }
 }
 

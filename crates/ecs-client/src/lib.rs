@@ -3,8 +3,8 @@
 //! The controller only sees [`EcsApi`]; the signed HTTP client is its real implementation,
 //! and tests put an in-memory fake or the simulator behind it.
 
-pub mod cli;
 pub mod client;
+pub mod command;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
@@ -25,8 +25,10 @@ pub use credentials::{Credentials, CredentialsProvider};
 pub use error::{ApiError, EcsError, ErrorClass};
 pub use types::*;
 
-/// The ECS calls the controller makes. Every method is one logical call; the implementation
-/// owns chunking, paging, retries and rate limiting.
+/// The ECS calls the controller makes: a look, and the three power actions on one instance or
+/// on a batch. Every method is one logical call; the implementation owns chunking, paging,
+/// retries and rate limiting. Few methods, so decorators (metering, batching) and fakes stay
+/// short.
 #[async_trait]
 pub trait EcsApi: Send + Sync {
     /// DescribeInstances for these ids (any number: chunked by 100, every page read).
@@ -37,49 +39,21 @@ pub trait EcsApi: Send + Sync {
         instance_ids: &[String],
     ) -> Result<Vec<Instance>, EcsError>;
 
-    async fn start_instance(
+    /// StartInstance, StopInstance or RebootInstance. A passed dry run is
+    /// `Ok(Accepted { dry_run: true, .. })`.
+    async fn power(
         &self,
         region: &str,
         instance_id: &str,
-        options: &StartOptions,
+        request: PowerRequest,
     ) -> Result<Accepted, EcsError>;
 
-    async fn stop_instance(
-        &self,
-        region: &str,
-        instance_id: &str,
-        options: &StopOptions,
-    ) -> Result<Accepted, EcsError>;
-
-    async fn reboot_instance(
-        &self,
-        region: &str,
-        instance_id: &str,
-        options: &RebootOptions,
-    ) -> Result<Accepted, EcsError>;
-
-    /// StartInstances with `BatchOptimization=SuccessFirst` (at most 100 ids).
-    async fn start_instances(
+    /// StartInstances, StopInstances or RebootInstances with `BatchOptimization=SuccessFirst`
+    /// (at most 100 ids; a reboot's `force` is sent as `ForceReboot`).
+    async fn power_batch(
         &self,
         region: &str,
         instance_ids: &[String],
-        options: &StartOptions,
-    ) -> Result<BatchAccepted, EcsError>;
-
-    /// StopInstances with `BatchOptimization=SuccessFirst` (at most 100 ids).
-    async fn stop_instances(
-        &self,
-        region: &str,
-        instance_ids: &[String],
-        options: &StopOptions,
-    ) -> Result<BatchAccepted, EcsError>;
-
-    /// RebootInstances with `BatchOptimization=SuccessFirst` (at most 100 ids; `force` is sent
-    /// as `ForceReboot`).
-    async fn reboot_instances(
-        &self,
-        region: &str,
-        instance_ids: &[String],
-        options: &RebootOptions,
+        request: PowerRequest,
     ) -> Result<BatchAccepted, EcsError>;
 }

@@ -22,7 +22,7 @@ pub const EMPTY_BODY_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Which signature scheme a request uses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SignatureVersion {
     /// `ACS3-HMAC-SHA256`, header-based (the default of the official SDKs).
     #[default]

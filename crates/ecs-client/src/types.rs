@@ -115,25 +115,13 @@ pub fn parse_ecs_time(s: &str) -> Option<jiff::Timestamp> {
 
 /// `StoppedMode` of StopInstance(s).
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-    clap::ValueEnum,
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
 )]
 pub enum StoppedMode {
     /// Keep the instance's resources and keep paying for them (the ECS default).
     #[default]
-    #[value(name = "KeepCharging")]
     KeepCharging,
     /// Release vCPU and memory while stopped (VPC pay-as-you-go); a later start may find no stock.
-    #[value(name = "StopCharging")]
     StopCharging,
 }
 
@@ -169,10 +157,83 @@ pub struct RebootOptions {
     pub dry_run: bool,
 }
 
-/// A mutation ECS accepted.
+// The three power actions, each with its single-instance and batch ECS action.
+//
+// The one encoding of "start, stop or reboot" in the project: the client's calls, the
+// controller's status (`lastAction.action`, hence the serde and schema derives), metrics and
+// the simulator's call log all name power actions with it. (A comment, not a doc comment: the
+// schema would carry a doc comment into the CRD, whose `lastAction.action` has no description.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum PowerAction {
+    Start,
+    Stop,
+    Reboot,
+}
+
+impl PowerAction {
+    pub const ALL: [PowerAction; 3] = [Self::Start, Self::Stop, Self::Reboot];
+
+    /// The ECS action acting on one instance: `StartInstance`, `StopInstance`, `RebootInstance`.
+    pub fn single(self) -> &'static str {
+        match self {
+            Self::Start => "StartInstance",
+            Self::Stop => "StopInstance",
+            Self::Reboot => "RebootInstance",
+        }
+    }
+
+    /// The ECS action acting on up to 100: `StartInstances`, `StopInstances`, `RebootInstances`.
+    pub fn batch(self) -> &'static str {
+        match self {
+            Self::Start => "StartInstances",
+            Self::Stop => "StopInstances",
+            Self::Reboot => "RebootInstances",
+        }
+    }
+}
+
+impl fmt::Display for PowerAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.single())
+    }
+}
+
+/// A power action with its options: everything a Start/Stop/Reboot call sends besides the
+/// instance ids. Calls that agree on all of it may share a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PowerRequest {
+    Start(StartOptions),
+    Stop(StopOptions),
+    Reboot(RebootOptions),
+}
+
+impl PowerRequest {
+    pub fn action(self) -> PowerAction {
+        match self {
+            Self::Start(_) => PowerAction::Start,
+            Self::Stop(_) => PowerAction::Stop,
+            Self::Reboot(_) => PowerAction::Reboot,
+        }
+    }
+
+    /// `DryRun=true`: ECS checks the request and changes nothing.
+    pub fn dry_run(self) -> bool {
+        match self {
+            Self::Start(o) => o.dry_run,
+            Self::Stop(o) => o.dry_run,
+            Self::Reboot(o) => o.dry_run,
+        }
+    }
+}
+
+/// A power action ECS accepted, or (`dry_run`) whose checks passed without changing anything.
+///
+/// A passed dry run is an answer, not a failure: ECS signals it with the `DryRunOperation`
+/// error code, and the client turns that into `Accepted { dry_run: true, .. }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
     pub request_id: String,
+    pub dry_run: bool,
 }
 
 /// One instance's answer inside a batch (StartInstances, StopInstances, RebootInstances).

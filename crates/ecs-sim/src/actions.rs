@@ -8,7 +8,7 @@ use crate::calls::{Action, Outcome};
 use crate::codes::SimError;
 use crate::fleet::{InstanceRecord, PowerOp};
 use crate::state::{Shared, lock};
-use ecs_client::types::{InstanceStatus, StoppedMode};
+use ecs_client::types::{InstanceStatus, PowerAction, StoppedMode};
 
 /// Merged query and form parameters (a later value of a repeated name wins).
 pub(crate) struct Params<'a> {
@@ -131,25 +131,22 @@ fn stopped_mode(params: &Params<'_>) -> Result<Option<StoppedMode>, SimError> {
 
 /// The operation an action asks for, with its options read from the parameters.
 fn power_op(action: Action, params: &Params<'_>) -> Result<PowerOp, SimError> {
-    Ok(match action {
-        Action::StartInstance | Action::StartInstances => {
+    let Some((power, batch)) = action.power_action() else {
+        return Err(SimError::known("InvalidParameter"));
+    };
+    Ok(match power {
+        PowerAction::Start => {
             params.flag("InitLocalDisk")?;
             PowerOp::Start
         }
-        Action::StopInstance | Action::StopInstances => PowerOp::Stop {
+        PowerAction::Stop => PowerOp::Stop {
             force: params.flag("ForceStop")?,
             mode: stopped_mode(params)?,
         },
-        Action::RebootInstance => PowerOp::Reboot {
-            force: params.flag("ForceStop")?,
-        },
         // The batch form calls it ForceReboot.
-        Action::RebootInstances => PowerOp::Reboot {
-            force: params.flag("ForceReboot")?,
+        PowerAction::Reboot => PowerOp::Reboot {
+            force: params.flag(if batch { "ForceReboot" } else { "ForceStop" })?,
         },
-        Action::DescribeInstances | Action::DescribeInstanceStatus => {
-            return Err(SimError::known("InvalidParameter"));
-        }
     })
 }
 

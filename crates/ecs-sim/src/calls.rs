@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
 
+use ecs_client::PowerAction;
 use serde::{Deserialize, Serialize};
 
 /// The ECS actions the simulator serves.
@@ -46,6 +47,29 @@ impl Action {
             Self::StopInstances => "StopInstances",
             Self::RebootInstances => "RebootInstances",
         }
+    }
+}
+
+impl Action {
+    /// The action that carries out `power` on one instance, or (`batch`) on up to 100.
+    pub fn power(power: PowerAction, batch: bool) -> Self {
+        match (power, batch) {
+            (PowerAction::Start, false) => Self::StartInstance,
+            (PowerAction::Stop, false) => Self::StopInstance,
+            (PowerAction::Reboot, false) => Self::RebootInstance,
+            (PowerAction::Start, true) => Self::StartInstances,
+            (PowerAction::Stop, true) => Self::StopInstances,
+            (PowerAction::Reboot, true) => Self::RebootInstances,
+        }
+    }
+
+    /// The power action this action carries out, and whether it is the batch form; `None` for
+    /// the reads.
+    pub fn power_action(self) -> Option<(PowerAction, bool)> {
+        PowerAction::ALL
+            .into_iter()
+            .flat_map(|p| [(p, false), (p, true)])
+            .find(|(p, batch)| Self::power(*p, *batch) == self)
     }
 }
 
@@ -321,5 +345,18 @@ mod tests {
         let kept = log.log();
         assert_eq!(kept.len(), 2);
         assert_eq!(kept[0].seq, 2);
+    }
+
+    #[test]
+    fn power_actions_keep_the_clients_ecs_names() {
+        for power in PowerAction::ALL {
+            let single = Action::power(power, false);
+            let batch = Action::power(power, true);
+            assert_eq!(single.as_str(), power.single());
+            assert_eq!(batch.as_str(), power.batch());
+            assert_eq!(single.power_action(), Some((power, false)));
+            assert_eq!(batch.power_action(), Some((power, true)));
+        }
+        assert_eq!(Action::DescribeInstances.power_action(), None);
     }
 }

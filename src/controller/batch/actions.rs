@@ -5,60 +5,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{BatchSettings, Coalescer, Waiter, all_gone, still_waiting};
-use ecs_client::{
-    Accepted, BatchAccepted, EcsApi, EcsError, Instance, RebootOptions, StartOptions, StopOptions,
-};
+use ecs_client::{Accepted, BatchAccepted, EcsApi, EcsError, Instance, PowerRequest};
 
 type Answer = Result<Accepted, EcsError>;
 
-/// Which batch call, with which options: only calls that agree on all of it share a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Op {
-    Start(StartOptions),
-    Stop(StopOptions),
-    Reboot(RebootOptions),
-}
-
-impl Op {
-    fn batch_name(self) -> &'static str {
-        match self {
-            Self::Start(_) => "StartInstances",
-            Self::Stop(_) => "StopInstances",
-            Self::Reboot(_) => "RebootInstances",
-        }
-    }
-
-    /// What batching cannot express exactly goes out as the single call:
-    /// - a dry run: ECS answers a batch dry run with one code for the whole request (the first
-    ///   instance's refusal, or `DryRunOperation`), not one per instance;
-    /// - `InitLocalDisk`: StartInstances has no such parameter.
-    fn batchable(self) -> bool {
-        match self {
-            Self::Start(o) => !o.dry_run && !o.init_local_disk,
-            Self::Stop(o) => !o.dry_run,
-            Self::Reboot(o) => !o.dry_run,
-        }
-    }
-
-    async fn single(self, ecs: &dyn EcsApi, region: &str, id: &str) -> Answer {
-        match self {
-            Self::Start(o) => ecs.start_instance(region, id, &o).await,
-            Self::Stop(o) => ecs.stop_instance(region, id, &o).await,
-            Self::Reboot(o) => ecs.reboot_instance(region, id, &o).await,
-        }
-    }
-
-    async fn batch(
-        self,
-        ecs: &dyn EcsApi,
-        region: &str,
-        ids: &[String],
-    ) -> Result<BatchAccepted, EcsError> {
-        match self {
-            Self::Start(o) => ecs.start_instances(region, ids, &o).await,
-            Self::Stop(o) => ecs.stop_instances(region, ids, &o).await,
-            Self::Reboot(o) => ecs.reboot_instances(region, ids, &o).await,
-        }
+/// What batching cannot express exactly goes out as the single call:
+/// - a dry run: ECS answers a batch dry run with one code for the whole request (the first
+///   instance's refusal, or `DryRunOperation`), not one per instance;
+/// - `InitLocalDisk`: StartInstances has no such parameter.
+fn batchable(request: PowerRequest) -> bool {
+    match request {
+        PowerRequest::Start(o) => !o.dry_run && !o.init_local_disk,
+        other => !other.dry_run(),
     }
 }
 
@@ -76,31 +34,31 @@ impl Op {
 /// A batch mutation is never sent again after a failure that may have executed it (the client's
 /// retry rule); only a failure before anything was sent (a request the client refused) falls
 /// back to single calls. A batch of one goes out as the single call.
-pub struct BatchingEcs {
+pub(crate) struct BatchingEcs {
     inner: Arc<dyn EcsApi>,
-    coalescer: Coalescer<(String, Op), String, Answer>,
+    coalescer: Coalescer<(String, PowerRequest), String, Answer>,
 }
 
 impl BatchingEcs {
-    pub fn new(inner: Arc<dyn EcsApi>, settings: BatchSettings) -> Self {
+    pub(crate) fn new(inner: Arc<dyn EcsApi>, settings: BatchSettings) -> Self {
         let sender = inner.clone();
         Self {
             inner,
             coalescer: Coalescer::new(
                 settings,
-                Arc::new(move |(region, op): (String, Op), waiters| {
+                Arc::new(move |(region, request): (String, PowerRequest), waiters| {
                     let ecs = sender.clone();
-                    Box::pin(async move { act(ecs, region, op, waiters).await })
+                    Box::pin(async move { act(ecs, region, request, waiters).await })
                 }),
             ),
         }
     }
 
-    async fn coalesced(&self, region: &str, id: &str, op: Op) -> Answer {
-        if !op.batchable() {
-            return op.single(self.inner.as_ref(), region, id).await;
+    async fn coalesced(&self, region: &str, id: &str, request: PowerRequest) -> Answer {
+        if !batchable(request) {
+            return self.inner.power(region, id, request).await;
         }
-        let key = (region.to_string(), op);
+        let key = (region.to_string(), request);
         // The same instance twice in one batch: the second call goes on its own.
         match self
             .coalescer
@@ -108,24 +66,29 @@ impl BatchingEcs {
         {
             Some(answer) => answer.await.unwrap_or_else(|_| {
                 Err(EcsError::Transport {
-                    action: op.batch_name().into(),
+                    action: request.action().batch().into(),
                     endpoint: "(batched)".into(),
                     detail: "the batch ended without an answer; it may have been sent".into(),
                 })
             }),
-            None => op.single(self.inner.as_ref(), region, id).await,
+            None => self.inner.power(region, id, request).await,
         }
     }
 }
 
 /// Sends one batch and answers its waiters; sends nothing once they have all gone.
-async fn act(ecs: Arc<dyn EcsApi>, region: String, op: Op, waiters: Vec<Waiter<String, Answer>>) {
+async fn act(
+    ecs: Arc<dyn EcsApi>,
+    region: String,
+    request: PowerRequest,
+    waiters: Vec<Waiter<String, Answer>>,
+) {
     let mut waiters = still_waiting(waiters);
     if let [only] = waiters.as_mut_slice() {
         let id = only.item.clone();
         let answer = tokio::select! {
             biased;
-            answer = op.single(ecs.as_ref(), &region, &id) => answer,
+            answer = ecs.power(&region, &id, request) => answer,
             () = only.reply.closed() => return,
         };
         if let Some(only) = waiters.into_iter().next() {
@@ -139,13 +102,13 @@ async fn act(ecs: Arc<dyn EcsApi>, region: String, op: Op, waiters: Vec<Waiter<S
     let ids: Vec<String> = waiters.iter().map(|w| w.item.clone()).collect();
     let sent = tokio::select! {
         biased;
-        sent = op.batch(ecs.as_ref(), &region, &ids) => sent,
+        sent = ecs.power_batch(&region, &ids, request) => sent,
         () = all_gone(&mut waiters) => return,
     };
     match sent {
         Ok(batch) => {
             for waiter in waiters {
-                let answer = item_answer(op, &batch, &waiter.item);
+                let answer = item_answer(request, &batch, &waiter.item);
                 let _ = waiter.reply.send(answer);
             }
         }
@@ -153,7 +116,7 @@ async fn act(ecs: Arc<dyn EcsApi>, region: String, op: Op, waiters: Vec<Waiter<S
         // each call may still be made on its own.
         Err(EcsError::InvalidInput(_)) => {
             for waiter in waiters {
-                let answer = op.single(ecs.as_ref(), &region, &waiter.item).await;
+                let answer = ecs.power(&region, &waiter.item, request).await;
                 let _ = waiter.reply.send(answer);
             }
         }
@@ -165,10 +128,10 @@ async fn act(ecs: Arc<dyn EcsApi>, region: String, op: Op, waiters: Vec<Waiter<S
     }
 }
 
-fn item_answer(op: Op, batch: &BatchAccepted, id: &str) -> Answer {
+fn item_answer(request: PowerRequest, batch: &BatchAccepted, id: &str) -> Answer {
     let Some(item) = batch.items.iter().find(|i| i.instance_id == id) else {
         return Err(EcsError::Decode {
-            action: op.batch_name().into(),
+            action: request.action().batch().into(),
             http_status: 200,
             detail: format!(
                 "the answer (RequestId {}) has no entry for {id}; it may have been acted on",
@@ -179,6 +142,7 @@ fn item_answer(op: Op, batch: &BatchAccepted, id: &str) -> Answer {
     match &item.result {
         Ok(()) => Ok(Accepted {
             request_id: batch.request_id.clone(),
+            dry_run: false,
         }),
         Err(err) => Err(err.clone()),
     }
@@ -194,66 +158,16 @@ impl EcsApi for BatchingEcs {
         self.inner.describe_instances(region, instance_ids).await
     }
 
-    async fn start_instance(
-        &self,
-        region: &str,
-        instance_id: &str,
-        options: &StartOptions,
-    ) -> Answer {
-        self.coalesced(region, instance_id, Op::Start(*options))
-            .await
+    async fn power(&self, region: &str, instance_id: &str, request: PowerRequest) -> Answer {
+        self.coalesced(region, instance_id, request).await
     }
 
-    async fn stop_instance(
-        &self,
-        region: &str,
-        instance_id: &str,
-        options: &StopOptions,
-    ) -> Answer {
-        self.coalesced(region, instance_id, Op::Stop(*options))
-            .await
-    }
-
-    async fn reboot_instance(
-        &self,
-        region: &str,
-        instance_id: &str,
-        options: &RebootOptions,
-    ) -> Answer {
-        self.coalesced(region, instance_id, Op::Reboot(*options))
-            .await
-    }
-
-    async fn start_instances(
+    async fn power_batch(
         &self,
         region: &str,
         instance_ids: &[String],
-        options: &StartOptions,
+        request: PowerRequest,
     ) -> Result<BatchAccepted, EcsError> {
-        self.inner
-            .start_instances(region, instance_ids, options)
-            .await
-    }
-
-    async fn stop_instances(
-        &self,
-        region: &str,
-        instance_ids: &[String],
-        options: &StopOptions,
-    ) -> Result<BatchAccepted, EcsError> {
-        self.inner
-            .stop_instances(region, instance_ids, options)
-            .await
-    }
-
-    async fn reboot_instances(
-        &self,
-        region: &str,
-        instance_ids: &[String],
-        options: &RebootOptions,
-    ) -> Result<BatchAccepted, EcsError> {
-        self.inner
-            .reboot_instances(region, instance_ids, options)
-            .await
+        self.inner.power_batch(region, instance_ids, request).await
     }
 }

@@ -22,53 +22,21 @@
 mod actions;
 mod observe;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-pub use actions::BatchingEcs;
-pub use observe::BatchingObserver;
+pub(crate) use actions::BatchingEcs;
+pub(crate) use observe::BatchingObserver;
 
-use ecs_client::client::MAX_IDS_PER_CALL;
-
-/// How long calls wait for company, and how many share one batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchSettings {
-    /// The longest any call waits before its batch is sent.
-    pub window: Duration,
-    /// A batch that no call has joined for this long is sent before the window ends.
-    pub quiet: Duration,
-    /// Calls per batch (ECS takes at most 100 ids).
-    pub max_batch: usize,
-}
-
-impl Default for BatchSettings {
-    fn default() -> Self {
-        Self {
-            window: Duration::from_millis(50),
-            quiet: Duration::from_millis(10),
-            max_batch: MAX_IDS_PER_CALL,
-        }
-    }
-}
-
-impl BatchSettings {
-    fn normalised(self) -> Self {
-        Self {
-            window: self.window,
-            quiet: self.quiet.min(self.window),
-            max_batch: self.max_batch.clamp(1, MAX_IDS_PER_CALL),
-        }
-    }
-}
+use crate::controller::config::BatchSettings;
 
 /// One call waiting in a batch: what it asks for, and where its answer goes.
 pub(crate) struct Waiter<I, R> {
@@ -113,7 +81,7 @@ where
     I: Send + 'static,
     R: Send + 'static,
 {
-    pub fn new(settings: BatchSettings, flush: FlushFn<K, I, R>) -> Self {
+    pub(crate) fn new(settings: BatchSettings, flush: FlushFn<K, I, R>) -> Self {
         Self {
             settings: settings.normalised(),
             groups: Arc::new(Mutex::new(Groups {
@@ -128,7 +96,7 @@ where
     /// Adds a call to the open batch of `key`. `None` when `conflicts` says the open batch
     /// already holds a call that must not share a batch with this one (the caller then calls
     /// on its own).
-    pub fn submit(
+    pub(crate) fn submit(
         &self,
         key: K,
         item: I,

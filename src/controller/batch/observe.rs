@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{BatchSettings, Coalescer, Waiter, all_gone, still_waiting};
-use crate::controller::observe::{Observer, Target};
+use crate::controller::observe::{Lookup, Observer};
 use ecs_client::{EcsApi, EcsError, ErrorClass, Instance};
 
 type Answer = Result<Option<Instance>, EcsError>;
@@ -20,12 +20,12 @@ type Item = (String, Arc<dyn EcsApi>);
 /// Every caller gets an answer fetched after it asked (nothing is cached), so a batched
 /// observation is exactly as fresh as a direct one. An error of the batch call is every
 /// caller's error.
-pub struct BatchingObserver {
+pub(crate) struct BatchingObserver {
     coalescer: Coalescer<Key, Item, Answer>,
 }
 
 impl BatchingObserver {
-    pub fn new(settings: BatchSettings) -> Self {
+    pub(crate) fn new(settings: BatchSettings) -> Self {
         Self {
             coalescer: Coalescer::new(
                 settings,
@@ -37,9 +37,9 @@ impl BatchingObserver {
 
 #[async_trait]
 impl Observer for BatchingObserver {
-    async fn observe(&self, target: &Target) -> Answer {
-        let key = (target.credentials_key.clone(), target.region.clone());
-        let item = (target.instance_id.clone(), target.ecs.clone());
+    async fn observe(&self, lookup: &Lookup) -> Answer {
+        let key = (lookup.credentials_key.clone(), lookup.region.clone());
+        let item = (lookup.instance_id.clone(), lookup.ecs.clone());
         let answer = self
             .coalescer
             .submit(key, item, |_| false)

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::*;
-use crate::controller::observe::{Observer, Target};
+use crate::controller::observe::{Lookup, Observer};
 use ecs_client::ratelimit::{RateLimiter, RateLimits};
 use ecs_client::{
     Accepted, ApiError, BatchAccepted, BatchItem, EcsApi, EcsError, ErrorClass, Instance,
-    InstanceStatus, RebootOptions, StartOptions, StopOptions,
+    InstanceStatus, PowerRequest, RebootOptions, StartOptions, StopOptions,
 };
 
 const REGION: &str = "cn-hangzhou";
@@ -120,6 +120,7 @@ impl FakeEcs {
             Some(code) => Err(api_error(code, 403)),
             None => Ok(Accepted {
                 request_id: self.request_id(),
+                dry_run: false,
             }),
         }
     }
@@ -152,7 +153,8 @@ impl FakeEcs {
     }
 }
 
-fn api_error(code: &str, http_status: u16) -> EcsError {
+/// An ECS refusal with this code (also the reconcile tests' fake ECS answer).
+pub(crate) fn api_error(code: &str, http_status: u16) -> EcsError {
     EcsError::Api(ApiError {
         code: code.into(),
         message: format!("{code} happened"),
@@ -196,58 +198,26 @@ impl EcsApi for FakeEcs {
             .map(|id| instance(id, region))
             .collect())
     }
-    async fn start_instance(
+    async fn power(
         &self,
         region: &str,
         id: &str,
-        _: &StartOptions,
+        request: PowerRequest,
     ) -> Result<Accepted, EcsError> {
-        self.single("StartInstance", region, id).await
+        self.single(request.action().single(), region, id).await
     }
-    async fn stop_instance(
-        &self,
-        region: &str,
-        id: &str,
-        _: &StopOptions,
-    ) -> Result<Accepted, EcsError> {
-        self.single("StopInstance", region, id).await
-    }
-    async fn reboot_instance(
-        &self,
-        region: &str,
-        id: &str,
-        _: &RebootOptions,
-    ) -> Result<Accepted, EcsError> {
-        self.single("RebootInstance", region, id).await
-    }
-    async fn start_instances(
+    async fn power_batch(
         &self,
         region: &str,
         ids: &[String],
-        _: &StartOptions,
+        request: PowerRequest,
     ) -> Result<BatchAccepted, EcsError> {
-        self.batch("StartInstances", region, ids).await
-    }
-    async fn stop_instances(
-        &self,
-        region: &str,
-        ids: &[String],
-        _: &StopOptions,
-    ) -> Result<BatchAccepted, EcsError> {
-        self.batch("StopInstances", region, ids).await
-    }
-    async fn reboot_instances(
-        &self,
-        region: &str,
-        ids: &[String],
-        _: &RebootOptions,
-    ) -> Result<BatchAccepted, EcsError> {
-        self.batch("RebootInstances", region, ids).await
+        self.batch(request.action().batch(), region, ids).await
     }
 }
 
-fn target(ecs: &Arc<FakeEcs>, credentials: &str, region: &str, id: &str) -> Target {
-    Target {
+fn target(ecs: &Arc<FakeEcs>, credentials: &str, region: &str, id: &str) -> Lookup {
+    Lookup {
         ecs: ecs.clone(),
         credentials_key: credentials.into(),
         region: region.into(),
@@ -262,8 +232,8 @@ fn id(n: usize) -> String {
 /// Observes every target at once; each answer with how long it took.
 async fn observe_all(
     observer: &Arc<BatchingObserver>,
-    targets: Vec<Target>,
-) -> Vec<(Target, Result<Option<Instance>, EcsError>, Duration)> {
+    targets: Vec<Lookup>,
+) -> Vec<(Lookup, Result<Option<Instance>, EcsError>, Duration)> {
     let tasks: Vec<_> = targets
         .into_iter()
         .map(|t| {
@@ -288,7 +258,7 @@ async fn observe_all(
 async fn a_burst_of_250_observations_costs_three_describe_calls_and_each_gets_its_own_instance() {
     let ecs = FakeEcs::new();
     let observer = Arc::new(BatchingObserver::new(BatchSettings::default()));
-    let mut targets: Vec<Target> = (0..249)
+    let mut targets: Vec<Lookup> = (0..249)
         .map(|n| target(&ecs, "default", REGION, &id(n)))
         .collect();
     // One instance ECS does not know.
@@ -447,7 +417,7 @@ async fn start_all(
         .map(|i| {
             let api = api.clone();
             tokio::spawn(async move {
-                let answer = api.start_instance(REGION, &i, &options).await;
+                let answer = api.power(REGION, &i, PowerRequest::Start(options)).await;
                 (i, answer)
             })
         })
@@ -498,7 +468,7 @@ async fn an_item_code_nobody_knows_counts_as_possibly_executed() {
         .map(|i| {
             let api = api.clone();
             tokio::spawn(async move {
-                api.reboot_instance(REGION, i, &RebootOptions::default())
+                api.power(REGION, i, PowerRequest::Reboot(RebootOptions::default()))
                     .await
             })
         })
@@ -533,8 +503,12 @@ async fn a_failed_batch_is_every_callers_error_and_is_not_sent_again() {
         .map(|n| {
             let api = api.clone();
             tokio::spawn(async move {
-                api.reboot_instance(REGION, &id(n), &RebootOptions::default())
-                    .await
+                api.power(
+                    REGION,
+                    &id(n),
+                    PowerRequest::Reboot(RebootOptions::default()),
+                )
+                .await
             })
         })
         .collect();
@@ -563,11 +537,11 @@ async fn different_options_and_dry_runs_never_share_a_batch() {
         ..StartOptions::default()
     };
     let (a, b, c, d, e) = tokio::join!(
-        api.start_instance(REGION, "i-1", &plain),
-        api.start_instance(REGION, "i-2", &plain),
-        api.start_instance(REGION, "i-3", &dry),
-        api.start_instance(REGION, "i-4", &dry),
-        api.start_instance(REGION, "i-5", &local_disk),
+        api.power(REGION, "i-1", PowerRequest::Start(plain)),
+        api.power(REGION, "i-2", PowerRequest::Start(plain)),
+        api.power(REGION, "i-3", PowerRequest::Start(dry)),
+        api.power(REGION, "i-4", PowerRequest::Start(dry)),
+        api.power(REGION, "i-5", PowerRequest::Start(local_disk)),
     );
     for answer in [a, b, c, d, e] {
         answer.unwrap();
@@ -578,8 +552,8 @@ async fn different_options_and_dry_runs_never_share_a_batch() {
     };
     let plain_stop = StopOptions::default();
     let (f, g) = tokio::join!(
-        api.stop_instance(REGION, "i-6", &stop),
-        api.stop_instance(REGION, "i-7", &plain_stop),
+        api.power(REGION, "i-6", PowerRequest::Stop(stop)),
+        api.power(REGION, "i-7", PowerRequest::Stop(plain_stop)),
     );
     f.unwrap();
     g.unwrap();
@@ -606,7 +580,11 @@ async fn a_lone_action_is_the_single_call_after_the_quiet_gap() {
     let api = BatchingEcs::new(ecs.clone(), settings);
     let start = Instant::now();
     let accepted = api
-        .reboot_instance(REGION, "i-1", &RebootOptions::default())
+        .power(
+            REGION,
+            "i-1",
+            PowerRequest::Reboot(RebootOptions::default()),
+        )
         .await
         .unwrap();
     assert_eq!(start.elapsed(), settings.quiet + Duration::from_millis(2));
@@ -621,16 +599,20 @@ async fn a_caller_that_gives_up_before_the_batch_leaves_is_not_in_it() {
     let gone = {
         let api = api.clone();
         tokio::spawn(async move {
-            api.reboot_instance(REGION, "i-1", &RebootOptions::default())
-                .await
+            api.power(
+                REGION,
+                "i-1",
+                PowerRequest::Reboot(RebootOptions::default()),
+            )
+            .await
         })
     };
     tokio::task::yield_now().await;
     gone.abort();
     let options = RebootOptions::default();
     let (a, b) = tokio::join!(
-        api.reboot_instance(REGION, "i-2", &options),
-        api.reboot_instance(REGION, "i-3", &options),
+        api.power(REGION, "i-2", PowerRequest::Reboot(options)),
+        api.power(REGION, "i-3", PowerRequest::Reboot(options)),
     );
     a.unwrap();
     b.unwrap();
@@ -648,8 +630,8 @@ async fn a_batch_whose_callers_all_left_while_it_waited_for_a_token_is_never_sen
     let api = Arc::new(BatchingEcs::new(ecs.clone(), BatchSettings::default()));
     let options = StopOptions::default();
     let (a, b) = tokio::join!(
-        api.stop_instance(REGION, "i-1", &options),
-        api.stop_instance(REGION, "i-2", &options),
+        api.power(REGION, "i-1", PowerRequest::Stop(options)),
+        api.power(REGION, "i-2", PowerRequest::Stop(options)),
     );
     a.unwrap();
     b.unwrap();
@@ -658,7 +640,7 @@ async fn a_batch_whose_callers_all_left_while_it_waited_for_a_token_is_never_sen
         .into_iter()
         .map(|i| {
             let api = api.clone();
-            tokio::spawn(async move { api.stop_instance(REGION, i, &options).await })
+            tokio::spawn(async move { api.power(REGION, i, PowerRequest::Stop(options)).await })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -678,9 +660,9 @@ async fn the_same_instance_twice_never_shares_a_batch() {
     let api = Arc::new(BatchingEcs::new(ecs.clone(), BatchSettings::default()));
     let options = StopOptions::default();
     let (a, b, c) = tokio::join!(
-        api.stop_instance(REGION, "i-1", &options),
-        api.stop_instance(REGION, "i-1", &options),
-        api.stop_instance(REGION, "i-2", &options),
+        api.power(REGION, "i-1", PowerRequest::Stop(options)),
+        api.power(REGION, "i-1", PowerRequest::Stop(options)),
+        api.power(REGION, "i-2", PowerRequest::Stop(options)),
     );
     for answer in [a, b, c] {
         answer.unwrap();

@@ -9,11 +9,13 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::ErrorClass;
-use crate::cli::error_line;
+use crate::command::error_line;
 use crate::credentials::{CredentialsError, StaticProvider};
 use crate::sign::{parse_v3_authorization, v1_signature, v1_string_to_sign};
 use crate::testing::{Recorded, Reply, TestServer};
-use crate::types::{InstanceStatus, StoppedMode};
+use crate::types::{
+    InstanceStatus, PowerRequest, RebootOptions, StartOptions, StopOptions, StoppedMode,
+};
 
 const REGION: &str = "cn-hangzhou";
 const ID: &str = "i-bp67acfmxazb4ph1234";
@@ -110,7 +112,10 @@ async fn v3_stop_is_a_signed_post_with_parameters_in_the_query() {
         stopped_mode: Some(StoppedMode::StopCharging),
         dry_run: false,
     };
-    let accepted = client.stop_instance(REGION, ID, &options).await.unwrap();
+    let accepted = client
+        .power(REGION, ID, PowerRequest::Stop(options))
+        .await
+        .unwrap();
     assert_eq!(accepted.request_id, "OK-REQUEST");
 
     let [request] = server.requests().try_into().unwrap();
@@ -163,7 +168,7 @@ async fn v3_with_sts_credentials_signs_the_security_token() {
     )
     .unwrap();
     client
-        .reboot_instance(REGION, ID, &RebootOptions::default())
+        .power(REGION, ID, PowerRequest::Reboot(RebootOptions::default()))
         .await
         .unwrap();
     let [request] = server.requests().try_into().unwrap();
@@ -192,7 +197,10 @@ async fn v1_start_carries_the_rpc_common_parameters_and_a_valid_signature() {
         init_local_disk: true,
         dry_run: false,
     };
-    client.start_instance(REGION, ID, &options).await.unwrap();
+    client
+        .power(REGION, ID, PowerRequest::Start(options))
+        .await
+        .unwrap();
     let [request] = server.requests().try_into().unwrap();
     assert_eq!(request.method, "POST");
     assert!(request.body.is_empty());
@@ -291,13 +299,13 @@ async fn batch_reboot_sends_force_reboot_and_reads_each_instance_code() {
     .await;
     let ids = vec!["i-a".to_string(), "i-b".to_string(), "i-c".to_string()];
     let answer = client(&server, RetryPolicy::never())
-        .reboot_instances(
+        .power_batch(
             REGION,
             &ids,
-            &RebootOptions {
+            PowerRequest::Reboot(RebootOptions {
                 force: true,
                 dry_run: false,
-            },
+            }),
         )
         .await
         .unwrap();
@@ -326,20 +334,32 @@ async fn bad_input_is_refused_before_anything_is_sent() {
     let server = TestServer::fixed(Reply::json(200, OK)).await;
     let client = client(&server, RetryPolicy::never());
     let err = client
-        .stop_instance(REGION, "i-1&Action=DeleteInstance", &StopOptions::default())
+        .power(
+            REGION,
+            "i-1&Action=DeleteInstance",
+            PowerRequest::Stop(StopOptions::default()),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, EcsError::InvalidInput(_)), "{err}");
     let too_many: Vec<String> = (0..101).map(|n| format!("i-{n}")).collect();
     assert!(
         client
-            .stop_instances(REGION, &too_many, &StopOptions::default())
+            .power_batch(
+                REGION,
+                &too_many,
+                PowerRequest::Stop(StopOptions::default())
+            )
             .await
             .is_err()
     );
     assert!(
         client
-            .start_instance("cn-hangzhou.evil.com#", ID, &StartOptions::default())
+            .power(
+                "cn-hangzhou.evil.com#",
+                ID,
+                PowerRequest::Start(StartOptions::default())
+            )
             .await
             .is_err()
     );
@@ -361,15 +381,15 @@ async fn answer_with(call: Call, status: u16, code: &str, message: &str) -> EcsE
     let ids = [ID.to_string()];
     let result = match call {
         Call::Start => client
-            .start_instance(REGION, ID, &StartOptions::default())
+            .power(REGION, ID, PowerRequest::Start(StartOptions::default()))
             .await
             .map(drop),
         Call::Stop => client
-            .stop_instance(REGION, ID, &StopOptions::default())
+            .power(REGION, ID, PowerRequest::Stop(StopOptions::default()))
             .await
             .map(drop),
         Call::Reboot => client
-            .reboot_instance(REGION, ID, &RebootOptions::default())
+            .power(REGION, ID, PowerRequest::Reboot(RebootOptions::default()))
             .await
             .map(drop),
         Call::Describe => client.describe_instances(REGION, &ids).await.map(drop),
@@ -778,7 +798,7 @@ async fn retry_after_header_is_read_as_milliseconds() {
     )
     .await;
     let error = client(&server, RetryPolicy::never())
-        .stop_instance(REGION, ID, &StopOptions::default())
+        .power(REGION, ID, PowerRequest::Stop(StopOptions::default()))
         .await
         .unwrap_err();
     assert_eq!(
@@ -798,7 +818,7 @@ async fn a_mutation_answered_500_is_never_sent_twice() {
     ] {
         let server = TestServer::fixed(Reply::json(status, error_body(code, "x"))).await;
         let error = client(&server, quick_retries())
-            .reboot_instance(REGION, ID, &RebootOptions::default())
+            .power(REGION, ID, PowerRequest::Reboot(RebootOptions::default()))
             .await
             .unwrap_err();
         assert_eq!(error.code(), code);
@@ -811,7 +831,7 @@ async fn a_mutation_that_timed_out_is_never_sent_twice() {
     let server = TestServer::fixed(Reply::json(200, OK).after(Duration::from_secs(3))).await;
     let started = std::time::Instant::now();
     let error = client(&server, quick_retries())
-        .reboot_instance(REGION, ID, &RebootOptions::default())
+        .power(REGION, ID, PowerRequest::Reboot(RebootOptions::default()))
         .await
         .unwrap_err();
     assert!(matches!(error, EcsError::Transport { .. }), "{error:?}");
@@ -836,7 +856,7 @@ async fn a_throttled_mutation_is_retried_with_a_fresh_nonce() {
         })
         .await;
         let accepted = client(&server, quick_retries())
-            .stop_instance(REGION, ID, &StopOptions::default())
+            .power(REGION, ID, PowerRequest::Stop(StopOptions::default()))
             .await
             .unwrap();
         assert_eq!(accepted.request_id, "OK-REQUEST");
@@ -853,7 +873,7 @@ async fn a_throttled_mutation_is_retried_with_a_fresh_nonce() {
 async fn a_throttled_mutation_gives_up_after_the_attempt_budget() {
     let server = TestServer::fixed(Reply::json(400, error_body("Throttling", "x"))).await;
     let error = client(&server, quick_retries())
-        .start_instance(REGION, ID, &StartOptions::default())
+        .power(REGION, ID, PowerRequest::Start(StartOptions::default()))
         .await
         .unwrap_err();
     assert_eq!(error.class(), ErrorClass::Throttled);
@@ -873,7 +893,7 @@ async fn the_server_retry_after_is_honoured() {
     .await;
     let started = std::time::Instant::now();
     client(&server, quick_retries())
-        .stop_instance(REGION, ID, &StopOptions::default())
+        .power(REGION, ID, PowerRequest::Stop(StopOptions::default()))
         .await
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -894,7 +914,7 @@ async fn a_refused_connection_is_retried_even_for_a_mutation() {
     };
     let error = EcsClient::new(config, counting.clone())
         .unwrap()
-        .reboot_instance(REGION, ID, &RebootOptions::default())
+        .power(REGION, ID, PowerRequest::Reboot(RebootOptions::default()))
         .await
         .unwrap_err();
     assert!(matches!(error, EcsError::Connect { .. }), "{error:?}");
@@ -958,7 +978,7 @@ async fn errors_never_show_the_secret_or_the_token() {
     )
     .unwrap();
     let error = client
-        .stop_instance(REGION, ID, &StopOptions::default())
+        .power(REGION, ID, PowerRequest::Stop(StopOptions::default()))
         .await
         .unwrap_err();
     let shown = format!("{error} {error:?} {} {client:?}", error_line(&error));
@@ -988,7 +1008,7 @@ async fn clones_share_one_rate_limit() {
         let client = client.clone();
         async move {
             client
-                .stop_instance(REGION, ID, &StopOptions::default())
+                .power(REGION, ID, PowerRequest::Stop(StopOptions::default()))
                 .await
         }
     });
@@ -1029,7 +1049,7 @@ async fn a_mutation_is_sent_again_when_the_credentials_source_was_down() {
     )
     .unwrap();
     client
-        .reboot_instance(REGION, ID, &RebootOptions::default())
+        .power(REGION, ID, PowerRequest::Reboot(RebootOptions::default()))
         .await
         .unwrap();
     assert_eq!(source.requests().len(), 3);

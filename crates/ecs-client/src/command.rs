@@ -1,4 +1,4 @@
-//! `ecs-power-controller ecs …`: the operator's direct line to the ECS API, and the quickest
+//! The `ecs` command (`ecs-power-controller ecs …`): the operator's direct line to the ECS API, and the quickest
 //! check that credentials, endpoint and permissions work.
 //!
 //! Success exits 0 (a `DryRunOperation` answer to `--dry-run` is success: "dry run passed").
@@ -9,6 +9,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+
+use crate::EcsApi;
 use crate::client::{EcsClient, EcsClientConfig};
 use crate::credentials::{CredentialsProvider, DefaultCredentialsChain};
 use crate::endpoint::EndpointConfig;
@@ -16,8 +19,7 @@ use crate::error::EcsError;
 use crate::ratelimit::RateLimits;
 use crate::retry::RetryPolicy;
 use crate::sign::SignatureVersion;
-use crate::types::{Instance, RebootOptions, StartOptions, StopOptions, StoppedMode};
-use crate::{Accepted, EcsApi};
+use crate::types::{Instance, PowerRequest, RebootOptions, StartOptions, StopOptions, StoppedMode};
 
 /// Describe, start, stop or reboot instances directly (checks credentials and connectivity).
 #[derive(clap::Args, Debug)]
@@ -51,7 +53,7 @@ pub struct EcsClientArgs {
     pub vpc_endpoint: bool,
 
     /// Request signature: v3 (ACS3-HMAC-SHA256, the SDKs' default) or v1 (legacy HMAC-SHA1).
-    #[arg(long, value_enum, default_value_t = SignatureVersion::V3, env = "ECS_SIGNATURE_VERSION")]
+    #[arg(long, value_parser = signature_versions(), default_value = "v3", env = "ECS_SIGNATURE_VERSION")]
     pub signature_version: SignatureVersion,
 
     /// Client-side limit of calls per second, per ECS action (0 = unlimited).
@@ -121,9 +123,57 @@ impl EcsClientArgs {
     }
 }
 
-/// The instance(s) a command acts on.
+/// A flag that takes one of a library enum's values by name. The library types derive no clap
+/// traits (they are not the command line's); their flags list them here.
+fn one_of<T: Copy + Send + Sync + 'static>(
+    values: &'static [(T, &'static str, &'static str)],
+) -> impl TypedValueParser<Value = T> {
+    let names = values
+        .iter()
+        .map(|(_, name, help)| PossibleValue::new(*name).help(*help));
+    PossibleValuesParser::new(names).map(move |chosen| {
+        values
+            .iter()
+            .find(|(_, name, _)| *name == chosen)
+            .map(|(value, _, _)| *value)
+            // The parser accepted only these names; the first is the fallback in name only.
+            .unwrap_or(values[0].0)
+    })
+}
+
+fn signature_versions() -> impl TypedValueParser<Value = SignatureVersion> {
+    one_of(&[
+        (
+            SignatureVersion::V3,
+            "v3",
+            "ACS3-HMAC-SHA256, header-based (the default of the official SDKs)",
+        ),
+        (
+            SignatureVersion::V1,
+            "v1",
+            "Legacy RPC HMAC-SHA1, parameter-based",
+        ),
+    ])
+}
+
+fn stopped_modes() -> impl TypedValueParser<Value = StoppedMode> {
+    one_of(&[
+        (
+            StoppedMode::KeepCharging,
+            "KeepCharging",
+            "Keep the instance's resources and keep paying for them (the ECS default)",
+        ),
+        (
+            StoppedMode::StopCharging,
+            "StopCharging",
+            "Release vCPU and memory while stopped (VPC pay-as-you-go); a later start may find no stock",
+        ),
+    ])
+}
+
+/// The region a command acts in.
 #[derive(clap::Args, Debug)]
-pub struct Target {
+pub struct RegionArg {
     /// Region id, e.g. cn-hangzhou.
     #[arg(long, env = "ALIBABA_CLOUD_REGION_ID")]
     pub region: String,
@@ -140,7 +190,7 @@ pub enum OutputFormat {
 #[derive(clap::Args, Debug)]
 pub struct DescribeArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub region: RegionArg,
     /// Instance id (repeatable).
     #[arg(long = "instance-id", required = true, value_name = "ID")]
     pub instance_ids: Vec<String>,
@@ -153,7 +203,7 @@ pub struct DescribeArgs {
 #[derive(clap::Args, Debug)]
 pub struct StartArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub region: RegionArg,
     #[arg(long = "instance-id", value_name = "ID")]
     pub instance_id: String,
     /// Recover local disks on start (D1, I1, I2 families only).
@@ -169,13 +219,13 @@ pub struct StartArgs {
 #[derive(clap::Args, Debug)]
 pub struct StopArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub region: RegionArg,
     #[arg(long = "instance-id", value_name = "ID")]
     pub instance_id: String,
     /// Power off without waiting for the guest to shut down (unwritten data is lost).
     #[arg(long)]
     pub force: bool,
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = stopped_modes())]
     pub stopped_mode: Option<StoppedMode>,
     #[arg(long)]
     pub dry_run: bool,
@@ -186,7 +236,7 @@ pub struct StopArgs {
 #[derive(clap::Args, Debug)]
 pub struct RebootArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub region: RegionArg,
     #[arg(long = "instance-id", value_name = "ID")]
     pub instance_id: String,
     /// Power-cycle without waiting for the guest (unwritten data is lost).
@@ -231,7 +281,7 @@ async fn execute(args: EcsArgs) -> Result<Vec<String>, EcsError> {
     match args.command {
         EcsCommand::Describe(args) => {
             let client = client(&args.client)?;
-            let region = &args.target.region;
+            let region = &args.region.region;
             let found = client
                 .describe_instances(region, &args.instance_ids)
                 .await?;
@@ -262,10 +312,8 @@ async fn execute(args: EcsArgs) -> Result<Vec<String>, EcsError> {
                 init_local_disk: args.init_local_disk,
                 dry_run: args.dry_run,
             };
-            let result = client(&args.client)?
-                .start_instance(&args.target.region, &args.instance_id, &options)
-                .await;
-            accepted("StartInstance", &args.instance_id, args.dry_run, result)
+            let request = PowerRequest::Start(options);
+            power(&args.client, &args.region, &args.instance_id, request).await
         }
         EcsCommand::Stop(args) => {
             let options = StopOptions {
@@ -273,41 +321,39 @@ async fn execute(args: EcsArgs) -> Result<Vec<String>, EcsError> {
                 stopped_mode: args.stopped_mode,
                 dry_run: args.dry_run,
             };
-            let result = client(&args.client)?
-                .stop_instance(&args.target.region, &args.instance_id, &options)
-                .await;
-            accepted("StopInstance", &args.instance_id, args.dry_run, result)
+            let request = PowerRequest::Stop(options);
+            power(&args.client, &args.region, &args.instance_id, request).await
         }
         EcsCommand::Reboot(args) => {
             let options = RebootOptions {
                 force: args.force,
                 dry_run: args.dry_run,
             };
-            let result = client(&args.client)?
-                .reboot_instance(&args.target.region, &args.instance_id, &options)
-                .await;
-            accepted("RebootInstance", &args.instance_id, args.dry_run, result)
+            let request = PowerRequest::Reboot(options);
+            power(&args.client, &args.region, &args.instance_id, request).await
         }
     }
 }
 
-fn accepted(
-    action: &str,
+/// Start, stop or reboot one instance; the line to print.
+async fn power(
+    client_args: &EcsClientArgs,
+    region: &RegionArg,
     instance_id: &str,
-    dry_run: bool,
-    result: Result<Accepted, EcsError>,
+    request: PowerRequest,
 ) -> Result<Vec<String>, EcsError> {
-    match result {
-        Ok(accepted) => Ok(vec![format!(
-            "{action} accepted for {instance_id} (RequestId {})",
-            accepted.request_id
-        )]),
-        Err(error) if dry_run && error.is_dry_run_passed() => Ok(vec![format!(
-            "dry run passed: {action} would be accepted for {instance_id} (RequestId {})",
-            error.request_id().unwrap_or("-")
-        )]),
-        Err(error) => Err(error),
-    }
+    let accepted = client(client_args)?
+        .power(&region.region, instance_id, request)
+        .await?;
+    let action = request.action().single();
+    let request_id = &accepted.request_id;
+    Ok(vec![if accepted.dry_run {
+        format!(
+            "dry run passed: {action} would be accepted for {instance_id} (RequestId {request_id})"
+        )
+    } else {
+        format!("{action} accepted for {instance_id} (RequestId {request_id})")
+    }])
 }
 
 /// `describe --output json`: one object per instance, in ECS's own field names.

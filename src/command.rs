@@ -1,4 +1,6 @@
-//! The command line: one binary, one subcommand per job.
+//! The command line: one binary, one subcommand per job. Each job's flags and its `run` live
+//! with the job (`controller::run_cmd`, `controller::reboot_cmd`, `demo::demo_cmd`, `bench`,
+//! `ecs_client::command`, `ecs_sim::cli`); this is only the table of them.
 
 use std::process::ExitCode;
 
@@ -10,28 +12,44 @@ use crate::telemetry::{self, LogFormat};
 #[command(name = "ecs-power-controller", version, about)]
 pub struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
-    pub log_format: LogFormat,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text, env = "LOG_FORMAT")]
+    log_format: LogFormatArg,
 
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
+}
+
+/// `--log-format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+enum Command {
     /// Call the ECS API directly: describe, start, stop, reboot.
-    Ecs(ecs_client::cli::EcsArgs),
+    Ecs(ecs_client::command::EcsArgs),
     /// Serve a local ECS API simulator.
     #[cfg(feature = "dev-tools")]
     Simulate(ecs_sim::SimulateArgs),
     /// Print the EcsInstance CustomResourceDefinition as YAML.
     Crd,
     /// Run the controller against a Kubernetes cluster.
-    Run(crate::controller::cli::RunArgs),
+    Run(crate::controller::run_cmd::RunArgs),
     /// The no-cluster quick start: a local Kubernetes API, the ECS simulator, the examples and
     /// the real controller, until every object has settled.
     #[cfg(feature = "dev-tools")]
-    Demo(crate::demo::cli::DemoArgs),
+    Demo(crate::demo::demo_cmd::DemoArgs),
     /// Ask for one reboot of an EcsInstance's VM (sets a fresh spec.reboot.token).
     Reboot(crate::controller::reboot_cmd::RebootArgs),
     /// Benchmark the controller at fleet scale against the ECS quota bound.
@@ -48,15 +66,15 @@ impl Cli {
             Command::Simulate(_) => "info",
             _ => "warn",
         };
-        telemetry::init(self.log_format, default_level);
+        telemetry::init(self.log_format.into(), default_level);
         match self.command {
-            Command::Ecs(args) => ecs_client::cli::run(args).await,
+            Command::Ecs(args) => ecs_client::command::run(args).await,
             #[cfg(feature = "dev-tools")]
             Command::Simulate(args) => ecs_sim::simulate(args).await,
             Command::Crd => print_crd(),
-            Command::Run(args) => crate::controller::cli::run(args).await,
+            Command::Run(args) => crate::controller::run_cmd::run(args).await,
             #[cfg(feature = "dev-tools")]
-            Command::Demo(args) => crate::demo::cli::run(args).await,
+            Command::Demo(args) => crate::demo::demo_cmd::run(args).await,
             Command::Reboot(args) => crate::controller::reboot_cmd::run(args).await,
             #[cfg(feature = "dev-tools")]
             Command::Bench(args) => crate::bench::run(args).await,

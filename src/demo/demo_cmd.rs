@@ -15,16 +15,14 @@ use serde_json::Value;
 
 use super::sandbox::{RunningController, Sandbox};
 use crate::api::EcsInstance;
-use crate::controller::decide::Timings;
-use crate::controller::health;
-use crate::controller::reconcile::Settings;
-use crate::controller::runtime::ControllerOptions;
-use ecs_client::cli::parse_duration;
+use crate::controller::conditions;
+use crate::controller::config::{Config, Timings};
+use ecs_client::command::parse_duration;
 use ecs_sim::{Action, SimConfig, TransitionTimes};
 
 /// Run the controller against a local Kubernetes API and ECS simulator, with the examples.
 #[derive(clap::Args, Debug)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Keep running after everything settled, and print the kubeconfig path so that
     /// `kubectl get ecsi -w` works against the demo.
     #[arg(long)]
@@ -43,7 +41,7 @@ pub struct DemoArgs {
     pub transition: Duration,
 }
 
-pub async fn run(args: DemoArgs) -> ExitCode {
+pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     match run_inner(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -75,7 +73,7 @@ async fn run_inner(args: DemoArgs) -> Result<(), String> {
     );
 
     let controller = sandbox
-        .spawn_controller(demo_options())
+        .spawn_controller(demo_config())
         .map_err(|e| e.to_string())?;
     let settled = watch_table(&sandbox.client, args.timeout).await;
     print_calls(&sandbox);
@@ -95,17 +93,15 @@ async fn run_inner(args: DemoArgs) -> Result<(), String> {
     outcome
 }
 
-fn demo_options() -> ControllerOptions {
-    ControllerOptions {
+fn demo_config() -> Config {
+    Config {
         concurrency: 8,
-        settings: Settings {
-            resync: Duration::from_secs(30),
-            timings: Timings {
-                transition_poll: Duration::from_secs(1),
-                ..Timings::default()
-            },
+        resync: Duration::from_secs(30),
+        timings: Timings {
+            transition_poll: Duration::from_secs(1),
+            ..Timings::default()
         },
-        ..ControllerOptions::default()
+        ..Config::default()
     }
 }
 
@@ -197,8 +193,8 @@ struct Row {
 fn row(obj: &EcsInstance) -> Row {
     let status = obj.status.clone().unwrap_or_default();
     let condition = |t: &str| status.conditions.iter().find(|c| c.type_ == t).cloned();
-    let ready = condition(health::READY);
-    let reconciling = condition(health::RECONCILING).is_some_and(|c| c.status == "True");
+    let ready = condition(conditions::READY);
+    let reconciling = condition(conditions::RECONCILING).is_some_and(|c| c.status == "True");
     let current = status.observed_generation == obj.metadata.generation && ready.is_some();
     Row {
         name: obj.name_any(),

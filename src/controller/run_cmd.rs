@@ -9,20 +9,17 @@ use futures::FutureExt;
 use tokio::sync::oneshot;
 use tracing::{error, info};
 
-use super::batch::BatchSettings;
+use super::config::{BatchSettings, Config, LeaseSettings, Timings};
 use super::connect::ecs_side;
-use super::decide::Timings;
-use super::leader::LeaseSettings;
-use super::reconcile::Settings;
-use super::runtime::{ControllerOptions, run_controller};
+use super::runtime::run_controller;
 use crate::telemetry::Metrics;
 use crate::telemetry::server::{self, Readiness};
-use ecs_client::cli::{EcsClientArgs, parse_duration};
+use ecs_client::command::{EcsClientArgs, parse_duration};
 use ecs_client::credentials::DefaultCredentialsChain;
 
 /// Run the controller against the cluster in KUBECONFIG (or the one it runs in).
 #[derive(clap::Args, Debug)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Watch one namespace only (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub namespace: Option<String>,
@@ -88,23 +85,46 @@ pub struct RunArgs {
 
 /// `on` or `off`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Switch {
+pub(crate) enum Switch {
     On,
     Off,
 }
 
 impl RunArgs {
-    /// The batching settings the flags ask for (`None`: batching off).
-    pub fn batch_settings(&self) -> Option<BatchSettings> {
-        (self.batch == Switch::On).then(|| BatchSettings {
-            window: self.batch_window,
-            quiet: self.batch_quiet,
-            ..BatchSettings::default()
-        })
+    /// The controller's [`Config`], all of it from the flags. `default_namespace` is the
+    /// Lease's namespace when --lease-namespace is not given (the kubeconfig's or the pod's).
+    fn config(&self, default_namespace: &str) -> Config {
+        let identity = self.identity.clone().unwrap_or_else(default_identity);
+        Config {
+            namespace: self.namespace.clone(),
+            selector: self.selector.clone(),
+            concurrency: self.concurrency.max(1),
+            resync: self.resync,
+            timings: Timings {
+                transition_poll: self.transition_poll,
+                ..Timings::default()
+            },
+            batch: (self.batch == Switch::On).then(|| BatchSettings {
+                window: self.batch_window,
+                quiet: self.batch_quiet,
+                ..BatchSettings::default()
+            }),
+            lease: self.leader_elect.then(|| {
+                LeaseSettings::new(
+                    self.lease_name.clone(),
+                    self.lease_namespace
+                        .clone()
+                        .unwrap_or_else(|| default_namespace.to_string()),
+                    identity.clone(),
+                )
+            }),
+            reporter: "ecs-power-controller".to_string(),
+            instance: Some(identity),
+        }
     }
 }
 
-pub async fn run(args: RunArgs) -> ExitCode {
+pub(crate) async fn run(args: RunArgs) -> ExitCode {
     match run_inner(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -124,34 +144,7 @@ async fn run_inner(args: RunArgs) -> Result<(), String> {
         .ecs
         .build(Arc::new(DefaultCredentialsChain::from_env()))
         .map_err(|e| format!("cannot set up the ECS client: {e}"))?;
-    let identity = args.identity.clone().unwrap_or_else(default_identity);
-    let lease = args.leader_elect.then(|| LeaseSettings {
-        name: args.lease_name.clone(),
-        namespace: args
-            .lease_namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_string()),
-        identity: identity.clone(),
-        duration: Duration::from_secs(15),
-        renew_deadline: Duration::from_secs(10),
-        retry_period: Duration::from_secs(2),
-    });
-    let options = ControllerOptions {
-        namespace: args.namespace.clone(),
-        selector: args.selector.clone(),
-        concurrency: args.concurrency.max(1),
-        settings: Settings {
-            resync: args.resync,
-            timings: Timings {
-                transition_poll: args.transition_poll,
-                ..Timings::default()
-            },
-        },
-        lease,
-        reporter: "ecs-power-controller".to_string(),
-        instance: Some(identity),
-        batch: args.batch_settings(),
-    };
+    let config = args.config(client.default_namespace());
     let shutdown = shutdown_signal().shared();
     let readiness = Readiness::default();
     // The endpoints serve only as long as the controller runs: a controller that stopped (a
@@ -174,9 +167,9 @@ async fn run_inner(args: RunArgs) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;
-    info!(metrics = %bound, namespace = ?options.namespace, selector = ?options.selector, "starting");
-    let ecs = ecs_side(base, metrics.clone(), options.batch);
-    let result = run_controller(client, ecs, options, metrics, readiness, shutdown).await;
+    info!(metrics = %bound, namespace = ?config.namespace, selector = ?config.selector, "starting");
+    let ecs = ecs_side(base, metrics.clone(), config.batch);
+    let result = run_controller(client, ecs, config, metrics, readiness, shutdown).await;
     let _ = stopped.send(());
     // A prober's open connection must not hold the exit.
     let _ = tokio::time::timeout(SERVER_DRAIN, server).await;

@@ -1,0 +1,128 @@
+//! The Kubernetes side of one reconcile: the credentials Secret it reads, the status it writes,
+//! the events it publishes.
+//!
+//! Behind a trait so that reconcile is unit-tested against an in-memory cluster; [`KubeCluster`]
+//! is the real one.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::warn;
+
+use crate::api::{EcsInstance, EcsInstanceStatus, RebootInFlight};
+
+/// A Secret's data and the `resourceVersion` it was read at.
+pub(crate) struct SecretData {
+    pub data: BTreeMap<String, Vec<u8>>,
+    pub resource_version: Option<String>,
+}
+
+/// What a reconcile reads from and writes to Kubernetes. Status writes are merge patches of
+/// the status subresource of `obj` (in `obj`'s namespace).
+#[async_trait]
+pub(crate) trait Cluster: Send + Sync {
+    /// The Secret `name` in `namespace`; `None` when it does not exist.
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, kube::Error>;
+
+    /// Records a reboot intent, conditional on `obj` not having changed since it was read.
+    /// `false`: it had changed (a stale cache, another writer).
+    async fn write_intent(
+        &self,
+        obj: &EcsInstance,
+        intent: &RebootInFlight,
+    ) -> Result<bool, kube::Error>;
+
+    /// Writes the whole status.
+    async fn write_status(
+        &self,
+        obj: &EcsInstance,
+        status: &EcsInstanceStatus,
+    ) -> Result<(), kube::Error>;
+
+    /// Publishes an event about `obj`; a failure is logged, never fails the reconcile.
+    async fn publish(&self, obj: &EcsInstance, event: &Event);
+}
+
+/// The cluster the controller runs against.
+pub(crate) struct KubeCluster {
+    pub client: Client,
+    pub recorder: Recorder,
+}
+
+impl KubeCluster {
+    fn objects(&self, obj: &EcsInstance) -> Api<EcsInstance> {
+        match obj.namespace() {
+            Some(ns) => Api::namespaced(self.client.clone(), &ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+}
+
+#[async_trait]
+impl Cluster for KubeCluster {
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, kube::Error> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        Ok(secrets.get_opt(name).await?.map(|secret| SecretData {
+            resource_version: secret.resource_version(),
+            data: secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect(),
+        }))
+    }
+
+    async fn write_intent(
+        &self,
+        obj: &EcsInstance,
+        intent: &RebootInFlight,
+    ) -> Result<bool, kube::Error> {
+        let intent = serde_json::to_value(intent).map_err(kube::Error::SerdeError)?;
+        let patch = json!({
+            "metadata": { "resourceVersion": obj.resource_version() },
+            "status": { "rebootInFlight": intent },
+        });
+        match self
+            .objects(obj)
+            .patch_status(
+                &obj.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn write_status(
+        &self,
+        obj: &EcsInstance,
+        status: &EcsInstanceStatus,
+    ) -> Result<(), kube::Error> {
+        let status = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
+        let patch = json!({ "status": status });
+        self.objects(obj)
+            .patch_status(
+                &obj.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn publish(&self, obj: &EcsInstance, event: &Event) {
+        if let Err(err) = self.recorder.publish(event, &obj.object_ref(&())).await {
+            warn!(error = %err, reason = %event.reason, "could not publish an event");
+        }
+    }
+}

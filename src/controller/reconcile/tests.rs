@@ -1,0 +1,563 @@
+//! Reconcile, pass by pass, against an in-memory cluster and a fake ECS, on a fixed clock:
+//! what an operator would see after one look at one object (calls made, status written,
+//! events, when the next look is due). No Kubernetes API, no simulator, no wall clock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::runtime::events::Event;
+
+use super::*;
+use crate::api::{
+    EcsInstanceSpec, EcsInstanceStatus, PowerState, RebootInFlight, RebootMode, RebootRequest,
+    SecretReference,
+};
+use crate::controller::backoff::retry_delay;
+use crate::controller::batch::tests::api_error;
+use crate::controller::cluster::SecretData;
+use crate::controller::observe::{DirectObserver, EcsConnector};
+use ecs_client::{Accepted, BatchAccepted, EcsError, InstanceStatus, PowerAction, PowerRequest};
+
+const NOW: &str = "2026-11-22T10:30:00Z";
+const REGION: &str = "cn-hangzhou";
+const ID: &str = "i-web1";
+const JITTER: f64 = 0.5;
+
+/// Everything that happened, in order: ECS calls and Kubernetes writes share one log.
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn now() -> Timestamp {
+    NOW.parse().unwrap()
+}
+
+struct FixedClock;
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        now()
+    }
+    fn jitter(&self) -> f64 {
+        JITTER
+    }
+}
+
+/// A cluster in memory: Secrets to read, and every write and event kept.
+#[derive(Default)]
+struct FakeCluster {
+    log: Log,
+    secrets: HashMap<String, SecretData>,
+    /// The intent write finds the object changed (409).
+    conflict: bool,
+    statuses: Mutex<Vec<EcsInstanceStatus>>,
+    intents: Mutex<Vec<RebootInFlight>>,
+    /// The reasons of the events published.
+    events: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Cluster for FakeCluster {
+    async fn secret(&self, _: &str, name: &str) -> Result<Option<SecretData>, kube::Error> {
+        Ok(self.secrets.get(name).map(|s| SecretData {
+            data: s.data.clone(),
+            resource_version: s.resource_version.clone(),
+        }))
+    }
+
+    async fn write_intent(
+        &self,
+        _: &EcsInstance,
+        intent: &RebootInFlight,
+    ) -> Result<bool, kube::Error> {
+        self.log.lock().unwrap().push("write intent".into());
+        if self.conflict {
+            return Ok(false);
+        }
+        self.intents.lock().unwrap().push(intent.clone());
+        Ok(true)
+    }
+
+    async fn write_status(
+        &self,
+        _: &EcsInstance,
+        status: &EcsInstanceStatus,
+    ) -> Result<(), kube::Error> {
+        self.log.lock().unwrap().push("write status".into());
+        self.statuses.lock().unwrap().push(status.clone());
+        Ok(())
+    }
+
+    async fn publish(&self, _: &EcsInstance, event: &Event) {
+        self.events.lock().unwrap().push(event.reason.clone());
+    }
+}
+
+/// One instance, as ECS shows it, and what ECS answers a power action.
+struct FakeEcs {
+    log: Log,
+    instance: Option<Instance>,
+    answer: Mutex<Result<Accepted, EcsError>>,
+}
+
+#[async_trait]
+impl EcsApi for FakeEcs {
+    async fn describe_instances(&self, _: &str, ids: &[String]) -> Result<Vec<Instance>, EcsError> {
+        self.log.lock().unwrap().push(format!("describe {ids:?}"));
+        Ok(self.instance.iter().cloned().collect())
+    }
+
+    async fn power(&self, _: &str, id: &str, request: PowerRequest) -> Result<Accepted, EcsError> {
+        let dry = if request.dry_run() { " (dry run)" } else { "" };
+        let name = request.action().single();
+        self.log.lock().unwrap().push(format!("{name} {id}{dry}"));
+        self.answer.lock().unwrap().clone()
+    }
+
+    async fn power_batch(
+        &self,
+        _: &str,
+        _: &[String],
+        _: PowerRequest,
+    ) -> Result<BatchAccepted, EcsError> {
+        unreachable!("reconcile calls one instance at a time")
+    }
+}
+
+struct Connector(Arc<FakeEcs>);
+
+impl EcsConnector for Connector {
+    fn connect(&self, _: Option<&Credentials>) -> Arc<dyn EcsApi> {
+        self.0.clone()
+    }
+}
+
+/// One object, the world around it, and a reconciler over them.
+struct World {
+    log: Log,
+    cluster: Arc<FakeCluster>,
+    reconciler: Reconciler,
+}
+
+impl World {
+    fn new(instance: Option<Instance>, answer: Result<Accepted, EcsError>) -> Self {
+        Self::with_cluster(instance, answer, FakeCluster::default())
+    }
+
+    fn with_cluster(
+        instance: Option<Instance>,
+        answer: Result<Accepted, EcsError>,
+        mut cluster: FakeCluster,
+    ) -> Self {
+        let log = Log::default();
+        cluster.log = log.clone();
+        let cluster = Arc::new(cluster);
+        let ecs = Arc::new(FakeEcs {
+            log: log.clone(),
+            instance,
+            answer: Mutex::new(answer),
+        });
+        let config = Config::default();
+        let reconciler = Reconciler {
+            cluster: cluster.clone(),
+            ecs: EcsSide {
+                connector: Arc::new(Connector(ecs)),
+                observer: Arc::new(DirectObserver),
+            },
+            clock: Arc::new(FixedClock),
+            resync: config.resync,
+            timings: config.timings,
+        };
+        Self {
+            log,
+            cluster,
+            reconciler,
+        }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The last status written.
+    fn status(&self) -> EcsInstanceStatus {
+        self.cluster
+            .statuses
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a status was written")
+    }
+
+    fn event_reasons(&self) -> Vec<String> {
+        self.cluster.events.lock().unwrap().clone()
+    }
+}
+
+fn instance(status: InstanceStatus) -> Instance {
+    Instance {
+        instance_id: ID.into(),
+        region_id: REGION.into(),
+        status,
+        start_time: Some("2026-11-22T09:00Z".into()),
+        stopped_mode: None,
+        instance_type_family: None,
+        instance_charge_type: None,
+        expired_time: None,
+        locks: Vec::new(),
+    }
+}
+
+fn object(power_state: PowerState) -> EcsInstance {
+    let mut obj = EcsInstance::new(
+        "web-1",
+        EcsInstanceSpec {
+            instance_id: ID.into(),
+            region_id: REGION.into(),
+            power_state,
+            reboot: None,
+            start: None,
+            stop: None,
+            dry_run: false,
+            credentials_secret_ref: None,
+        },
+    );
+    obj.metadata.namespace = Some("default".into());
+    obj.metadata.generation = Some(1);
+    obj.metadata.resource_version = Some("7".into());
+    obj
+}
+
+fn with_reboot(mut obj: EcsInstance, token: &str) -> EcsInstance {
+    obj.spec.reboot = Some(RebootRequest {
+        token: token.into(),
+        mode: RebootMode::Soft,
+    });
+    obj
+}
+
+fn accepted(request_id: &str) -> Result<Accepted, EcsError> {
+    Ok(Accepted {
+        request_id: request_id.into(),
+        dry_run: false,
+    })
+}
+
+fn refused(code: &str, http_status: u16) -> Result<Accepted, EcsError> {
+    Err(api_error(code, http_status))
+}
+
+fn condition<'a>(status: &'a EcsInstanceStatus, type_: &str) -> &'a Condition {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"))
+}
+
+fn seconds(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[tokio::test]
+async fn a_stopped_instance_wanted_running_is_started_once_and_polled() {
+    let world = World::new(Some(instance(InstanceStatus::Stopped)), accepted("req-1"));
+    let obj = object(PowerState::Running);
+
+    let next = world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert_eq!(
+        world.log(),
+        [
+            format!("describe [\"{ID}\"]"),
+            format!("StartInstance {ID}"),
+            "write status".into()
+        ]
+    );
+    assert_eq!(next, Config::default().timings.transition_poll);
+    let status = world.status();
+    let last = status.last_action.as_ref().unwrap();
+    assert_eq!(
+        (last.action, last.request_id.as_str(), last.dry_run),
+        (PowerAction::Start, "req-1", false)
+    );
+    assert_eq!(last.time.0, now());
+    assert_eq!(condition(&status, "Reconciling").status, "True");
+    assert_eq!(condition(&status, "Reconciling").reason, "Starting");
+    assert_eq!(condition(&status, "Ready").status, "False");
+    assert_eq!(world.event_reasons(), ["Starting"]);
+}
+
+#[tokio::test]
+async fn a_converged_instance_is_ready_and_an_unchanged_status_is_not_written_again() {
+    let world = World::new(
+        Some(instance(InstanceStatus::Running)),
+        refused("NeverCalled", 500),
+    );
+    let mut obj = object(PowerState::Running);
+
+    let next = world.reconciler.reconcile(&obj).await.unwrap();
+    assert_eq!(next, Config::default().resync);
+    let status = world.status();
+    assert_eq!(condition(&status, "Ready").status, "True");
+    assert_eq!(condition(&status, "Ready").reason, "InstanceRunning");
+    assert_eq!(status.instance_status, Some(InstanceStatus::Running));
+
+    // The next resync finds the same: nothing to write.
+    obj.status = Some(status);
+    world.reconciler.reconcile(&obj).await.unwrap();
+    let writes = world.log().iter().filter(|l| *l == "write status").count();
+    assert_eq!(writes, 1, "{:?}", world.log());
+    assert!(!world.log().iter().any(|l| l.starts_with("StartInstance")));
+}
+
+#[tokio::test]
+async fn a_passed_dry_run_is_an_answer_not_a_failure() {
+    let world = World::new(
+        Some(instance(InstanceStatus::Running)),
+        Ok(Accepted {
+            request_id: "req-dry".into(),
+            dry_run: true,
+        }),
+    );
+    let mut obj = object(PowerState::Stopped);
+    obj.spec.dry_run = true;
+
+    let next = world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert!(
+        world
+            .log()
+            .contains(&format!("StopInstance {ID} (dry run)"))
+    );
+    assert_eq!(next, Config::default().resync);
+    let status = world.status();
+    let last = status.last_action.as_ref().unwrap();
+    assert_eq!((last.action, last.dry_run), (PowerAction::Stop, true));
+    assert_eq!(status.retry.count, 0, "a dry run is no failure: no backoff");
+    assert_eq!(condition(&status, "Ready").reason, "DryRun");
+    assert!(condition(&status, "Ready").message.contains("req-dry"));
+    assert_eq!(condition(&status, "Reconciling").status, "False");
+    assert_eq!(condition(&status, "Stalled").status, "False");
+    assert_eq!(world.event_reasons(), ["DryRun"]);
+}
+
+#[tokio::test]
+async fn a_reboot_is_recorded_as_intended_before_it_is_sent() {
+    let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-r"));
+    let obj = with_reboot(object(PowerState::Running), "t1");
+
+    world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert_eq!(
+        world.log()[1..],
+        [
+            "write intent".to_string(),
+            format!("RebootInstance {ID}"),
+            "write status".into()
+        ]
+    );
+    let intents = world.cluster.intents.lock().unwrap().clone();
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0].token, "t1");
+    assert_eq!(
+        intents[0].start_time_before.as_deref(),
+        Some("2026-11-22T09:00Z")
+    );
+    assert_eq!(intents[0].requested_at.0, now());
+    // Accepted: the token is done and no longer in flight.
+    let status = world.status();
+    assert_eq!(status.last_reboot_token.as_deref(), Some("t1"));
+    assert_eq!(status.reboot_in_flight, None);
+    assert_eq!(condition(&status, "Reconciling").reason, "Rebooting");
+}
+
+#[tokio::test]
+async fn an_object_changed_under_the_intent_is_looked_at_again_without_calling_ecs() {
+    let cluster = FakeCluster {
+        conflict: true,
+        ..FakeCluster::default()
+    };
+    let world = World::with_cluster(
+        Some(instance(InstanceStatus::Running)),
+        accepted("req-r"),
+        cluster,
+    );
+    let obj = with_reboot(object(PowerState::Running), "t1");
+
+    let next = world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert_eq!(next, seconds(1));
+    assert_eq!(world.log()[1..], ["write intent".to_string()]);
+    assert!(world.cluster.statuses.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_reboot_whose_fate_is_unknown_stays_in_flight_and_backs_off() {
+    let world = World::new(
+        Some(instance(InstanceStatus::Running)),
+        refused("InternalError", 500),
+    );
+    let obj = with_reboot(object(PowerState::Running), "t1");
+
+    let next = world.reconciler.reconcile(&obj).await.unwrap();
+
+    let status = world.status();
+    let in_flight = status.reboot_in_flight.as_ref().expect("still in flight");
+    assert_eq!(in_flight.token, "t1");
+    assert_eq!(status.last_reboot_token, None);
+    let delay = retry_delay(ErrorClass::Transient, 1, None, JITTER);
+    assert_eq!(next, delay);
+    assert_eq!(status.retry.count, 1);
+    assert_eq!(
+        status.retry.last_error_code.as_deref(),
+        Some("InternalError")
+    );
+    let after = jiff::SignedDuration::try_from(delay).unwrap();
+    assert_eq!(
+        status.retry.next_attempt_after,
+        Some(Time(now().checked_add(after).unwrap()))
+    );
+    assert_eq!(condition(&status, "Reconciling").reason, "Retrying");
+    assert_eq!(world.event_reasons(), ["InternalError"]);
+}
+
+#[tokio::test]
+async fn a_reboot_refused_outright_is_forgotten_so_it_is_sent_again() {
+    let world = World::new(
+        Some(instance(InstanceStatus::Running)),
+        refused("IncorrectInstanceStatus", 403),
+    );
+    let obj = with_reboot(object(PowerState::Running), "t1");
+
+    world.reconciler.reconcile(&obj).await.unwrap();
+
+    let status = world.status();
+    assert_eq!(status.reboot_in_flight, None);
+    assert_eq!(status.last_reboot_token, None);
+    assert_eq!(status.retry.count, 1);
+}
+
+#[tokio::test]
+async fn an_open_backoff_window_calls_nothing_and_keeps_the_conditions() {
+    let world = World::new(Some(instance(InstanceStatus::Stopped)), accepted("req-1"));
+    let mut obj = object(PowerState::Running);
+    let failed = EcsInstanceStatus {
+        observed_generation: Some(1),
+        retry: crate::api::RetryStatus {
+            count: 2,
+            next_attempt_after: Some(Time(
+                now()
+                    .checked_add(jiff::SignedDuration::from_secs(90))
+                    .unwrap(),
+            )),
+            last_error_code: Some("Throttling.User".into()),
+            secret_version: None,
+        },
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: "Retrying".into(),
+            message: "throttled".into(),
+            observed_generation: Some(1),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        }],
+        ..EcsInstanceStatus::default()
+    };
+    obj.status = Some(failed);
+
+    let next = world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert_eq!(next, seconds(90));
+    assert!(!world.log().iter().any(|l| l.starts_with("StartInstance")));
+    let status = world.status();
+    assert_eq!(status.conditions.len(), 1);
+    assert_eq!(condition(&status, "Ready").reason, "Retrying");
+    assert_eq!(status.retry.count, 2);
+}
+
+#[tokio::test]
+async fn a_missing_credentials_secret_stalls_without_calling_ecs() {
+    let world = World::new(Some(instance(InstanceStatus::Stopped)), accepted("req-1"));
+    let mut obj = object(PowerState::Running);
+    obj.spec.credentials_secret_ref = Some(SecretReference {
+        name: "ecs-credentials".into(),
+    });
+
+    let next = world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert_eq!(world.log(), ["write status"]);
+    let status = world.status();
+    assert_eq!(condition(&status, "Stalled").status, "True");
+    assert_eq!(condition(&status, "Stalled").reason, "CredentialsInvalid");
+    assert!(
+        condition(&status, "Stalled")
+            .message
+            .contains("Secret default/ecs-credentials")
+    );
+    // Rechecked within the backoff (10 minutes and more), but never later than the resync.
+    assert!(retry_delay(ErrorClass::Credentials, 1, None, JITTER) > Config::default().resync);
+    assert_eq!(next, Config::default().resync);
+    assert_eq!(world.event_reasons(), ["CredentialsInvalid"]);
+}
+
+#[tokio::test]
+async fn a_changed_credentials_secret_lifts_the_backoff_at_once() {
+    let secret = SecretData {
+        data: BTreeMap::from([
+            ("accessKeyId".to_string(), b"LTAI-new".to_vec()),
+            ("accessKeySecret".to_string(), b"new-secret".to_vec()),
+        ]),
+        resource_version: Some("v2".into()),
+    };
+    let cluster = FakeCluster {
+        secrets: HashMap::from([("ecs-credentials".to_string(), secret)]),
+        ..FakeCluster::default()
+    };
+    let world = World::with_cluster(
+        Some(instance(InstanceStatus::Stopped)),
+        accepted("req-1"),
+        cluster,
+    );
+    let mut obj = object(PowerState::Running);
+    obj.spec.credentials_secret_ref = Some(SecretReference {
+        name: "ecs-credentials".into(),
+    });
+    obj.status = Some(EcsInstanceStatus {
+        observed_generation: Some(1),
+        retry: crate::api::RetryStatus {
+            count: 3,
+            next_attempt_after: Some(Time(
+                now()
+                    .checked_add(jiff::SignedDuration::from_secs(600))
+                    .unwrap(),
+            )),
+            last_error_code: Some("InvalidAccessKeyId.NotFound".into()),
+            secret_version: Some("v1".into()),
+        },
+        ..EcsInstanceStatus::default()
+    });
+
+    world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert!(world.log().contains(&format!("StartInstance {ID}")));
+    assert_eq!(world.status().retry.count, 0);
+}
+
+#[tokio::test]
+async fn an_unknown_instance_stalls_with_the_fix_in_the_message() {
+    let world = World::new(None, accepted("req-1"));
+    let obj = object(PowerState::Running);
+
+    world.reconciler.reconcile(&obj).await.unwrap();
+
+    let status = world.status();
+    assert_eq!(status.instance_status, Some(InstanceStatus::Unknown));
+    let stalled = condition(&status, "Stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "InstanceNotFound")
+    );
+    assert!(stalled.message.contains("check spec.instanceId"));
+}
