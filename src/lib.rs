@@ -2,7 +2,8 @@
 //! `EcsInstance` objects declare.
 //!
 //! Layout by concern: [`api`] (the CRD types), [`controller`] (decide, reconcile, status,
-//! backoff), [`telemetry`] (logs and metrics). The ECS client lives in the `ecs-client` crate.
+//! backoff), [`schedule`] (power schedules: windows, exceptions, overrides; pure),
+//! [`telemetry`] (logs and metrics). The ECS client lives in the `ecs-client` crate.
 //! With the default `dev-tools` feature: [`demo`] (the no-cluster quick start and the
 //! [`demo::Sandbox`] the tests share) and [`bench`], built on the `ecs-sim` and `kubesim` crates.
 
@@ -11,6 +12,9 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod controller;
+pub mod crd_cmd;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
+pub mod schedule;
+pub mod schedule_cmd;
 pub mod telemetry;
