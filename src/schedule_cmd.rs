@@ -42,7 +42,7 @@ pub struct PreviewArgs {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PreviewError {
+pub(crate) enum PreviewError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -102,7 +102,7 @@ async fn preview_text(args: &PreviewArgs, now: Timestamp) -> Result<String, Prev
 }
 
 /// The one EcsPowerSchedule of a YAML file (other kinds in it are skipped).
-pub fn from_file(
+fn from_file(
     path: &Path,
     name: Option<&str>,
 ) -> Result<(String, EcsPowerScheduleSpec), PreviewError> {

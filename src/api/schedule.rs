@@ -78,14 +78,15 @@ pub struct RunningWindow {
     #[schemars(length(min = 1, max = 7), extend("x-kubernetes-list-type" = "set"))]
     pub days: Vec<Weekday>,
     /// Local start, `HH:MM`.
-    #[schemars(regex(pattern = TIME_OF_DAY))]
+    #[schemars(length(max = 5), regex(pattern = TIME_OF_DAY))]
     pub from: String,
     /// Local end, `HH:MM` (exclusive; `24:00` is the end of the day). Earlier than `from`: the
     /// next day.
-    #[schemars(regex(pattern = END_TIME_OF_DAY))]
+    #[schemars(length(max = 5), regex(pattern = END_TIME_OF_DAY))]
     pub to: String,
 }
 
+/// A day of the week, in the schedule's zone.
 #[derive(
     Clone,
     Copy,
@@ -114,7 +115,7 @@ pub enum Weekday {
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleException {
     /// The local date, `YYYY-MM-DD`.
-    #[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    #[schemars(length(max = 10), regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
     pub date: String,
     /// The power state for the whole day.
     pub power_state: PowerState,
