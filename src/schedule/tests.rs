@@ -671,3 +671,52 @@ exceptions:
         "Wed 2026-04-01 00:00 CEST (+02:00) 2026-03-31 22:00Z - exception 2026-04-01 (exceptions[1]): Stopped all day, as it already was"
     );
 }
+
+// ---- properties ----
+
+/// Schedules with overnight windows, DST in both directions, touching windows and exceptions.
+const PROPERTY_SCHEDULES: &[&str] = &[
+    r#"
+timeZone: Europe/Berlin
+running:
+  - {days: [Sun], from: "02:30", to: "04:00"}
+  - {days: [Sat], from: "22:00", to: "02:15"}
+  - {days: [Mon, Wed], from: "08:00", to: "12:00"}
+  - {days: [Mon], from: "12:00", to: "24:00"}
+exceptions:
+  - {date: "2026-03-29", powerState: Running}
+  - {date: "2026-10-24", powerState: Stopped}
+"#,
+    r#"
+timeZone: America/New_York
+running:
+  - {days: [Sat, Sun], from: "01:30", to: "01:00"}
+  - {days: [Fri], from: "20:00", to: "02:30"}
+exceptions:
+  - {date: "2026-11-01", powerState: Stopped}
+"#,
+];
+
+proptest::proptest! {
+    /// `next_transition` is the first of `transitions`, the state really changes there, and
+    /// it holds from `now` up to that instant.
+    #[test]
+    fn the_next_transition_is_where_the_state_first_changes(
+        which in 0..PROPERTY_SCHEDULES.len(),
+        // 2026-01-01 to 2027-01-01, in seconds.
+        seconds in 1_767_225_600i64..1_798_761_600,
+    ) {
+        let s = schedule(PROPERTY_SCHEDULES[which]);
+        let now = Timestamp::from_second(seconds).unwrap();
+        let next = s.next_transition(now).expect("these schedules always change again");
+        let listed = s.transitions(now, next.at).collect::<Vec<_>>();
+        proptest::prop_assert_eq!(listed, vec![next.clone()]);
+        proptest::prop_assert!(next.at > now);
+        proptest::prop_assert_eq!(s.state_at(next.at), next.power_state);
+        let before = next.at - SignedDuration::from_secs(1);
+        proptest::prop_assert_eq!(s.state_at(before), s.state_at(now));
+        proptest::prop_assert_ne!(next.power_state, s.state_at(now));
+        let midway = now + SignedDuration::from_secs(next.at.duration_since(now).as_secs() / 2);
+        proptest::prop_assert_eq!(s.state_at(midway), s.state_at(now));
+    }
+}
