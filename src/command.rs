@@ -42,14 +42,17 @@ enum Command {
     /// Serve a local ECS API simulator.
     #[cfg(feature = "dev-tools")]
     Simulate(ecs_sim::SimulateArgs),
-    /// Print the EcsInstance CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions (EcsInstance, EcsPowerSchedule) as YAML.
+    Crd(crate::crd_cmd::CrdArgs),
     /// Run the controller against a Kubernetes cluster.
     Run(crate::controller::run_cmd::RunArgs),
     /// The no-cluster quick start: a local Kubernetes API, the ECS simulator, the examples and
     /// the real controller, until every object has settled.
     #[cfg(feature = "dev-tools")]
     Demo(crate::demo::demo_cmd::DemoArgs),
+    /// Power schedules: preview the coming transitions of an EcsPowerSchedule.
+    #[command(subcommand)]
+    Schedule(crate::schedule_cmd::ScheduleCommand),
     /// Ask for one reboot of an EcsInstance's VM (sets a fresh spec.reboot.token).
     Reboot(crate::controller::reboot_cmd::RebootArgs),
     /// Benchmark the controller at fleet scale against the ECS quota bound.
@@ -71,26 +74,14 @@ impl Cli {
             Command::Ecs(args) => ecs_client::command::run(args).await,
             #[cfg(feature = "dev-tools")]
             Command::Simulate(args) => ecs_sim::simulate(args).await,
-            Command::Crd => print_crd(),
+            Command::Crd(args) => crate::crd_cmd::run(args),
+            Command::Schedule(command) => crate::schedule_cmd::run(command).await,
             Command::Run(args) => crate::controller::run_cmd::run(args).await,
             #[cfg(feature = "dev-tools")]
             Command::Demo(args) => crate::demo::demo_cmd::run(args).await,
             Command::Reboot(args) => crate::controller::reboot_cmd::run(args).await,
             #[cfg(feature = "dev-tools")]
             Command::Bench(args) => crate::bench::run(args).await,
-        }
-    }
-}
-
-fn print_crd() -> ExitCode {
-    match crate::api::crd_yaml() {
-        Ok(yaml) => {
-            print!("{yaml}");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("could not render the CRD: {err}");
-            ExitCode::FAILURE
         }
     }
 }

@@ -2,14 +2,16 @@
 //! `EcsInstance` objects declare.
 //!
 //! Layout by concern: [`api`] (the CRD types), [`controller`] (decide, reconcile, status,
-//! backoff), `telemetry` (logs and metrics). The ECS client lives in the `ecs-client` crate.
+//! backoff), [`schedule`] (power schedules: windows, exceptions, overrides; pure),
+//! `telemetry` (logs and metrics). The ECS client lives in the `ecs-client` crate.
 //! With the default `dev-tools` feature: [`demo`] (the no-cluster quick start and the
 //! [`demo::Sandbox`] the tests share) and `bench`, built on the `ecs-sim` and `kubesim` crates.
 //!
 //! Almost everything is `pub(crate)`. What is public is what the binary and the integration
 //! tests need:
 //! - [`Cli`], the command line `main` parses and runs;
-//! - [`api`], the CRD types (the resource's contract with its users);
+//! - [`api`], the CRD types (the resource's contract with its users), and [`schedule`], the
+//!   pure evaluation of an EcsPowerSchedule;
 //! - [`controller::Config`] and its parts, to run the controller with test timings;
 //!   [`controller::request_reboot`], the `reboot` command's library half;
 //! - [`demo::Sandbox`], the local stack the scenario tests stand on, and
@@ -20,8 +22,11 @@ pub mod api;
 mod bench;
 mod command;
 pub mod controller;
+mod crd_cmd;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
+pub mod schedule;
+mod schedule_cmd;
 pub mod telemetry;
 
 pub use command::Cli;

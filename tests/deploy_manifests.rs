@@ -9,6 +9,7 @@ use std::process::Command;
 
 use clap::CommandFactory;
 use ecs_power_controller::Cli;
+use ecs_power_controller::schedule::Schedule;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -244,6 +245,7 @@ fn the_base_renders_the_whole_installation_in_its_namespace() {
     let expected: BTreeSet<String> = [
         "Namespace/ecs-power-controller",
         "CustomResourceDefinition/ecsinstances.ecs.powerctl.io",
+        "CustomResourceDefinition/ecspowerschedules.ecs.powerctl.io",
         "ServiceAccount/ecs-power-controller",
         "ClusterRole/ecs-power-controller",
         "ClusterRoleBinding/ecs-power-controller",
@@ -267,13 +269,22 @@ fn the_base_renders_the_whole_installation_in_its_namespace() {
             assert_eq!(o["metadata"]["namespace"], "ecs-power-controller", "{kind}");
         }
     }
-    // The CRD is the generated one (the drift test keeps crds/ equal to the types).
-    let crd: CustomResourceDefinition =
-        serde_json::from_value(find(&objects, "CustomResourceDefinition").clone()).unwrap();
-    assert!(
-        crd.spec == <ecs_power_controller::api::EcsInstance as kube::CustomResourceExt>::crd().spec,
-        "the rendered CRD differs from the generated one"
-    );
+    // The CRDs are the generated ones (the drift test keeps crds/ equal to the types).
+    for (name, generated) in ecs_power_controller::api::CRDS {
+        let generated = generated();
+        let rendered = objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "CustomResourceDefinition"
+                    && o["metadata"]["name"] == generated.meta().name.as_deref().unwrap_or_default()
+            })
+            .unwrap_or_else(|| panic!("the {name} CRD is not rendered"));
+        let rendered: CustomResourceDefinition = serde_json::from_value(rendered.clone()).unwrap();
+        assert!(
+            rendered.spec == generated.spec,
+            "the rendered {name} CRD differs from the generated one"
+        );
+    }
     let image = &find(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"];
     assert_eq!(image, "ecs-power-controller:0.1.0");
 }
@@ -612,16 +623,21 @@ fn the_product_without_dev_tools_links_no_simulator_and_no_kubesim() {
 
 // ---- the examples against the CRD's schema ----
 
-/// kubesim with the committed CRD installed (the file users apply, not the Rust types).
+/// kubesim with the committed CRDs installed (the files users apply, not the Rust types).
 async fn cluster_with_crd() -> (KubeSim, Client) {
     let api = KubeSim::start(KubeSimOptions::default()).await.unwrap();
     let client = api.client().unwrap();
-    let crd_doc = documents(&repo().join("crds/ecsinstance.yaml")).remove(0);
-    let crd: CustomResourceDefinition = serde_json::from_value(crd_doc).unwrap();
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-        .unwrap();
+    for file in yaml_files(&repo().join("crds")) {
+        let doc = documents(&file).remove(0);
+        if doc["kind"] != "CustomResourceDefinition" {
+            continue;
+        }
+        let crd: CustomResourceDefinition = serde_json::from_value(doc).unwrap();
+        Api::<CustomResourceDefinition>::all(client.clone())
+            .create(&PostParams::default(), &crd)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", rel(&file)));
+    }
     (api, client)
 }
 
@@ -637,6 +653,7 @@ fn api_for(client: &Client, obj: &Value) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk(&group, &version, kind);
     let plural = match kind {
         "EcsInstance" => "ecsinstances",
+        "EcsPowerSchedule" => "ecspowerschedules",
         "Secret" => "secrets",
         other => panic!("unexpected kind in examples: {other}"),
     };
@@ -669,7 +686,7 @@ fn contained(sub: &Value, full: &Value, path: &str) -> Result<(), String> {
 async fn every_example_is_accepted_by_the_crd_schema_and_keeps_every_field() {
     let (sim, client) = cluster_with_crd().await;
     let examples = yaml_files(&repo().join("deploy/examples"));
-    let mut instances = 0;
+    let (mut instances, mut schedules) = (0, 0);
     for file in &examples {
         for doc in documents(file) {
             if doc["kind"] == "Kustomization" {
@@ -719,20 +736,70 @@ async fn every_example_is_accepted_by_the_crd_schema_and_keeps_every_field() {
                     serde_json::from_value(stored).unwrap_or_else(|e| panic!("{}: {e}", rel(file)));
                 assert!(typed.meta().name.is_some());
             }
+            if doc["kind"] == "EcsPowerSchedule" {
+                schedules += 1;
+                let stored = serde_json::to_value(&created).unwrap();
+                contained(&doc["spec"], &stored["spec"], "spec")
+                    .unwrap_or_else(|e| panic!("{}: {e}", rel(file)));
+                // The schema lets it through; the schedule itself must be valid too.
+                let typed: ecs_power_controller::api::EcsPowerSchedule =
+                    serde_json::from_value(stored).unwrap_or_else(|e| panic!("{}: {e}", rel(file)));
+                Schedule::compile(&typed.spec).unwrap_or_else(|e| panic!("{}: {e}", rel(file)));
+            }
         }
     }
     assert!(
         instances >= 7,
         "only {instances} EcsInstances in deploy/examples"
     );
+    assert!(schedules >= 1, "no EcsPowerSchedule in deploy/examples");
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_broken_example_is_refused_with_the_field_named() {
     let (sim, client) = cluster_with_crd().await;
-    let good = documents(&repo().join("deploy/examples/running.yaml")).remove(0);
-    let cases: Vec<(&str, Value, &str)> = vec![
+    let instance = documents(&repo().join("deploy/examples/running.yaml")).remove(0);
+    let schedule = documents(&repo().join("deploy/examples/schedule.yaml")).remove(0);
+    let window = |days: Value, from: &str, to: &str| json!({"spec": {"running": [{"days": days, "from": from, "to": to}]}});
+    let schedule_cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "a window ending at 25:00",
+            window(json!(["Mon"]), "08:00", "25:00"),
+            "spec.running[0].to",
+        ),
+        (
+            "a window starting at 8 o'clock without the leading zero",
+            window(json!(["Mon"]), "8:00", "20:00"),
+            "spec.running[0].from",
+        ),
+        (
+            "a window without a length",
+            window(json!(["Mon"]), "08:00", "08:00"),
+            "spec.running[0]",
+        ),
+        (
+            "a window on no day",
+            window(json!([]), "08:00", "20:00"),
+            "spec.running[0].days",
+        ),
+        (
+            "a day that does not exist",
+            window(json!(["Mo"]), "08:00", "20:00"),
+            "spec.running[0].days[0]",
+        ),
+        (
+            "no time zone",
+            json!({"spec": {"timeZone": null}}),
+            "spec.timeZone",
+        ),
+        (
+            "an exception date that is not one",
+            json!({"spec": {"exceptions": [{"date": "25.12.2026", "powerState": "Stopped"}]}}),
+            "spec.exceptions[0].date",
+        ),
+    ];
+    let instance_cases: Vec<(&str, Value, &str)> = vec![
         (
             "a power state that does not exist",
             json!({"spec": {"powerState": "On"}}),
@@ -759,7 +826,11 @@ async fn a_broken_example_is_refused_with_the_field_named() {
             "spec.regionId",
         ),
     ];
-    for (i, (what, patch, field)) in cases.into_iter().enumerate() {
+    let cases = instance_cases
+        .into_iter()
+        .map(|c| (&instance, c))
+        .chain(schedule_cases.into_iter().map(|c| (&schedule, c)));
+    for (i, (good, (what, patch, field))) in cases.enumerate() {
         let mut broken = good.clone();
         json_patch::merge(&mut broken, &patch);
         broken["metadata"]["name"] = json!(format!("broken-{i}"));

@@ -1,13 +1,19 @@
-//! The `EcsInstance` custom resource (`ecs.powerctl.io/v1alpha1`).
+//! The custom resources (`ecs.powerctl.io/v1alpha1`): `EcsInstance` here, `EcsPowerSchedule` in
+//! [`schedule`].
 //!
-//! The Rust types are the source of truth: `crds/ecsinstance.yaml` is generated from them
-//! (`ecs-power-controller crd`), and a test fails when the two drift apart.
+//! The Rust types are the source of truth: `crds/<name>.yaml` is generated from them
+//! (`ecs-power-controller crd <name>`, see [`CRDS`]), and a test fails when the two drift apart.
 
+pub mod schedule;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use ecs_client::{InstanceStatus, PowerAction, StoppedMode};
+
+pub use schedule::{EcsPowerSchedule, EcsPowerScheduleSpec, EcsPowerScheduleStatus};
 
 /// API group of every resource this controller serves.
 pub const GROUP: &str = "ecs.powerctl.io";
@@ -256,9 +262,18 @@ impl EcsInstance {
     }
 }
 
-/// The CRD as YAML, exactly as `crds/ecsinstance.yaml` holds it.
-pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
-    serde_saphyr::to_string(&EcsInstance::crd())
+/// Builds one CRD from the Rust types.
+pub type CrdFn = fn() -> CustomResourceDefinition;
+
+/// Every CRD of the project: the file stem under `crds/` and the definition.
+pub const CRDS: &[(&str, CrdFn)] = &[
+    ("ecsinstance", EcsInstance::crd),
+    ("ecspowerschedule", EcsPowerSchedule::crd),
+];
+
+/// A CRD as YAML, exactly as `crds/<name>.yaml` holds it.
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::ser::Error> {
+    serde_saphyr::to_string(crd)
 }
 
 #[cfg(test)]
@@ -266,17 +281,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn committed_crd_matches_the_types() {
-        let generated = crd_yaml().unwrap();
-        let committed = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/crds/ecsinstance.yaml"
-        ))
-        .unwrap_or_default();
-        assert!(
-            generated == committed,
-            "crds/ecsinstance.yaml is out of date: run `cargo run -- crd > crds/ecsinstance.yaml`"
-        );
+    fn committed_crds_match_the_types() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        for (name, crd) in CRDS {
+            let generated = crd_yaml(&crd()).unwrap();
+            let committed =
+                std::fs::read_to_string(dir.join(format!("{name}.yaml"))).unwrap_or_default();
+            assert!(
+                generated == committed,
+                "crds/{name}.yaml is out of date: run `cargo run -- crd {name} > crds/{name}.yaml`"
+            );
+        }
+        // kustomize applies exactly these files.
+        let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+        let listed: Vec<&str> = kustomization
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- "))
+            .collect();
+        let expected: Vec<String> = CRDS.iter().map(|(n, _)| format!("{n}.yaml")).collect();
+        assert_eq!(listed, expected, "crds/kustomization.yaml resources");
     }
 
     #[test]
