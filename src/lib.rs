@@ -13,4 +13,5 @@ pub mod cli;
 pub mod controller;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
+pub mod plugin;
 pub mod telemetry;
