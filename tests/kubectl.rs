@@ -590,3 +590,114 @@ spec: {instanceId: i-bp1demolocked001, regionId: cn-hangzhou, powerState: Runnin
     controller.stop().await.unwrap();
     s.end().await;
 }
+
+/// The kubectl lines of the README's "kubectl against the demo" session.
+fn readme_session() -> Vec<Vec<String>> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- kubectl session: tests/kubectl.rs")
+        .expect("the README's kubectl session marker");
+    let block = readme[start..]
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the session's sh block");
+    block
+        .lines()
+        .map(|l| l.split("  #").next().unwrap_or_default().trim())
+        .filter(|l| l.starts_with("kubectl "))
+        .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_session_works_against_demo_keep_running_as_written() {
+    let session = readme_session();
+    assert!(session.len() >= 10, "{session:?}");
+    let kubectl = kubectl_binary();
+    // `cargo run -- demo --keep-running`, as the README says, from the repository root.
+    let mut demo = tokio::process::Command::new(BIN)
+        .args(["demo", "--keep-running"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(demo.stdout.take().unwrap()));
+    let kubeconfig = tokio::time::timeout(Duration::from_secs(180), async {
+        loop {
+            let line = out
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the demo keeps running");
+            if let Some(path) = line.split_whitespace().find(|w| w.ends_with("/kubeconfig")) {
+                return PathBuf::from(path);
+            }
+        }
+    })
+    .await
+    .expect("the demo settles and prints its kubeconfig");
+    // Drain the demo's output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+
+    let dir = kubeconfig.parent().unwrap().join("kubectl-session");
+    let plugins = dir.join("bin");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::os::unix::fs::symlink(BIN, plugins.join("kubectl-ecsi")).unwrap();
+    let mut paths = vec![plugins];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let path = std::env::join_paths(paths).unwrap();
+    for args in &session {
+        let mut cmd = tokio::process::Command::new(&kubectl);
+        cmd.args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECACHEDIR", dir.join("cache"))
+            .env("HOME", &dir)
+            .env("PATH", &path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if args.iter().any(|a| a == "-w") {
+            // A watch runs until Ctrl-C: it must print the table's header, then it is stopped.
+            let mut child = cmd.spawn().unwrap();
+            let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+                child.stdout.take().unwrap(),
+            ));
+            let first = tokio::time::timeout(WAIT, lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("kubectl {args:?} printed nothing"))
+                .unwrap()
+                .unwrap_or_default();
+            assert!(first.starts_with("NAME "), "kubectl {args:?}: {first}");
+            continue;
+        }
+        let done = tokio::time::timeout(WAIT * 3, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish"))
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&done.stdout);
+        assert!(
+            done.status.success(),
+            "README line `kubectl {}` failed:\n{stdout}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&done.stderr)
+        );
+        match args[0].as_str() {
+            "get" => assert!(stdout.contains("INSTANCE"), "{stdout}"),
+            "describe" => assert!(stdout.contains("RequestId"), "{stdout}"),
+            "ecsi" if args[1] == "status" => {
+                assert!(stdout.contains("Stalled, needs a person"), "{stdout}")
+            }
+            _ => {}
+        }
+    }
+    demo.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(kubeconfig.parent().unwrap());
+}
