@@ -746,8 +746,11 @@ fn the_bindings_give_the_roles_to_the_controllers_service_account() {
 
 // ---- what namespace users get: the aggregated ClusterRoles ----
 
+/// (apiGroup, resource, verb) triples.
+type Grants = BTreeSet<(String, String, String)>;
+
 /// The aggregated user roles by name, each with the built-in role it aggregates into.
-fn user_roles() -> Vec<(String, String, BTreeSet<(String, String, String)>)> {
+fn user_roles() -> Vec<(String, String, Grants)> {
     let path = "deploy/user-roles/aggregated-clusterroles.yaml";
     let text = std::fs::read_to_string(repo(path)).unwrap();
     serde_saphyr::from_multiple::<Value>(&text)
@@ -787,7 +790,7 @@ async fn plugin(dir: &Path, kubeconfig: &Path, args: &[&str]) {
     );
 }
 
-fn calls(seen: &[Seen]) -> BTreeSet<(String, String, String)> {
+fn calls(seen: &[Seen]) -> Grants {
     seen.iter()
         .map(|s| (s.group.clone(), s.resource.clone(), s.verb.clone()))
         .collect()
@@ -796,7 +799,7 @@ fn calls(seen: &[Seen]) -> BTreeSet<(String, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn view_and_edit_users_can_run_the_plugin_they_are_meant_to() {
     let roles = user_roles();
-    let role = |into: &str| -> BTreeSet<(String, String, String)> {
+    let role = |into: &str| -> Grants {
         roles
             .iter()
             .find(|(_, i, _)| i == into)
