@@ -37,6 +37,61 @@ fn kubectl_binary() -> PathBuf {
         })
 }
 
+/// `kubectl ARGS` against `kubeconfig`, with its discovery cache and HOME in `dir` and the
+/// plugin directory first on `path`; output piped, killed when dropped.
+fn kubectl_command(
+    kubectl: &Path,
+    kubeconfig: &Path,
+    dir: &Path,
+    path: &OsString,
+    args: &[impl AsRef<std::ffi::OsStr>],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(kubectl);
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KUBECONFIG", kubeconfig)
+        .env("KUBECACHEDIR", dir.join("cache"))
+        .env("HOME", dir)
+        .env("PATH", path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// `PATH` with a directory holding `kubectl-ecsi` (this binary) first.
+fn path_with_plugin(plugins: &Path) -> OsString {
+    std::fs::create_dir_all(plugins).unwrap();
+    let link = plugins.join("kubectl-ecsi");
+    if !link.exists() {
+        std::os::unix::fs::symlink(BIN, link).unwrap();
+    }
+    let mut paths = vec![plugins.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap()
+}
+
+/// The first line a long-running kubectl (`get -w`) prints, and the lines after it.
+async fn first_line(
+    mut cmd: tokio::process::Command,
+) -> (
+    String,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    tokio::process::Child,
+) {
+    let mut child = cmd.spawn().unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("kubectl printed a line in time")
+        .unwrap()
+        .unwrap_or_default();
+    (first, lines, child)
+}
+
 /// One kubectl session: its own kubeconfig, discovery cache and `PATH` (with the plugin).
 struct Session {
     sb: Sandbox,
@@ -60,18 +115,11 @@ impl Session {
             std::process::id(),
             rand::random::<u32>()
         ));
-        let plugins = dir.join("bin");
-        std::fs::create_dir_all(&plugins).unwrap();
         // kubectl finds `kubectl-ecsi` on PATH; the binary answers to that name.
-        std::os::unix::fs::symlink(BIN, plugins.join("kubectl-ecsi")).unwrap();
+        let path = path_with_plugin(&dir.join("bin"));
         local(&sb)
             .write_kubeconfig(&dir.join("kubeconfig"))
             .unwrap();
-        let mut paths = vec![plugins];
-        paths.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        ));
-        let path = std::env::join_paths(paths).unwrap();
         Session {
             sb,
             kubectl,
@@ -80,19 +128,40 @@ impl Session {
         }
     }
 
+    /// A session whose controller runs and whose `web-1` (deploy/examples/running.yaml) was
+    /// applied with kubectl and is Ready.
+    async fn with_web1_ready(
+        instances: Vec<ecs_sim::InstanceSpec>,
+    ) -> (Session, ecs_power_controller::demo::RunningController) {
+        let s = Session::start(instances).await;
+        let controller = s.sb.spawn_controller(fast_options(&s.sb)).unwrap();
+        s.ok(&["apply", "-f", &example("running.yaml")]).await;
+        s.wait("condition=Ready", "ecsi/web-1").await;
+        (s, controller)
+    }
+
+    /// `kubectl wait --for=FOR TARGET --timeout=30s`.
+    async fn wait(&self, condition: &str, target: &str) {
+        let r#for = format!("--for={condition}");
+        self.ok(&["wait", &r#for, target, "--timeout=30s"]).await;
+    }
+
+    /// `kubectl ARGS` in this session's environment.
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        kubectl_command(
+            &self.kubectl,
+            &self.dir.join("kubeconfig"),
+            &self.dir,
+            &self.path,
+            args,
+        )
+    }
+
     /// `kubectl ARGS`; stdin from `input` if given.
     async fn run(&self, args: &[&str], input: Option<&str>) -> Run {
         use tokio::io::AsyncWriteExt as _;
-        let mut cmd = tokio::process::Command::new(&self.kubectl);
-        cmd.args(args)
-            .env("KUBECONFIG", self.dir.join("kubeconfig"))
-            .env("KUBECACHEDIR", self.dir.join("cache"))
-            .env("HOME", &self.dir)
-            .env("PATH", &self.path)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
+        let mut cmd = self.command(args);
+        cmd.stdin(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("kubectl starts");
         let mut stdin = child.stdin.take().unwrap();
         if let Some(text) = input {
@@ -167,16 +236,7 @@ fn headers(table: &str) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_shows_the_printer_columns_wide_across_namespaces_and_while_watching() {
-    let s = Session::start(example_instances()).await;
-    let controller = s.sb.spawn_controller(fast_options(&s.sb)).unwrap();
-    s.ok(&["apply", "-f", &example("running.yaml")]).await;
-    s.ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "ecsi/web-1",
-        "--timeout=30s",
-    ])
-    .await;
+    let (s, controller) = Session::with_web1_ready(example_instances()).await;
 
     let table = s.ok(&["get", "ecsi"]).await;
     assert_eq!(
@@ -212,22 +272,8 @@ async fn get_shows_the_printer_columns_wide_across_namespaces_and_while_watching
     );
 
     // `get -w`: the table, then a row for each change (here: asking for Stopped).
-    let mut watch = tokio::process::Command::new(&s.kubectl);
-    watch
-        .args(["get", "ecsi", "web-1", "-w", "--request-timeout=0"])
-        .env("KUBECONFIG", s.dir.join("kubeconfig"))
-        .env("KUBECACHEDIR", s.dir.join("cache"))
-        .env("HOME", &s.dir)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = watch.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let first = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let (first, mut lines, child) =
+        first_line(s.command(&["get", "ecsi", "web-1", "-w", "--request-timeout=0"])).await;
     assert!(first.starts_with("NAME "), "{first}");
     s.ok(&[
         "patch",
@@ -383,16 +429,7 @@ async fn apply_create_and_replace_validate_on_the_server_and_name_the_bad_field(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patch_wait_describe_and_events_show_what_the_controller_did() {
-    let s = Session::start(example_instances()).await;
-    let controller = s.sb.spawn_controller(fast_options(&s.sb)).unwrap();
-    s.ok(&["apply", "-f", &example("running.yaml")]).await;
-    s.ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "ecsi/web-1",
-        "--timeout=30s",
-    ])
-    .await;
+    let (s, controller) = Session::with_web1_ready(example_instances()).await;
     s.ok(&[
         "patch",
         "ecsi",
@@ -402,20 +439,9 @@ async fn patch_wait_describe_and_events_show_what_the_controller_did() {
         r#"{"spec":{"reboot":{"token":"kubectl-1"}}}"#,
     ])
     .await;
-    s.ok(&[
-        "wait",
-        "--for=jsonpath={.status.lastRebootToken}=kubectl-1",
-        "ecsi/web-1",
-        "--timeout=30s",
-    ])
-    .await;
-    s.ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "ecsi/web-1",
-        "--timeout=30s",
-    ])
-    .await;
+    s.wait("jsonpath={.status.lastRebootToken}=kubectl-1", "ecsi/web-1")
+        .await;
+    s.wait("condition=Ready", "ecsi/web-1").await;
 
     let described = s.ok(&["describe", "ecsi", "web-1"]).await;
     let events = described
@@ -508,33 +534,18 @@ async fn create_namespace_secret_and_configmap_then_delete_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ecsi_plugin_reboots_pauses_resumes_and_summarizes_through_kubectl() {
-    let s = Session::start(vec![
+    let (s, controller) = Session::with_web1_ready(vec![
         instance("i-bp1demorunning01", InstanceStatus::Running),
         instance("i-bp1demolocked001", InstanceStatus::Stopped).lock("security"),
     ])
     .await;
-    let controller = s.sb.spawn_controller(fast_options(&s.sb)).unwrap();
-    s.ok(&["apply", "-f", &example("running.yaml")]).await;
     let locked = "apiVersion: ecs.powerctl.io/v1alpha1
 kind: EcsInstance
 metadata: {name: locked-1}
 spec: {instanceId: i-bp1demolocked001, regionId: cn-hangzhou, powerState: Running}
 ";
     assert!(s.run(&["apply", "-f", "-"], Some(locked)).await.ok);
-    s.ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "ecsi/web-1",
-        "--timeout=30s",
-    ])
-    .await;
-    s.ok(&[
-        "wait",
-        "--for=condition=Stalled",
-        "ecsi/locked-1",
-        "--timeout=30s",
-    ])
-    .await;
+    s.wait("condition=Stalled", "ecsi/locked-1").await;
 
     let help = s.ok(&["ecsi", "--help"]).await;
     assert!(help.contains("reboot") && help.contains("status"), "{help}");
@@ -645,39 +656,16 @@ async fn the_readme_session_works_against_demo_keep_running_as_written() {
     tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
 
     let dir = kubeconfig.parent().unwrap().join("kubectl-session");
-    let plugins = dir.join("bin");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::os::unix::fs::symlink(BIN, plugins.join("kubectl-ecsi")).unwrap();
-    let mut paths = vec![plugins];
-    paths.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    let path = std::env::join_paths(paths).unwrap();
+    let path = path_with_plugin(&dir.join("bin"));
     for args in &session {
-        let mut cmd = tokio::process::Command::new(&kubectl);
-        cmd.args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("KUBECONFIG", &kubeconfig)
-            .env("KUBECACHEDIR", dir.join("cache"))
-            .env("HOME", &dir)
-            .env("PATH", &path)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
+        let cmd = kubectl_command(&kubectl, &kubeconfig, &dir, &path, args);
         if args.iter().any(|a| a == "-w") {
             // A watch runs until Ctrl-C: it must print the table's header, then it is stopped.
-            let mut child = cmd.spawn().unwrap();
-            let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
-                child.stdout.take().unwrap(),
-            ));
-            let first = tokio::time::timeout(WAIT, lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("kubectl {args:?} printed nothing"))
-                .unwrap()
-                .unwrap_or_default();
+            let (first, _, _) = first_line(cmd).await;
             assert!(first.starts_with("NAME "), "kubectl {args:?}: {first}");
             continue;
         }
+        let mut cmd = cmd;
         let done = tokio::time::timeout(WAIT * 3, cmd.output())
             .await
             .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish"))
