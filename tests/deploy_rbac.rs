@@ -94,14 +94,14 @@ const CONTROLLER_CALLS: &[(&str, &str, &str, Scope, &str)] = &[
         "events",
         "create",
         Scope::Watched,
-        "kube-runtime Recorder::publish",
+        "controller/events.rs Publisher::publish",
     ),
     (
         "events.k8s.io",
         "events",
         "patch",
         Scope::Watched,
-        "kube-runtime Recorder::publish (a repeated event's series)",
+        "controller/events.rs Publisher::publish (a repeated event's series)",
     ),
     (
         "coordination.k8s.io",
@@ -127,9 +127,9 @@ const CONTROLLER_CALLS: &[(&str, &str, &str, Scope, &str)] = &[
 ];
 
 /// Calls in the table that the scenario cannot provoke, and why they are still needed.
-/// kube-runtime's Recorder patches an event instead of creating one when the same event (same
-/// reason, action and regarding object, resourceVersion included) repeats within its cache
-/// window; the reconciler's events follow status writes, which change the resourceVersion.
+/// The Publisher patches an event's series instead of creating one when the same event (same
+/// reason, action, object and note) repeats within six minutes; the scenario's events all say
+/// something new (a new RequestId, a new state).
 const NOT_PROVOKED: &[(&str, &str, &str)] = &[("events.k8s.io", "events", "patch")];
 
 const CONTROLLER_NAMESPACE: &str = "ecs-power-controller";

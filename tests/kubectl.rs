@@ -442,7 +442,6 @@ async fn patch_wait_describe_and_events_show_what_the_controller_did() {
     s.wait("jsonpath={.status.lastRebootToken}=kubectl-1", "ecsi/web-1")
         .await;
     s.wait("condition=Ready", "ecsi/web-1").await;
-
     let described = s.ok(&["describe", "ecsi", "web-1"]).await;
     let events = described
         .split("\nEvents:")
@@ -450,10 +449,53 @@ async fn patch_wait_describe_and_events_show_what_the_controller_did() {
         .unwrap_or_else(|| panic!("no Events section:\n{described}"));
     assert!(!events.contains("<none>"), "{described}");
     assert!(events.contains("ecs-power-controller"), "{events}");
-    assert!(
-        events.contains("RequestId"),
-        "each event names its ECS RequestId: {events}"
-    );
+    assert!(events.contains("RequestId"), "{events}");
+
+    // A dry run looked at again (here: after a spec edit) makes another ECS request with the
+    // same kind of event: each RequestId can still be quoted to support.
+    let dry_run = "apiVersion: ecs.powerctl.io/v1alpha1
+kind: EcsInstance
+metadata: {name: canary-1}
+spec: {instanceId: i-bp1demostopped01, regionId: cn-hangzhou, powerState: Stopped, dryRun: true}
+";
+    assert!(s.run(&["apply", "-f", "-"], Some(dry_run)).await.ok);
+    let dry_runs = || -> Vec<String> {
+        s.sb.sim
+            .calls()
+            .log()
+            .into_iter()
+            .filter(|c| c.action == Some(ecs_sim::Action::StopInstance))
+            .map(|c| c.request_id)
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut edited = false;
+    loop {
+        let ids = dry_runs();
+        let described = s.ok(&["describe", "ecsi", "canary-1"]).await;
+        let events = described.split("\nEvents:").nth(1).unwrap_or_default();
+        let shown = ids.iter().filter(|id| events.contains(id.as_str())).count();
+        if ids.len() >= 2 && shown == ids.len() {
+            break;
+        }
+        if ids.len() == 1 && shown == 1 && !edited {
+            s.ok(&[
+                "patch",
+                "ecsi",
+                "canary-1",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"stop":{"force":true}}}"#,
+            ])
+            .await;
+            edited = true;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dry-run RequestIds {ids:?}, {shown} of them in the events:{events}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let for_it = s.ok(&["events", "--for", "ecsi/web-1"]).await;
     assert_eq!(

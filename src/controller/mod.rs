@@ -5,6 +5,7 @@ pub mod batch;
 pub mod cli;
 pub mod connect;
 pub mod decide;
+pub mod events;
 pub mod health;
 pub mod leader;
 pub mod metered;
