@@ -14,6 +14,7 @@
 //!   pure evaluation of an EcsPowerSchedule;
 //! - [`controller::Config`] and its parts, to run the controller with test timings;
 //!   [`controller::request_reboot`], the `reboot` command's library half;
+//! - [`plugin`], the `kubectl ecsi` plugin `main` dispatches to when invoked as `kubectl-ecsi`;
 //! - [`demo::Sandbox`], the local stack the scenario tests stand on, and
 //!   [`telemetry::Metrics`], which a running controller exposes.
 
@@ -25,6 +26,7 @@ pub mod controller;
 mod crd_cmd;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
+pub mod plugin;
 pub mod schedule;
 mod schedule_cmd;
 pub mod telemetry;

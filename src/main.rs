@@ -7,5 +7,12 @@ use ecs_power_controller::Cli;
 async fn main() -> ExitCode {
     // One TLS provider for the whole process (kube and the ECS client both use rustls).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Installed as `kubectl-ecsi`, the same binary is the kubectl plugin (`kubectl ecsi ...`).
+    if std::env::args_os()
+        .next()
+        .is_some_and(|argv0| ecs_power_controller::plugin::invoked_as_plugin(&argv0))
+    {
+        return ecs_power_controller::plugin::main().await;
+    }
     Cli::parse().run().await
 }

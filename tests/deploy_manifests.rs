@@ -125,6 +125,8 @@ fn every_kustomization_entry_exists_and_overlays_build_on_the_base() {
         "deploy/examples",
         "deploy/overlays/single-namespace",
         "deploy/overlays/rrsa",
+        "deploy/user-roles",
+        "deploy/cluster-scoped",
     ] {
         assert!(
             dirs.contains(expected),
@@ -249,6 +251,8 @@ fn the_base_renders_the_whole_installation_in_its_namespace() {
         "ServiceAccount/ecs-power-controller",
         "ClusterRole/ecs-power-controller",
         "ClusterRoleBinding/ecs-power-controller",
+        "ClusterRole/ecs-power-controller-view",
+        "ClusterRole/ecs-power-controller-edit",
         "Role/ecs-power-controller-leader-election",
         "RoleBinding/ecs-power-controller-leader-election",
         "Deployment/ecs-power-controller",
@@ -289,11 +293,35 @@ fn the_base_renders_the_whole_installation_in_its_namespace() {
     assert_eq!(image, "ecs-power-controller:0.1.0");
 }
 
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+];
+
+const PART_OF: &str = "app.kubernetes.io/part-of";
+
 #[test]
 fn the_single_namespace_overlay_has_no_cluster_wide_grants_and_watches_its_namespace() {
     let Some(objects) = render("deploy/overlays/single-namespace") else {
         return;
     };
+    // A namespace admin can apply it: nothing cluster-scoped (no CRD, no Namespace), and every
+    // object labelled like the rest of the installation.
+    for o in &objects {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        assert!(
+            !CLUSTER_SCOPED.contains(&kind),
+            "{kind} in {:?}",
+            kinds(&objects)
+        );
+        assert_eq!(o["metadata"]["namespace"], "ecs-power-controller", "{kind}");
+        assert_eq!(
+            o["metadata"]["labels"][PART_OF], "ecs-power-controller",
+            "{kind}"
+        );
+    }
     let kinds = kinds(&objects);
     assert!(
         !kinds.iter().any(|k| k.starts_with("ClusterRole")),
@@ -318,6 +346,42 @@ fn the_single_namespace_overlay_has_no_cluster_wide_grants_and_watches_its_names
         env_names(container)
             .is_superset(&["POD_NAME".to_string(), "POD_NAMESPACE".to_string()].into())
     );
+}
+
+#[test]
+fn the_cluster_admin_part_is_the_crd_and_the_aggregated_user_roles() {
+    let Some(objects) = render("deploy/cluster-scoped") else {
+        return;
+    };
+    let expected: BTreeSet<String> = [
+        "CustomResourceDefinition/ecsinstances.ecs.powerctl.io",
+        "ClusterRole/ecs-power-controller-view",
+        "ClusterRole/ecs-power-controller-edit",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(kinds(&objects), expected);
+    for o in &objects {
+        assert_eq!(
+            o["metadata"]["labels"][PART_OF], "ecs-power-controller",
+            "{}",
+            o["kind"]
+        );
+    }
+    let aggregates = |name: &str, into: &str| {
+        let role = objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == name)
+            .unwrap();
+        assert_eq!(
+            role["metadata"]["labels"][format!("rbac.authorization.k8s.io/aggregate-to-{into}")],
+            "true",
+            "{name}"
+        );
+    };
+    aggregates("ecs-power-controller-view", "view");
+    aggregates("ecs-power-controller-edit", "edit");
 }
 
 #[test]

@@ -9,6 +9,9 @@
 //!   single-namespace overlay's Role, the leader-election Role);
 //! - with `WATCH_NAMESPACE` (the single-namespace overlay) it must stay inside its namespace,
 //!   or a Role could not cover it.
+//!
+//! And for people: the aggregated `view`/`edit` ClusterRoles (deploy/user-roles) cover what
+//! `kubectl ecsi status` (view) and `kubectl ecsi reboot|pause|resume` (edit) call.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -91,14 +94,14 @@ const CONTROLLER_CALLS: &[(&str, &str, &str, Scope, &str)] = &[
         "events",
         "create",
         Scope::Watched,
-        "kube-runtime Recorder::publish",
+        "controller/events.rs Publisher::publish",
     ),
     (
         "events.k8s.io",
         "events",
         "patch",
         Scope::Watched,
-        "kube-runtime Recorder::publish (a repeated event's series)",
+        "controller/events.rs Publisher::publish (a repeated event's series)",
     ),
     (
         "coordination.k8s.io",
@@ -124,9 +127,9 @@ const CONTROLLER_CALLS: &[(&str, &str, &str, Scope, &str)] = &[
 ];
 
 /// Calls in the table that the scenario cannot provoke, and why they are still needed.
-/// kube-runtime's Recorder patches an event instead of creating one when the same event (same
-/// reason, action and regarding object, resourceVersion included) repeats within its cache
-/// window; the reconciler's events follow status writes, which change the resourceVersion.
+/// The Publisher patches an event's series instead of creating one when the same event (same
+/// reason, action, object and note) repeats within six minutes; the scenario's events all say
+/// something new (a new RequestId, a new state).
 const NOT_PROVOKED: &[(&str, &str, &str)] = &[("events.k8s.io", "events", "patch")];
 
 const CONTROLLER_NAMESPACE: &str = "ecs-power-controller";
@@ -649,6 +652,10 @@ fn load(path: &str) -> Value {
 fn granted(path: &str, kind: &str) -> BTreeSet<(String, String, String)> {
     let role = load(path);
     assert_eq!(role["kind"], kind, "{path}");
+    grants(&role, path)
+}
+
+fn grants(role: &Value, path: &str) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     for rule in role["rules"].as_array().expect("rules") {
         assert!(
@@ -735,4 +742,121 @@ fn the_bindings_give_the_roles_to_the_controllers_service_account() {
         load("deploy/base/deployment.yaml")["spec"]["template"]["spec"]["serviceAccountName"],
         "ecs-power-controller"
     );
+}
+
+// ---- what namespace users get: the aggregated ClusterRoles ----
+
+/// (apiGroup, resource, verb) triples.
+type Grants = BTreeSet<(String, String, String)>;
+
+/// The aggregated user roles by name, each with the built-in role it aggregates into.
+fn user_roles() -> Vec<(String, String, Grants)> {
+    let path = "deploy/user-roles/aggregated-clusterroles.yaml";
+    let text = std::fs::read_to_string(repo(path)).unwrap();
+    serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap()
+        .into_iter()
+        .map(|role| {
+            assert_eq!(role["kind"], "ClusterRole", "{path}");
+            let labels = role["metadata"]["labels"].as_object().expect("labels");
+            let into: Vec<&str> = labels
+                .iter()
+                .filter(|(_, v)| *v == "true")
+                .filter_map(|(k, _)| k.strip_prefix("rbac.authorization.k8s.io/aggregate-to-"))
+                .collect();
+            assert_eq!(into.len(), 1, "{path}: one aggregation label per role");
+            let name = role["metadata"]["name"].as_str().unwrap().to_string();
+            (name, into[0].to_string(), grants(&role, path))
+        })
+        .collect()
+}
+
+/// Runs `kubectl-ecsi ARGS` (the binary under its plugin name) against `kubeconfig`.
+async fn plugin(dir: &Path, kubeconfig: &Path, args: &[&str]) {
+    let link = dir.join("kubectl-ecsi");
+    if !link.exists() {
+        std::os::unix::fs::symlink(BIN, &link).unwrap();
+    }
+    let out = tokio::process::Command::new(&link)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl-ecsi {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn calls(seen: &[Seen]) -> Grants {
+    seen.iter()
+        .map(|s| (s.group.clone(), s.resource.clone(), s.verb.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn view_and_edit_users_can_run_the_plugin_they_are_meant_to() {
+    let roles = user_roles();
+    let role = |into: &str| -> Grants {
+        roles
+            .iter()
+            .find(|(_, i, _)| i == into)
+            .unwrap_or_else(|| panic!("no role aggregates into {into}"))
+            .2
+            .clone()
+    };
+    let (view, edit) = (role("view"), role("edit"));
+    assert_eq!(
+        roles.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>(),
+        ["ecs-power-controller-view", "ecs-power-controller-edit"]
+    );
+    assert!(
+        view.iter()
+            .all(|(_, _, verb)| ["get", "list", "watch"].contains(&verb.as_str())),
+        "view is read-only: {view:?}"
+    );
+    // The status stays the controller's: no user role writes it.
+    assert!(
+        !edit.iter().any(|(_, r, _)| r.ends_with("/status")),
+        "status stays the controller's: {edit:?}"
+    );
+    // Kubernetes' built-in `view` aggregates into `edit`: an edit user holds both.
+    let edit: BTreeSet<_> = edit.union(&view).cloned().collect();
+
+    let (api, client) = cluster(&["shop"]).await;
+    create_instance(&client, "shop", "web-1", "i-bp1rbac0001").await;
+    let (proxy, url) = RecordingProxy::start(client.clone()).await;
+    let dir = scratch("plugin");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_yaml().replace(&api.url(), &url)).unwrap();
+
+    plugin(&dir, &kubeconfig, &["status", "-n", "shop"]).await;
+    let read = calls(&proxy.seen());
+    assert!(!read.is_empty(), "the proxy saw the plugin");
+    assert!(
+        read.is_subset(&view),
+        "`kubectl ecsi status` needs {read:?}, view grants {view:?}"
+    );
+
+    for args in [
+        &["reboot", "web-1", "-n", "shop"][..],
+        &["pause", "web-1", "-n", "shop"],
+        &["resume", "web-1", "-n", "shop"],
+    ] {
+        plugin(&dir, &kubeconfig, args).await;
+    }
+    let all = calls(&proxy.seen());
+    assert!(
+        all.is_subset(&edit),
+        "`kubectl ecsi reboot|pause|resume` need {all:?}, edit grants {edit:?}"
+    );
+    assert!(all.contains(&(
+        "ecs.powerctl.io".into(),
+        "ecsinstances".into(),
+        "patch".into()
+    )));
+    let _ = std::fs::remove_dir_all(&dir);
+    api.shutdown().await;
 }

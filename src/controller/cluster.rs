@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, Recorder};
+use kube::runtime::events::Event;
+
+use super::events::Publisher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
@@ -51,7 +53,7 @@ pub(crate) trait Cluster: Send + Sync {
 /// The cluster the controller runs against.
 pub(crate) struct KubeCluster {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: Publisher,
 }
 
 impl KubeCluster {

@@ -18,6 +18,7 @@ pub(crate) mod conditions;
 pub(crate) mod config;
 pub(crate) mod connect;
 pub(crate) mod decide;
+pub(crate) mod events;
 pub(crate) mod leader;
 pub(crate) mod metered;
 pub(crate) mod observe;

@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
+
+use super::events::Publisher;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::utils::Predicate;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
@@ -103,7 +105,7 @@ async fn run_until(
     };
     let cluster = KubeCluster {
         client: client.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Publisher::new(client.clone(), reporter),
     };
     let ctx = Arc::new(Reconciler::new(Arc::new(cluster), ecs, &config));
     readiness.set(true);

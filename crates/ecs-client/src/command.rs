@@ -194,6 +194,7 @@ pub struct DescribeArgs {
     /// Instance id (repeatable).
     #[arg(long = "instance-id", required = true, value_name = "ID")]
     pub instance_ids: Vec<String>,
+    /// How to print the instances: a table for people, JSON lines for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     #[command(flatten)]
@@ -204,6 +205,7 @@ pub struct DescribeArgs {
 pub struct StartArgs {
     #[command(flatten)]
     pub region: RegionArg,
+    /// The instance to act on (`i-...`).
     #[arg(long = "instance-id", value_name = "ID")]
     pub instance_id: String,
     /// Recover local disks on start (D1, I1, I2 families only).
@@ -220,13 +222,17 @@ pub struct StartArgs {
 pub struct StopArgs {
     #[command(flatten)]
     pub region: RegionArg,
+    /// The instance to act on (`i-...`).
     #[arg(long = "instance-id", value_name = "ID")]
     pub instance_id: String,
     /// Power off without waiting for the guest to shut down (unwritten data is lost).
     #[arg(long)]
     pub force: bool,
+    /// Whether a stopped instance keeps its vCPUs and memory (and is charged for them).
+    /// Default: KeepCharging, as ECS.
     #[arg(long, value_parser = stopped_modes())]
     pub stopped_mode: Option<StoppedMode>,
+    /// Only check the request (permissions, state, quota); nothing changes.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
@@ -237,11 +243,13 @@ pub struct StopArgs {
 pub struct RebootArgs {
     #[command(flatten)]
     pub region: RegionArg,
+    /// The instance to act on (`i-...`).
     #[arg(long = "instance-id", value_name = "ID")]
     pub instance_id: String,
     /// Power-cycle without waiting for the guest (unwritten data is lost).
     #[arg(long)]
     pub force: bool,
+    /// Only check the request (permissions, state, quota); nothing changes.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]

@@ -3,10 +3,14 @@
 
 use super::discovery;
 use super::error::ApiError;
+use super::events;
 use super::faults::{Faults, Injected, Verb};
+use super::openapi;
+use super::protobuf;
 use super::registry::ResourceDef;
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{Change, Deleted, EventType, PatchKind, State, WriteCtx};
+use super::store::{Change, Deleted, EventType, PatchKind, State, WriteCtx, parse_apply_body};
+use super::table::{self, IncludeObject};
 use axum::body::{Body, Bytes};
 use axum::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
@@ -61,6 +65,8 @@ enum Rendering {
     Full,
     /// `Accept: ...;as=PartialObjectMetadata[List]` (kube's metadata API).
     MetadataOnly,
+    /// `Accept: application/json;as=Table;g=meta.k8s.io;v=v1` (`kubectl get`).
+    Table(IncludeObject),
 }
 
 /// Presents a stored object as the requested version (storage is version-agnostic).
@@ -71,7 +77,10 @@ fn present(def: &ResourceDef, obj: &Arc<Value>, r: Rendering) -> Value {
             "kind": "PartialObjectMetadata",
             "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
         }),
-        Rendering::Full => {
+        Rendering::Full | Rendering::Table(_) => {
+            if let Some(converted) = events::from_storage(def, obj) {
+                return converted;
+            }
             let want = def.api_version();
             if obj.get("apiVersion").and_then(Value::as_str) == Some(want.as_str()) {
                 (**obj).clone()
@@ -86,7 +95,8 @@ fn present(def: &ResourceDef, obj: &Arc<Value>, r: Rendering) -> Value {
 
 fn write_present(out: &mut Vec<u8>, def: &ResourceDef, obj: &Arc<Value>, r: Rendering) {
     let want = def.api_version();
-    let direct = matches!(r, Rendering::Full)
+    let direct = matches!(r, Rendering::Full | Rendering::Table(_))
+        && !events::is_new_events(def)
         && obj.get("apiVersion").and_then(Value::as_str) == Some(want.as_str());
     let res = if direct {
         serde_json::to_writer(&mut *out, &**obj)
@@ -245,7 +255,11 @@ pub(crate) async fn handle(
         }
         None => {}
     }
-    let rendering = if accept.contains("as=PartialObjectMetadata") {
+    let rendering = if table::wanted(&accept) {
+        Rendering::Table(IncludeObject::from_query(
+            q.get("includeObject").map(String::as_str),
+        ))
+    } else if accept.contains("as=PartialObjectMetadata") {
         Rendering::MetadataOnly
     } else {
         Rendering::Full
@@ -281,6 +295,17 @@ fn discovery_response(shared: &Shared, segs: &[&str], accept: &str, path: &str) 
                     .into_bytes(),
                 discovery::AGGREGATED_CONTENT_TYPE,
             );
+        }
+        ["openapi", "v3"] => Some(openapi::v3_index(&st.registry)),
+        ["openapi", "v3", "api", v] => openapi::v3_group_version(&st.registry, "", v),
+        ["openapi", "v3", "apis", g, v] => openapi::v3_group_version(&st.registry, g, v),
+        ["openapi", "v2"] if accepts_json(accept) => Some(openapi::v2(&st.registry)),
+        ["openapi", "v2"] => {
+            return error_response(&ApiError::plain(
+                406,
+                "NotAcceptable",
+                "kubesim serves /openapi/v2 as application/json only".into(),
+            ));
         }
         ["api"] => Some(discovery::core_versions(&shared.addr)),
         ["api", v] => discovery::resource_list(&st.registry, "", v),
@@ -319,6 +344,27 @@ fn admin(shared: &Shared, method: &Method, segs: &[&str]) -> Response {
     }
 }
 
+/// Whether an Accept header allows a JSON answer.
+fn accepts_json(accept: &str) -> bool {
+    accept.is_empty()
+        || accept.split(',').any(|m| {
+            let media = m.split(';').next().unwrap_or("").trim();
+            matches!(media, "application/json" | "*/*" | "application/*")
+        })
+}
+
+/// A create or update body: JSON, or the protobuf kubectl sends for built-in kinds.
+fn parse_object_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.split(';').next().map(str::trim) == Some(protobuf::CONTENT_TYPE) {
+        return protobuf::decode(body);
+    }
+    parse_body(body)
+}
+
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
@@ -337,8 +383,11 @@ fn selectors(
         None => LabelSelector::default(),
     };
     let fields = match q.get("fieldSelector") {
-        Some(s) => FieldSelector::parse(s, def.field_selectors)
-            .map_err(|e| ApiError::bad_request(format!("unable to parse fieldSelector: {e}")))?,
+        Some(s) => FieldSelector::parse(
+            &events::field_selector_to_storage(def, s),
+            def.field_selectors,
+        )
+        .map_err(|e| ApiError::bad_request(format!("unable to parse fieldSelector: {e}")))?,
         None => FieldSelector::default(),
     };
     Ok((labels, fields))
@@ -354,13 +403,23 @@ async fn serve_resource(
     rendering: Rendering,
 ) -> Result<Response, ApiError> {
     let def = rp.def.clone();
+    // The store works in storage terms: events.k8s.io/v1 events are kept as core v1 events.
+    let store_def = if events::is_new_events(&def) {
+        shared
+            .lock()
+            .registry
+            .get("", "v1", "events")
+            .unwrap_or(def.clone())
+    } else {
+        def.clone()
+    };
     let ns = rp.namespace.clone().unwrap_or_default();
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("unknown");
     let ctx = WriteCtx {
-        def: def.clone(),
+        def: store_def.clone(),
         namespace: ns.clone(),
         status: rp.status,
         manager: q.get("fieldManager").filter(|m| !m.is_empty()).cloned(),
@@ -380,7 +439,11 @@ async fn serve_resource(
     };
     match verb {
         Verb::Get => {
-            let obj = shared.lock().get(&def, &ns, &name)?;
+            let obj = shared.lock().get(&store_def, &ns, &name)?;
+            if let Rendering::Table(include) = rendering {
+                let t = table::table(&def, &[present(&def, &obj, rendering)], None, None, include);
+                return Ok(ok_json(StatusCode::OK, &t));
+            }
             Ok(one(StatusCode::OK, &obj))
         }
         Verb::List => {
@@ -395,7 +458,7 @@ async fn serve_resource(
                 None => None,
             };
             let res = shared.lock().list(
-                &def,
+                &store_def,
                 rp.namespace.as_deref(),
                 &labels,
                 &fields,
@@ -430,12 +493,12 @@ async fn serve_resource(
                     "create is not supported on the status subresource",
                 ));
             }
-            let v = parse_body(body)?;
+            let v = events::to_storage(&def, parse_object_body(headers, body)?);
             let obj = shared.lock().create(&ctx, v)?;
             Ok(one(StatusCode::CREATED, &obj))
         }
         Verb::Update => {
-            let v = parse_body(body)?;
+            let v = events::to_storage(&def, parse_object_body(headers, body)?);
             let obj = shared.lock().update(&ctx, &name, v)?;
             Ok(one(StatusCode::OK, &obj))
         }
@@ -460,7 +523,8 @@ async fn serve_resource(
                     "force may only be specified with apply patches",
                 ));
             }
-            let (obj, created) = shared.lock().patch(&ctx, &name, kind, body)?;
+            let body = events_patch_to_storage(&def, &kind, body)?;
+            let (obj, created) = shared.lock().patch(&ctx, &name, kind, &body)?;
             let code = if created {
                 StatusCode::CREATED
             } else {
@@ -549,6 +613,23 @@ fn delete_response(
     })
 }
 
+/// A patch to `events.k8s.io/v1` events, rewritten to the stored (core) field names.
+fn events_patch_to_storage(
+    def: &ResourceDef,
+    kind: &PatchKind,
+    body: &Bytes,
+) -> Result<Bytes, ApiError> {
+    if !events::is_new_events(def) {
+        return Ok(body.clone());
+    }
+    let converted = match kind {
+        PatchKind::Json => events::json_patch_to_storage(def, parse_body(body)?),
+        PatchKind::Apply { .. } => events::to_storage(def, parse_apply_body(body)?),
+        PatchKind::Merge | PatchKind::Strategic => events::to_storage(def, parse_body(body)?),
+    };
+    Ok(Bytes::from(converted.to_string()))
+}
+
 fn list_response(
     def: &ResourceDef,
     items: Vec<Arc<Value>>,
@@ -556,8 +637,13 @@ fn list_response(
     continue_token: Option<String>,
     rendering: Rendering,
 ) -> Response {
+    if let Rendering::Table(include) = rendering {
+        let objects: Vec<Value> = items.iter().map(|o| present(def, o, rendering)).collect();
+        let t = table::table(def, &objects, Some(rv), continue_token.as_deref(), include);
+        return ok_json(StatusCode::OK, &t);
+    }
     let (kind, api_version) = match rendering {
-        Rendering::Full => (def.list_kind.clone(), def.api_version()),
+        Rendering::Full | Rendering::Table(_) => (def.list_kind.clone(), def.api_version()),
         Rendering::MetadataOnly => ("PartialObjectMetadataList".into(), "meta.k8s.io/v1".into()),
     };
     let mut metadata = json!({"resourceVersion": rv.to_string()});
@@ -620,7 +706,13 @@ fn event_line(def: &ResourceDef, kind: &str, obj: &Arc<Value>, rendering: Render
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(kind.as_bytes());
     out.extend_from_slice(b"\",\"object\":");
-    write_present(&mut out, def, obj, rendering);
+    if let Rendering::Table(include) = rendering {
+        let t = table::table(def, &[present(def, obj, rendering)], None, None, include);
+        // Serialising an in-memory Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &t);
+    } else {
+        write_present(&mut out, def, obj, rendering);
+    }
     out.extend_from_slice(b"}\n");
     Bytes::from(out)
 }

@@ -11,7 +11,9 @@
 //! resourceVersion with optimistic concurrency, list paging and selectors, watches with
 //! bookmarks and `410 Gone`, merge/JSON/strategic(as merge)/server-side-apply patches,
 //! finalizers and deletionTimestamp, and the built-in Secrets, ConfigMaps, Events (core/v1 and
-//! events.k8s.io/v1), Leases and Namespaces. Fault injection ([`Faults`]) drops watches,
+//! events.k8s.io/v1, one store), Leases and Namespaces. For the real `kubectl`: OpenAPI v2/v3
+//! documents (validation, `explain`), Table responses with the CRD's printer columns, and
+//! protobuf request bodies for the kinds kubectl creates. Fault injection ([`Faults`]) drops watches,
 //! answers 500/429, delays responses, and counts requests. See `docs/kubesim.md` for the
 //! honest list of what it does not do (no auth, no admission webhooks, no garbage collector...).
 //!
@@ -31,13 +33,17 @@
 mod cel;
 mod discovery;
 mod error;
+mod events;
 mod faults;
 mod http;
 mod managed;
+mod openapi;
+mod protobuf;
 mod registry;
 mod schema;
 mod selector;
 mod store;
+mod table;
 
 pub use faults::{Faults, RequestCounts, RequestFilter, Verb};
 

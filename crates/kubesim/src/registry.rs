@@ -28,6 +28,10 @@ pub(crate) struct ResourceDef {
     /// Whether a PUT without `metadata.resourceVersion` is allowed (false for custom resources).
     pub allow_unconditional_update: bool,
     pub schema: Option<Schema>,
+    /// The CRD version's `openAPIV3Schema` as written, for the OpenAPI documents and `explain`.
+    pub openapi_schema: Option<Value>,
+    /// The CRD version's `additionalPrinterColumns`, for Table responses.
+    pub printer_columns: Vec<Value>,
     /// Extra `fieldSelector` paths beyond metadata.name/namespace.
     pub field_selectors: &'static [&'static str],
     pub custom: bool,
@@ -42,7 +46,12 @@ impl ResourceDef {
         }
     }
 
+    /// Where the objects live: events.k8s.io/v1 events share core v1's store, as on a real
+    /// API server (one store served through both groups, see `events.rs`).
     pub(crate) fn group_resource(&self) -> GroupResource {
+        if super::events::is_new_events(self) {
+            return (String::new(), self.plural.clone());
+        }
         (self.group.clone(), self.plural.clone())
     }
 
@@ -79,6 +88,8 @@ fn builtin(
         tracks_generation: false,
         allow_unconditional_update: true,
         schema: None,
+        openapi_schema: None,
+        printer_columns: Vec::new(),
         field_selectors,
         custom: false,
     }
@@ -97,15 +108,6 @@ pub(crate) fn builtins() -> Vec<ResourceDef> {
         "reason",
         "reportingComponent",
         "source",
-        "type",
-    ];
-    const NEW_EVENT_FIELDS: &[&str] = &[
-        "regarding.kind",
-        "regarding.namespace",
-        "regarding.name",
-        "regarding.uid",
-        "reason",
-        "reportingController",
         "type",
     ];
     let mut ns = builtin(
@@ -141,7 +143,8 @@ pub(crate) fn builtins() -> Vec<ResourceDef> {
             "Event",
             true,
             &["ev"],
-            NEW_EVENT_FIELDS,
+            // Selectors arrive in storage terms (`events::field_selector_to_storage`).
+            EVENT_FIELDS,
         ),
         builtin(
             "coordination.k8s.io",
@@ -255,6 +258,12 @@ pub(crate) fn defs_from_crd(crd: &Value) -> Result<Vec<ResourceDef>, Vec<Cause>>
             tracks_generation: true,
             allow_unconditional_update: false,
             schema,
+            openapi_schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+            printer_columns: v
+                .get("additionalPrinterColumns")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
             field_selectors: &[],
             custom: true,
         });

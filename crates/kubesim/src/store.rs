@@ -1291,7 +1291,7 @@ impl State {
 }
 
 /// Apply bodies are YAML (JSON is YAML too).
-fn parse_apply_body(body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn parse_apply_body(body: &[u8]) -> Result<Value, ApiError> {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         return Ok(v);
     }

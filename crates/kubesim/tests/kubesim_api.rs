@@ -695,6 +695,23 @@ async fn recorder_publishes_events_and_series() {
     let e = &list.items[0];
     assert_eq!(e.reason.as_deref(), Some("Started"));
     assert_eq!(e.series.as_ref().map(|s| s.count), Some(2));
+    // One store behind both APIs: `kubectl describe` and `kubectl events --for` read core v1
+    // with involvedObject selectors and find what the Recorder wrote through events.k8s.io.
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let seen = core
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.name=e,involvedObject.kind=Widget,involvedObject.uid={}",
+            w.uid().unwrap()
+        )))
+        .await
+        .expect("list core events");
+    assert_eq!(seen.items.len(), 1);
+    let c = &seen.items[0];
+    assert_eq!(c.metadata.name, e.metadata.name);
+    assert_eq!(c.message.as_deref(), Some("started the widget"));
+    assert_eq!(c.reporting_component.as_deref(), Some("kubesim-test"));
+    assert_eq!(c.involved_object.name.as_deref(), Some("e"));
+    assert_eq!(c.series.as_ref().and_then(|s| s.count), Some(2));
     assert_eq!(sim.requests().count(Verb::Create, "events"), 1);
     assert_eq!(sim.requests().count(Verb::Patch, "events"), 1);
     sim.shutdown().await;

@@ -50,6 +50,10 @@ impl CredentialsProvider for Misconfigured {
 #[derive(Debug)]
 pub struct DefaultCredentialsChain {
     providers: Vec<Arc<dyn CredentialsProvider>>,
+    /// The sources left out because nothing sets them up here, with where they would have
+    /// been tried (an index into `providers`): the no-credentials error says what each of the
+    /// six sources said, these included.
+    not_set_up: Vec<(usize, String)>,
     last_used: Mutex<Option<usize>>,
     /// `ALIBABA_CLOUD_ECS_METADATA` names a role: the metadata service is expected to answer.
     metadata_named: bool,
@@ -74,6 +78,25 @@ impl DefaultCredentialsChain {
 
         let mut providers: Vec<Arc<dyn CredentialsProvider>> =
             vec![Arc::new(EnvironmentProvider::new(settings))];
+        let mut not_set_up = Vec::new();
+        const OIDC_VARS: [&str; 3] = [
+            "ALIBABA_CLOUD_ROLE_ARN",
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+        ];
+        let unset: Vec<&str> = OIDC_VARS
+            .into_iter()
+            .filter(|v| settings.var(v).is_none())
+            .collect();
+        if !unset.is_empty() {
+            not_set_up.push((
+                providers.len(),
+                format!(
+                    "oidc_role_arn: {} not set (RRSA sets all three)",
+                    unset.join(", ")
+                ),
+            ));
+        }
         if let (Some(role_arn), Some(provider_arn), Some(token_file)) = (
             settings.var("ALIBABA_CLOUD_ROLE_ARN"),
             settings.var("ALIBABA_CLOUD_OIDC_PROVIDER_ARN"),
@@ -94,7 +117,12 @@ impl DefaultCredentialsChain {
         }
         providers.push(Arc::new(CliProfileProvider::new(settings)));
         providers.push(Arc::new(ProfileFileProvider::new(settings)));
-        if !settings.is_true("ALIBABA_CLOUD_ECS_METADATA_DISABLED") {
+        if settings.is_true("ALIBABA_CLOUD_ECS_METADATA_DISABLED") {
+            not_set_up.push((
+                providers.len(),
+                "ecs_ram_role: skipped, ALIBABA_CLOUD_ECS_METADATA_DISABLED is true".to_string(),
+            ));
+        } else {
             let role = settings
                 .var("ALIBABA_CLOUD_ECS_METADATA")
                 .map(str::to_string);
@@ -103,11 +131,16 @@ impl DefaultCredentialsChain {
                 settings.ecs_ram_role(role),
             ));
         }
-        if let Some(uri) = settings.var("ALIBABA_CLOUD_CREDENTIALS_URI") {
-            providers.push(or_misconfigured("credentials_uri", UriProvider::new(uri)));
+        match settings.var("ALIBABA_CLOUD_CREDENTIALS_URI") {
+            Some(uri) => providers.push(or_misconfigured("credentials_uri", UriProvider::new(uri))),
+            None => not_set_up.push((
+                providers.len(),
+                "credentials_uri: ALIBABA_CLOUD_CREDENTIALS_URI is not set".to_string(),
+            )),
         }
         Self {
             providers,
+            not_set_up,
             last_used: Mutex::new(None),
             metadata_named: settings.var("ALIBABA_CLOUD_ECS_METADATA").is_some(),
         }
@@ -145,6 +178,10 @@ impl CredentialsProvider for DefaultCredentialsChain {
                     tried.push(error.to_string());
                 }
             }
+        }
+        // In chain order: positions were recorded ascending, so insert from the last.
+        for (position, note) in self.not_set_up.iter().rev() {
+            tried.insert((*position).min(tried.len()), note.clone());
         }
         let tried = tried.join("; ");
         Err(match outage {

@@ -649,3 +649,44 @@ async fn a_huge_credentials_answer_is_refused_without_reading_it() {
         .to_string();
     assert!(error.contains("larger than"), "{error}");
 }
+
+#[tokio::test]
+async fn with_no_credentials_anywhere_the_error_says_what_each_of_the_six_sources_said() {
+    let settings = ChainSettings::from_vars(
+        [(
+            "ALIBABA_CLOUD_ECS_METADATA_ENDPOINT",
+            "http://127.0.0.1:9".to_string(),
+        )],
+        scratch("nothing-anywhere"),
+    );
+    let err = DefaultCredentialsChain::new(&settings)
+        .credentials()
+        .await
+        .unwrap_err()
+        .to_string();
+    let said: Vec<&str> = err
+        .trim_start_matches("no credentials found; tried ")
+        .split("; ")
+        .map(|part| part.split(':').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "env",
+            "oidc_role_arn",
+            "cli_profile",
+            "profile",
+            "ecs_ram_role",
+            "credentials_uri"
+        ],
+        "{err}"
+    );
+    assert!(
+        err.contains("ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE not set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ALIBABA_CLOUD_CREDENTIALS_URI is not set"),
+        "{err}"
+    );
+}
