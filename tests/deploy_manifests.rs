@@ -355,6 +355,7 @@ fn the_cluster_admin_part_is_the_crd_and_the_aggregated_user_roles() {
     };
     let expected: BTreeSet<String> = [
         "CustomResourceDefinition/ecsinstances.ecs.powerctl.io",
+        "CustomResourceDefinition/ecspowerschedules.ecs.powerctl.io",
         "ClusterRole/ecs-power-controller-view",
         "ClusterRole/ecs-power-controller-edit",
     ]

@@ -14,7 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use super::sandbox::{RunningController, Sandbox};
-use crate::api::EcsInstance;
+use crate::api::{EcsInstance, EcsPowerSchedule};
 use crate::controller::conditions;
 use crate::controller::config::{Config, Timings};
 use ecs_client::command::parse_duration;
@@ -140,7 +140,7 @@ fn read_manifests(dir: &Path) -> Result<Vec<Value>, String> {
     Ok(docs)
 }
 
-/// Creates the Secrets first, then the EcsInstances.
+/// Creates the Secrets first, then the EcsPowerSchedules, then the EcsInstances.
 async fn apply(client: &Client, docs: &[Value]) -> Result<(), String> {
     let kind = |d: &Value| {
         d.get("kind")
@@ -162,10 +162,22 @@ async fn apply(client: &Client, docs: &[Value]) -> Result<(), String> {
             .await
             .map_err(|e| format!("creating Secret {}: {e}", secret.name_any()))?;
     }
-    for doc in docs.iter().filter(|d| kind(d) != "Secret") {
+    // Schedules before the instances that will follow them.
+    for doc in docs.iter().filter(|d| kind(d) == "EcsPowerSchedule") {
+        let schedule: EcsPowerSchedule = serde_json::from_value(doc.clone())
+            .map_err(|e| format!("an EcsPowerSchedule manifest is invalid: {e}"))?;
+        Api::<EcsPowerSchedule>::namespaced(client.clone(), &namespace(doc))
+            .create(&PostParams::default(), &schedule)
+            .await
+            .map_err(|e| format!("creating EcsPowerSchedule {}: {e}", schedule.name_any()))?;
+    }
+    for doc in docs
+        .iter()
+        .filter(|d| !matches!(kind(d).as_str(), "Secret" | "EcsPowerSchedule"))
+    {
         if kind(doc) != "EcsInstance" {
             return Err(format!(
-                "the demo applies Secrets and EcsInstances only, not {}",
+                "the demo applies Secrets, EcsPowerSchedules and EcsInstances only, not {}",
                 kind(doc)
             ));
         }

@@ -62,8 +62,9 @@ impl Sandbox {
         let sim = Simulator::start(sim).await?;
         let client = kube.client()?;
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &EcsInstance::crd())
-            .await?;
+        for (_, crd) in crate::api::CRDS {
+            crds.create(&PostParams::default(), &crd()).await?;
+        }
         Ok(Self {
             kube: Some(kube),
             sim,
@@ -76,13 +77,16 @@ impl Sandbox {
     /// own so that sandboxes running at once never see each other's objects.
     pub async fn on_cluster(client: Client, sim: SimConfig) -> Result<Self, SandboxError> {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for (_, crd) in crate::api::CRDS {
+            let crd = crd();
+            crds.patch(
+                &crd.name_any(),
+                &PatchParams::apply("ecs-power-controller-tests").force(),
+                &Patch::Apply(&crd),
+            )
+            .await?;
+        }
         let crd = EcsInstance::crd();
-        crds.patch(
-            &crd.name_any(),
-            &PatchParams::apply("ecs-power-controller-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
         let established = |c: Option<&CustomResourceDefinition>| {
             c.and_then(|c| c.status.as_ref())
                 .and_then(|s| s.conditions.as_ref())
