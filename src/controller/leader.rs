@@ -110,16 +110,7 @@ async fn try_acquire_or_renew(
     let spec = lease.spec.get_or_insert_with(Default::default);
     let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
     let ours = holder.as_deref() == Some(settings.identity.as_str());
-    let valid_for = Duration::from_secs(
-        spec.lease_duration_seconds
-            .and_then(|s| u64::try_from(s).ok())
-            .unwrap_or(settings.duration.as_secs()),
-    );
-    let expired = spec.renew_time.as_ref().is_none_or(|renewed| {
-        let age = now.duration_since(renewed.0);
-        Duration::try_from(age).is_ok_and(|age| age >= valid_for)
-    });
-    if holder.is_some() && !ours && !expired {
+    if holder.is_some() && !ours && !expired(spec, now, settings.duration) {
         return Ok(Attempt::Following(holder));
     }
     if !ours {
@@ -137,5 +128,73 @@ async fn try_acquire_or_renew(
         Ok(_) => Ok(Attempt::Leading),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Following(holder)),
         Err(err) => Err(err),
+    }
+}
+
+/// Whether a lease may be taken over at `now`: it was never renewed, or not within its duration
+/// (the lease's own, else `default`).
+fn expired(spec: &LeaseSpec, now: Timestamp, default: Duration) -> bool {
+    let valid_for = Duration::from_secs(
+        spec.lease_duration_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(default.as_secs()),
+    );
+    spec.renew_time.as_ref().is_none_or(|renewed| {
+        let age = now.duration_since(renewed.0);
+        Duration::try_from(age).is_ok_and(|age| age >= valid_for)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn renewed(at: &str, duration_secs: Option<i32>) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some("replica-a".into()),
+            lease_duration_seconds: duration_secs,
+            renew_time: Some(MicroTime(at.parse().unwrap())),
+            ..Default::default()
+        }
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// The failover the leader scenario sees: a dead leader's lease (3 s) is taken over once
+    /// 3 s have passed since its last renewal, and not a moment before.
+    #[test]
+    fn a_lease_can_be_taken_over_exactly_when_its_duration_has_passed() {
+        let lease = renewed("2026-11-22T10:30:00Z", Some(3));
+        let default = Duration::from_secs(15);
+        assert!(!expired(&lease, at("2026-11-22T10:30:00Z"), default));
+        assert!(!expired(&lease, at("2026-11-22T10:30:02.999Z"), default));
+        assert!(expired(&lease, at("2026-11-22T10:30:03Z"), default));
+        assert!(expired(&lease, at("2026-11-22T10:31:00Z"), default));
+    }
+
+    #[test]
+    fn a_lease_without_a_duration_uses_ours_and_one_never_renewed_is_free() {
+        let lease = renewed("2026-11-22T10:30:00Z", None);
+        let default = Duration::from_secs(15);
+        assert!(!expired(&lease, at("2026-11-22T10:30:14Z"), default));
+        assert!(expired(&lease, at("2026-11-22T10:30:15Z"), default));
+        let never = LeaseSpec {
+            holder_identity: Some("replica-a".into()),
+            ..Default::default()
+        };
+        assert!(expired(&never, at("2026-11-22T10:30:00Z"), default));
+    }
+
+    /// A renewal stamped ahead of our clock (skew) is not expired.
+    #[test]
+    fn a_renewal_from_the_future_is_valid() {
+        let lease = renewed("2026-11-22T10:30:10Z", Some(3));
+        assert!(!expired(
+            &lease,
+            at("2026-11-22T10:30:00Z"),
+            Duration::from_secs(15)
+        ));
     }
 }

@@ -253,3 +253,30 @@ impl std::fmt::Display for RequestCounts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn faults() -> Faults {
+        Faults::new(Arc::new(|| {}))
+    }
+
+    /// What the HTTP layer sleeps for, request by request: the delay applies to matching
+    /// requests only, and not at all once cleared.
+    #[test]
+    fn a_delay_applies_to_matching_requests_until_cleared() {
+        let f = faults();
+        let delay = Duration::from_millis(300);
+        f.delay(delay, RequestFilter::any().resource("widgets"));
+        assert_eq!(f.on_request(Verb::Get, "widgets").delay, Some(delay));
+        assert_eq!(f.on_request(Verb::Get, "gadgets").delay, None);
+        f.clear();
+        assert_eq!(f.on_request(Verb::Get, "widgets").delay, None);
+        assert_eq!(
+            f.requests().count(Verb::Get, "widgets"),
+            2,
+            "counters are kept"
+        );
+    }
+}
