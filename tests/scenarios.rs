@@ -62,6 +62,33 @@ async fn a_controller_killed_mid_reboot_is_replaced_without_a_second_reboot() {
     .await;
 }
 
+/// The controller's cache trails the API server (a lagging watch, as on a loaded machine): a
+/// reconcile of an old copy must not overwrite what a newer one recorded. The reboot stays
+/// recorded and is never sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_cache_never_loses_a_recorded_reboot() {
+    run_flow(Backend::Local, async |s| {
+        s.add([instance("i-lag1", InstanceStatus::Running)]);
+        s.kube().faults().lag_watches(
+            Duration::from_secs(1),
+            RequestFilter::any().resource("ecsinstances"),
+        );
+        s.controller();
+        s.create(&with_token(
+            ecs_instance("app", "i-lag1", PowerState::Running),
+            "t1",
+        ))
+        .await;
+        s.wait_for("app", token_done("t1")).await;
+        // The looks that follow the reboot (every 100 ms) see the object as it was a second ago.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let obj = s.get("app").await;
+        assert!(token_done("t1")(&obj), "{:#?}", obj.status);
+        assert_eq!(s.reboots("i-lag1"), 1);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn dropped_watches_conflicts_and_server_errors_lose_nothing() {
     run_flow(Backend::Local, async |s| {

@@ -85,13 +85,17 @@ pub async fn reconcile(obj: Arc<EcsInstance>, ctx: Arc<Context>) -> Result<Actio
     let now = Timestamp::now();
     let mut record = Record::new(&previous, obj.meta().generation, now);
     let jitter = rand::random::<f64>();
+    // Every status write is conditional on the version the decision was made from (or the one
+    // our own intent write produced): a cache that trails the API server must not overwrite
+    // what a newer reconcile recorded.
+    let mut version = obj.resource_version();
 
     // Observe: credentials first, then the instance.
     let loaded = match load_credentials(&ctx.client, &obj, &namespace).await? {
         Ok(loaded) => loaded,
         Err((message, secret_version)) => {
             let delay = record.credentials_problem(message, secret_version, jitter);
-            return write(&ctx, &api, &obj, record, delay).await;
+            return write(&ctx, &api, &obj, version, record, delay).await;
         }
     };
     let backoff_reset = previous.observed_generation != obj.meta().generation
@@ -109,7 +113,7 @@ pub async fn reconcile(obj: Arc<EcsInstance>, ctx: Arc<Context>) -> Result<Actio
         Ok(instance) => instance,
         Err(err) => {
             let delay = record.failed("DescribeInstances", &err, loaded.secret_version, jitter);
-            return write(&ctx, &api, &obj, record, delay).await;
+            return write(&ctx, &api, &obj, version, record, delay).await;
         }
     };
     record.observed(instance.as_ref());
@@ -132,6 +136,7 @@ pub async fn reconcile(obj: Arc<EcsInstance>, ctx: Arc<Context>) -> Result<Actio
         &api,
         &obj,
         &mut record,
+        &mut version,
         &decision,
         instance.as_ref(),
         &target.ecs,
@@ -140,20 +145,21 @@ pub async fn reconcile(obj: Arc<EcsInstance>, ctx: Arc<Context>) -> Result<Actio
     )
     .await?;
     match requeue {
-        Some(delay) => write(&ctx, &api, &obj, record, delay).await,
+        Some(delay) => write(&ctx, &api, &obj, version, record, delay).await,
         // The intent write lost a race: look again with a fresh object.
         None => Ok(Action::requeue(Duration::from_secs(1))),
     }
 }
 
 /// Carries out the decision's step. `None`: nothing was done because the object changed under
-/// us (retry right away with a fresh copy).
+/// us (retry right away with a fresh copy). `version` follows our own intent write.
 #[allow(clippy::too_many_arguments)]
 async fn act(
     ctx: &Context,
     api: &Api<EcsInstance>,
     obj: &EcsInstance,
     record: &mut Record,
+    version: &mut Option<String>,
     decision: &Decision,
     instance: Option<&Instance>,
     ecs: &Arc<dyn EcsApi>,
@@ -209,9 +215,10 @@ async fn act(
                     start_time_before: instance.and_then(|i| i.start_time.clone()),
                     requested_at: Time(record.now()),
                 };
-                if !write_reboot_intent(api, obj, &intent).await? {
+                let Some(written) = write_reboot_intent(api, obj, &intent).await? else {
                     return Ok(None);
-                }
+                };
+                *version = written;
                 record.status.reboot_in_flight = Some(intent);
             }
             call(ctx, obj, record, mutation, ecs, secret_version, jitter).await
@@ -420,17 +427,31 @@ fn blocked_verdict(blocker: &Blocker, obj: &EcsInstance) -> Verdict {
 
 /// Records the intent before a call that carries out a reboot token (RebootInstance, or a
 /// StartInstance that satisfies one), conditional on the object not having
-/// changed since it was read. `false`: it had changed (a stale cache, another writer), so the
-/// decision may rest on old facts and must be made again.
+/// changed since it was read. `Some(version)`: written, the object's new resourceVersion.
+/// `None`: it had changed (a stale cache, another writer), so the decision may rest on old facts
+/// and must be made again.
 async fn write_reboot_intent(
     api: &Api<EcsInstance>,
     obj: &EcsInstance,
     intent: &RebootInFlight,
-) -> Result<bool, Error> {
-    let patch = json!({
-        "metadata": { "resourceVersion": obj.resource_version() },
-        "status": { "rebootInFlight": intent },
-    });
+) -> Result<Option<Option<String>>, Error> {
+    let status = json!({ "rebootInFlight": intent });
+    let written = patch_status_at(api, obj, obj.resource_version(), status).await?;
+    Ok(written.map(|o| o.resource_version()))
+}
+
+/// Merge-patches the status, conditional on `version` (the object as it was read, or as our own
+/// last write left it). `None`: the object has changed since (409 Conflict).
+async fn patch_status_at(
+    api: &Api<EcsInstance>,
+    obj: &EcsInstance,
+    version: Option<String>,
+    status: serde_json::Value,
+) -> Result<Option<EcsInstance>, Error> {
+    let mut patch = json!({ "status": status });
+    if let Some(version) = version {
+        patch["metadata"] = json!({ "resourceVersion": version });
+    }
     match api
         .patch_status(
             &obj.name_any(),
@@ -439,30 +460,34 @@ async fn write_reboot_intent(
         )
         .await
     {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Ok(written) => Ok(Some(written)),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(err) => Err(err.into()),
     }
 }
 
-/// Writes the finished status, publishes its events, and schedules the next look.
+/// Writes the finished status, publishes its events, and schedules the next look. The write is
+/// conditional on `version`: when the object has moved on, the status is not written and the
+/// object is looked at again soon, with a fresh copy. The events still go out: they report calls
+/// that were made.
 async fn write(
     ctx: &Context,
     api: &Api<EcsInstance>,
     obj: &EcsInstance,
+    version: Option<String>,
     record: Record,
     delay: Duration,
 ) -> Result<Action, Error> {
     let (status, events) = record.finish();
+    let mut next_look = delay.min(ctx.settings.resync);
     // At fleet scale most resyncs change nothing: skip the write then.
-    if obj.status.as_ref() != Some(&status) {
-        let patch = json!({ "status": serde_json::to_value(&status)? });
-        api.patch_status(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    if obj.status.as_ref() != Some(&status)
+        && patch_status_at(api, obj, version, serde_json::to_value(&status)?)
+            .await?
+            .is_none()
+    {
+        info!("the object changed since it was read; status not written, looking again");
+        next_look = Duration::from_secs(1);
     }
     let reference = obj.object_ref(&());
     for event in &events {
@@ -470,7 +495,7 @@ async fn write(
             warn!(error = %err, reason = %event.reason, "could not publish an event");
         }
     }
-    Ok(Action::requeue(delay.min(ctx.settings.resync)))
+    Ok(Action::requeue(next_look))
 }
 
 /// Reads the referenced Secret. `Err((message, version))`: a problem the user must fix.
