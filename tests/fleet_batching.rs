@@ -240,14 +240,18 @@ async fn a_batched_reboot_answered_internal_error_is_still_carried_out_exactly_o
         }))
         .unwrap();
     // ECS reboots the instance but answers its batch item InternalError: was it done or not?
-    sandbox
-        .sim
-        .inject(
-            FaultSpec::new(Action::RebootInstances, "InternalError")
-                .instance(&faulted)
-                .applied(),
-        )
-        .unwrap();
+    // (On a loaded machine its call may end up alone in a batch, which goes out as the single
+    // RebootInstance: that one answers the same.)
+    for action in [Action::RebootInstances, Action::RebootInstance] {
+        sandbox
+            .sim
+            .inject(
+                FaultSpec::new(action, "InternalError")
+                    .instance(&faulted)
+                    .applied(),
+            )
+            .unwrap();
+    }
     let api: Api<EcsInstance> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
     create_objects(&api, &fleet, Some("maintenance-1")).await;
     let controller = sandbox
@@ -276,14 +280,14 @@ async fn a_batched_reboot_answered_internal_error_is_still_carried_out_exactly_o
         let start_time = sim.instance(id).and_then(|i| i.start_time);
         assert_ne!(start_time.as_deref(), Some(long_ago), "{id} did reboot");
     }
-    assert_eq!(
-        sim.calls().count(
-            Action::RebootInstances,
-            &faulted,
-            Outcome::error("InternalError")
-        ),
-        1
-    );
+    let lost_answers: u64 = [Action::RebootInstances, Action::RebootInstance]
+        .iter()
+        .map(|a| {
+            sim.calls()
+                .count(*a, &faulted, Outcome::error("InternalError"))
+        })
+        .sum();
+    assert_eq!(lost_answers, 1, "the faulted reboot's answer was lost once");
     controller.stop().await.unwrap();
     sandbox.shutdown().await;
 }
