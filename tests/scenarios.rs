@@ -167,7 +167,7 @@ async fn five_hundred_objects_converge_with_exactly_the_calls_required() {
         });
         join_all(creates).await;
 
-        s.wait_until("all 500 ready", async || {
+        s.wait_until_within(Duration::from_secs(60), "all 500 ready", async || {
             let list = s.api().list(&ListParams::default()).await.unwrap();
             list.items.iter().filter(|o| is_ready(o)).count() == N
         })

@@ -213,11 +213,21 @@ impl Scenario {
 
     /// Polls until the async `check` holds; panics naming `what` after [`WAIT`].
     pub async fn wait_until(&self, what: &str, check: impl AsyncFn() -> bool) {
-        let deadline = std::time::Instant::now() + WAIT;
+        self.wait_until_within(WAIT, what, check).await;
+    }
+
+    /// [`Scenario::wait_until`] with a longer liveness bound, for a whole fleet.
+    pub async fn wait_until_within(
+        &self,
+        limit: Duration,
+        what: &str,
+        check: impl AsyncFn() -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + limit;
         while !check().await {
             assert!(
                 std::time::Instant::now() < deadline,
-                "{what}: not within {WAIT:?}"
+                "{what}: not within {limit:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
