@@ -16,8 +16,8 @@ use ecs_power_controller::telemetry::Metrics;
 use ecs_sim::{Action, CallRecord, InstanceSpec, SimConfig};
 use k8s_openapi::api::core::v1::{Event, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 pub const REGION: &str = "cn-hangzhou";
