@@ -53,7 +53,7 @@ flow!(
                 .count(Action::StartInstance, "i-stopped1", Outcome::Ok),
             1
         );
-        assert!(s.has_event("web", "Starting").await);
+        s.wait_for_event("web", "Starting").await;
     }
 );
 
@@ -103,7 +103,7 @@ flow!(
         })
         .await;
         s.wait_for("web", is_ready).await;
-        assert!(s.has_event("web", "DriftDetected").await);
+        s.wait_for_event("web", "DriftDetected").await;
     }
 );
 
@@ -532,9 +532,8 @@ async fn check(s: &Scenario, index: usize, c: &Case) -> Result<(), String> {
             ready.last_transition_time.0
         ));
     }
-    if !s.has_event(&name, c.code).await {
-        return Err(format!("{label}: no Warning event with reason {}", c.code));
-    }
+    // The Warning event (published after the status write).
+    s.wait_for_event(&name, c.code).await;
     // Persistent error: the controller keeps looking (its own status writes wake it), yet never
     // calls again before the window is over. A gap can only grow on a slow machine. (One second
     // off: nextAttemptAfter is kept with second precision.)
@@ -670,7 +669,7 @@ flow!(
         assert_eq!(s.reboots("i-rb1"), 1);
         let last = obj.status.unwrap().last_action.unwrap();
         assert_eq!(last.token.as_deref(), Some("t1"));
-        assert!(s.has_event("app", "Rebooting").await);
+        s.wait_for_event("app", "Rebooting").await;
 
         // Any unrelated edit: no second reboot for the same token.
         s.patch_spec("app", json!({"start": {"initLocalDisk": false}}))
@@ -729,7 +728,7 @@ flow!(
         .await;
         s.wait_for("off", token_done("t1")).await;
         s.wait_for("boot", token_done("t1")).await;
-        assert!(s.has_event("off", "RebootSkipped").await);
+        s.wait_for_event("off", "RebootSkipped").await;
         tokio::time::sleep(QUIET).await;
         assert_eq!(s.reboots("i-rb2") + s.reboots("i-rb3"), 0);
         assert_eq!(

@@ -275,6 +275,15 @@ impl Scenario {
         self.event_reasons(name).await.iter().any(|r| r == reason)
     }
 
+    /// Waits until an event with this reason is recorded for the object: events are published
+    /// after the status write they go with, so the status can be seen first.
+    pub async fn wait_for_event(&self, name: &str, reason: &str) {
+        self.wait_until(&format!("{name}: an event {reason}"), async || {
+            self.has_event(name, reason).await
+        })
+        .await;
+    }
+
     /// Every RebootInstance call naming `id`, whatever its outcome.
     pub fn reboots(&self, id: &str) -> u64 {
         self.sim.calls().count_all(Action::RebootInstance, id)
