@@ -85,6 +85,16 @@ async fn wait_all(api: &Api<EcsInstance>, limit: Duration, done: impl Fn(&EcsIns
         if waiting.is_empty() {
             return;
         }
+        if tokio::time::Instant::now() >= deadline {
+            // What an operator would look at first.
+            for o in list.items.iter().filter(|o| !done(o)).take(3) {
+                eprintln!(
+                    "not done: {:?}: {}",
+                    o.metadata.name,
+                    serde_json::to_string_pretty(&o.status).unwrap()
+                );
+            }
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "{} objects not done after {limit:?}, e.g. {:?}",
@@ -165,16 +175,38 @@ async fn three_hundred_stopped_instances_start_in_batches_with_a_describe_per_hu
         "{converge_describes} DescribeInstances to converge 300 objects: {describe_sizes:?}"
     );
 
-    // Steady state: one resync period costs a few calls per hundred objects, not 300.
-    let before = requests(sim, Action::DescribeInstances);
-    tokio::time::sleep(resync).await;
-    let per_resync = requests(sim, Action::DescribeInstances) - before;
-    eprintln!("DescribeInstances in one resync: {per_resync}");
+    // Steady state: one resync round (every object described once more) costs a few calls per
+    // hundred objects, not 300. Counted per round, not per stretch of wall-clock time: a loaded
+    // machine stretches a round, it does not change what the round costs.
+    let described = |sim: &Simulator| -> (usize, usize) {
+        let log = sim.calls().log();
+        let describes = log
+            .iter()
+            .filter(|r| r.action == Some(Action::DescribeInstances));
+        let (mut calls, mut instances) = (0, 0);
+        for r in describes {
+            calls += 1;
+            instances += r.instances.len();
+        }
+        (calls, instances)
+    };
+    let (calls_before, seen_before) = described(sim);
+    let deadline = std::time::Instant::now() + 5 * resync;
+    while described(sim).1 - seen_before < fleet.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no full resync round within {:?}",
+            5 * resync
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let per_resync = described(sim).0 - calls_before;
+    eprintln!("DescribeInstances in one resync round: {per_resync}");
     // Resyncs arrive in the pattern the last pass completed in, so on a loaded machine they
     // split into more, smaller batches; still far from one call per object.
     assert!(
-        (1..=60).contains(&per_resync),
-        "{per_resync} DescribeInstances in one resync of 300 objects"
+        per_resync <= 60,
+        "{per_resync} DescribeInstances in one resync round of 300 objects"
     );
     let batched_starts: u64 = fleet
         .iter()
@@ -203,14 +235,18 @@ async fn a_batched_reboot_answered_internal_error_is_still_carried_out_exactly_o
         }))
         .unwrap();
     // ECS reboots the instance but answers its batch item InternalError: was it done or not?
-    sandbox
-        .sim
-        .inject(
-            FaultSpec::new(Action::RebootInstances, "InternalError")
-                .instance(&faulted)
-                .applied(),
-        )
-        .unwrap();
+    // (On a loaded machine its call may end up alone in a batch, which goes out as the single
+    // RebootInstance: that one answers the same.)
+    for action in [Action::RebootInstances, Action::RebootInstance] {
+        sandbox
+            .sim
+            .inject(
+                FaultSpec::new(action, "InternalError")
+                    .instance(&faulted)
+                    .applied(),
+            )
+            .unwrap();
+    }
     let api: Api<EcsInstance> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
     create_objects(&api, &fleet, Some("maintenance-1")).await;
     let controller = sandbox
@@ -239,14 +275,14 @@ async fn a_batched_reboot_answered_internal_error_is_still_carried_out_exactly_o
         let start_time = sim.instance(id).and_then(|i| i.start_time);
         assert_ne!(start_time.as_deref(), Some(long_ago), "{id} did reboot");
     }
-    assert_eq!(
-        sim.calls().count(
-            Action::RebootInstances,
-            &faulted,
-            Outcome::error("InternalError")
-        ),
-        1
-    );
+    let lost_answers: u64 = [Action::RebootInstances, Action::RebootInstance]
+        .iter()
+        .map(|a| {
+            sim.calls()
+                .count(*a, &faulted, Outcome::error("InternalError"))
+        })
+        .sum();
+    assert_eq!(lost_answers, 1, "the faulted reboot's answer was lost once");
     controller.stop().await.unwrap();
     sandbox.shutdown().await;
 }

@@ -16,7 +16,6 @@ use ecs_sim::Action;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use kubesim::{RequestFilter, Verb};
-use support::flows::token_done;
 use support::scenario::*;
 
 const WAIT: Duration = Duration::from_secs(30);

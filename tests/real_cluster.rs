@@ -10,8 +10,6 @@
 
 mod support;
 
-use support::scenario::Backend;
-
 scenario_tests!(
     Backend::Cluster,
     #[ignore = "needs a cluster: KUBECONFIG=… cargo test --test real_cluster -- --ignored"]

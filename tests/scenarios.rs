@@ -9,138 +9,151 @@ use std::time::Duration;
 use ecs_client::InstanceStatus;
 use ecs_power_controller::api::PowerState;
 use ecs_sim::{Action, Latency, Outcome};
+use futures::FutureExt;
 use futures::future::join_all;
 use kube::api::ListParams;
 use kubesim::{RequestFilter, Verb};
-use support::flows::{reboots, token_done};
 use support::scenario::*;
 
 scenario_tests!(Backend::Local);
-
-const WAIT: Duration = Duration::from_secs(30);
 
 /// A real kill: the controller dies after ECS accepted the reboot, while its status write hangs;
 /// a new controller finishes the job without a second reboot.
 #[tokio::test]
 async fn a_controller_killed_mid_reboot_is_replaced_without_a_second_reboot() {
-    let sb = sandbox(
-        Backend::Local,
-        vec![instance("i-kill1", InstanceStatus::Running)],
-    )
-    .await;
-    // Slow ECS answers give the test time to arm the API-server delay between intent and call.
-    sb.sim.set_latency(Latency {
-        fixed_ms: 600,
-        jitter_ms: 0,
-    });
-    let first = sb.spawn_controller(fast_options(&sb)).unwrap();
-    create(
-        &sb,
-        &with_token(ecs_instance("app", "i-kill1", PowerState::Running), "t1"),
-    )
-    .await;
-    wait_for(&sb, "app", WAIT, |o| {
-        o.status
-            .as_ref()
-            .is_some_and(|s| s.reboot_in_flight.is_some())
+    run_flow(Backend::Local, async |s| {
+        s.add([instance("i-kill1", InstanceStatus::Running)]);
+        // Slow ECS answers give the test time to arm the API-server delay between intent and
+        // call.
+        s.sim.set_latency(Latency {
+            fixed_ms: 600,
+            jitter_ms: 0,
+        });
+        let first = s.controller();
+        s.create(&with_token(
+            ecs_instance("app", "i-kill1", PowerState::Running),
+            "t1",
+        ))
+        .await;
+        s.wait_for("app", |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|s| s.reboot_in_flight.is_some())
+        })
+        .await;
+        // The intent is recorded and the call is on its way: from now on status writes hang.
+        s.kube().faults().delay(
+            Duration::from_secs(30),
+            RequestFilter::any()
+                .verb(Verb::Patch)
+                .resource("ecsinstances/status"),
+        );
+        s.wait_for("app", |_| s.reboots("i-kill1") == 1).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        s.kill(first).await;
+        s.kube().faults().clear();
+        s.sim.set_latency(Latency::default());
+
+        s.controller();
+        s.wait_for("app", token_done("t1")).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(s.reboots("i-kill1"), 1);
     })
     .await;
-    // The intent is recorded and the call is on its way: from now on status writes hang.
-    local(&sb).faults().delay(
-        Duration::from_secs(30),
-        RequestFilter::any()
-            .verb(Verb::Patch)
-            .resource("ecsinstances/status"),
-    );
-    wait_for(&sb, "app", WAIT, |_| reboots(&sb, "i-kill1") == 1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    first.kill().await;
-    local(&sb).faults().clear();
-    sb.sim.set_latency(Latency::default());
+}
 
-    let second = sb.spawn_controller(fast_options(&sb)).unwrap();
-    wait_for(&sb, "app", WAIT, token_done("t1")).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(reboots(&sb, "i-kill1"), 1);
-    second.stop().await.unwrap();
-    sb.shutdown().await;
+/// The controller's cache trails the API server (a lagging watch, as on a loaded machine): a
+/// reconcile of an old copy must not overwrite what a newer one recorded. The reboot stays
+/// recorded and is never sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_cache_never_loses_a_recorded_reboot() {
+    run_flow(Backend::Local, async |s| {
+        s.add([instance("i-lag1", InstanceStatus::Running)]);
+        s.kube().faults().lag_watches(
+            Duration::from_secs(1),
+            RequestFilter::any().resource("ecsinstances"),
+        );
+        s.controller();
+        s.create(&with_token(
+            ecs_instance("app", "i-lag1", PowerState::Running),
+            "t1",
+        ))
+        .await;
+        s.wait_for("app", token_done("t1")).await;
+        // The looks that follow the reboot (every 100 ms) see the object as it was a second ago.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let obj = s.get("app").await;
+        assert!(token_done("t1")(&obj), "{:#?}", obj.status);
+        assert_eq!(s.reboots("i-lag1"), 1);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn dropped_watches_conflicts_and_server_errors_lose_nothing() {
-    let ids: Vec<String> = (0..20).map(|i| format!("i-flaky{i}")).collect();
-    let sb = sandbox(
-        Backend::Local,
-        ids.iter()
-            .map(|id| instance(id, InstanceStatus::Stopped))
-            .collect(),
-    )
+    run_flow(Backend::Local, async |s| {
+        let ids: Vec<String> = (0..20).map(|i| format!("i-flaky{i}")).collect();
+        s.add(ids.iter().map(|id| instance(id, InstanceStatus::Stopped)));
+        let status_writes = || {
+            RequestFilter::any()
+                .verb(Verb::Patch)
+                .resource("ecsinstances/status")
+        };
+        let faults = s.kube().faults();
+        faults.fail_next(10, status_writes());
+        faults.conflict_next(5, status_writes());
+        faults.fail_next(
+            3,
+            RequestFilter::any()
+                .verb(Verb::List)
+                .resource("ecsinstances"),
+        );
+        s.controller();
+        for (i, id) in ids.iter().enumerate() {
+            let mut obj = ecs_instance(&format!("obj-{i}"), id, PowerState::Running);
+            if i % 4 == 0 {
+                obj = with_token(obj, "t1");
+            }
+            s.create(&obj).await;
+            if i == 10 {
+                faults.drop_watches();
+            }
+        }
+        for i in 0..ids.len() {
+            s.wait_for(&format!("obj-{i}"), is_ready).await;
+        }
+        // Every instance started exactly once; tokens on a Stopped instance are satisfied by
+        // the start, so no reboot at all.
+        for id in &ids {
+            assert_eq!(
+                s.sim.calls().count(Action::StartInstance, id, Outcome::Ok),
+                1,
+                "{id}"
+            );
+            assert_eq!(s.reboots(id), 0, "{id}");
+        }
+    })
     .await;
-    let status_writes = || {
-        RequestFilter::any()
-            .verb(Verb::Patch)
-            .resource("ecsinstances/status")
-    };
-    local(&sb).faults().fail_next(10, status_writes());
-    local(&sb).faults().conflict_next(5, status_writes());
-    local(&sb).faults().fail_next(
-        3,
-        RequestFilter::any()
-            .verb(Verb::List)
-            .resource("ecsinstances"),
-    );
-    let controller = sb.spawn_controller(fast_options(&sb)).unwrap();
-    for (i, id) in ids.iter().enumerate() {
-        let mut obj = ecs_instance(&format!("obj-{i}"), id, PowerState::Running);
-        if i % 4 == 0 {
-            obj = with_token(obj, "t1");
-        }
-        create(&sb, &obj).await;
-        if i == 10 {
-            local(&sb).faults().drop_watches();
-        }
-    }
-    for i in 0..ids.len() {
-        wait_for(&sb, &format!("obj-{i}"), WAIT, is_ready).await;
-    }
-    // Every instance started exactly once; tokens on a Stopped instance are satisfied by the
-    // start, so no reboot at all.
-    for id in &ids {
-        assert_eq!(
-            sb.sim.calls().count(Action::StartInstance, id, Outcome::Ok),
-            1,
-            "{id}"
-        );
-        assert_eq!(
-            sb.sim.calls().count_all(Action::RebootInstance, id),
-            0,
-            "{id}"
-        );
-    }
-    controller.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn five_hundred_objects_converge_with_exactly_the_calls_required() {
     const N: usize = 500;
-    let mut specs = Vec::new();
-    for i in 0..N {
-        let status = if i % 2 == 0 {
-            InstanceStatus::Stopped
-        } else {
-            InstanceStatus::Running
-        };
-        specs.push(instance(&format!("i-fleet{i:04}"), status));
-    }
-    let sb = sandbox(Backend::Local, specs).await;
-    let mut options = fast_options(&sb);
-    options.concurrency = 32;
-    let controller = sb.spawn_controller(options).unwrap();
-    let creates = (0..N).map(|i| {
-        let sb = &sb;
-        async move {
-            // Even: Stopped → Running. Odd: Running → Stopped, every tenth of them with a token
-            // (skipped: the desired state is Stopped).
+    run_flow(Backend::Local, async |s| {
+        s.add((0..N).map(|i| {
+            let status = if i % 2 == 0 {
+                InstanceStatus::Stopped
+            } else {
+                InstanceStatus::Running
+            };
+            instance(&format!("i-fleet{i:04}"), status)
+        }));
+        let mut options = s.fast_options();
+        options.concurrency = 32;
+        s.controller_with(options);
+        let creates = (0..N).map(|i| async move {
+            // Even: Stopped → Running. Odd: Running → Stopped, every tenth of them with a
+            // token (skipped: the desired state is Stopped).
             let power = if i % 2 == 0 {
                 PowerState::Running
             } else {
@@ -150,43 +163,69 @@ async fn five_hundred_objects_converge_with_exactly_the_calls_required() {
             if i % 10 == 1 {
                 obj = with_token(obj, "t1");
             }
-            create(sb, &obj).await;
-        }
-    });
-    join_all(creates).await;
+            s.create(&obj).await;
+        });
+        join_all(creates).await;
 
-    let started = std::time::Instant::now();
-    loop {
-        let list = api(&sb).list(&ListParams::default()).await.unwrap();
-        let ready = list.items.iter().filter(|o| is_ready(o)).count();
-        if ready == N {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{ready}/{N} ready after 60 s"
+        s.wait_until_within(Duration::from_secs(60), "all 500 ready", async || {
+            let list = s.api().list(&ListParams::default()).await.unwrap();
+            list.items.iter().filter(|o| is_ready(o)).count() == N
+        })
+        .await;
+        let calls = s.sim.calls();
+        assert_eq!(
+            calls.total(Action::StartInstance),
+            (N / 2) as u64,
+            "one start per stopped instance"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            calls.total(Action::StopInstance),
+            (N / 2) as u64,
+            "one stop per running instance"
+        );
+        assert_eq!(
+            calls.total(Action::RebootInstance),
+            0,
+            "tokens while Stopped are skipped"
+        );
+        for i in (1..N).step_by(10) {
+            let obj = s.get(&format!("fleet-{i:04}")).await;
+            assert_eq!(obj.status.unwrap().last_reboot_token.as_deref(), Some("t1"));
+        }
+    })
+    .await;
+}
+
+/// A flow that panics half-way is still torn down: its API server and simulator stop
+/// listening, and its controller with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_flow_is_still_torn_down() {
+    let mut listening = Vec::new();
+    let outcome = std::panic::AssertUnwindSafe(run_flow(Backend::Local, async |s| {
+        s.controller();
+        listening.push(s.kube().addr());
+        listening.push(
+            s.sim
+                .endpoint()
+                .trim_start_matches("http://")
+                .parse()
+                .unwrap(),
+        );
+        panic!("the flow fails half-way");
+    }))
+    .catch_unwind()
+    .await;
+    assert!(outcome.is_err(), "the flow panicked");
+    assert_eq!(listening.len(), 2);
+    for addr in listening {
+        let deadline = std::time::Instant::now() + WAIT;
+        // Aborted server tasks release their listener at the runtime's next turn.
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{addr} still accepts connections"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    let calls = sb.sim.calls();
-    assert_eq!(
-        calls.total(Action::StartInstance),
-        (N / 2) as u64,
-        "one start per stopped instance"
-    );
-    assert_eq!(
-        calls.total(Action::StopInstance),
-        (N / 2) as u64,
-        "one stop per running instance"
-    );
-    assert_eq!(
-        calls.total(Action::RebootInstance),
-        0,
-        "tokens while Stopped are skipped"
-    );
-    for i in (1..N).step_by(10) {
-        let obj = api(&sb).get(&format!("fleet-{i:04}")).await.unwrap();
-        assert_eq!(obj.status.unwrap().last_reboot_token.as_deref(), Some("t1"));
-    }
-    controller.stop().await.unwrap();
 }

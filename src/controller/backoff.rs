@@ -112,6 +112,51 @@ mod tests {
         );
     }
 
+    /// The first retry window of every seed-page error the scenarios provoke
+    /// (`tests/support/flows.rs`), by code and HTTP status as the simulator answers them, for any
+    /// jitter: the timing half of those scenarios.
+    #[test]
+    fn every_seed_error_has_its_first_retry_window() {
+        const SLOW: (u64, u64) = (600, 720);
+        let cases: [(&str, u16, (u64, u64)); 12] = [
+            ("IncorrectInstanceStatus", 403, (5, 6)),
+            ("InstanceNotReady", 403, (5, 6)),
+            ("InstanceNotReady", 500, (5, 6)),
+            ("InternalError", 500, (10, 12)),
+            ("MissingParameter", 400, SLOW),
+            ("DiskError", 403, SLOW),
+            ("InstanceLockedForSecurity", 403, SLOW),
+            ("InsufficientBalance", 403, SLOW),
+            ("InstanceExpired", 403, SLOW),
+            ("InstanceExpiredOrInArrears", 403, SLOW),
+            ("InvalidInstanceId.NotFound", 404, SLOW),
+            ("InvalidParameter.KMSKeyId.KMSUnauthorized", 403, SLOW),
+        ];
+        for (code, status, (low, high)) in cases {
+            let class = ErrorClass::of(code, status);
+            for jitter in [0.0, 0.5, 0.999] {
+                let d = retry_delay(class, 1, None, jitter);
+                assert!(
+                    d >= secs(low) && d <= secs(high),
+                    "{code} ({status}), jitter {jitter}: first retry after {d:?}, expected {low}-{high} s"
+                );
+            }
+        }
+    }
+
+    /// InstanceNotReady: the first retry 5–6 s after the failure, the second 10–12 s after the
+    /// first (the gaps `instance_not_ready_is_retried_after_5_then_10_seconds` sees, from below).
+    #[test]
+    fn instance_not_ready_is_retried_after_5_then_10_seconds_with_at_most_20_percent_jitter() {
+        let class = ErrorClass::of("InstanceNotReady", 403);
+        for jitter in [0.0, 0.5, 0.999] {
+            let first = retry_delay(class, 1, None, jitter);
+            let second = retry_delay(class, 2, None, jitter);
+            assert!(first >= secs(5) && first <= secs(6), "{first:?}");
+            assert!(second >= secs(10) && second <= secs(12), "{second:?}");
+        }
+    }
+
     #[test]
     fn huge_failure_counts_do_not_overflow() {
         assert_eq!(

@@ -18,6 +18,15 @@ use tracing::warn;
 
 use crate::api::{EcsInstance, EcsInstanceStatus, RebootInFlight};
 
+/// The outcome of a status write made conditional on a `resourceVersion`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Conditional {
+    /// Written; the object's new `resourceVersion`.
+    Written(Option<String>),
+    /// The object had changed since (409 Conflict): nothing was written.
+    Conflict,
+}
+
 /// A Secret's data and the `resourceVersion` it was read at.
 pub(crate) struct SecretData {
     pub data: BTreeMap<String, Vec<u8>>,
@@ -32,19 +41,21 @@ pub(crate) trait Cluster: Send + Sync {
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, kube::Error>;
 
     /// Records a reboot intent, conditional on `obj` not having changed since it was read.
-    /// `false`: it had changed (a stale cache, another writer).
     async fn write_intent(
         &self,
         obj: &EcsInstance,
         intent: &RebootInFlight,
-    ) -> Result<bool, kube::Error>;
+    ) -> Result<Conditional, kube::Error>;
 
-    /// Writes the whole status.
+    /// Writes the whole status, conditional on the object still being at `version` (the one
+    /// the decision was made from, or the one our own intent write left): a reconcile working
+    /// from a cache that trails the API server must not overwrite what a newer one recorded.
     async fn write_status(
         &self,
         obj: &EcsInstance,
+        version: Option<&str>,
         status: &EcsInstanceStatus,
-    ) -> Result<(), kube::Error>;
+    ) -> Result<Conditional, kube::Error>;
 
     /// Publishes an event about `obj`; a failure is logged, never fails the reconcile.
     async fn publish(&self, obj: &EcsInstance, event: &Event);
@@ -61,6 +72,33 @@ impl KubeCluster {
         match obj.namespace() {
             Some(ns) => Api::namespaced(self.client.clone(), &ns),
             None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// Merge-patches `status` (fields under `.status`), with `version` as a resourceVersion
+    /// precondition when there is one.
+    async fn patch_status_at(
+        &self,
+        obj: &EcsInstance,
+        version: Option<&str>,
+        status: serde_json::Value,
+    ) -> Result<Conditional, kube::Error> {
+        let mut patch = json!({ "status": status });
+        if let Some(version) = version {
+            patch["metadata"] = json!({ "resourceVersion": version });
+        }
+        match self
+            .objects(obj)
+            .patch_status(
+                &obj.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(written) => Ok(Conditional::Written(written.resource_version())),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Conditional::Conflict),
+            Err(err) => Err(err),
         }
     }
 }
@@ -84,42 +122,24 @@ impl Cluster for KubeCluster {
         &self,
         obj: &EcsInstance,
         intent: &RebootInFlight,
-    ) -> Result<bool, kube::Error> {
+    ) -> Result<Conditional, kube::Error> {
         let intent = serde_json::to_value(intent).map_err(kube::Error::SerdeError)?;
-        let patch = json!({
-            "metadata": { "resourceVersion": obj.resource_version() },
-            "status": { "rebootInFlight": intent },
-        });
-        match self
-            .objects(obj)
-            .patch_status(
-                &obj.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(err) => Err(err),
-        }
+        self.patch_status_at(
+            obj,
+            obj.resource_version().as_deref(),
+            json!({ "rebootInFlight": intent }),
+        )
+        .await
     }
 
     async fn write_status(
         &self,
         obj: &EcsInstance,
+        version: Option<&str>,
         status: &EcsInstanceStatus,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<Conditional, kube::Error> {
         let status = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
-        let patch = json!({ "status": status });
-        self.objects(obj)
-            .patch_status(
-                &obj.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
-        Ok(())
+        self.patch_status_at(obj, version, status).await
     }
 
     async fn publish(&self, obj: &EcsInstance, event: &Event) {

@@ -13,7 +13,7 @@ use kube::ResourceExt;
 use tracing::{info, instrument};
 
 use super::backoff;
-use super::cluster::Cluster;
+use super::cluster::{Cluster, Conditional};
 use super::config::{Config, Timings};
 use super::decide::{self, Decision, Facts, Mutation, Step};
 use super::observe::{EcsSide, Lookup, credentials_key};
@@ -91,6 +91,7 @@ impl Reconciler {
                 self.clock.jitter(),
             ),
             secret_version: None,
+            version: obj.resource_version(),
         };
         match pass.run(&namespace).await? {
             Some(delay) => pass.write(delay).await,
@@ -107,6 +108,9 @@ struct Pass<'a> {
     record: Record,
     /// The credentials Secret's resourceVersion: a change resets the backoff.
     secret_version: Option<String>,
+    /// The object's resourceVersion every status write is conditional on: the one the decision
+    /// was made from, then the one our own intent write left.
+    version: Option<String>,
 }
 
 impl Pass<'_> {
@@ -178,14 +182,16 @@ impl Pass<'_> {
             }
             Step::Blocked(_) => backoff::schedule(ErrorClass::Locked).first,
             Step::Call(mutation) => {
-                if let Some(intent) = self.record.intend(mutation, instance)
-                    && !self
+                if let Some(intent) = self.record.intend(mutation, instance) {
+                    match self
                         .reconciler
                         .cluster
                         .write_intent(self.obj, &intent)
                         .await?
-                {
-                    return Ok(None);
+                    {
+                        Conditional::Written(version) => self.version = version,
+                        Conditional::Conflict => return Ok(None),
+                    }
                 }
                 self.call(mutation, ecs).await
             }
@@ -243,18 +249,27 @@ impl Pass<'_> {
     }
 
     /// Writes the finished status (unless nothing changed), publishes its events, and says
-    /// when to look again.
+    /// when to look again. The write is conditional on [`Pass::version`]: when the object has
+    /// moved on, the status is not written and the object is looked at again soon, with a fresh
+    /// copy. The events still go out: they report calls that were made.
     async fn write(self, delay: Duration) -> Result<Duration, Error> {
         let (status, events) = self.record.finish();
         let cluster = &self.reconciler.cluster;
+        let mut next_look = delay.min(self.reconciler.resync);
         // At fleet scale most resyncs change nothing: skip the write then.
-        if self.obj.status.as_ref() != Some(&status) {
-            cluster.write_status(self.obj, &status).await?;
+        if self.obj.status.as_ref() != Some(&status)
+            && cluster
+                .write_status(self.obj, self.version.as_deref(), &status)
+                .await?
+                == Conditional::Conflict
+        {
+            info!("the object changed since it was read; status not written, looking again");
+            next_look = Duration::from_secs(1);
         }
         for event in &events {
             cluster.publish(self.obj, event).await;
         }
-        Ok(delay.min(self.reconciler.resync))
+        Ok(next_look)
     }
 }
 

@@ -357,3 +357,46 @@ impl Record {
 fn may_have_executed(err: &EcsError) -> bool {
     err.class() == ErrorClass::Transient
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecs_client::ApiError;
+
+    fn refused(code: &str, http_status: u16) -> EcsError {
+        EcsError::Api(ApiError {
+            code: code.into(),
+            message: "refused".into(),
+            request_id: "req-1".into(),
+            http_status,
+            recommend: None,
+            retry_after: None,
+        })
+    }
+
+    /// The controller looks again exactly when the window it records ends: the requeue delay a
+    /// failure returns is `nextAttemptAfter - now`. With `backoff::retry_delay` this is when a
+    /// retry comes (5–6 s, then 10–12 s for InstanceNotReady).
+    #[test]
+    fn a_failure_requeues_for_exactly_the_window_it_records() {
+        let now: Timestamp = "2026-11-22T10:30:00Z".parse().unwrap();
+        let mut status = EcsInstanceStatus::default();
+        for (failures, (low, high)) in [(1, (5, 6)), (2, (10, 12))] {
+            let mut record = Record::new(&status, Some(1), now, 0.7);
+            let delay = record.failed("StartInstance", &refused("InstanceNotReady", 403), None);
+            let (next, _) = record.finish();
+            let until = next.retry.next_attempt_after.as_ref().expect("a window").0;
+            assert_eq!(
+                until,
+                now.checked_add(jiff::SignedDuration::try_from(delay).unwrap())
+                    .unwrap()
+            );
+            assert_eq!(next.retry.count, failures);
+            assert!(
+                delay >= Duration::from_secs(low) && delay <= Duration::from_secs(high),
+                "failure {failures}: {delay:?}"
+            );
+            status = next;
+        }
+    }
+}

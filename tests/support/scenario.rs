@@ -1,20 +1,28 @@
-//! Scenario helpers: a sandbox (in-process Kubernetes API + ECS simulator), EcsInstances, and
-//! waiting for what an operator would watch for.
+//! The scenario fixture: a sandbox (a Kubernetes API and the ECS simulator) with the controllers
+//! started on it, torn down on drop; EcsInstances; and waiting for what an operator would watch
+//! for.
 
+use std::ops::Deref;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use ecs_client::InstanceStatus;
 use ecs_power_controller::api::{EcsInstance, EcsInstanceSpec, PowerState, RebootRequest};
 use ecs_power_controller::controller::{Config, Timings};
-use ecs_power_controller::demo::Sandbox;
-use ecs_sim::{InstanceSpec, SimConfig};
-use k8s_openapi::api::core::v1::Event;
+use ecs_power_controller::demo::{RunningController, Sandbox};
+use ecs_power_controller::telemetry::Metrics;
+use ecs_sim::{Action, CallRecord, InstanceSpec, SimConfig};
+use k8s_openapi::api::core::v1::{Event, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 pub const REGION: &str = "cn-hangzhou";
+
+/// How long a scenario waits for what it expects before it fails. A liveness bound only: no
+/// assertion depends on how much of it is used.
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Where a scenario runs.
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +31,282 @@ pub enum Backend {
     Local,
     /// The cluster `KUBECONFIG` points at (the ignored `real_cluster` suite).
     Cluster,
+}
+
+/// Runs one flow on a fresh [`Scenario`]; a flow that returns has its controllers stopped
+/// gracefully (each must stop cleanly) and its sandbox shut down. A flow that panics is torn
+/// down by the scenario's `Drop`.
+pub async fn run_flow(backend: Backend, flow: impl AsyncFnOnce(&Scenario)) {
+    let scenario = Scenario::start(backend).await;
+    flow(&scenario).await;
+    scenario.finish().await;
+}
+
+/// One scenario's world: a sandbox (API server or cluster namespace, ECS simulator with zero
+/// transition times) and the controllers started on it. Derefs to the [`Sandbox`].
+///
+/// Dropping it tears everything down, also when the flow panics half-way:
+/// - every controller's stop channel closes, so it winds down (and the test runtime's end
+///   cancels whatever is left of it);
+/// - the in-process API server and the simulator stop listening (their own `Drop`);
+/// - on a real cluster the scenario's namespace is deleted, from a thread with a runtime and a
+///   client of its own: the test's runtime may be the one unwinding, and `Drop` cannot await.
+pub struct Scenario {
+    /// `None` once [`Scenario::finish`] has shut it down.
+    sandbox: Option<Sandbox>,
+    controllers: Mutex<Vec<Option<RunningController>>>,
+}
+
+/// A controller replica started by [`Scenario::controller`].
+pub struct Replica {
+    pub metrics: Metrics,
+    index: usize,
+}
+
+impl Scenario {
+    /// A sandbox without instances (add them with [`Scenario::add`]).
+    pub async fn start(backend: Backend) -> Self {
+        Self {
+            sandbox: Some(sandbox(backend, Vec::new()).await),
+            controllers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds instances to the simulator.
+    pub fn add(&self, instances: impl IntoIterator<Item = InstanceSpec>) {
+        self.sim
+            .add_instances(instances)
+            .expect("valid instance specs");
+    }
+
+    /// The in-process API server (for its fault injection); panics on a real cluster.
+    pub fn kube(&self) -> &kubesim::KubeSim {
+        self.kube.as_ref().expect("a local sandbox")
+    }
+
+    /// Timings for tests (quick polls, short grace, no StartTime margin), watching the
+    /// scenario's namespace only.
+    pub fn fast_options(&self) -> Config {
+        fast_options(self)
+    }
+
+    /// Starts a controller with [`Scenario::fast_options`].
+    pub fn controller(&self) -> Replica {
+        self.controller_with(self.fast_options())
+    }
+
+    pub fn controller_with(&self, options: Config) -> Replica {
+        let running = self
+            .spawn_controller(options)
+            .expect("the controller starts");
+        let metrics = running.metrics.clone();
+        let mut controllers = self.controllers();
+        controllers.push(Some(running));
+        Replica {
+            metrics,
+            index: controllers.len() - 1,
+        }
+    }
+
+    /// A crash: the replica is dropped where it stands, nothing in flight finishes.
+    pub async fn kill(&self, replica: Replica) {
+        let running = self.controllers()[replica.index].take();
+        if let Some(running) = running {
+            running.kill().await;
+        }
+    }
+
+    fn controllers(&self) -> MutexGuard<'_, Vec<Option<RunningController>>> {
+        self.controllers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The graceful end of a flow that passed: every controller still running stops cleanly,
+    /// then the sandbox shuts down.
+    pub async fn finish(mut self) {
+        let controllers: Vec<RunningController> = self.controllers().drain(..).flatten().collect();
+        for controller in controllers {
+            controller
+                .stop()
+                .await
+                .expect("the controller stops cleanly");
+        }
+        if let Some(sandbox) = self.sandbox.take() {
+            sandbox.shutdown().await;
+        }
+    }
+
+    pub fn api(&self) -> Api<EcsInstance> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub async fn create(&self, obj: &EcsInstance) {
+        create(self, obj).await;
+    }
+
+    pub async fn get(&self, name: &str) -> EcsInstance {
+        self.api().get(name).await.expect("get EcsInstance")
+    }
+
+    /// Merge-patches the spec (a user editing the manifest).
+    pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        self.patch(name, json!({ "spec": spec })).await;
+    }
+
+    /// Merge-patches the object (metadata, spec).
+    pub async fn patch(&self, name: &str, patch: serde_json::Value) {
+        self.api()
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .expect("patch EcsInstance");
+    }
+
+    /// Polls until `pred` holds; panics with the last status after [`WAIT`].
+    pub async fn wait_for(&self, name: &str, pred: impl Fn(&EcsInstance) -> bool) -> EcsInstance {
+        wait_for(self, name, WAIT, pred).await
+    }
+
+    /// Polls until the async `check` holds; panics naming `what` after [`WAIT`].
+    pub async fn wait_until(&self, what: &str, check: impl AsyncFn() -> bool) {
+        self.wait_until_within(WAIT, what, check).await;
+    }
+
+    /// [`Scenario::wait_until`] with a longer liveness bound, for a whole fleet.
+    pub async fn wait_until_within(
+        &self,
+        limit: Duration,
+        what: &str,
+        check: impl AsyncFn() -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + limit;
+        while !check().await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the object has a condition with this status and reason.
+    pub async fn wait_for_reason(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> EcsInstance {
+        self.wait_for(name, |o| {
+            cond(o, type_) == (status.to_string(), reason.to_string())
+        })
+        .await
+    }
+
+    /// Reasons of the events recorded for an object (events.k8s.io/v1 and core/v1 alike).
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut reasons = Vec::new();
+        if let Ok(list) = events.list(&ListParams::default()).await {
+            for e in list.items {
+                if e.involved_object.name.as_deref() == Some(name) {
+                    reasons.extend(e.reason.clone());
+                }
+            }
+        }
+        let new_events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        if let Ok(list) = new_events.list(&ListParams::default()).await {
+            for e in list.items {
+                if e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) {
+                    reasons.extend(e.reason.clone());
+                }
+            }
+        }
+        reasons
+    }
+
+    /// Whether an event with this reason was recorded for the object.
+    pub async fn has_event(&self, name: &str, reason: &str) -> bool {
+        self.event_reasons(name).await.iter().any(|r| r == reason)
+    }
+
+    /// Waits until an event with this reason is recorded for the object: events are published
+    /// after the status write they go with, so the status can be seen first.
+    pub async fn wait_for_event(&self, name: &str, reason: &str) {
+        self.wait_until(&format!("{name}: an event {reason}"), async || {
+            self.has_event(name, reason).await
+        })
+        .await;
+    }
+
+    /// Every RebootInstance call naming `id`, whatever its outcome.
+    pub fn reboots(&self, id: &str) -> u64 {
+        self.sim.calls().count_all(Action::RebootInstance, id)
+    }
+
+    /// When ECS received each `action` call naming `id`, in order.
+    pub fn call_times(&self, action: Action, id: &str) -> Vec<jiff::Timestamp> {
+        call_times(&self.sim.calls().log(), action, id)
+    }
+}
+
+impl Deref for Scenario {
+    type Target = Sandbox;
+
+    fn deref(&self) -> &Sandbox {
+        self.sandbox.as_ref().expect("the scenario is running")
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        // Dropping a controller closes its stop channel: it winds down on its own.
+        self.controllers().clear();
+        let Some(sandbox) = self.sandbox.take() else {
+            return;
+        };
+        if sandbox.kube.is_none() {
+            delete_namespace_blocking(sandbox.namespace.clone());
+        }
+        // In-process: KubeSim and the simulator stop serving when dropped.
+        drop(sandbox);
+    }
+}
+
+/// Deletes a real cluster's scenario namespace without the test's runtime, which may be
+/// unwinding a panic (or gone).
+fn delete_namespace_blocking(namespace: String) {
+    let deleted = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let client = Client::try_default().await.map_err(|e| e.to_string())?;
+            let namespaces: Api<Namespace> = Api::all(client);
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                namespaces.delete(&namespace, &Default::default()),
+            )
+            .await
+            .map_err(|_| format!("deleting namespace {namespace} timed out"))?
+            .map_err(|e| format!("deleting namespace {namespace}: {e}"))
+            .map(drop)
+        })
+    })
+    .join();
+    match deleted {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("scenario teardown: {e}"),
+        Err(_) => eprintln!("scenario teardown: the namespace deletion panicked"),
+    }
+}
+
+/// When ECS received each `action` call naming `id`, in order.
+pub fn call_times(log: &[CallRecord], action: Action, id: &str) -> Vec<jiff::Timestamp> {
+    log.iter()
+        .filter(|c| c.action == Some(action) && c.instances.iter().any(|(i, _)| i == id))
+        .map(|c| c.time.parse().expect("RFC 3339 call time"))
+        .collect()
 }
 
 /// `yyyy-MM-ddTHH:mmZ` an hour ago: a StartTime old enough for a provable reboot.
@@ -41,46 +325,6 @@ pub fn instance(id: &str, status: InstanceStatus) -> InstanceSpec {
         spec.start_time = Some(an_hour_ago());
     }
     spec
-}
-
-/// A sandbox whose simulator has these instances and zero transition times.
-pub async fn sandbox(backend: Backend, instances: Vec<InstanceSpec>) -> Sandbox {
-    let mut config = SimConfig::instant();
-    config.instances = instances;
-    match backend {
-        Backend::Local => Sandbox::start(config).await.expect("sandbox starts"),
-        Backend::Cluster => {
-            let client = Client::try_default()
-                .await
-                .expect("KUBECONFIG points at a reachable cluster");
-            Sandbox::on_cluster(client, config)
-                .await
-                .expect("sandbox starts on the cluster")
-        }
-    }
-}
-
-/// The in-process API server of a local sandbox (for its fault injection).
-pub fn local(sb: &Sandbox) -> &kubesim::KubeSim {
-    sb.kube.as_ref().expect("a local sandbox")
-}
-
-/// Timings for tests (quick polls, short grace, no StartTime margin), watching the sandbox's
-/// namespace only.
-pub fn fast_options(sb: &Sandbox) -> Config {
-    Config {
-        namespace: Some(sb.namespace.clone()),
-        concurrency: 16,
-        // Long: periodic looks (aligned to resync boundaries) must not land inside a
-        // scenario's "no further calls" window.
-        resync: Duration::from_secs(3600),
-        timings: Timings {
-            transition_poll: Duration::from_millis(100),
-            reboot_confirmation_grace: Duration::from_secs(2),
-            start_time_margin: Duration::ZERO,
-        },
-        ..Config::default()
-    }
 }
 
 pub fn ecs_instance(name: &str, instance_id: &str, power: PowerState) -> EcsInstance {
@@ -107,29 +351,6 @@ pub fn with_token(mut obj: EcsInstance, token: &str) -> EcsInstance {
     obj
 }
 
-pub fn api(sb: &Sandbox) -> Api<EcsInstance> {
-    Api::namespaced(sb.client.clone(), &sb.namespace)
-}
-
-pub async fn create(sb: &Sandbox, obj: &EcsInstance) {
-    api(sb)
-        .create(&PostParams::default(), obj)
-        .await
-        .expect("create EcsInstance");
-}
-
-/// Merge-patches the spec (a user editing the manifest).
-pub async fn patch_spec(sb: &Sandbox, name: &str, spec: serde_json::Value) {
-    api(sb)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": spec })),
-        )
-        .await
-        .expect("patch spec");
-}
-
 pub fn condition(obj: &EcsInstance, type_: &str) -> Option<Condition> {
     obj.status
         .as_ref()?
@@ -149,22 +370,89 @@ pub fn is_ready(obj: &EcsInstance) -> bool {
         && obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation
 }
 
-/// Polls until `pred` holds; panics with the last status after `timeout`.
+/// Ready, with `token` recorded as carried out.
+pub fn token_done(token: &'static str) -> impl Fn(&EcsInstance) -> bool {
+    move |o| {
+        is_ready(o)
+            && o.status
+                .as_ref()
+                .and_then(|s| s.last_reboot_token.as_deref())
+                == Some(token)
+    }
+}
+
+/// `later - earlier` in seconds (negative when `later` is earlier).
+pub fn secs_between(earlier: jiff::Timestamp, later: jiff::Timestamp) -> f64 {
+    later.duration_since(earlier).as_secs_f64()
+}
+
+/// Timings for tests (quick polls, short grace, no StartTime margin), watching the sandbox's
+/// namespace only.
+pub fn fast_options(sb: &Sandbox) -> Config {
+    Config {
+        namespace: Some(sb.namespace.clone()),
+        concurrency: 16,
+        // Long: periodic looks (aligned to resync boundaries) must not land inside a
+        // scenario's "no further calls" window.
+        resync: Duration::from_secs(3600),
+        timings: Timings {
+            transition_poll: Duration::from_millis(100),
+            reboot_confirmation_grace: Duration::from_secs(2),
+            start_time_margin: Duration::ZERO,
+        },
+        ..Config::default()
+    }
+}
+
+// ---- sandbox-level helpers, for suites that hold a `Sandbox` of their own (several
+// replicas, the real kubectl) rather than a `Scenario` ----
+
+/// A sandbox on `backend` with the simulator serving `instances`.
+pub async fn sandbox(backend: Backend, instances: Vec<InstanceSpec>) -> Sandbox {
+    let mut config = SimConfig::instant();
+    config.instances = instances;
+    match backend {
+        Backend::Local => Sandbox::start(config).await.expect("sandbox starts"),
+        Backend::Cluster => {
+            let client = Client::try_default()
+                .await
+                .expect("KUBECONFIG points at a reachable cluster");
+            Sandbox::on_cluster(client, config)
+                .await
+                .expect("sandbox starts on the cluster")
+        }
+    }
+}
+
+/// The in-process API server of a local sandbox (for its fault injection).
+pub fn local(sb: &Sandbox) -> &kubesim::KubeSim {
+    sb.kube.as_ref().expect("a local sandbox")
+}
+
+pub async fn create(sb: &Sandbox, obj: &EcsInstance) {
+    Api::<EcsInstance>::namespaced(sb.client.clone(), &sb.namespace)
+        .create(&PostParams::default(), obj)
+        .await
+        .expect("create EcsInstance");
+}
+
+/// Polls `name` until `pred` holds; panics with the last status after `timeout`.
 pub async fn wait_for(
     sb: &Sandbox,
     name: &str,
     timeout: Duration,
     pred: impl Fn(&EcsInstance) -> bool,
 ) -> EcsInstance {
-    let started = std::time::Instant::now();
+    let api = Api::<EcsInstance>::namespaced(sb.client.clone(), &sb.namespace);
+    let deadline = std::time::Instant::now() + timeout;
     loop {
-        if let Ok(obj) = api(sb).get(name).await
+        if let Ok(obj) = api.get(name).await
             && pred(&obj)
         {
             return obj;
         }
-        if started.elapsed() > timeout {
-            let last = api(sb).get(name).await.ok();
+        if std::time::Instant::now() > deadline {
+            let last = api.get(name).await.ok();
             panic!(
                 "{name}: condition not met within {timeout:?}; last status: {:#?}",
                 last.and_then(|o| o.status)
@@ -172,41 +460,4 @@ pub async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Waits until the object has a condition with this reason.
-pub async fn wait_for_reason(
-    sb: &Sandbox,
-    name: &str,
-    type_: &str,
-    status: &str,
-    reason: &str,
-) -> EcsInstance {
-    wait_for(sb, name, Duration::from_secs(20), |o| {
-        cond(o, type_) == (status.to_string(), reason.to_string())
-    })
-    .await
-}
-
-/// Reasons of the events recorded for an object (events.k8s.io/v1 and core/v1 alike).
-pub async fn event_reasons(sb: &Sandbox, name: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(sb.client.clone(), &sb.namespace);
-    let mut reasons = Vec::new();
-    if let Ok(list) = events.list(&ListParams::default()).await {
-        for e in list.items {
-            if e.involved_object.name.as_deref() == Some(name) {
-                reasons.extend(e.reason.clone());
-            }
-        }
-    }
-    let new_events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(sb.client.clone(), &sb.namespace);
-    if let Ok(list) = new_events.list(&ListParams::default()).await {
-        for e in list.items {
-            if e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) {
-                reasons.extend(e.reason.clone());
-            }
-        }
-    }
-    reasons
 }

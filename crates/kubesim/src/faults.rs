@@ -123,6 +123,7 @@ struct Inner {
     rules: Vec<ErrorRule>,
     delay: Option<(Duration, RequestFilter)>,
     hangs: Vec<RequestFilter>,
+    watch_lag: Option<(Duration, RequestFilter)>,
     counts: BTreeMap<(Verb, String), u64>,
 }
 
@@ -236,13 +237,36 @@ impl Faults {
         self.lock().hangs.push(filter);
     }
 
-    /// Removes pending error rules, delays and hangs (counters are kept); hung requests go on.
+    /// Holds back every event of the watches `filter` matches (verb `Watch`, or none) by `lag`
+    /// before sending it, until [`Faults::clear`]: an informer whose cache trails the API
+    /// server, as under load. Events stay in order, so a burst falls further behind.
+    pub fn lag_watches(&self, lag: Duration, filter: RequestFilter) {
+        self.lock().watch_lag = Some((lag, filter));
+    }
+
+    /// Removes pending error rules, delays, hangs and watch lag (counters are kept); hung
+    /// requests go on.
     pub fn clear(&self) {
         let mut g = self.lock();
         g.rules.clear();
         g.delay = None;
         g.hangs.clear();
+        g.watch_lag = None;
         self.cleared.send_modify(|n| *n += 1);
+    }
+
+    /// How long to hold back the next event of a watch on `resource`.
+    pub(crate) fn watch_lag(&self, resource: &str) -> Option<Duration> {
+        let request = Request {
+            verb: Verb::Watch,
+            resource,
+            user_agent: "",
+        };
+        self.lock()
+            .watch_lag
+            .as_ref()
+            .filter(|(_, f)| f.matches(&request))
+            .map(|(lag, _)| *lag)
     }
 
     /// Requests seen so far, by (verb, resource); faulted requests count too.
@@ -337,5 +361,38 @@ impl std::fmt::Display for RequestCounts {
             writeln!(f, "{:>8} {:<16} {}", n, verb.as_str(), res)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn faults() -> Faults {
+        Faults::new(Arc::new(|| {}))
+    }
+
+    /// What the HTTP layer sleeps for, request by request: the delay applies to matching
+    /// requests only, and not at all once cleared.
+    #[test]
+    fn delays_and_watch_lag_apply_to_matching_requests_until_cleared() {
+        let f = faults();
+        let delay = Duration::from_millis(300);
+        f.delay(delay, RequestFilter::any().resource("widgets"));
+        assert_eq!(f.on_request(Verb::Get, "widgets").delay, Some(delay));
+        assert_eq!(f.on_request(Verb::Get, "gadgets").delay, None);
+        f.lag_watches(delay, RequestFilter::any().verb(Verb::Get));
+        assert_eq!(f.watch_lag("widgets"), None, "a filter for gets");
+        f.lag_watches(delay, RequestFilter::any().resource("widgets"));
+        assert_eq!(f.watch_lag("widgets"), Some(delay));
+        assert_eq!(f.watch_lag("gadgets"), None);
+        f.clear();
+        assert_eq!(f.on_request(Verb::Get, "widgets").delay, None);
+        assert_eq!(f.watch_lag("widgets"), None);
+        assert_eq!(
+            f.requests().count(Verb::Get, "widgets"),
+            2,
+            "counters are kept"
+        );
     }
 }

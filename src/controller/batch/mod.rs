@@ -53,6 +53,10 @@ struct Group<I, R> {
     first: Instant,
     last: Instant,
     waiters: Vec<Waiter<I, R>>,
+    /// Its timer found it due while a batch of the key was in flight and left the sending to
+    /// that batch, which must send it when done, due or not: a caller that joined since may have
+    /// moved the due time ahead, and nobody else is left to send it.
+    handed_over: bool,
 }
 
 impl<I, R> Group<I, R> {
@@ -116,6 +120,7 @@ where
                     first: now,
                     last: now,
                     waiters: Vec::new(),
+                    handed_over: false,
                 },
             );
             new_group = Some(id);
@@ -152,12 +157,13 @@ where
                 let ready = {
                     let mut guard = lock(&groups);
                     let state = &mut *guard;
-                    match state.open.get(&key) {
+                    match state.open.get_mut(&key) {
                         Some(group) if group.id == id => {
                             if group.due(&settings) > Instant::now() {
                                 continue;
                             }
                             if !state.busy.insert(key.clone()) {
+                                group.handed_over = true;
                                 return;
                             }
                             state.open.remove(&key)
@@ -175,7 +181,7 @@ where
 }
 
 /// Sends a batch that was not full; then, while the next group of the key is already due
-/// (it filled while this one was in flight), sends that too.
+/// (it filled while this one was in flight) or was handed over by its timer, sends that too.
 async fn send_partials<K, I, R>(
     groups: Arc<Mutex<Groups<K, I, R>>>,
     flush: FlushFn<K, I, R>,
@@ -192,7 +198,7 @@ async fn send_partials<K, I, R>(
         let due = state
             .open
             .get(&key)
-            .is_some_and(|g| g.due(&settings) <= Instant::now());
+            .is_some_and(|g| g.handed_over || g.due(&settings) <= Instant::now());
         match due.then(|| state.open.remove(&key)).flatten() {
             Some(next) => waiters = next.waiters,
             None => {

@@ -703,3 +703,56 @@ async fn while_a_small_batch_waits_on_ecs_newcomers_fill_the_next_one() {
     );
     assert_eq!(describes.iter().map(|c| c.ids.len()).sum::<usize>(), 50);
 }
+
+/// A batch that fell due while an earlier batch of its key was in flight, and was joined again
+/// before that one came back, is still sent. (It was left with no one to send it: its timer had
+/// handed it to the batch in flight, which found it no longer due. Its callers waited forever;
+/// on a loaded machine this hung every observation of a 150-instance fleet.)
+#[tokio::test(start_paused = true)]
+async fn a_batch_that_fell_due_behind_another_is_sent_even_if_joined_again() {
+    let ms = Duration::from_millis;
+    let settings = BatchSettings {
+        window: ms(50),
+        quiet: ms(10),
+        max_batch: 100,
+    };
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let sent: Arc<Mutex<Vec<Vec<u32>>>> = Arc::default();
+    let flush: FlushFn<&'static str, u32, u32> = {
+        let (gate, sent) = (gate.clone(), sent.clone());
+        Arc::new(move |_key, waiters: Vec<Waiter<u32, u32>>| {
+            let (gate, sent) = (gate.clone(), sent.clone());
+            Box::pin(async move {
+                sent.lock()
+                    .unwrap()
+                    .push(waiters.iter().map(|w| w.item).collect());
+                if waiters.iter().any(|w| w.item == 1) {
+                    let _permit = gate.acquire().await;
+                }
+                for w in waiters {
+                    let _ = w.reply.send(w.item);
+                }
+            })
+        })
+    };
+    let batches = Coalescer::new(settings, flush);
+    let first = batches.submit("k", 1, |_| false).unwrap();
+    // The first batch leaves after its quiet gap and stays in flight (at the gate).
+    tokio::time::sleep(ms(15)).await;
+    let second = batches.submit("k", 2, |_| false).unwrap();
+    // The second falls due (quiet gap) while the first is in flight…
+    tokio::time::sleep(ms(15)).await;
+    // …and is joined again, which puts its due time 10 ms ahead…
+    let third = batches.submit("k", 3, |_| false).unwrap();
+    tokio::time::sleep(ms(1)).await;
+    // …when the first comes back.
+    gate.add_permits(1);
+    assert_eq!(first.await.unwrap(), 1);
+    let answers = tokio::time::timeout(Duration::from_secs(10), async {
+        (second.await.unwrap(), third.await.unwrap())
+    })
+    .await
+    .expect("the second batch is sent");
+    assert_eq!(answers, (2, 3));
+    assert_eq!(*sent.lock().unwrap(), vec![vec![1], vec![2, 3]]);
+}

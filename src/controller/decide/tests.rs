@@ -405,6 +405,50 @@ fn an_unconfirmed_reboot_waits_out_the_grace_then_is_sent_again() {
     assert!(is_reboot(&d.step));
 }
 
+/// The boundaries the scenarios can only see from below: a retry is due the moment its backoff
+/// window ends, and a reboot is sent again the moment the confirmation grace is over.
+#[test]
+fn a_retry_is_due_exactly_when_its_window_ends_and_a_resend_when_the_grace_ends() {
+    let window_until = |until: Timestamp| EcsInstanceStatus {
+        retry: RetryStatus {
+            count: 1,
+            next_attempt_after: Some(Time(until)),
+            last_error_code: Some("InstanceNotReady".into()),
+            secret_version: None,
+        },
+        ..Default::default()
+    };
+    let s = spec(PowerState::Running, None);
+    let i = instance(InstanceStatus::Stopped, EARLY, &[]);
+    let just_open = now()
+        .checked_add(jiff::SignedDuration::from_millis(1))
+        .unwrap();
+    let d = run(&s, &window_until(just_open), Some(&i));
+    assert!(matches!(d.step, Step::Backoff { .. }), "{d:?}");
+    let d = run(&s, &window_until(now()), Some(&i));
+    assert!(
+        matches!(d.step, Step::Call(Mutation::Start { .. })),
+        "{d:?}"
+    );
+
+    let grace = Timings::default().reboot_confirmation_grace.as_secs() as i64;
+    let s = spec(PowerState::Running, Some("t1"));
+    let i = instance(InstanceStatus::Running, EARLY, &[]);
+    let d = run(&s, &in_flight("t1", EARLY, 1 - grace), Some(&i));
+    assert!(
+        matches!(
+            d.step,
+            Step::Wait {
+                reason: WaitReason::RebootUnconfirmed,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    let d = run(&s, &in_flight("t1", EARLY, -grace), Some(&i));
+    assert!(d.clear_in_flight && is_reboot(&d.step), "{d:?}");
+}
+
 /// The case proptest found: the in-flight reboot is proven by a later StartTime, so a newer
 /// token is carried out at once, without waiting out the grace of the settled one.
 #[test]

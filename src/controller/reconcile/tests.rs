@@ -16,7 +16,7 @@ use crate::api::{
 };
 use crate::controller::backoff::retry_delay;
 use crate::controller::batch::tests::api_error;
-use crate::controller::cluster::SecretData;
+use crate::controller::cluster::{Conditional, SecretData};
 use crate::controller::observe::{DirectObserver, EcsConnector};
 use ecs_client::{Accepted, BatchAccepted, EcsError, InstanceStatus, PowerAction, PowerRequest};
 
@@ -50,10 +50,28 @@ struct FakeCluster {
     secrets: HashMap<String, SecretData>,
     /// The intent write finds the object changed (409).
     conflict: bool,
+    /// The object has changed since it was read (resourceVersion "7", as [`object`] has it):
+    /// every write conditional on "7" finds a newer version (409).
+    moved_on: bool,
+    /// Writes that went through; each moves the resourceVersion on by one.
+    writes: Mutex<u64>,
     statuses: Mutex<Vec<EcsInstanceStatus>>,
     intents: Mutex<Vec<RebootInFlight>>,
     /// The reasons of the events published.
     events: Mutex<Vec<String>>,
+}
+
+impl FakeCluster {
+    /// A write conditional on `version`, as the API server judges it.
+    fn write_at(&self, version: Option<&str>) -> Conditional {
+        let mut writes = self.writes.lock().unwrap();
+        let current = 7 + u64::from(self.moved_on) + *writes;
+        if version.is_some_and(|v| v != current.to_string()) {
+            return Conditional::Conflict;
+        }
+        *writes += 1;
+        Conditional::Written(Some((current + 1).to_string()))
+    }
 }
 
 #[async_trait]
@@ -67,25 +85,35 @@ impl Cluster for FakeCluster {
 
     async fn write_intent(
         &self,
-        _: &EcsInstance,
+        obj: &EcsInstance,
         intent: &RebootInFlight,
-    ) -> Result<bool, kube::Error> {
+    ) -> Result<Conditional, kube::Error> {
         self.log.lock().unwrap().push("write intent".into());
         if self.conflict {
-            return Ok(false);
+            return Ok(Conditional::Conflict);
         }
-        self.intents.lock().unwrap().push(intent.clone());
-        Ok(true)
+        let written = self.write_at(obj.resource_version().as_deref());
+        if written != Conditional::Conflict {
+            self.intents.lock().unwrap().push(intent.clone());
+        }
+        Ok(written)
     }
 
     async fn write_status(
         &self,
         _: &EcsInstance,
+        version: Option<&str>,
         status: &EcsInstanceStatus,
-    ) -> Result<(), kube::Error> {
-        self.log.lock().unwrap().push("write status".into());
-        self.statuses.lock().unwrap().push(status.clone());
-        Ok(())
+    ) -> Result<Conditional, kube::Error> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("write status at {}", version.unwrap_or("any")));
+        let written = self.write_at(version);
+        if written != Conditional::Conflict {
+            self.statuses.lock().unwrap().push(status.clone());
+        }
+        Ok(written)
     }
 
     async fn publish(&self, _: &EcsInstance, event: &Event) {
@@ -272,7 +300,7 @@ async fn a_stopped_instance_wanted_running_is_started_once_and_polled() {
         [
             format!("describe [\"{ID}\"]"),
             format!("StartInstance {ID}"),
-            "write status".into()
+            "write status at 7".into()
         ]
     );
     assert_eq!(next, Config::default().timings.transition_poll);
@@ -307,7 +335,11 @@ async fn a_converged_instance_is_ready_and_an_unchanged_status_is_not_written_ag
     // The next resync finds the same: nothing to write.
     obj.status = Some(status);
     world.reconciler.reconcile(&obj).await.unwrap();
-    let writes = world.log().iter().filter(|l| *l == "write status").count();
+    let writes = world
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("write status"))
+        .count();
     assert_eq!(writes, 1, "{:?}", world.log());
     assert!(!world.log().iter().any(|l| l.starts_with("StartInstance")));
 }
@@ -355,7 +387,8 @@ async fn a_reboot_is_recorded_as_intended_before_it_is_sent() {
         [
             "write intent".to_string(),
             format!("RebootInstance {ID}"),
-            "write status".into()
+            // Conditional on the version our own intent write left, not the one read.
+            "write status at 8".into()
         ]
     );
     let intents = world.cluster.intents.lock().unwrap().clone();
@@ -391,6 +424,37 @@ async fn an_object_changed_under_the_intent_is_looked_at_again_without_calling_e
     assert_eq!(next, seconds(1));
     assert_eq!(world.log()[1..], ["write intent".to_string()]);
     assert!(world.cluster.statuses.lock().unwrap().is_empty());
+}
+
+/// A cache that trails the API server hands reconcile an old copy: what a newer reconcile
+/// recorded (a reboot token done) must not be overwritten from it.
+#[tokio::test]
+async fn a_status_based_on_a_stale_copy_is_not_written_and_the_object_is_looked_at_again() {
+    let cluster = FakeCluster {
+        moved_on: true,
+        ..FakeCluster::default()
+    };
+    let world = World::with_cluster(
+        Some(instance(InstanceStatus::Stopped)),
+        accepted("req-s"),
+        cluster,
+    );
+    let obj = object(PowerState::Running);
+
+    let next = world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert_eq!(next, seconds(1));
+    assert!(world.cluster.statuses.lock().unwrap().is_empty());
+    assert_eq!(
+        world.log().last().map(String::as_str),
+        Some("write status at 7")
+    );
+    // The call was made: its event still goes out.
+    assert!(
+        !world.cluster.events.lock().unwrap().is_empty(),
+        "{:?}",
+        world.log()
+    );
 }
 
 #[tokio::test]
@@ -487,7 +551,7 @@ async fn a_missing_credentials_secret_stalls_without_calling_ecs() {
 
     let next = world.reconciler.reconcile(&obj).await.unwrap();
 
-    assert_eq!(world.log(), ["write status"]);
+    assert_eq!(world.log(), ["write status at 7"]);
     let status = world.status();
     assert_eq!(condition(&status, "Stalled").status, "True");
     assert_eq!(condition(&status, "Stalled").reason, "CredentialsInvalid");
