@@ -679,7 +679,15 @@ flow!(
         assert_eq!(s.reboots("i-rb1"), 1);
 
         // A new token right away: the instance started this minute, so the reboot is deferred
-        // until a later StartTime can prove it (StartTime has minute precision).
+        // until a later StartTime can prove it (StartTime has minute precision). The start is
+        // put half a minute ahead so the deferral holds whatever second of the minute the
+        // first reboot landed in.
+        s.sim
+            .set_start_time(
+                "i-rb1",
+                jiff::Timestamp::now() + jiff::SignedDuration::from_secs(30),
+            )
+            .unwrap();
         s.patch_spec("app", json!({"reboot": {"token": "t2"}}))
             .await;
         let obj = s

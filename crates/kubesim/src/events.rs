@@ -22,11 +22,6 @@ const RENAMES: &[(&str, &str)] = &[
     ("reportingController", "reportingComponent"),
 ];
 
-/// Whether this resource is `events.k8s.io/v1` `events`, stored in core `v1` `events`.
-pub(crate) fn is_new_events(def: &ResourceDef) -> bool {
-    def.group == "events.k8s.io" && def.plural == "events"
-}
-
 fn rename_keys(obj: &mut Value, from_new: bool, api_version: &str) {
     let Some(map) = obj.as_object_mut() else {
         return;
@@ -47,7 +42,7 @@ fn rename_keys(obj: &mut Value, from_new: bool, api_version: &str) {
 
 /// An `events.k8s.io/v1` body (object, merge patch or apply configuration) in storage terms.
 pub(crate) fn to_storage(def: &ResourceDef, mut body: Value) -> Value {
-    if is_new_events(def) {
+    if def.is_new_events() {
         rename_keys(&mut body, true, "v1");
     }
     body
@@ -55,7 +50,7 @@ pub(crate) fn to_storage(def: &ResourceDef, mut body: Value) -> Value {
 
 /// A stored (core) event as `events.k8s.io/v1` presents it.
 pub(crate) fn from_storage(def: &ResourceDef, obj: &Value) -> Option<Value> {
-    if !is_new_events(def) {
+    if !def.is_new_events() {
         return None;
     }
     let mut o = obj.clone();
@@ -65,7 +60,7 @@ pub(crate) fn from_storage(def: &ResourceDef, obj: &Value) -> Option<Value> {
 
 /// A JSON patch against `events.k8s.io/v1` names, rewritten to storage names.
 pub(crate) fn json_patch_to_storage(def: &ResourceDef, mut patch: Value) -> Value {
-    if !is_new_events(def) {
+    if !def.is_new_events() {
         return patch;
     }
     let rewrite = |p: &str| -> Option<String> {
@@ -92,7 +87,7 @@ pub(crate) fn json_patch_to_storage(def: &ResourceDef, mut patch: Value) -> Valu
 
 /// A `fieldSelector` in `events.k8s.io/v1` terms (`regarding.name=...`) in storage terms.
 pub(crate) fn field_selector_to_storage(def: &ResourceDef, selector: &str) -> String {
-    if !is_new_events(def) {
+    if !def.is_new_events() {
         return selector.to_string();
     }
     selector
@@ -125,7 +120,7 @@ mod tests {
     fn new_events() -> ResourceDef {
         builtins()
             .into_iter()
-            .find(is_new_events)
+            .find(|d| d.is_new_events())
             .expect("events.k8s.io is built in")
     }
 

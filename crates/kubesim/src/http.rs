@@ -96,7 +96,7 @@ fn present(def: &ResourceDef, obj: &Arc<Value>, r: Rendering) -> Value {
 fn write_present(out: &mut Vec<u8>, def: &ResourceDef, obj: &Arc<Value>, r: Rendering) {
     let want = def.api_version();
     let direct = matches!(r, Rendering::Full | Rendering::Table(_))
-        && !events::is_new_events(def)
+        && !def.is_new_events()
         && obj.get("apiVersion").and_then(Value::as_str) == Some(want.as_str());
     let res = if direct {
         serde_json::to_writer(&mut *out, &**obj)
@@ -404,7 +404,7 @@ async fn serve_resource(
 ) -> Result<Response, ApiError> {
     let def = rp.def.clone();
     // The store works in storage terms: events.k8s.io/v1 events are kept as core v1 events.
-    let store_def = if events::is_new_events(&def) {
+    let store_def = if def.is_new_events() {
         shared
             .lock()
             .registry
@@ -619,7 +619,7 @@ fn events_patch_to_storage(
     kind: &PatchKind,
     body: &Bytes,
 ) -> Result<Bytes, ApiError> {
-    if !events::is_new_events(def) {
+    if !def.is_new_events() {
         return Ok(body.clone());
     }
     let converted = match kind {

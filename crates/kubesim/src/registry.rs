@@ -46,10 +46,15 @@ impl ResourceDef {
         }
     }
 
+    /// Whether this resource is `events.k8s.io/v1` `events`, stored in core `v1` `events`.
+    pub(crate) fn is_new_events(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
+    }
+
     /// Where the objects live: events.k8s.io/v1 events share core v1's store, as on a real
     /// API server (one store served through both groups, see `events.rs`).
     pub(crate) fn group_resource(&self) -> GroupResource {
-        if super::events::is_new_events(self) {
+        if self.is_new_events() {
             return (String::new(), self.plural.clone());
         }
         (self.group.clone(), self.plural.clone())
