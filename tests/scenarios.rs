@@ -190,3 +190,56 @@ async fn five_hundred_objects_converge_with_exactly_the_calls_required() {
     }
     controller.stop().await.unwrap();
 }
+
+/// The controller's cache trails the API server by more than a transition poll (watch events
+/// held back, as on a loaded machine), so the look that follows a reboot decides from a copy made
+/// before it. That look must not roll back what the reboot recorded: once the StartTime minute
+/// has passed (the sim's StartTime set back) and the object is looked at again, the token is
+/// still done and the instance was rebooted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_cache_never_rolls_back_a_reboot_token() {
+    let sb = sandbox(
+        Backend::Local,
+        vec![instance("i-lag1", InstanceStatus::Running)],
+    )
+    .await;
+    let lag = Duration::from_secs(1);
+    let options = fast_options(&sb);
+    assert!(lag > options.timings.transition_poll);
+    let faults = local(&sb).faults().clone();
+    faults.lag_watches(lag, RequestFilter::any().resource("ecsinstances"));
+    let controller = sb.spawn_controller(options).unwrap();
+    create(
+        &sb,
+        &with_token(ecs_instance("app", "i-lag1", PowerState::Running), "t1"),
+    )
+    .await;
+    wait_for(&sb, "app", WAIT, |_| reboots(&sb, "i-lag1") == 1).await;
+    // The intent, the outcome, and the look from the copy made before both.
+    let status_patches = || faults.requests().count(Verb::Patch, "ecsinstances/status");
+    wait_for(&sb, "app", WAIT, |_| status_patches() >= 3).await;
+    // Let the cache catch up, then let the StartTime minute pass and touch the object.
+    tokio::time::sleep(3 * lag).await;
+    sb.sim
+        .set_start_time(
+            "i-lag1",
+            jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+        )
+        .unwrap();
+    api(&sb)
+        .patch(
+            "app",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "metadata": { "annotations": { "example.com/touched": "1" } }
+            })),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(3 * lag).await;
+
+    let obj = api(&sb).get("app").await.unwrap();
+    assert!(token_done("t1")(&obj), "{:#?}", obj.status);
+    assert_eq!(reboots(&sb, "i-lag1"), 1);
+    controller.stop().await.unwrap();
+}

@@ -24,27 +24,39 @@ pub(crate) struct SecretData {
     pub resource_version: Option<String>,
 }
 
+/// The outcome of a status write made conditional on a resourceVersion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Written; the object's resourceVersion now (the precondition of the next write).
+    At(Option<String>),
+    /// The object changed since that version (409 Conflict): nothing was written.
+    Conflict,
+}
+
 /// What a reconcile reads from and writes to Kubernetes. Status writes are merge patches of
-/// the status subresource of `obj` (in `obj`'s namespace).
+/// the status subresource of `obj` (in `obj`'s namespace), each conditional on the
+/// resourceVersion the decision was made from: a cache that trails the API server must never
+/// overwrite what a newer reconcile recorded (a rolled-back reboot token reboots again).
 #[async_trait]
 pub(crate) trait Cluster: Send + Sync {
     /// The Secret `name` in `namespace`; `None` when it does not exist.
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, kube::Error>;
 
-    /// Records a reboot intent, conditional on `obj` not having changed since it was read.
-    /// `false`: it had changed (a stale cache, another writer).
+    /// Records a reboot intent, conditional on `obj` still being at `version`.
     async fn write_intent(
         &self,
         obj: &EcsInstance,
+        version: Option<&str>,
         intent: &RebootInFlight,
-    ) -> Result<bool, kube::Error>;
+    ) -> Result<Written, kube::Error>;
 
-    /// Writes the whole status.
+    /// Writes the whole status, conditional on `obj` still being at `version`.
     async fn write_status(
         &self,
         obj: &EcsInstance,
+        version: Option<&str>,
         status: &EcsInstanceStatus,
-    ) -> Result<(), kube::Error>;
+    ) -> Result<Written, kube::Error>;
 
     /// Publishes an event about `obj`; a failure is logged, never fails the reconcile.
     async fn publish(&self, obj: &EcsInstance, event: &Event);
@@ -61,6 +73,34 @@ impl KubeCluster {
         match obj.namespace() {
             Some(ns) => Api::namespaced(self.client.clone(), &ns),
             None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// Merge-patches `status`; with `version`, the patch carries it as
+    /// `metadata.resourceVersion`, which the API server treats as a precondition (409 when the
+    /// object has moved on).
+    async fn patch_status_at(
+        &self,
+        obj: &EcsInstance,
+        version: Option<&str>,
+        status: serde_json::Value,
+    ) -> Result<Written, kube::Error> {
+        let mut patch = json!({ "status": status });
+        if let Some(version) = version {
+            patch["metadata"] = json!({ "resourceVersion": version });
+        }
+        match self
+            .objects(obj)
+            .patch_status(
+                &obj.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(written) => Ok(Written::At(written.resource_version())),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Written::Conflict),
+            Err(err) => Err(err),
         }
     }
 }
@@ -83,43 +123,22 @@ impl Cluster for KubeCluster {
     async fn write_intent(
         &self,
         obj: &EcsInstance,
+        version: Option<&str>,
         intent: &RebootInFlight,
-    ) -> Result<bool, kube::Error> {
+    ) -> Result<Written, kube::Error> {
         let intent = serde_json::to_value(intent).map_err(kube::Error::SerdeError)?;
-        let patch = json!({
-            "metadata": { "resourceVersion": obj.resource_version() },
-            "status": { "rebootInFlight": intent },
-        });
-        match self
-            .objects(obj)
-            .patch_status(
-                &obj.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+        self.patch_status_at(obj, version, json!({ "rebootInFlight": intent }))
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(err) => Err(err),
-        }
     }
 
     async fn write_status(
         &self,
         obj: &EcsInstance,
+        version: Option<&str>,
         status: &EcsInstanceStatus,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<Written, kube::Error> {
         let status = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
-        let patch = json!({ "status": status });
-        self.objects(obj)
-            .patch_status(
-                &obj.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
-        Ok(())
+        self.patch_status_at(obj, version, status).await
     }
 
     async fn publish(&self, obj: &EcsInstance, event: &Event) {

@@ -13,7 +13,7 @@ use kube::ResourceExt;
 use tracing::{info, instrument};
 
 use super::backoff;
-use super::cluster::Cluster;
+use super::cluster::{Cluster, Written};
 use super::config::{Config, Timings};
 use super::decide::{self, Decision, Facts, Mutation, Step};
 use super::observe::{EcsSide, Lookup, credentials_key};
@@ -41,6 +41,10 @@ impl Clock for SystemClock {
         rand::random::<f64>()
     }
 }
+
+/// How soon to look again after a write found the object changed since it was read: the
+/// cache has (or soon has) the newer copy.
+const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 
 /// Failures that end a reconcile early; kube-runtime requeues the object.
 #[derive(Debug, thiserror::Error)]
@@ -91,11 +95,12 @@ impl Reconciler {
                 self.clock.jitter(),
             ),
             secret_version: None,
+            version: obj.resource_version(),
         };
         match pass.run(&namespace).await? {
             Some(delay) => pass.write(delay).await,
             // The intent write lost a race: look again with a fresh object.
-            None => Ok(Duration::from_secs(1)),
+            None => Ok(CONFLICT_RETRY),
         }
     }
 }
@@ -107,6 +112,9 @@ struct Pass<'a> {
     record: Record,
     /// The credentials Secret's resourceVersion: a change resets the backoff.
     secret_version: Option<String>,
+    /// The object's resourceVersion every status write is conditional on: the one the decision
+    /// was made from, then the one our own intent write left.
+    version: Option<String>,
 }
 
 impl Pass<'_> {
@@ -178,14 +186,15 @@ impl Pass<'_> {
             }
             Step::Blocked(_) => backoff::schedule(ErrorClass::Locked).first,
             Step::Call(mutation) => {
-                if let Some(intent) = self.record.intend(mutation, instance)
-                    && !self
-                        .reconciler
-                        .cluster
-                        .write_intent(self.obj, &intent)
+                if let Some(intent) = self.record.intend(mutation, instance) {
+                    let cluster = &self.reconciler.cluster;
+                    match cluster
+                        .write_intent(self.obj, self.version.as_deref(), &intent)
                         .await?
-                {
-                    return Ok(None);
+                    {
+                        Written::At(version) => self.version = version,
+                        Written::Conflict => return Ok(None),
+                    }
                 }
                 self.call(mutation, ecs).await
             }
@@ -243,18 +252,27 @@ impl Pass<'_> {
     }
 
     /// Writes the finished status (unless nothing changed), publishes its events, and says
-    /// when to look again.
+    /// when to look again. When the object has moved on since it was read (a cache that trails
+    /// the API server, another writer), the status is not written and the object is looked at
+    /// again soon; the events still go out, they report calls that were made.
     async fn write(self, delay: Duration) -> Result<Duration, Error> {
         let (status, events) = self.record.finish();
         let cluster = &self.reconciler.cluster;
+        let mut next = delay.min(self.reconciler.resync);
         // At fleet scale most resyncs change nothing: skip the write then.
-        if self.obj.status.as_ref() != Some(&status) {
-            cluster.write_status(self.obj, &status).await?;
+        if self.obj.status.as_ref() != Some(&status)
+            && cluster
+                .write_status(self.obj, self.version.as_deref(), &status)
+                .await?
+                == Written::Conflict
+        {
+            info!("the object changed since it was read; status not written, looking again");
+            next = CONFLICT_RETRY;
         }
         for event in &events {
             cluster.publish(self.obj, event).await;
         }
-        Ok(delay.min(self.reconciler.resync))
+        Ok(next)
     }
 }
 

@@ -122,6 +122,7 @@ struct ErrorRule {
 struct Inner {
     rules: Vec<ErrorRule>,
     delay: Option<(Duration, RequestFilter)>,
+    watch_lag: Option<(Duration, RequestFilter)>,
     hangs: Vec<RequestFilter>,
     counts: BTreeMap<(Verb, String), u64>,
 }
@@ -228,6 +229,27 @@ impl Faults {
         self.lock().delay = Some((delay, filter));
     }
 
+    /// Holds back every event of the watches `filter` matches (verb `Watch`, or none) by `lag`
+    /// before sending it, until [`Faults::clear`]: an informer whose cache trails the API server,
+    /// as under load. Events stay in order, so a burst falls further behind.
+    pub fn lag_watches(&self, lag: Duration, filter: RequestFilter) {
+        self.lock().watch_lag = Some((lag, filter));
+    }
+
+    /// How long to hold back the next event of a watch on `resource`.
+    pub(crate) fn watch_lag(&self, resource: &str) -> Option<Duration> {
+        let request = Request {
+            verb: Verb::Watch,
+            resource,
+            user_agent: "",
+        };
+        self.lock()
+            .watch_lag
+            .as_ref()
+            .filter(|(_, f)| f.matches(&request))
+            .map(|(lag, _)| *lag)
+    }
+
     /// Matching requests get no answer at all (the connection stays open), as from an API
     /// server behind a stalled load balancer, until [`Faults::clear`]; then they are served.
     /// A client without a read timeout waits forever. With [`RequestFilter::user_agent`], one
@@ -236,11 +258,13 @@ impl Faults {
         self.lock().hangs.push(filter);
     }
 
-    /// Removes pending error rules, delays and hangs (counters are kept); hung requests go on.
+    /// Removes pending error rules, delays, watch lag and hangs (counters are kept); hung
+    /// requests go on.
     pub fn clear(&self) {
         let mut g = self.lock();
         g.rules.clear();
         g.delay = None;
+        g.watch_lag = None;
         g.hangs.clear();
         self.cleared.send_modify(|n| *n += 1);
     }
@@ -337,5 +361,24 @@ impl std::fmt::Display for RequestCounts {
             writeln!(f, "{:>8} {:<16} {}", n, verb.as_str(), res)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Watch lag applies to the watches its filter names, and not at all once cleared.
+    #[test]
+    fn watch_lag_applies_to_matching_watches_until_cleared() {
+        let faults = Faults::new(Arc::new(|| {}));
+        let lag = Duration::from_secs(2);
+        faults.lag_watches(lag, RequestFilter::any().verb(Verb::Get));
+        assert_eq!(faults.watch_lag("widgets"), None, "a filter for gets");
+        faults.lag_watches(lag, RequestFilter::any().resource("widgets"));
+        assert_eq!(faults.watch_lag("widgets"), Some(lag));
+        assert_eq!(faults.watch_lag("gadgets"), None);
+        faults.clear();
+        assert_eq!(faults.watch_lag("widgets"), None);
     }
 }

@@ -772,6 +772,7 @@ fn start_watch(
     let started = shared.lock().watch_from(&def, namespace.as_deref(), since);
     let mut drops = shared.faults.watch_drops();
     drops.mark_unchanged();
+    let faults = shared.faults.clone();
     let interval = shared.bookmark_interval;
     tokio::spawn(async move {
         let (replay, mut live, mut progress) = match started {
@@ -805,10 +806,13 @@ fn start_watch(
                         if c.gr != def.group_resource() {
                             continue;
                         }
-                        if let Some(kind) = filter.translate(&c)
-                            && tx.send(event_line(&def, kind.as_str(), &c.object, rendering)).await.is_err()
-                        {
-                            return;
+                        if let Some(kind) = filter.translate(&c) {
+                            if let Some(lag) = faults.watch_lag(&def.plural) {
+                                tokio::time::sleep(lag).await;
+                            }
+                            if tx.send(event_line(&def, kind.as_str(), &c.object, rendering)).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -16,7 +16,7 @@ use crate::api::{
 };
 use crate::controller::backoff::retry_delay;
 use crate::controller::batch::tests::api_error;
-use crate::controller::cluster::SecretData;
+use crate::controller::cluster::{SecretData, Written};
 use crate::controller::observe::{DirectObserver, EcsConnector};
 use ecs_client::{Accepted, BatchAccepted, EcsError, InstanceStatus, PowerAction, PowerRequest};
 
@@ -24,6 +24,8 @@ const NOW: &str = "2026-11-22T10:30:00Z";
 const REGION: &str = "cn-hangzhou";
 const ID: &str = "i-web1";
 const JITTER: f64 = 0.5;
+/// The resourceVersion of the object every test reconciles.
+const OBJECT_VERSION: u64 = 7;
 
 /// Everything that happened, in order: ECS calls and Kubernetes writes share one log.
 type Log = Arc<Mutex<Vec<String>>>;
@@ -43,17 +45,42 @@ impl Clock for FixedClock {
     }
 }
 
-/// A cluster in memory: Secrets to read, and every write and event kept.
+/// A cluster in memory: Secrets to read, and every write and event kept. Like the API server,
+/// it holds the object's resourceVersion and refuses a write made from another one (409).
 #[derive(Default)]
 struct FakeCluster {
     log: Log,
     secrets: HashMap<String, SecretData>,
-    /// The intent write finds the object changed (409).
-    conflict: bool,
+    /// The object's resourceVersion in the API server: [`OBJECT_VERSION`] unless a test has
+    /// moved it on (another writer, or a cache that trails the server); each write bumps it.
+    version: Mutex<Option<u64>>,
     statuses: Mutex<Vec<EcsInstanceStatus>>,
     intents: Mutex<Vec<RebootInFlight>>,
     /// The reasons of the events published.
     events: Mutex<Vec<String>>,
+}
+
+impl FakeCluster {
+    /// A cluster whose copy of the object is `ahead` writes newer than the one reconciled.
+    fn moved_on(ahead: u64) -> Self {
+        Self {
+            version: Mutex::new(Some(OBJECT_VERSION + ahead)),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the precondition and bumps the version, as the API server does.
+    fn write_at(&self, version: Option<&str>, what: &str) -> Written {
+        let mut current = self.version.lock().unwrap();
+        let at = current.get_or_insert(OBJECT_VERSION);
+        if version.is_some_and(|v| v != at.to_string()) {
+            self.log.lock().unwrap().push(format!("{what}: conflict"));
+            return Written::Conflict;
+        }
+        self.log.lock().unwrap().push(what.into());
+        *at += 1;
+        Written::At(Some(at.to_string()))
+    }
 }
 
 #[async_trait]
@@ -68,24 +95,27 @@ impl Cluster for FakeCluster {
     async fn write_intent(
         &self,
         _: &EcsInstance,
+        version: Option<&str>,
         intent: &RebootInFlight,
-    ) -> Result<bool, kube::Error> {
-        self.log.lock().unwrap().push("write intent".into());
-        if self.conflict {
-            return Ok(false);
+    ) -> Result<Written, kube::Error> {
+        let written = self.write_at(version, "write intent");
+        if written != Written::Conflict {
+            self.intents.lock().unwrap().push(intent.clone());
         }
-        self.intents.lock().unwrap().push(intent.clone());
-        Ok(true)
+        Ok(written)
     }
 
     async fn write_status(
         &self,
         _: &EcsInstance,
+        version: Option<&str>,
         status: &EcsInstanceStatus,
-    ) -> Result<(), kube::Error> {
-        self.log.lock().unwrap().push("write status".into());
-        self.statuses.lock().unwrap().push(status.clone());
-        Ok(())
+    ) -> Result<Written, kube::Error> {
+        let written = self.write_at(version, "write status");
+        if written != Written::Conflict {
+            self.statuses.lock().unwrap().push(status.clone());
+        }
+        Ok(written)
     }
 
     async fn publish(&self, _: &EcsInstance, event: &Event) {
@@ -225,7 +255,7 @@ fn object(power_state: PowerState) -> EcsInstance {
     );
     obj.metadata.namespace = Some("default".into());
     obj.metadata.generation = Some(1);
-    obj.metadata.resource_version = Some("7".into());
+    obj.metadata.resource_version = Some(OBJECT_VERSION.to_string());
     obj
 }
 
@@ -375,21 +405,17 @@ async fn a_reboot_is_recorded_as_intended_before_it_is_sent() {
 
 #[tokio::test]
 async fn an_object_changed_under_the_intent_is_looked_at_again_without_calling_ecs() {
-    let cluster = FakeCluster {
-        conflict: true,
-        ..FakeCluster::default()
-    };
     let world = World::with_cluster(
         Some(instance(InstanceStatus::Running)),
         accepted("req-r"),
-        cluster,
+        FakeCluster::moved_on(1),
     );
     let obj = with_reboot(object(PowerState::Running), "t1");
 
     let next = world.reconciler.reconcile(&obj).await.unwrap();
 
     assert_eq!(next, seconds(1));
-    assert_eq!(world.log()[1..], ["write intent".to_string()]);
+    assert_eq!(world.log()[1..], ["write intent: conflict".to_string()]);
     assert!(world.cluster.statuses.lock().unwrap().is_empty());
 }
 
@@ -560,4 +586,51 @@ async fn an_unknown_instance_stalls_with_the_fix_in_the_message() {
         ("True", "InstanceNotFound")
     );
     assert!(stalled.message.contains("check spec.instanceId"));
+}
+
+#[tokio::test]
+async fn the_outcome_of_a_reboot_is_written_at_the_version_the_intent_left() {
+    let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-r"));
+    let obj = with_reboot(object(PowerState::Running), "t1");
+
+    world.reconciler.reconcile(&obj).await.unwrap();
+
+    // Both writes went through: the status write was conditional on the intent's version.
+    assert_eq!(
+        world.log()[1..],
+        [
+            "write intent".to_string(),
+            format!("RebootInstance {ID}"),
+            "write status".into()
+        ]
+    );
+    assert_eq!(world.status().last_reboot_token.as_deref(), Some("t1"));
+}
+
+/// The cache trails the API server: the copy reconciled was made before a reboot was recorded
+/// (the instance has just started, so the copy's pending token waits for the minute to pass).
+/// Its status (token not done) must not overwrite the newer one: the write is refused, nothing
+/// is called, and the object is looked at again soon.
+#[tokio::test]
+async fn a_stale_copy_never_overwrites_a_newer_status() {
+    let mut just_rebooted = instance(InstanceStatus::Running);
+    just_rebooted.start_time = Some("2026-11-22T10:30Z".into());
+    let world = World::with_cluster(
+        Some(just_rebooted),
+        refused("NeverCalled", 500),
+        FakeCluster::moved_on(2),
+    );
+    let stale = with_reboot(object(PowerState::Running), "t1");
+
+    let next = world.reconciler.reconcile(&stale).await.unwrap();
+
+    assert_eq!(
+        world.log(),
+        [
+            format!("describe [\"{ID}\"]"),
+            "write status: conflict".into()
+        ]
+    );
+    assert!(world.cluster.statuses.lock().unwrap().is_empty());
+    assert_eq!(next, seconds(1));
 }
