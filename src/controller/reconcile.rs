@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use tracing::{info, instrument};
 
+use super::api_backoff::ApiBackoff;
 use super::backoff;
 use super::cluster::{Cluster, Written};
 use super::config::{Config, Timings};
@@ -53,6 +54,14 @@ pub(crate) enum Error {
     NoNamespace(String),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// The status write failed: what the reconcile recorded (an ECS backoff among it) is lost,
+    /// so the next look must wait at least `wanted`, the delay it asked for.
+    #[error("writing status: {source}")]
+    Status {
+        #[source]
+        source: kube::Error,
+        wanted: Duration,
+    },
 }
 
 /// What every reconcile shares.
@@ -63,6 +72,8 @@ pub(crate) struct Reconciler {
     /// The longest between two looks at an object.
     resync: Duration,
     timings: Timings,
+    /// Failures on the Kubernetes side, per object (see [`Reconciler::retry_after`]).
+    api_backoff: ApiBackoff,
 }
 
 impl Reconciler {
@@ -73,6 +84,18 @@ impl Reconciler {
             clock: Arc::new(SystemClock),
             resync: config.resync,
             timings: config.timings.clone(),
+            api_backoff: ApiBackoff::default(),
+        }
+    }
+
+    /// When to look again at `obj` after its reconcile failed with `err`: the in-memory
+    /// backoff (growing with each consecutive failure), and never sooner than the reconcile
+    /// itself asked for when only its status write failed.
+    pub(crate) fn retry_after(&self, obj: &EcsInstance, err: &Error) -> Duration {
+        let delay = self.api_backoff.failed(obj, self.clock.jitter());
+        match err {
+            Error::Status { wanted, .. } => delay.max(*wanted),
+            Error::NoNamespace(_) | Error::Kube(_) => delay,
         }
     }
 
@@ -80,6 +103,14 @@ impl Reconciler {
     /// failures; every ECS failure is recorded in status and answered with a requeue.
     #[instrument(skip_all, fields(namespace, name = %obj.name_any(), instance = %obj.spec.instance_id))]
     pub(crate) async fn reconcile(&self, obj: &EcsInstance) -> Result<Duration, Error> {
+        let result = self.pass(obj).await;
+        if result.is_ok() {
+            self.api_backoff.succeeded(obj);
+        }
+        result
+    }
+
+    async fn pass(&self, obj: &EcsInstance) -> Result<Duration, Error> {
         let namespace = obj
             .namespace()
             .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
@@ -263,7 +294,11 @@ impl Pass<'_> {
         if self.obj.status.as_ref() != Some(&status)
             && cluster
                 .write_status(self.obj, self.version.as_deref(), &status)
-                .await?
+                .await
+                .map_err(|source| Error::Status {
+                    source,
+                    wanted: next,
+                })?
                 == Written::Conflict
         {
             info!("the object changed since it was read; status not written, looking again");

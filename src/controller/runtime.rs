@@ -226,10 +226,13 @@ async fn reconcile(obj: Arc<EcsInstance>, ctx: Arc<Reconciler>) -> Result<Action
     ctx.reconcile(&obj).await.map(Action::requeue)
 }
 
-/// Requeue after a Kubernetes API failure; ECS failures never get here.
-fn error_policy(_obj: Arc<EcsInstance>, err: &Error, _ctx: Arc<Reconciler>) -> Action {
-    warn!(error = %err, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+/// Requeue after a Kubernetes API failure (ECS failures never get here), backing off per object:
+/// a fixed requeue would repeat the reconcile's ECS call every few seconds while its status
+/// write keeps failing.
+pub(crate) fn error_policy(obj: Arc<EcsInstance>, err: &Error, ctx: Arc<Reconciler>) -> Action {
+    let delay = ctx.retry_after(&obj, err);
+    warn!(error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }
 
 /// EcsInstances in the Secret's namespace that reference it.

@@ -58,6 +58,8 @@ struct FakeCluster {
     intents: Mutex<Vec<RebootInFlight>>,
     /// The reasons of the events published.
     events: Mutex<Vec<String>>,
+    /// Status writes are answered `500 InternalError` (an API server in trouble).
+    failing_status_writes: std::sync::atomic::AtomicBool,
 }
 
 impl FakeCluster {
@@ -111,6 +113,14 @@ impl Cluster for FakeCluster {
         version: Option<&str>,
         status: &EcsInstanceStatus,
     ) -> Result<Written, kube::Error> {
+        if self
+            .failing_status_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.log.lock().unwrap().push("write status: 500".into());
+            let status = kube::core::Status::failure("etcd is sulking", "InternalError");
+            return Err(kube::Error::Api(Box::new(status.with_code(500))));
+        }
         let written = self.write_at(version, "write status");
         if written != Written::Conflict {
             self.statuses.lock().unwrap().push(status.clone());
@@ -166,7 +176,7 @@ impl EcsConnector for Connector {
 struct World {
     log: Log,
     cluster: Arc<FakeCluster>,
-    reconciler: Reconciler,
+    reconciler: Arc<Reconciler>,
 }
 
 impl World {
@@ -188,7 +198,7 @@ impl World {
             answer: Mutex::new(answer),
         });
         let config = Config::default();
-        let reconciler = Reconciler {
+        let reconciler = Arc::new(Reconciler {
             cluster: cluster.clone(),
             ecs: EcsSide {
                 connector: Arc::new(Connector(ecs)),
@@ -197,7 +207,8 @@ impl World {
             clock: Arc::new(FixedClock),
             resync: config.resync,
             timings: config.timings,
-        };
+            api_backoff: Default::default(),
+        });
         Self {
             log,
             cluster,
@@ -633,4 +644,58 @@ async fn a_stale_copy_never_overwrites_a_newer_status() {
     );
     assert!(world.cluster.statuses.lock().unwrap().is_empty());
     assert_eq!(next, seconds(1));
+}
+
+/// The API server answers every status write with 500 while ECS refuses the start: the outcome
+/// (and its ECS backoff) is never recorded, so only memory can slow the retries down. Each failed
+/// reconcile waits longer than the one before (exponential, capped at 5 minutes), never less than
+/// the ECS backoff the failure asked for: a handful of StartInstance calls in the first minute
+/// instead of one every 5 s.
+#[tokio::test]
+async fn failing_status_writes_back_off_in_memory() {
+    let world = World::new(
+        Some(instance(InstanceStatus::Stopped)),
+        refused("InternalError", 500),
+    );
+    world
+        .cluster
+        .failing_status_writes
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let obj = Arc::new(object(PowerState::Running));
+
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        let err = world.reconciler.reconcile(&obj).await.unwrap_err();
+        let action =
+            crate::controller::runtime::error_policy(obj.clone(), &err, world.reconciler.clone());
+        let delay = (1..=600)
+            .map(seconds)
+            .find(|d| action == kube::runtime::controller::Action::requeue(*d))
+            .unwrap_or_else(|| panic!("unexpected {action:?}"));
+        delays.push(delay);
+    }
+
+    let ecs_backoff = retry_delay(ErrorClass::Transient, 1, None, JITTER);
+    assert_eq!(ecs_backoff, seconds(11));
+    assert_eq!(
+        delays,
+        [11, 11, 22, 44, 88, 176, 300, 300].map(seconds),
+        "5 s doubling with 10% jitter, never under the ECS backoff, capped"
+    );
+    let mut at = Duration::ZERO;
+    let calls_in_a_minute = delays
+        .iter()
+        .take_while(|d| {
+            let call_at = at;
+            at += **d;
+            call_at < seconds(60)
+        })
+        .count();
+    assert_eq!(calls_in_a_minute, 4);
+    let starts = world
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("StartInstance"))
+        .count();
+    assert_eq!(starts, 8, "one call per look");
 }
