@@ -9,6 +9,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::bounded::bounded;
 use super::decide::{Blocker, Mutation, Step, WaitReason};
 use crate::api::{EcsInstanceSpec, PAUSED_ANNOTATION, PowerState};
 use ecs_client::{EcsError, ErrorClass, Instance, InstanceStatus, PowerAction};
@@ -339,7 +340,7 @@ pub(crate) fn conditions(
             type_: type_.to_string(),
             status: status.to_string(),
             reason: reason.to_string(),
-            message: message.to_string(),
+            message: bounded(message.to_string()),
             observed_generation: generation,
             last_transition_time,
         }

@@ -14,6 +14,7 @@
 pub(crate) mod api_backoff;
 pub(crate) mod backoff;
 pub(crate) mod batch;
+pub(crate) mod bounded;
 pub(crate) mod cluster;
 pub(crate) mod conditions;
 pub(crate) mod config;

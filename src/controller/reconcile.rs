@@ -14,6 +14,7 @@ use tracing::{info, instrument};
 
 use super::api_backoff::ApiBackoff;
 use super::backoff;
+use super::bounded::bounded;
 use super::cluster::{Cluster, Written};
 use super::config::{Config, Timings};
 use super::decide::{self, Decision, Facts, Mutation, Step};
@@ -249,7 +250,7 @@ impl Pass<'_> {
                 self.reconciler.timings.transition_poll
             }
             Err(err) => {
-                info!(action = mutation.action().single(), error = %err, "ECS refused the call");
+                info!(action = mutation.action().single(), error = %bounded(err.to_string()), "ECS refused the call");
                 let version = self.secret_version.clone();
                 self.record.not_carried_out(mutation, &err, version)
             }

@@ -58,6 +58,8 @@ struct FakeCluster {
     intents: Mutex<Vec<RebootInFlight>>,
     /// The reasons of the events published.
     events: Mutex<Vec<String>>,
+    /// Their notes.
+    notes: Mutex<Vec<String>>,
     /// Status writes are answered `500 InternalError` (an API server in trouble).
     failing_status_writes: std::sync::atomic::AtomicBool,
 }
@@ -130,6 +132,10 @@ impl Cluster for FakeCluster {
 
     async fn publish(&self, _: &EcsInstance, event: &Event) {
         self.events.lock().unwrap().push(event.reason.clone());
+        self.notes
+            .lock()
+            .unwrap()
+            .extend(event.note.iter().cloned());
     }
 }
 
@@ -698,4 +704,37 @@ async fn failing_status_writes_back_off_in_memory() {
         .filter(|l| l.starts_with("StartInstance"))
         .count();
     assert_eq!(starts, 8, "one call per look");
+}
+
+/// A hostile or broken endpoint answers with a 5 MB error message (multi-byte characters, so a
+/// cut at a byte count lands inside one): status and events get its beginning, about 1 KB, cut
+/// on a character boundary, never the whole (the API server would refuse the status write, and
+/// every copy would be held in memory).
+#[tokio::test]
+async fn a_huge_ecs_error_message_is_cut_short_in_status_and_events() {
+    let mut err = api_error("InternalError", 500);
+    if let EcsError::Api(api) = &mut err {
+        api.message = "错误".repeat(5 * 1024 * 1024 / 6);
+    }
+    let world = World::new(Some(instance(InstanceStatus::Stopped)), Err(err));
+    let obj = object(PowerState::Running);
+
+    world.reconciler.reconcile(&obj).await.unwrap();
+
+    let status = world.status();
+    for c in &status.conditions {
+        assert!(
+            c.message.len() <= 1024,
+            "{}: {} bytes",
+            c.type_,
+            c.message.len()
+        );
+    }
+    let ready = condition(&status, "Ready");
+    assert!(ready.message.contains("错误错误"), "{}", ready.message);
+    assert!(ready.message.ends_with("(truncated)"), "{}", ready.message);
+    let notes = world.cluster.notes.lock().unwrap().clone();
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].len() <= 1024, "{} bytes", notes[0].len());
+    assert!(notes[0].starts_with("StartInstance failed"), "{}", notes[0]);
 }
