@@ -258,6 +258,10 @@ fn waiting(reason: WaitReason, instance: Option<&Instance>, rebooting: bool) -> 
             Progress::Rebooting,
             "A reboot was requested; waiting for ECS to show it.".to_string(),
         ),
+        WaitReason::RecentStart if status == InstanceStatus::Stopped => (
+            Progress::Starting,
+            "The instance started within the last minute; the start that carries the reboot token is sent once that minute is over, so it can be proven.".to_string(),
+        ),
         WaitReason::RecentStart => (
             Progress::Rebooting,
             "The instance started within the last minute; the reboot is sent once that minute is over, so it can be proven.".to_string(),

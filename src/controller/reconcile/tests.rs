@@ -738,3 +738,27 @@ async fn a_huge_ecs_error_message_is_cut_short_in_status_and_events() {
     assert!(notes[0].len() <= 1024, "{} bytes", notes[0].len());
     assert!(notes[0].starts_with("StartInstance failed"), "{}", notes[0]);
 }
+
+/// The instance was started and stopped within this minute, and a reboot token is pending: the
+/// start that would carry it waits for the minute to pass (its StartTime could not prove it),
+/// and the conditions say so.
+#[tokio::test]
+async fn a_start_that_carries_a_token_waits_out_the_start_minute() {
+    let mut stopped = instance(InstanceStatus::Stopped);
+    stopped.start_time = Some("2026-11-22T10:30Z".into());
+    let world = World::new(Some(stopped), accepted("req-1"));
+    let obj = with_reboot(object(PowerState::Running), "t1");
+
+    let next = world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert!(!world.log().iter().any(|l| l.starts_with("StartInstance")));
+    // The end of the StartTime minute, plus the default margin.
+    assert_eq!(next, seconds(90));
+    let reconciling = condition(&world.status(), "Reconciling").clone();
+    assert_eq!(reconciling.reason, "Starting");
+    assert!(
+        reconciling
+            .message
+            .contains("start that carries the reboot token")
+    );
+}
