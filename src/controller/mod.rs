@@ -29,6 +29,7 @@ pub(crate) mod reconcile;
 pub(crate) mod record;
 pub(crate) mod run_cmd;
 pub(crate) mod runtime;
+pub(crate) mod secret_changes;
 
 pub use config::{BatchSettings, Config, LeaseSettings, Timings};
 pub use reboot_cmd::{RebootError, RebootRequested, request_reboot};

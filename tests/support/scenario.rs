@@ -79,6 +79,7 @@ pub fn fast_options(sb: &Sandbox) -> Config {
             reboot_confirmation_grace: Duration::from_secs(2),
             start_time_margin: Duration::ZERO,
         },
+        secret_recheck: Duration::from_millis(200),
         ..Config::default()
     }
 }
