@@ -306,8 +306,8 @@ pub async fn a_wrong_secret_stalls_and_rotating_it_fixes_without_a_restart(backe
     let retry = obj.status.unwrap().retry;
     assert_eq!(retry.count, 1);
 
-    // Rotate the Secret: the controller notices (it looks at the Secrets of failing objects) and acts at once, despite the
-    // 10-minute recheck it had scheduled.
+    // Rotate the Secret: the controller notices (it looks at the Secrets of failing objects) and
+    // acts at once, despite the 10-minute recheck it had scheduled.
     Api::<Secret>::namespaced(sb.client.clone(), &sb.namespace)
         .patch(
             "ecs-credentials",
