@@ -76,19 +76,8 @@ mod tests {
     use crate::api::{EcsInstanceSpec, PowerState};
 
     fn object(generation: i64) -> EcsInstance {
-        let mut obj = EcsInstance::new(
-            "web-1",
-            EcsInstanceSpec {
-                instance_id: "i-web1".into(),
-                region_id: "cn-hangzhou".into(),
-                power_state: PowerState::Running,
-                reboot: None,
-                start: None,
-                stop: None,
-                dry_run: false,
-                credentials_secret_ref: None,
-            },
-        );
+        let spec = EcsInstanceSpec::minimal("i-web1", PowerState::Running);
+        let mut obj = EcsInstance::new("web-1", spec);
         obj.metadata.namespace = Some("default".into());
         obj.metadata.uid = Some("uid-1".into());
         obj.metadata.generation = Some(generation);

@@ -179,8 +179,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_same_note_is_a_series_and_a_new_request_id_a_new_event() {
+    /// A publisher on an in-process API server, and a client of it.
+    async fn on_kubesim() -> (kubesim::KubeSim, Client, Publisher) {
         let api = kubesim::KubeSim::start(kubesim::KubeSimOptions {
             auto_create_namespaces: true,
             ..Default::default()
@@ -195,6 +195,12 @@ mod tests {
                 instance: None,
             },
         );
+        (api, client, publisher)
+    }
+
+    #[tokio::test]
+    async fn the_same_note_is_a_series_and_a_new_request_id_a_new_event() {
+        let (api, client, publisher) = on_kubesim().await;
         let regarding = ObjectReference {
             kind: Some("EcsInstance".into()),
             name: Some("canary-1".into()),
@@ -233,20 +239,7 @@ mod tests {
     /// published one is at most 1 KB (the events.k8s.io limit), cut on a character boundary.
     #[tokio::test]
     async fn a_huge_note_is_published_cut_short() {
-        let api = kubesim::KubeSim::start(kubesim::KubeSimOptions {
-            auto_create_namespaces: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let client = api.client().unwrap();
-        let publisher = Publisher::new(
-            client.clone(),
-            Reporter {
-                controller: "ecs-power-controller".into(),
-                instance: None,
-            },
-        );
+        let (api, client, publisher) = on_kubesim().await;
         let regarding = ObjectReference {
             kind: Some("EcsInstance".into()),
             name: Some("huge-1".into()),

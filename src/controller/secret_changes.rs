@@ -111,19 +111,8 @@ mod tests {
         secret: Option<&str>,
         retry: Option<(u32, Option<&str>)>,
     ) -> Arc<EcsInstance> {
-        let mut obj = EcsInstance::new(
-            name,
-            EcsInstanceSpec {
-                instance_id: "i-a".into(),
-                region_id: "cn-hangzhou".into(),
-                power_state: PowerState::Running,
-                reboot: None,
-                start: None,
-                stop: None,
-                dry_run: false,
-                credentials_secret_ref: secret.map(|s| SecretReference { name: s.into() }),
-            },
-        );
+        let mut obj = EcsInstance::new(name, EcsInstanceSpec::minimal("i-a", PowerState::Running));
+        obj.spec.credentials_secret_ref = secret.map(|s| SecretReference { name: s.into() });
         obj.metadata.namespace = Some("team-a".into());
         obj.status = retry.map(|(count, version)| EcsInstanceStatus {
             retry: RetryStatus {
