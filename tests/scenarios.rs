@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ecs_client::InstanceStatus;
 use ecs_power_controller::api::PowerState;
-use ecs_sim::{Action, Latency, Outcome};
+use ecs_sim::{Action, FaultSpec, Latency, Outcome};
 use futures::future::join_all;
 use kube::api::ListParams;
 use kubesim::{RequestFilter, Verb};
@@ -241,5 +241,40 @@ async fn a_lagging_cache_never_rolls_back_a_reboot_token() {
     let obj = api(&sb).get("app").await.unwrap();
     assert!(token_done("t1")(&obj), "{:#?}", obj.status);
     assert_eq!(reboots(&sb, "i-lag1"), 1);
+    controller.stop().await.unwrap();
+}
+
+/// The API server answers every status write with 500 while ECS refuses the start for a reason
+/// a person must fix (InsufficientBalance: recheck in 10 minutes). The backoff is never recorded
+/// in status, so it is kept in memory: in the seconds that follow, StartInstance is not called
+/// again (a fixed 5 s requeue called it every 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_status_writes_do_not_repeat_the_mutating_call() {
+    let sb = sandbox(
+        Backend::Local,
+        vec![instance("i-broke1", InstanceStatus::Stopped)],
+    )
+    .await;
+    sb.sim
+        .inject(
+            FaultSpec::new(Action::StartInstance, "InsufficientBalance")
+                .instance("i-broke1")
+                .times(1000),
+        )
+        .unwrap();
+    let faults = local(&sb).faults().clone();
+    faults.fail_next(
+        1000,
+        RequestFilter::any()
+            .verb(Verb::Patch)
+            .resource("ecsinstances/status"),
+    );
+    let controller = sb.spawn_controller(fast_options(&sb)).unwrap();
+    create(&sb, &ecs_instance("app", "i-broke1", PowerState::Running)).await;
+    let starts = || sb.sim.calls().count_all(Action::StartInstance, "i-broke1");
+    wait_for(&sb, "app", WAIT, |_| starts() >= 1).await;
+    // A fixed 5 s requeue would have called twice more by now.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(starts(), 1);
     controller.stop().await.unwrap();
 }
