@@ -68,26 +68,14 @@ const CONTROLLER_CALLS: &[(&str, &str, &str, Scope, &str)] = &[
         Scope::Watched,
         "reconcile.rs write, write_reboot_intent",
     ),
+    // get only: list/watch cannot be limited to referenced Secrets (nor to their metadata), so
+    // they would let the controller read every Secret it can see.
     (
         "",
         "secrets",
         "get",
         Scope::Watched,
-        "reconcile.rs load_credentials",
-    ),
-    (
-        "",
-        "secrets",
-        "list",
-        Scope::Watched,
-        "runtime.rs metadata watcher of Secrets",
-    ),
-    (
-        "",
-        "secrets",
-        "watch",
-        Scope::Watched,
-        "runtime.rs metadata watcher of Secrets",
+        "cluster.rs KubeCluster::secret; runtime.rs referenced_secret_changes (metadata)",
     ),
     (
         "events.k8s.io",

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ecs_client::InstanceStatus;
 use ecs_power_controller::api::PowerState;
-use ecs_sim::{Action, Latency, Outcome};
+use ecs_sim::{Action, FaultSpec, Latency, Outcome};
 use futures::FutureExt;
 use futures::future::join_all;
 use kube::api::ListParams;
@@ -228,4 +228,38 @@ async fn a_panicking_flow_is_still_torn_down() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The API server answers every status write with 500 while ECS refuses the start for a reason
+/// a person must fix (InsufficientBalance: recheck in 10 minutes). The backoff is never recorded
+/// in status, so it is kept in memory: in the seconds that follow, StartInstance is not called
+/// again (a fixed 5 s requeue called it every 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_status_writes_do_not_repeat_the_mutating_call() {
+    run_flow(Backend::Local, async |s| {
+        s.add([instance("i-broke1", InstanceStatus::Stopped)]);
+        s.sim
+            .inject(
+                FaultSpec::new(Action::StartInstance, "InsufficientBalance")
+                    .instance("i-broke1")
+                    .times(1000),
+            )
+            .unwrap();
+        s.kube().faults().fail_next(
+            1000,
+            RequestFilter::any()
+                .verb(Verb::Patch)
+                .resource("ecsinstances/status"),
+        );
+        s.controller();
+        s.create(&ecs_instance("app", "i-broke1", PowerState::Running))
+            .await;
+        let starts = || s.sim.calls().count_all(Action::StartInstance, "i-broke1");
+        s.wait_for("app", |_| starts() >= 1).await;
+        // A fixed 5 s requeue would have called twice more by now (a loaded machine can only
+        // make fewer calls, never more).
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert_eq!(starts(), 1);
+    })
+    .await;
 }

@@ -277,6 +277,23 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::
 }
 
 #[cfg(test)]
+impl EcsInstanceSpec {
+    /// Only the required fields (tests): an instance in cn-hangzhou, no token, no options.
+    pub(crate) fn minimal(instance_id: &str, power_state: PowerState) -> Self {
+        Self {
+            instance_id: instance_id.into(),
+            region_id: "cn-hangzhou".into(),
+            power_state,
+            reboot: None,
+            start: None,
+            stop: None,
+            dry_run: false,
+            credentials_secret_ref: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -329,19 +346,7 @@ spec:
 
     #[test]
     fn paused_annotation() {
-        let mut obj = EcsInstance::new(
-            "x",
-            EcsInstanceSpec {
-                instance_id: "i-a".into(),
-                region_id: "cn-hangzhou".into(),
-                power_state: PowerState::Running,
-                reboot: None,
-                start: None,
-                stop: None,
-                dry_run: false,
-                credentials_secret_ref: None,
-            },
-        );
+        let mut obj = EcsInstance::new("x", EcsInstanceSpec::minimal("i-a", PowerState::Running));
         assert!(!obj.is_paused());
         obj.metadata.annotations =
             Some([(PAUSED_ANNOTATION.to_string(), "true".to_string())].into());

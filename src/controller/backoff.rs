@@ -48,13 +48,21 @@ pub fn retry_delay(
     retry_after: Option<Duration>,
     jitter: f64,
 ) -> Duration {
-    let Schedule { first, ceiling } = schedule(class);
-    let exponent = failures.saturating_sub(1).min(16);
-    let base = first.saturating_mul(1 << exponent).min(ceiling);
-    let jittered = base
-        .saturating_add(base.mul_f64(0.2 * jitter.clamp(0.0, 1.0)))
-        .min(ceiling);
-    jittered.max(retry_after.unwrap_or_default())
+    schedule(class)
+        .delay(failures, jitter)
+        .max(retry_after.unwrap_or_default())
+}
+
+impl Schedule {
+    /// The delay after `failures` consecutive failures (≥ 1): exponential (×2) from `first`
+    /// up to `ceiling`, plus up to 20% jitter (`jitter` in `[0, 1)`) that never passes the
+    /// ceiling.
+    pub fn delay(self, failures: u32, jitter: f64) -> Duration {
+        let exponent = failures.saturating_sub(1).min(16);
+        let base = self.first.saturating_mul(1 << exponent).min(self.ceiling);
+        base.saturating_add(base.mul_f64(0.2 * jitter.clamp(0.0, 1.0)))
+            .min(self.ceiling)
+    }
 }
 
 #[cfg(test)]

@@ -18,44 +18,45 @@ use tracing::warn;
 
 use crate::api::{EcsInstance, EcsInstanceStatus, RebootInFlight};
 
-/// The outcome of a status write made conditional on a `resourceVersion`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Conditional {
-    /// Written; the object's new `resourceVersion`.
-    Written(Option<String>),
-    /// The object had changed since (409 Conflict): nothing was written.
-    Conflict,
-}
-
 /// A Secret's data and the `resourceVersion` it was read at.
 pub(crate) struct SecretData {
     pub data: BTreeMap<String, Vec<u8>>,
     pub resource_version: Option<String>,
 }
 
+/// The outcome of a status write made conditional on a resourceVersion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Written; the object's resourceVersion now (the precondition of the next write).
+    At(Option<String>),
+    /// The object changed since that version (409 Conflict): nothing was written.
+    Conflict,
+}
+
 /// What a reconcile reads from and writes to Kubernetes. Status writes are merge patches of
-/// the status subresource of `obj` (in `obj`'s namespace).
+/// the status subresource of `obj` (in `obj`'s namespace), each conditional on the
+/// resourceVersion the decision was made from: a cache that trails the API server must never
+/// overwrite what a newer reconcile recorded (a rolled-back reboot token reboots again).
 #[async_trait]
 pub(crate) trait Cluster: Send + Sync {
     /// The Secret `name` in `namespace`; `None` when it does not exist.
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, kube::Error>;
 
-    /// Records a reboot intent, conditional on `obj` not having changed since it was read.
+    /// Records a reboot intent, conditional on `obj` still being at `version`.
     async fn write_intent(
         &self,
         obj: &EcsInstance,
+        version: Option<&str>,
         intent: &RebootInFlight,
-    ) -> Result<Conditional, kube::Error>;
+    ) -> Result<Written, kube::Error>;
 
-    /// Writes the whole status, conditional on the object still being at `version` (the one
-    /// the decision was made from, or the one our own intent write left): a reconcile working
-    /// from a cache that trails the API server must not overwrite what a newer one recorded.
+    /// Writes the whole status, conditional on `obj` still being at `version`.
     async fn write_status(
         &self,
         obj: &EcsInstance,
         version: Option<&str>,
         status: &EcsInstanceStatus,
-    ) -> Result<Conditional, kube::Error>;
+    ) -> Result<Written, kube::Error>;
 
     /// Publishes an event about `obj`; a failure is logged, never fails the reconcile.
     async fn publish(&self, obj: &EcsInstance, event: &Event);
@@ -75,14 +76,15 @@ impl KubeCluster {
         }
     }
 
-    /// Merge-patches `status` (fields under `.status`), with `version` as a resourceVersion
-    /// precondition when there is one.
+    /// Merge-patches `status`; with `version`, the patch carries it as
+    /// `metadata.resourceVersion`, which the API server treats as a precondition (409 when the
+    /// object has moved on).
     async fn patch_status_at(
         &self,
         obj: &EcsInstance,
         version: Option<&str>,
         status: serde_json::Value,
-    ) -> Result<Conditional, kube::Error> {
+    ) -> Result<Written, kube::Error> {
         let mut patch = json!({ "status": status });
         if let Some(version) = version {
             patch["metadata"] = json!({ "resourceVersion": version });
@@ -96,8 +98,8 @@ impl KubeCluster {
             )
             .await
         {
-            Ok(written) => Ok(Conditional::Written(written.resource_version())),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Conditional::Conflict),
+            Ok(written) => Ok(Written::At(written.resource_version())),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Written::Conflict),
             Err(err) => Err(err),
         }
     }
@@ -121,15 +123,12 @@ impl Cluster for KubeCluster {
     async fn write_intent(
         &self,
         obj: &EcsInstance,
+        version: Option<&str>,
         intent: &RebootInFlight,
-    ) -> Result<Conditional, kube::Error> {
+    ) -> Result<Written, kube::Error> {
         let intent = serde_json::to_value(intent).map_err(kube::Error::SerdeError)?;
-        self.patch_status_at(
-            obj,
-            obj.resource_version().as_deref(),
-            json!({ "rebootInFlight": intent }),
-        )
-        .await
+        self.patch_status_at(obj, version, json!({ "rebootInFlight": intent }))
+            .await
     }
 
     async fn write_status(
@@ -137,7 +136,7 @@ impl Cluster for KubeCluster {
         obj: &EcsInstance,
         version: Option<&str>,
         status: &EcsInstanceStatus,
-    ) -> Result<Conditional, kube::Error> {
+    ) -> Result<Written, kube::Error> {
         let status = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
         self.patch_status_at(obj, version, status).await
     }

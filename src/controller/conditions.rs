@@ -9,6 +9,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::bounded::bounded;
 use super::decide::{Blocker, Mutation, Step, WaitReason};
 use crate::api::{EcsInstanceSpec, PAUSED_ANNOTATION, PowerState};
 use ecs_client::{EcsError, ErrorClass, Instance, InstanceStatus, PowerAction};
@@ -257,6 +258,10 @@ fn waiting(reason: WaitReason, instance: Option<&Instance>, rebooting: bool) -> 
             Progress::Rebooting,
             "A reboot was requested; waiting for ECS to show it.".to_string(),
         ),
+        WaitReason::RecentStart if status == InstanceStatus::Stopped => (
+            Progress::Starting,
+            "The instance started within the last minute; the start that carries the reboot token is sent once that minute is over, so it can be proven.".to_string(),
+        ),
         WaitReason::RecentStart => (
             Progress::Rebooting,
             "The instance started within the last minute; the reboot is sent once that minute is over, so it can be proven.".to_string(),
@@ -339,7 +344,7 @@ pub(crate) fn conditions(
             type_: type_.to_string(),
             status: status.to_string(),
             reason: reason.to_string(),
-            message: message.to_string(),
+            message: bounded(message.to_string()),
             observed_generation: generation,
             last_transition_time,
         }

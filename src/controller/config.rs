@@ -22,6 +22,9 @@ pub struct Config {
     pub resync: Duration,
     /// What the decisions wait for.
     pub timings: Timings,
+    /// How often the Secrets of objects in a credentials backoff are looked at (by name), so
+    /// that fixing or rotating one retries at once.
+    pub secret_recheck: Duration,
     /// Coalesce observations and mutations into ECS batch calls (`None`: one call per object).
     pub batch: Option<BatchSettings>,
     /// Leader election; `None` runs unconditionally (one replica).
@@ -40,6 +43,7 @@ impl Default for Config {
             concurrency: 16,
             resync: Duration::from_secs(300),
             timings: Timings::default(),
+            secret_recheck: Duration::from_secs(10),
             batch: None,
             lease: None,
             reporter: "ecs-power-controller".to_string(),

@@ -220,22 +220,22 @@ fn next_step(facts: &Facts<'_>, instance: &Instance, token: Option<&str>) -> Ste
         }),
         (PowerState::Running, InstanceStatus::Stopped) => {
             if instance.is_security_locked() {
-                Step::Blocked(Blocker::SecurityLock)
-            } else {
+                return Step::Blocked(Blocker::SecurityLock);
+            }
+            // A start that carries a token is proven like a reboot, by a later StartTime.
+            let wait = token.and_then(|_| recent_start(facts, instance));
+            wait.unwrap_or_else(|| {
                 Step::Call(Mutation::Start {
                     options: start_options(spec),
                     satisfies_token: token.map(str::to_string),
                 })
-            }
+            })
         }
         (PowerState::Running, InstanceStatus::Running) => match token {
             _ if instance.is_security_locked() => Step::Blocked(Blocker::SecurityLock),
-            Some(token) => match reboot_not_before(instance, facts.timings) {
-                Some(not_before) if not_before > facts.now => Step::Wait {
-                    reason: WaitReason::RecentStart,
-                    after: elapsed(not_before, facts.now).max(Duration::from_secs(1)),
-                },
-                _ => Step::Call(Mutation::Reboot {
+            Some(token) => match recent_start(facts, instance) {
+                Some(wait) => wait,
+                None => Step::Call(Mutation::Reboot {
                     options: RebootOptions {
                         force: spec.reboot.as_ref().map(|r| r.mode) == Some(RebootMode::Hard),
                         dry_run: spec.dry_run,
@@ -282,6 +282,16 @@ fn reboot_evident(instance: &Instance, start_time_before: Option<&str>) -> bool 
         (Some(_), None) => true,
         _ => false,
     }
+}
+
+/// A wait while the instance's StartTime minute lasts: a boot sent now (a reboot, or a start
+/// that carries a token) would get the same StartTime, so a later look could not prove it.
+fn recent_start(facts: &Facts<'_>, instance: &Instance) -> Option<Step> {
+    let not_before = reboot_not_before(instance, facts.timings)?;
+    (not_before > facts.now).then(|| Step::Wait {
+        reason: WaitReason::RecentStart,
+        after: elapsed(not_before, facts.now).max(Duration::from_secs(1)),
+    })
 }
 
 /// The earliest time a reboot may be sent: past the end of the StartTime minute plus a margin.

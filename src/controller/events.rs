@@ -24,6 +24,8 @@ use kube::runtime::events::{Event, EventType, Reporter};
 use serde_json::json;
 use tokio::sync::Mutex;
 
+use super::bounded::bounded;
+
 /// How long a published event is remembered for a series (kube's Recorder: six minutes).
 const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 
@@ -73,6 +75,7 @@ impl Publisher {
         regarding: &ObjectReference,
     ) -> Result<(), kube::Error> {
         let now = Timestamp::now();
+        let note = ev.note.clone().map(bounded);
         let key = Key {
             warning: matches!(ev.type_, EventType::Warning),
             reason: ev.reason.clone(),
@@ -83,7 +86,7 @@ impl Publisher {
                 regarding.uid.clone(),
                 regarding.kind.clone(),
             ),
-            note: ev.note.clone(),
+            note: note.clone(),
         };
         // The lock is not held across requests: reconciles of different objects publish at once.
         let repeat = {
@@ -128,7 +131,7 @@ impl Publisher {
             reason: Some(ev.reason.clone()),
             event_time: Some(MicroTime(now)),
             regarding: Some(regarding.clone()),
-            note: ev.note.clone(),
+            note,
             metadata: ObjectMeta {
                 namespace: Some(namespace.clone()),
                 name: Some(name.clone()),
@@ -176,8 +179,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_same_note_is_a_series_and_a_new_request_id_a_new_event() {
+    /// A publisher on an in-process API server, and a client of it.
+    async fn on_kubesim() -> (kubesim::KubeSim, Client, Publisher) {
         let api = kubesim::KubeSim::start(kubesim::KubeSimOptions {
             auto_create_namespaces: true,
             ..Default::default()
@@ -192,6 +195,12 @@ mod tests {
                 instance: None,
             },
         );
+        (api, client, publisher)
+    }
+
+    #[tokio::test]
+    async fn the_same_note_is_a_series_and_a_new_request_id_a_new_event() {
+        let (api, client, publisher) = on_kubesim().await;
         let regarding = ObjectReference {
             kind: Some("EcsInstance".into()),
             name: Some("canary-1".into()),
@@ -223,6 +232,30 @@ mod tests {
                 (Some("passed (RequestId B)".into()), None),
             ]
         );
+        api.shutdown().await;
+    }
+
+    /// Events come from many places (a reconcile, the reboot command): whatever the note, the
+    /// published one is at most 1 KB (the events.k8s.io limit), cut on a character boundary.
+    #[tokio::test]
+    async fn a_huge_note_is_published_cut_short() {
+        let (api, client, publisher) = on_kubesim().await;
+        let regarding = ObjectReference {
+            kind: Some("EcsInstance".into()),
+            name: Some("huge-1".into()),
+            namespace: Some("default".into()),
+            ..ObjectReference::default()
+        };
+        let note = format!("StartInstance failed: {}", "é".repeat(100_000));
+        publisher.publish(&event(&note), &regarding).await.unwrap();
+        let listed = Api::<K8sEvent>::namespaced(client, "default")
+            .list(&ListParams::default().fields("regarding.name=huge-1"))
+            .await
+            .unwrap()
+            .items;
+        let published = listed[0].note.clone().unwrap();
+        assert!(published.len() <= 1024, "{} bytes", published.len());
+        assert!(published.starts_with("StartInstance failed: éé"));
         api.shutdown().await;
     }
 }

@@ -4,15 +4,17 @@
 //! through `cluster`, observes through `observe` (batched by `batch`, metered by
 //! `metered`, connected by `connect`), asks `decide` for a step, has `record` build the
 //! next status (its conditions from `conditions`, its backoff from `backoff`) and writes it
-//! through `cluster`. `runtime` wires kube-runtime's Controller and `leader` election
-//! around it; `config` is everything configurable; `run_cmd` and `reboot_cmd` are the
-//! `run` and `reboot` commands.
+//! through `cluster`; when a Kubernetes write fails, `api_backoff` spaces the retries.
+//! `runtime` wires kube-runtime's Controller and `leader` election around it; `config` is
+//! everything configurable; `run_cmd` and `reboot_cmd` are the `run` and `reboot` commands.
 //!
 //! Dependencies point one way (no cycles): the commands → runtime → reconcile → record →
 //! conditions → decide → config; connect → batch, metered, observe.
 
+pub(crate) mod api_backoff;
 pub(crate) mod backoff;
 pub(crate) mod batch;
+pub(crate) mod bounded;
 pub(crate) mod cluster;
 pub(crate) mod conditions;
 pub(crate) mod config;
@@ -27,6 +29,7 @@ pub(crate) mod reconcile;
 pub(crate) mod record;
 pub(crate) mod run_cmd;
 pub(crate) mod runtime;
+pub(crate) mod secret_changes;
 
 pub use config::{BatchSettings, Config, LeaseSettings, Timings};
 pub use reboot_cmd::{RebootError, RebootRequested, request_reboot};

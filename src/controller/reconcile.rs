@@ -12,8 +12,10 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use tracing::{info, instrument};
 
+use super::api_backoff::ApiBackoff;
 use super::backoff;
-use super::cluster::{Cluster, Conditional};
+use super::bounded::bounded;
+use super::cluster::{Cluster, Written};
 use super::config::{Config, Timings};
 use super::decide::{self, Decision, Facts, Mutation, Step};
 use super::observe::{EcsSide, Lookup, credentials_key};
@@ -42,6 +44,10 @@ impl Clock for SystemClock {
     }
 }
 
+/// How soon to look again after a write found the object changed since it was read: the
+/// cache has (or soon has) the newer copy.
+const CONFLICT_RETRY: Duration = Duration::from_secs(1);
+
 /// Failures that end a reconcile early; kube-runtime requeues the object.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -49,6 +55,14 @@ pub(crate) enum Error {
     NoNamespace(String),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// The status write failed: what the reconcile recorded (an ECS backoff among it) is lost,
+    /// so the next look must wait at least `wanted`, the delay it asked for.
+    #[error("writing status: {source}")]
+    Status {
+        #[source]
+        source: kube::Error,
+        wanted: Duration,
+    },
 }
 
 /// What every reconcile shares.
@@ -59,6 +73,8 @@ pub(crate) struct Reconciler {
     /// The longest between two looks at an object.
     resync: Duration,
     timings: Timings,
+    /// Failures on the Kubernetes side, per object (see [`Reconciler::retry_after`]).
+    api_backoff: ApiBackoff,
 }
 
 impl Reconciler {
@@ -69,6 +85,18 @@ impl Reconciler {
             clock: Arc::new(SystemClock),
             resync: config.resync,
             timings: config.timings.clone(),
+            api_backoff: ApiBackoff::default(),
+        }
+    }
+
+    /// When to look again at `obj` after its reconcile failed with `err`: the in-memory
+    /// backoff (growing with each consecutive failure), and never sooner than the reconcile
+    /// itself asked for when only its status write failed.
+    pub(crate) fn retry_after(&self, obj: &EcsInstance, err: &Error) -> Duration {
+        let delay = self.api_backoff.failed(obj, self.clock.jitter());
+        match err {
+            Error::Status { wanted, .. } => delay.max(*wanted),
+            Error::NoNamespace(_) | Error::Kube(_) => delay,
         }
     }
 
@@ -76,6 +104,14 @@ impl Reconciler {
     /// failures; every ECS failure is recorded in status and answered with a requeue.
     #[instrument(skip_all, fields(namespace, name = %obj.name_any(), instance = %obj.spec.instance_id))]
     pub(crate) async fn reconcile(&self, obj: &EcsInstance) -> Result<Duration, Error> {
+        let result = self.pass(obj).await;
+        if result.is_ok() {
+            self.api_backoff.succeeded(obj);
+        }
+        result
+    }
+
+    async fn pass(&self, obj: &EcsInstance) -> Result<Duration, Error> {
         let namespace = obj
             .namespace()
             .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
@@ -96,7 +132,7 @@ impl Reconciler {
         match pass.run(&namespace).await? {
             Some(delay) => pass.write(delay).await,
             // The intent write lost a race: look again with a fresh object.
-            None => Ok(Duration::from_secs(1)),
+            None => Ok(CONFLICT_RETRY),
         }
     }
 }
@@ -183,14 +219,13 @@ impl Pass<'_> {
             Step::Blocked(_) => backoff::schedule(ErrorClass::Locked).first,
             Step::Call(mutation) => {
                 if let Some(intent) = self.record.intend(mutation, instance) {
-                    match self
-                        .reconciler
-                        .cluster
-                        .write_intent(self.obj, &intent)
+                    let cluster = &self.reconciler.cluster;
+                    match cluster
+                        .write_intent(self.obj, self.version.as_deref(), &intent)
                         .await?
                     {
-                        Conditional::Written(version) => self.version = version,
-                        Conditional::Conflict => return Ok(None),
+                        Written::At(version) => self.version = version,
+                        Written::Conflict => return Ok(None),
                     }
                 }
                 self.call(mutation, ecs).await
@@ -215,7 +250,7 @@ impl Pass<'_> {
                 self.reconciler.timings.transition_poll
             }
             Err(err) => {
-                info!(action = mutation.action().single(), error = %err, "ECS refused the call");
+                info!(action = mutation.action().single(), error = %bounded(err.to_string()), "ECS refused the call");
                 let version = self.secret_version.clone();
                 self.record.not_carried_out(mutation, &err, version)
             }
@@ -249,27 +284,31 @@ impl Pass<'_> {
     }
 
     /// Writes the finished status (unless nothing changed), publishes its events, and says
-    /// when to look again. The write is conditional on [`Pass::version`]: when the object has
-    /// moved on, the status is not written and the object is looked at again soon, with a fresh
-    /// copy. The events still go out: they report calls that were made.
+    /// when to look again. When the object has moved on since it was read (a cache that trails
+    /// the API server, another writer), the status is not written and the object is looked at
+    /// again soon; the events still go out, they report calls that were made.
     async fn write(self, delay: Duration) -> Result<Duration, Error> {
         let (status, events) = self.record.finish();
         let cluster = &self.reconciler.cluster;
-        let mut next_look = delay.min(self.reconciler.resync);
+        let mut next = delay.min(self.reconciler.resync);
         // At fleet scale most resyncs change nothing: skip the write then.
         if self.obj.status.as_ref() != Some(&status)
             && cluster
                 .write_status(self.obj, self.version.as_deref(), &status)
-                .await?
-                == Conditional::Conflict
+                .await
+                .map_err(|source| Error::Status {
+                    source,
+                    wanted: next,
+                })?
+                == Written::Conflict
         {
             info!("the object changed since it was read; status not written, looking again");
-            next_look = Duration::from_secs(1);
+            next = CONFLICT_RETRY;
         }
         for event in &events {
             cluster.publish(self.obj, event).await;
         }
-        Ok(next_look)
+        Ok(next)
     }
 }
 

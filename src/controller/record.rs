@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::{Event, EventType};
 
 use super::backoff::retry_delay;
+use super::bounded::{CODE_LIMIT, bounded, bounded_to};
 use super::conditions::{self, Verdict};
 use super::decide::{Decision, Mutation, Settled, Step};
 use crate::api::{EcsInstanceSpec, EcsInstanceStatus, LastAction, RebootInFlight, RetryStatus};
@@ -298,20 +299,17 @@ impl Record {
     fn fail(&mut self, failure: Failure<'_>, secret_version: Option<String>) -> Duration {
         let count = self.status.retry.count.saturating_add(1);
         let delay = retry_delay(failure.class, count, failure.retry_after, self.jitter);
-        let repeated = self.status.retry.last_error_code.as_deref() == Some(failure.code);
+        // The code is ECS's text too: bounded like a message, to the length of a reason.
+        let code = bounded_to(failure.code.to_string(), CODE_LIMIT);
+        let repeated = self.status.retry.last_error_code.as_ref() == Some(&code);
         self.status.retry = RetryStatus {
             count,
             next_attempt_after: Some(Time(self.after(delay))),
-            last_error_code: Some(failure.code.to_string()),
+            last_error_code: Some(code.clone()),
             secret_version,
         };
         if !repeated {
-            self.event(
-                EventType::Warning,
-                failure.code,
-                failure.action,
-                failure.note,
-            );
+            self.event(EventType::Warning, &code, failure.action, failure.note);
         }
         self.verdict = Some(failure.verdict);
         delay
@@ -321,7 +319,7 @@ impl Record {
         self.events.push(Event {
             type_,
             reason: reason.to_string(),
-            note: Some(note),
+            note: Some(bounded(note)),
             action: action.to_string(),
             secondary: None,
         });

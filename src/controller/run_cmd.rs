@@ -104,6 +104,7 @@ impl RunArgs {
                 transition_poll: self.transition_poll,
                 ..Timings::default()
             },
+            secret_recheck: Config::default().secret_recheck,
             batch: (self.batch == Switch::On).then(|| BatchSettings {
                 window: self.batch_window,
                 quiet: self.batch_quiet,

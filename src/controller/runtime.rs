@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::Reporter;
 
 use super::events::Publisher;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::Predicate;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -25,6 +23,7 @@ use super::config::Config;
 use super::leader;
 use super::observe::EcsSide;
 use super::reconcile::{Error, Reconciler};
+use super::secret_changes;
 use crate::api::EcsInstance;
 use crate::telemetry::Metrics;
 use crate::telemetry::server::Readiness;
@@ -142,8 +141,8 @@ async fn run_until(
     Ok(())
 }
 
-/// One controller run: watches EcsInstances (and the Secrets they reference) and reconciles
-/// until `shutdown`.
+/// One controller run: watches EcsInstances (and looks after the Secrets they reference) and
+/// reconciles until `shutdown`.
 async fn reconcile_until(
     client: Client,
     ctx: Arc<Reconciler>,
@@ -151,14 +150,10 @@ async fn reconcile_until(
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    let (objects, secrets): (Api<EcsInstance>, Api<PartialObjectMeta<Secret>>) =
-        match &config.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client)),
-        };
+    let objects: Api<EcsInstance> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let mut watch = watcher::Config::default();
     if let Some(selector) = &config.selector {
         watch = watch.labels(selector);
@@ -179,17 +174,12 @@ async fn reconcile_until(
         );
     let controller = Controller::for_stream(triggers, reader);
     let store = controller.store();
-    // Metadata only: the controller never holds Secret data it does not use.
-    let secret_changes = watcher(secrets, watcher::Config::default())
-        .default_backoff()
-        .touched_objects();
-    let referencing_store = store.clone();
+    // Secrets are only ever read by name (get): no list or watch, see `secret_changes`.
+    let secret_changes = secret_changes::changes(client, store.clone(), config.secret_recheck);
     let gauge_metrics = metrics.clone();
     let run = controller
         .with_config(controller::Config::default().concurrency(config.concurrency))
-        .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
-            referencing(&referencing_store, &secret)
-        })
+        .reconcile_on(secret_changes)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(move |result| {
@@ -226,31 +216,13 @@ async fn reconcile(obj: Arc<EcsInstance>, ctx: Arc<Reconciler>) -> Result<Action
     ctx.reconcile(&obj).await.map(Action::requeue)
 }
 
-/// Requeue after a Kubernetes API failure; ECS failures never get here.
-fn error_policy(_obj: Arc<EcsInstance>, err: &Error, _ctx: Arc<Reconciler>) -> Action {
-    warn!(error = %err, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
-}
-
-/// EcsInstances in the Secret's namespace that reference it.
-fn referencing(
-    store: &Store<EcsInstance>,
-    secret: &PartialObjectMeta<Secret>,
-) -> Vec<ObjectRef<EcsInstance>> {
-    let namespace = secret.namespace();
-    let name = secret.name_any();
-    store
-        .state()
-        .iter()
-        .filter(|o| o.namespace() == namespace)
-        .filter(|o| {
-            o.spec
-                .credentials_secret_ref
-                .as_ref()
-                .is_some_and(|r| r.name == name)
-        })
-        .map(|o| ObjectRef::from_obj(o.as_ref()))
-        .collect()
+/// Requeue after a Kubernetes API failure (ECS failures never get here), backing off per object:
+/// a fixed requeue would repeat the reconcile's ECS call every few seconds while its status
+/// write keeps failing.
+pub(crate) fn error_policy(obj: Arc<EcsInstance>, err: &Error, ctx: Arc<Reconciler>) -> Action {
+    let delay = ctx.retry_after(&obj, err);
+    warn!(error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }
 
 /// Keeps the `objects{condition}` gauge current.

@@ -395,6 +395,8 @@ pub fn fast_options(sb: &Sandbox) -> Config {
         // Long: periodic looks (aligned to resync boundaries) must not land inside a
         // scenario's "no further calls" window.
         resync: Duration::from_secs(3600),
+        // Quick: a fixed or rotated Secret is noticed within a scenario's patience.
+        secret_recheck: Duration::from_millis(200),
         timings: Timings {
             transition_poll: Duration::from_millis(100),
             reboot_confirmation_grace: Duration::from_secs(2),

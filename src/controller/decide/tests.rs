@@ -234,6 +234,33 @@ fn a_start_that_boots_the_instance_satisfies_a_pending_token() {
     );
 }
 
+/// The instance was started and stopped within the current minute. A start that carries a token
+/// now would give it the same StartTime: if its answer were lost, the next look could not tell
+/// that it booted and would reboot it for the same token. Like a reboot, it waits for the
+/// minute to pass (a start without a token does not).
+#[test]
+fn a_start_that_carries_a_token_waits_until_the_start_minute_is_over() {
+    let stopped_this_minute = instance(InstanceStatus::Stopped, "2026-11-22T10:30Z", &[]);
+    let d = run(
+        &spec(PowerState::Running, Some("t1")),
+        &Default::default(),
+        Some(&stopped_this_minute),
+    );
+    assert!(
+        matches!(d.step, Step::Wait { reason: WaitReason::RecentStart, after } if after == Duration::from_secs(90)),
+        "{d:?}"
+    );
+    let d = run(
+        &spec(PowerState::Running, None),
+        &Default::default(),
+        Some(&stopped_this_minute),
+    );
+    assert!(
+        matches!(d.step, Step::Call(Mutation::Start { .. })),
+        "{d:?}"
+    );
+}
+
 #[test]
 fn stop_and_start_options_come_from_the_spec() {
     let mut s = spec(PowerState::Stopped, None);
@@ -489,8 +516,10 @@ fn any_status() -> impl Strategy<Value = InstanceStatus> {
     ]
 }
 
+/// Half the time within the last few minutes, where the StartTime guard decides.
 fn any_start_time() -> impl Strategy<Value = String> {
-    (0i64..120).prop_map(|m| at(-m * 60).strftime("%Y-%m-%dT%H:%MZ").to_string())
+    prop_oneof![0i64..3, 0i64..120]
+        .prop_map(|m| at(-m * 60).strftime("%Y-%m-%dT%H:%MZ").to_string())
 }
 
 prop_compose! {
@@ -586,7 +615,31 @@ proptest! {
         let wrong = (s.power_state == PowerState::Running) != (i.status == InstanceStatus::Running);
         if stable && wrong && i.locks.is_empty() {
             let d = run_with(&s, &st, Some(&i), false, false);
-            prop_assert!(matches!(d.step, Step::Call(Mutation::Start { .. } | Mutation::Stop { .. })), "{:?}", d);
+            // A start that carries a token may wait out the StartTime minute first.
+            let proving = matches!(d.step, Step::Wait { reason: WaitReason::RecentStart, .. })
+                && pending_token(&s, &st).is_some();
+            prop_assert!(proving || matches!(d.step, Step::Call(Mutation::Start { .. } | Mutation::Stop { .. })), "{:?}", d);
+        }
+    }
+}
+
+proptest! {
+    // The facts that matter (a token, a recent StartTime, no lock, pause, backoff or dry run)
+    // meet in about one case in a thousand.
+    #![proptest_config(ProptestConfig::with_cases(8192))]
+
+    /// Every boot that carries a token (a reboot, or a start) is sent only once the StartTime
+    /// minute is over, so a later StartTime can prove it.
+    #[test]
+    fn a_boot_that_carries_a_token_is_provable(
+        (s, st, i, paused, reset) in any_facts()
+    ) {
+        let d = run_with(&s, &st, Some(&i), paused, reset);
+        if let Step::Call(m) = &d.step
+            && m.carried_token().is_some()
+            && let Some(not_before) = reboot_not_before(&i, &Timings::default())
+        {
+            prop_assert!(not_before <= now(), "{m:?} inside the StartTime minute");
         }
     }
 }

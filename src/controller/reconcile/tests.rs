@@ -16,7 +16,7 @@ use crate::api::{
 };
 use crate::controller::backoff::retry_delay;
 use crate::controller::batch::tests::api_error;
-use crate::controller::cluster::{Conditional, SecretData};
+use crate::controller::cluster::{SecretData, Written};
 use crate::controller::observe::{DirectObserver, EcsConnector};
 use ecs_client::{Accepted, BatchAccepted, EcsError, InstanceStatus, PowerAction, PowerRequest};
 
@@ -24,6 +24,8 @@ const NOW: &str = "2026-11-22T10:30:00Z";
 const REGION: &str = "cn-hangzhou";
 const ID: &str = "i-web1";
 const JITTER: f64 = 0.5;
+/// The resourceVersion of the object every test reconciles.
+const OBJECT_VERSION: u64 = 7;
 
 /// Everything that happened, in order: ECS calls and Kubernetes writes share one log.
 type Log = Arc<Mutex<Vec<String>>>;
@@ -43,34 +45,45 @@ impl Clock for FixedClock {
     }
 }
 
-/// A cluster in memory: Secrets to read, and every write and event kept.
+/// A cluster in memory: Secrets to read, and every write and event kept. Like the API server,
+/// it holds the object's resourceVersion and refuses a write made from another one (409).
 #[derive(Default)]
 struct FakeCluster {
     log: Log,
     secrets: HashMap<String, SecretData>,
-    /// The intent write finds the object changed (409).
-    conflict: bool,
-    /// The object has changed since it was read (resourceVersion "7", as [`object`] has it):
-    /// every write conditional on "7" finds a newer version (409).
-    moved_on: bool,
-    /// Writes that went through; each moves the resourceVersion on by one.
-    writes: Mutex<u64>,
+    /// The object's resourceVersion in the API server: [`OBJECT_VERSION`] unless a test has
+    /// moved it on (another writer, or a cache that trails the server); each write bumps it.
+    version: Mutex<Option<u64>>,
     statuses: Mutex<Vec<EcsInstanceStatus>>,
     intents: Mutex<Vec<RebootInFlight>>,
     /// The reasons of the events published.
     events: Mutex<Vec<String>>,
+    /// Their notes.
+    notes: Mutex<Vec<String>>,
+    /// Status writes are answered `500 InternalError` (an API server in trouble).
+    failing_status_writes: std::sync::atomic::AtomicBool,
 }
 
 impl FakeCluster {
-    /// A write conditional on `version`, as the API server judges it.
-    fn write_at(&self, version: Option<&str>) -> Conditional {
-        let mut writes = self.writes.lock().unwrap();
-        let current = 7 + u64::from(self.moved_on) + *writes;
-        if version.is_some_and(|v| v != current.to_string()) {
-            return Conditional::Conflict;
+    /// A cluster whose copy of the object is `ahead` writes newer than the one reconciled.
+    fn moved_on(ahead: u64) -> Self {
+        Self {
+            version: Mutex::new(Some(OBJECT_VERSION + ahead)),
+            ..Self::default()
         }
-        *writes += 1;
-        Conditional::Written(Some((current + 1).to_string()))
+    }
+
+    /// Checks the precondition and bumps the version, as the API server does.
+    fn write_at(&self, version: Option<&str>, what: &str) -> Written {
+        let mut current = self.version.lock().unwrap();
+        let at = current.get_or_insert(OBJECT_VERSION);
+        if version.is_some_and(|v| v != at.to_string()) {
+            self.log.lock().unwrap().push(format!("{what}: conflict"));
+            return Written::Conflict;
+        }
+        self.log.lock().unwrap().push(what.into());
+        *at += 1;
+        Written::At(Some(at.to_string()))
     }
 }
 
@@ -85,15 +98,12 @@ impl Cluster for FakeCluster {
 
     async fn write_intent(
         &self,
-        obj: &EcsInstance,
+        _: &EcsInstance,
+        version: Option<&str>,
         intent: &RebootInFlight,
-    ) -> Result<Conditional, kube::Error> {
-        self.log.lock().unwrap().push("write intent".into());
-        if self.conflict {
-            return Ok(Conditional::Conflict);
-        }
-        let written = self.write_at(obj.resource_version().as_deref());
-        if written != Conditional::Conflict {
+    ) -> Result<Written, kube::Error> {
+        let written = self.write_at(version, "write intent");
+        if written != Written::Conflict {
             self.intents.lock().unwrap().push(intent.clone());
         }
         Ok(written)
@@ -104,13 +114,17 @@ impl Cluster for FakeCluster {
         _: &EcsInstance,
         version: Option<&str>,
         status: &EcsInstanceStatus,
-    ) -> Result<Conditional, kube::Error> {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("write status at {}", version.unwrap_or("any")));
-        let written = self.write_at(version);
-        if written != Conditional::Conflict {
+    ) -> Result<Written, kube::Error> {
+        if self
+            .failing_status_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.log.lock().unwrap().push("write status: 500".into());
+            let status = kube::core::Status::failure("etcd is sulking", "InternalError");
+            return Err(kube::Error::Api(Box::new(status.with_code(500))));
+        }
+        let written = self.write_at(version, "write status");
+        if written != Written::Conflict {
             self.statuses.lock().unwrap().push(status.clone());
         }
         Ok(written)
@@ -118,6 +132,10 @@ impl Cluster for FakeCluster {
 
     async fn publish(&self, _: &EcsInstance, event: &Event) {
         self.events.lock().unwrap().push(event.reason.clone());
+        self.notes
+            .lock()
+            .unwrap()
+            .extend(event.note.iter().cloned());
     }
 }
 
@@ -164,7 +182,7 @@ impl EcsConnector for Connector {
 struct World {
     log: Log,
     cluster: Arc<FakeCluster>,
-    reconciler: Reconciler,
+    reconciler: Arc<Reconciler>,
 }
 
 impl World {
@@ -186,7 +204,7 @@ impl World {
             answer: Mutex::new(answer),
         });
         let config = Config::default();
-        let reconciler = Reconciler {
+        let reconciler = Arc::new(Reconciler {
             cluster: cluster.clone(),
             ecs: EcsSide {
                 connector: Arc::new(Connector(ecs)),
@@ -195,7 +213,8 @@ impl World {
             clock: Arc::new(FixedClock),
             resync: config.resync,
             timings: config.timings,
-        };
+            api_backoff: Default::default(),
+        });
         Self {
             log,
             cluster,
@@ -238,22 +257,10 @@ fn instance(status: InstanceStatus) -> Instance {
 }
 
 fn object(power_state: PowerState) -> EcsInstance {
-    let mut obj = EcsInstance::new(
-        "web-1",
-        EcsInstanceSpec {
-            instance_id: ID.into(),
-            region_id: REGION.into(),
-            power_state,
-            reboot: None,
-            start: None,
-            stop: None,
-            dry_run: false,
-            credentials_secret_ref: None,
-        },
-    );
+    let mut obj = EcsInstance::new("web-1", EcsInstanceSpec::minimal(ID, power_state));
     obj.metadata.namespace = Some("default".into());
     obj.metadata.generation = Some(1);
-    obj.metadata.resource_version = Some("7".into());
+    obj.metadata.resource_version = Some(OBJECT_VERSION.to_string());
     obj
 }
 
@@ -300,7 +307,7 @@ async fn a_stopped_instance_wanted_running_is_started_once_and_polled() {
         [
             format!("describe [\"{ID}\"]"),
             format!("StartInstance {ID}"),
-            "write status at 7".into()
+            "write status".into()
         ]
     );
     assert_eq!(next, Config::default().timings.transition_poll);
@@ -335,11 +342,7 @@ async fn a_converged_instance_is_ready_and_an_unchanged_status_is_not_written_ag
     // The next resync finds the same: nothing to write.
     obj.status = Some(status);
     world.reconciler.reconcile(&obj).await.unwrap();
-    let writes = world
-        .log()
-        .iter()
-        .filter(|l| l.starts_with("write status"))
-        .count();
+    let writes = world.log().iter().filter(|l| *l == "write status").count();
     assert_eq!(writes, 1, "{:?}", world.log());
     assert!(!world.log().iter().any(|l| l.starts_with("StartInstance")));
 }
@@ -382,13 +385,14 @@ async fn a_reboot_is_recorded_as_intended_before_it_is_sent() {
 
     world.reconciler.reconcile(&obj).await.unwrap();
 
+    // Both writes went through: the status write was made at the version the intent write left
+    // (the fake cluster, like the API server, refuses any other).
     assert_eq!(
         world.log()[1..],
         [
             "write intent".to_string(),
             format!("RebootInstance {ID}"),
-            // Conditional on the version our own intent write left, not the one read.
-            "write status at 8".into()
+            "write status".into()
         ]
     );
     let intents = world.cluster.intents.lock().unwrap().clone();
@@ -408,53 +412,18 @@ async fn a_reboot_is_recorded_as_intended_before_it_is_sent() {
 
 #[tokio::test]
 async fn an_object_changed_under_the_intent_is_looked_at_again_without_calling_ecs() {
-    let cluster = FakeCluster {
-        conflict: true,
-        ..FakeCluster::default()
-    };
     let world = World::with_cluster(
         Some(instance(InstanceStatus::Running)),
         accepted("req-r"),
-        cluster,
+        FakeCluster::moved_on(1),
     );
     let obj = with_reboot(object(PowerState::Running), "t1");
 
     let next = world.reconciler.reconcile(&obj).await.unwrap();
 
     assert_eq!(next, seconds(1));
-    assert_eq!(world.log()[1..], ["write intent".to_string()]);
+    assert_eq!(world.log()[1..], ["write intent: conflict".to_string()]);
     assert!(world.cluster.statuses.lock().unwrap().is_empty());
-}
-
-/// A cache that trails the API server hands reconcile an old copy: what a newer reconcile
-/// recorded (a reboot token done) must not be overwritten from it.
-#[tokio::test]
-async fn a_status_based_on_a_stale_copy_is_not_written_and_the_object_is_looked_at_again() {
-    let cluster = FakeCluster {
-        moved_on: true,
-        ..FakeCluster::default()
-    };
-    let world = World::with_cluster(
-        Some(instance(InstanceStatus::Stopped)),
-        accepted("req-s"),
-        cluster,
-    );
-    let obj = object(PowerState::Running);
-
-    let next = world.reconciler.reconcile(&obj).await.unwrap();
-
-    assert_eq!(next, seconds(1));
-    assert!(world.cluster.statuses.lock().unwrap().is_empty());
-    assert_eq!(
-        world.log().last().map(String::as_str),
-        Some("write status at 7")
-    );
-    // The call was made: its event still goes out.
-    assert!(
-        !world.cluster.events.lock().unwrap().is_empty(),
-        "{:?}",
-        world.log()
-    );
 }
 
 #[tokio::test]
@@ -551,7 +520,7 @@ async fn a_missing_credentials_secret_stalls_without_calling_ecs() {
 
     let next = world.reconciler.reconcile(&obj).await.unwrap();
 
-    assert_eq!(world.log(), ["write status at 7"]);
+    assert_eq!(world.log(), ["write status"]);
     let status = world.status();
     assert_eq!(condition(&status, "Stalled").status, "True");
     assert_eq!(condition(&status, "Stalled").reason, "CredentialsInvalid");
@@ -624,4 +593,143 @@ async fn an_unknown_instance_stalls_with_the_fix_in_the_message() {
         ("True", "InstanceNotFound")
     );
     assert!(stalled.message.contains("check spec.instanceId"));
+}
+
+/// The cache trails the API server: the copy reconciled was made before a reboot was recorded
+/// (the instance has just started, so the copy's pending token waits for the minute to pass).
+/// Its status (token not done) must not overwrite the newer one: the write is refused, nothing
+/// is called, and the object is looked at again soon.
+#[tokio::test]
+async fn a_stale_copy_never_overwrites_a_newer_status() {
+    let mut just_rebooted = instance(InstanceStatus::Running);
+    just_rebooted.start_time = Some("2026-11-22T10:30Z".into());
+    let world = World::with_cluster(
+        Some(just_rebooted),
+        refused("NeverCalled", 500),
+        FakeCluster::moved_on(2),
+    );
+    let stale = with_reboot(object(PowerState::Running), "t1");
+
+    let next = world.reconciler.reconcile(&stale).await.unwrap();
+
+    assert_eq!(
+        world.log(),
+        [
+            format!("describe [\"{ID}\"]"),
+            "write status: conflict".into()
+        ]
+    );
+    assert!(world.cluster.statuses.lock().unwrap().is_empty());
+    assert_eq!(next, seconds(1));
+}
+
+/// The API server answers every status write with 500 while ECS refuses the start: the outcome
+/// (and its ECS backoff) is never recorded, so only memory can slow the retries down. Each failed
+/// reconcile waits longer than the one before (exponential, capped at 5 minutes), never less than
+/// the ECS backoff the failure asked for: a handful of StartInstance calls in the first minute
+/// instead of one every 5 s.
+#[tokio::test]
+async fn failing_status_writes_back_off_in_memory() {
+    let world = World::new(
+        Some(instance(InstanceStatus::Stopped)),
+        refused("InternalError", 500),
+    );
+    world
+        .cluster
+        .failing_status_writes
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let obj = Arc::new(object(PowerState::Running));
+
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        let err = world.reconciler.reconcile(&obj).await.unwrap_err();
+        let action =
+            crate::controller::runtime::error_policy(obj.clone(), &err, world.reconciler.clone());
+        let delay = (1..=600)
+            .map(seconds)
+            .find(|d| action == kube::runtime::controller::Action::requeue(*d))
+            .unwrap_or_else(|| panic!("unexpected {action:?}"));
+        delays.push(delay);
+    }
+
+    let ecs_backoff = retry_delay(ErrorClass::Transient, 1, None, JITTER);
+    assert_eq!(ecs_backoff, seconds(11));
+    assert_eq!(
+        delays,
+        [11, 11, 22, 44, 88, 176, 300, 300].map(seconds),
+        "5 s doubling with 10% jitter, never under the ECS backoff, capped"
+    );
+    let mut at = Duration::ZERO;
+    let calls_in_a_minute = delays
+        .iter()
+        .take_while(|d| {
+            let call_at = at;
+            at += **d;
+            call_at < seconds(60)
+        })
+        .count();
+    assert_eq!(calls_in_a_minute, 4);
+    let starts = world
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("StartInstance"))
+        .count();
+    assert_eq!(starts, 8, "one call per look");
+}
+
+/// A hostile or broken endpoint answers with a 5 MB error message (multi-byte characters, so a
+/// cut at a byte count lands inside one): status and events get its beginning, about 1 KB, cut
+/// on a character boundary, never the whole (the API server would refuse the status write, and
+/// every copy would be held in memory).
+#[tokio::test]
+async fn a_huge_ecs_error_message_is_cut_short_in_status_and_events() {
+    let mut err = api_error("InternalError", 500);
+    if let EcsError::Api(api) = &mut err {
+        api.message = "错误".repeat(5 * 1024 * 1024 / 6);
+    }
+    let world = World::new(Some(instance(InstanceStatus::Stopped)), Err(err));
+    let obj = object(PowerState::Running);
+
+    world.reconciler.reconcile(&obj).await.unwrap();
+
+    let status = world.status();
+    for c in &status.conditions {
+        assert!(
+            c.message.len() <= 1024,
+            "{}: {} bytes",
+            c.type_,
+            c.message.len()
+        );
+    }
+    let ready = condition(&status, "Ready");
+    assert!(ready.message.contains("错误错误"), "{}", ready.message);
+    assert!(ready.message.ends_with("(truncated)"), "{}", ready.message);
+    let notes = world.cluster.notes.lock().unwrap().clone();
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].len() <= 1024, "{} bytes", notes[0].len());
+    assert!(notes[0].starts_with("StartInstance failed"), "{}", notes[0]);
+}
+
+/// The instance was started and stopped within this minute, and a reboot token is pending: the
+/// start that would carry it waits for the minute to pass (its StartTime could not prove it),
+/// and the conditions say so.
+#[tokio::test]
+async fn a_start_that_carries_a_token_waits_out_the_start_minute() {
+    let mut stopped = instance(InstanceStatus::Stopped);
+    stopped.start_time = Some("2026-11-22T10:30Z".into());
+    let world = World::new(Some(stopped), accepted("req-1"));
+    let obj = with_reboot(object(PowerState::Running), "t1");
+
+    let next = world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert!(!world.log().iter().any(|l| l.starts_with("StartInstance")));
+    // The end of the StartTime minute, plus the default margin.
+    assert_eq!(next, seconds(90));
+    let reconciling = condition(&world.status(), "Reconciling").clone();
+    assert_eq!(reconciling.reason, "Starting");
+    assert!(
+        reconciling
+            .message
+            .contains("start that carries the reboot token")
+    );
 }
