@@ -708,7 +708,8 @@ async fn the_readme_session_works_against_demo_keep_running_as_written() {
             continue;
         }
         let mut cmd = cmd;
-        let done = tokio::time::timeout(WAIT * 3, cmd.output())
+        // Longer than any `--timeout` in the session (150 s for the deferred reboot).
+        let done = tokio::time::timeout(WAIT * 6, cmd.output())
             .await
             .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish"))
             .unwrap();

@@ -263,3 +263,33 @@ async fn failing_status_writes_do_not_repeat_the_mutating_call() {
     })
     .await;
 }
+
+/// `kubectl get ecsi -o yaml --show-managed-fields` names the controller as the owner of what
+/// it writes in status, not `unknown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_carry_the_controller_s_field_manager() {
+    run_flow(Backend::Local, async |s| {
+        s.add([instance("i-fm1", InstanceStatus::Running)]);
+        s.controller();
+        s.create(&ecs_instance("web", "i-fm1", PowerState::Running))
+            .await;
+        let obj = s.wait_for("web", is_ready).await;
+        let managers: Vec<(String, String)> = obj
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                (
+                    m.manager.unwrap_or_default(),
+                    m.subresource.unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert!(
+            managers.contains(&("ecs-power-controller".into(), "status".into())),
+            "{managers:?}"
+        );
+    })
+    .await;
+}

@@ -24,6 +24,9 @@ pub(crate) struct SecretData {
     pub resource_version: Option<String>,
 }
 
+/// The field manager of every status write (`managedFields` names it, not `unknown`).
+pub(crate) const FIELD_MANAGER: &str = "ecs-power-controller";
+
 /// The outcome of a status write made conditional on a resourceVersion.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Written {
@@ -93,7 +96,10 @@ impl KubeCluster {
             .objects(obj)
             .patch_status(
                 &obj.name_any(),
-                &PatchParams::default(),
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PatchParams::default()
+                },
                 &Patch::Merge(&patch),
             )
             .await

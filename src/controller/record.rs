@@ -351,9 +351,10 @@ impl Record {
     }
 }
 
-/// Transient failures (5xx, no answer, unreadable answer) leave a mutation's fate unknown.
+/// Transient failures (5xx, no answer, unreadable answer) leave a mutation's fate unknown;
+/// not a failure before the request left (no connection, no credentials): ECS never saw it.
 fn may_have_executed(err: &EcsError) -> bool {
-    err.class() == ErrorClass::Transient
+    err.class() == ErrorClass::Transient && !ecs_client::retry::proves_not_executed(err)
 }
 
 #[cfg(test)]
@@ -370,6 +371,46 @@ mod tests {
             recommend: None,
             retry_after: None,
         })
+    }
+
+    fn reboot(token: &str) -> Mutation {
+        Mutation::Reboot {
+            options: Default::default(),
+            token: token.into(),
+            start_time_before: Some("2026-11-22T09:00Z".into()),
+        }
+    }
+
+    /// A reboot whose connection was never made was not sent: its token is not kept in flight
+    /// (that would wait out the grace for a reboot that cannot have happened), while one whose
+    /// answer was lost may have been carried out and stays in flight.
+    #[test]
+    fn a_reboot_that_never_left_is_not_in_flight_but_a_lost_answer_is() {
+        let now: Timestamp = "2026-11-22T10:30:00Z".parse().unwrap();
+        let connect = EcsError::Connect {
+            action: "RebootInstance".into(),
+            endpoint: "https://ecs.cn-hangzhou.aliyuncs.com".into(),
+            detail: "connection refused".into(),
+        };
+        let lost = EcsError::Transport {
+            action: "RebootInstance".into(),
+            endpoint: "https://ecs.cn-hangzhou.aliyuncs.com".into(),
+            detail: "connection reset".into(),
+        };
+        for (err, in_flight) in [(connect, false), (lost, true)] {
+            let status = EcsInstanceStatus {
+                reboot_in_flight: Some(crate::api::RebootInFlight {
+                    token: "t1".into(),
+                    start_time_before: Some("2026-11-22T09:00Z".into()),
+                    requested_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+                }),
+                ..EcsInstanceStatus::default()
+            };
+            let mut record = Record::new(&status, Some(1), now, 0.5);
+            record.not_carried_out(&reboot("t1"), &err, None);
+            let (next, _) = record.finish();
+            assert_eq!(next.reboot_in_flight.is_some(), in_flight, "{err}");
+        }
     }
 
     /// The controller looks again exactly when the window it records ends: the requeue delay a

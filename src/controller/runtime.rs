@@ -186,6 +186,10 @@ async fn reconcile_until(
             match result {
                 Ok(_) => metrics.reconciled("ok"),
                 Err(controller::Error::ReconcilerFailed(..)) => metrics.reconciled("error"),
+                // A wake-up for an object deleted since (an ordinary delete): nothing to do.
+                Err(controller::Error::ObjectNotFound(obj)) => {
+                    tracing::debug!(object = %obj, "deleted before its reconcile; nothing to do")
+                }
                 Err(err) => warn!(error = %err, "controller"),
             }
             std::future::ready(())
