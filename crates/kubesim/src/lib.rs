@@ -36,6 +36,7 @@ mod error;
 mod events;
 mod faults;
 mod http;
+mod json;
 mod managed;
 mod openapi;
 mod protobuf;

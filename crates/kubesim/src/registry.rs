@@ -3,6 +3,7 @@
 
 use super::error::Cause;
 use super::schema::Schema;
+use crate::json;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -206,17 +207,7 @@ pub(crate) fn defs_from_crd(crd: &Value) -> Result<Vec<ResourceDef>, Vec<Cause>>
             format!("Unsupported value: {scope:?}: supported values: \"Cluster\", \"Namespaced\""),
         ));
     }
-    let strings = |p: &str| -> Vec<String> {
-        spec.pointer(p)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let strings = |p: &str| json::strings(spec.pointer(p));
     let versions = spec
         .get("versions")
         .and_then(Value::as_array)

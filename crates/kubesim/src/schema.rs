@@ -72,16 +72,7 @@ impl Schema {
                 )),
             }
         }
-        s.required = m
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        s.required = crate::json::strings(m.get("required"));
         if let Some(props) = m.get("properties").and_then(Value::as_object) {
             for (k, pv) in props {
                 let sub = Schema::compile(pv, &format!("{base_path}.properties[{k}]"), errors);

@@ -180,16 +180,7 @@ fn meta_str<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 fn finalizers(v: &Value) -> Vec<String> {
-    meta(v)
-        .and_then(|m| m.get("finalizers"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::json::strings(meta(v).and_then(|m| m.get("finalizers")))
 }
 
 /// The object minus metadata and status: what `metadata.generation` tracks.
