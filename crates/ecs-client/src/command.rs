@@ -552,6 +552,7 @@ mod tests {
                     message: None,
                 })
                 .collect(),
+            tags: Default::default(),
         }
     }
 

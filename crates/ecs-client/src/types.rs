@@ -1,5 +1,6 @@
 //! Typed views of the ECS resources and call options this project uses.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -86,6 +87,9 @@ pub struct Instance {
     pub instance_charge_type: Option<String>,
     pub expired_time: Option<String>,
     pub locks: Vec<OperationLock>,
+    /// `Tags.Tag[]`: `TagKey` → `TagValue` (a tag guard reads the owner's consent here).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Instance {

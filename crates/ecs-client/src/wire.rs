@@ -75,6 +75,20 @@ pub struct WireInstance {
     pub instance_charge_type: Option<String>,
     pub expired_time: Option<String>,
     pub operation_locks: LockList,
+    pub tags: TagList,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TagList {
+    pub tag: Vec<WireTag>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WireTag {
+    pub tag_key: String,
+    pub tag_value: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +129,12 @@ impl From<WireInstance> for Instance {
                     reason: l.lock_reason,
                     message: non_empty(l.lock_msg),
                 })
+                .collect(),
+            tags: wire
+                .tags
+                .tag
+                .into_iter()
+                .map(|t| (t.tag_key, t.tag_value))
                 .collect(),
         }
     }
@@ -182,7 +202,8 @@ mod tests {
     fn instance_with_locks_and_empty_fields() {
         let body = r#"{"InstanceId":"i-1","RegionId":"cn-hangzhou","Status":"Stopped",
             "StartTime":"2026-11-22T10:01Z","StoppedMode":"","InstanceTypeFamily":"ecs.g7",
-            "OperationLocks":{"LockReason":[{"LockReason":"security","LockMsg":"abuse"}]}}"#;
+            "OperationLocks":{"LockReason":[{"LockReason":"security","LockMsg":"abuse"}]},
+            "Tags":{"Tag":[{"TagKey":"ecs.powerctl.io/namespaces","TagValue":"team-a, team-b"}]}}"#;
         let wire: WireInstance = serde_json::from_str(body).unwrap();
         let instance = Instance::from(wire);
         assert_eq!(instance.status, InstanceStatus::Stopped);
@@ -191,6 +212,10 @@ mod tests {
         assert_eq!(instance.lock_reasons(), vec!["security"]);
         assert_eq!(instance.locks[0].message.as_deref(), Some("abuse"));
         assert!(instance.is_security_locked());
+        assert_eq!(
+            instance.tags.get("ecs.powerctl.io/namespaces").map(String::as_str),
+            Some("team-a, team-b")
+        );
     }
 
     #[test]

@@ -485,6 +485,11 @@ fn instance_json(record: &InstanceRecord, now: jiff::Timestamp) -> Value {
         .iter()
         .map(|reason| json!({ "LockReason": reason, "LockMsg": "" }))
         .collect();
+    let tags: Vec<Value> = view
+        .tags
+        .iter()
+        .map(|(key, value)| json!({ "TagKey": key, "TagValue": value }))
+        .collect();
     let mut instance = json!({
         "InstanceId": view.id,
         "InstanceName": view.id,
@@ -519,7 +524,7 @@ fn instance_json(record: &InstanceRecord, now: jiff::Timestamp) -> Value {
         "InternetMaxBandwidthIn": 0,
         "InternetMaxBandwidthOut": 0,
         "OperationLocks": { "LockReason": locks },
-        "Tags": { "Tag": [] },
+        "Tags": { "Tag": tags },
         "SecurityGroupIds": { "SecurityGroupId": [] },
         "PublicIpAddress": { "IpAddress": [] },
         "InnerIpAddress": { "IpAddress": [] },

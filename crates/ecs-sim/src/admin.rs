@@ -31,6 +31,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/instances/{id}/status", put(set_status))
         .route("/instances/{id}/locks", put(set_locks).delete(clear_locks))
         .route("/instances/{id}/flags", put(set_flags))
+        .route("/instances/{id}/tags", put(set_tags))
         .route(
             "/faults",
             get(get_faults).post(add_fault).delete(clear_faults),
@@ -141,6 +142,23 @@ async fn set_locks(
             let reasons: Vec<&str> = b.locks.iter().map(String::as_str).collect();
             done(handle(&s).set_locks(&id, &reasons))
         }
+        Err(m) => problem(StatusCode::BAD_REQUEST, m),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagsBody {
+    tags: BTreeMap<String, String>,
+}
+
+async fn set_tags(
+    State(s): AppState,
+    Path(id): Path<String>,
+    payload: Result<Json<TagsBody>, JsonRejection>,
+) -> Response {
+    match body(payload) {
+        Ok(b) => done(handle(&s).set_tags(&id, b.tags)),
         Err(m) => problem(StatusCode::BAD_REQUEST, m),
     }
 }

@@ -271,6 +271,9 @@ pub struct InstanceSpec {
     /// `OperationLocks` reasons: `security`, `financial`, `recycling`, …
     #[serde(default)]
     pub locks: Vec<String>,
+    /// Tags (`TagKey` → `TagValue`), returned by DescribeInstances as `Tags.Tag[]`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
     /// Account in arrears: Start answers `InsufficientBalance`, Reboot
     /// `InstanceExpiredOrInArrears`.
     #[serde(default)]
@@ -315,6 +318,7 @@ impl InstanceSpec {
             instance_type: None,
             charge_type: ChargeType::default(),
             locks: Vec::new(),
+            tags: BTreeMap::new(),
             overdue: false,
             expired: false,
             disk_fault: false,
@@ -334,6 +338,12 @@ impl InstanceSpec {
     /// Adds an `OperationLocks` reason, e.g. `security` or `financial`.
     pub fn lock(mut self, reason: &str) -> Self {
         self.locks.push(reason.into());
+        self
+    }
+
+    /// Sets a tag (`TagKey` → `TagValue`), e.g. the one a tag guard reads.
+    pub fn tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.insert(key.into(), value.into());
         self
     }
 

@@ -72,6 +72,7 @@ pub(crate) struct InstanceRecord {
     pub creation_time: Timestamp,
     pub expired_time: String,
     pub locks: Vec<String>,
+    pub tags: BTreeMap<String, String>,
     pub flags: Flags,
     /// The status before the first phase of `timeline`.
     base: InstanceStatus,
@@ -109,6 +110,9 @@ pub struct InstanceView {
     pub creation_time: String,
     /// `OperationLocks` reasons.
     pub locks: Vec<String>,
+    /// Tags, `TagKey` → `TagValue`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
     /// The account and disk conditions that make actions fail.
     pub flags: Flags,
 }
@@ -149,6 +153,7 @@ impl InstanceRecord {
                 .clone()
                 .unwrap_or_else(|| "2099-12-31T15:59Z".into()),
             locks: spec.locks.clone(),
+            tags: spec.tags.clone(),
             flags: Flags {
                 overdue: spec.overdue,
                 expired: spec.expired,
@@ -230,6 +235,7 @@ impl InstanceRecord {
             expired_time: self.expired_time.clone(),
             creation_time: ecs_minute(self.creation_time),
             locks: self.locks.clone(),
+            tags: self.tags.clone(),
             flags: self.flags,
         }
     }

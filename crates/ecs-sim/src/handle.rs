@@ -1,6 +1,7 @@
 //! In-process inspection and control of a running simulator: what tests and the demo call, and
 //! what the admin API offers over HTTP.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,6 +138,11 @@ impl SimHandle {
         self.with_instance(id, |r, _| {
             r.locks = reasons.iter().map(|s| s.to_string()).collect();
         })
+    }
+
+    /// Replaces the tags of the instance (`TagKey` → `TagValue`), as the console's tag editor.
+    pub fn set_tags(&self, id: &str, tags: BTreeMap<String, String>) -> Result<(), HandleError> {
+        self.with_instance(id, |r, _| r.tags = tags)
     }
 
     /// Removes all `OperationLocks` of the instance.

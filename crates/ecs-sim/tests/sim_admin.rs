@@ -87,6 +87,62 @@ async fn instances_can_be_added_changed_and_inspected() {
     assert_eq!(c.admin("GET", "/instances/i-zzz", None).await.status, 404);
 }
 
+/// Tags come from the instances file (or an added instance) and `PUT …/tags`, and
+/// DescribeInstances returns them in ECS's `Tags.Tag[]{TagKey, TagValue}` shape.
+#[tokio::test]
+async fn tags_are_set_and_described_in_the_ecs_shape() {
+    let (_sim, c) = sim().await;
+    let added = c
+        .admin(
+            "POST",
+            "/instances",
+            Some(json!({ "id": "i-t", "region": "cn-hangzhou", "tags": {"team": "a"} })),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    let tags = async || {
+        let reply = c
+            .v3(
+                "DescribeInstances",
+                &[("RegionId", "cn-hangzhou"), ("InstanceIds", r#"["i-t"]"#)],
+            )
+            .await;
+        reply.assert_ok();
+        reply.body["Instances"]["Instance"][0]["Tags"]["Tag"].clone()
+    };
+    assert_eq!(tags().await, json!([{"TagKey": "team", "TagValue": "a"}]));
+    let put = c
+        .admin(
+            "PUT",
+            "/instances/i-t/tags",
+            Some(json!({"tags": {"ecs.powerctl.io/namespaces": "team-a, team-b", "env": "prod"}})),
+        )
+        .await;
+    assert_eq!(put.status, 204, "{}", put.body);
+    assert_eq!(
+        tags().await,
+        json!([
+            {"TagKey": "ecs.powerctl.io/namespaces", "TagValue": "team-a, team-b"},
+            {"TagKey": "env", "TagValue": "prod"},
+        ])
+    );
+    assert_eq!(
+        c.admin("GET", "/instances/i-t", None).await.body["tags"]["env"],
+        "prod"
+    );
+    let bad = c
+        .admin("PUT", "/instances/i-t/tags", Some(json!({"tag": {}})))
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body["error"].as_str().unwrap().contains("tag"), "{}", bad.body);
+    assert_eq!(
+        c.admin("PUT", "/instances/i-zzz/tags", Some(json!({"tags": {}})))
+            .await
+            .status,
+        404
+    );
+}
+
 #[tokio::test]
 async fn bad_admin_bodies_name_the_problem() {
     let (_sim, c) = sim().await;

@@ -176,6 +176,7 @@ fn instance(id: &str, region: &str) -> Instance {
         instance_charge_type: None,
         expired_time: None,
         locks: Vec::new(),
+        tags: Default::default(),
     }
 }
 

@@ -49,6 +49,7 @@ fn instance(status: InstanceStatus, start_time: &str, locks: &[&str]) -> Instanc
                 message: None,
             })
             .collect(),
+        tags: Default::default(),
     }
 }
 

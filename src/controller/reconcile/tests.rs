@@ -253,6 +253,7 @@ fn instance(status: InstanceStatus) -> Instance {
         instance_charge_type: None,
         expired_time: None,
         locks: Vec::new(),
+        tags: Default::default(),
     }
 }
 
