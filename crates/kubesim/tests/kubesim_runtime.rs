@@ -6,6 +6,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::wait::{await_condition, conditions};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, CustomResource, CustomResourceExt, ResourceExt};
 use kubesim::{KubeSim, KubeSimOptions, RequestFilter, Verb};
@@ -196,6 +198,74 @@ async fn label_selected_watch_sees_objects_leave_the_selection_as_deletes() {
     .await
     .expect("relabel");
     expect_seen(&mut seen, "delete:x").await;
+    sim.shutdown().await;
+}
+
+/// A metadata-only watch of Namespaces narrowed by a label selector (what a controller keeps of
+/// the namespaces a policy admits): labelled namespaces come and go as their labels change, and
+/// a selector the server cannot parse is a 400 naming it.
+#[tokio::test]
+async fn namespace_metadata_watch_follows_label_changes() {
+    let (sim, client, _) = setup().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let labelled = |name: &str, shared: &str| -> Namespace {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"shared": shared}},
+        }))
+        .expect("a namespace")
+    };
+    namespaces
+        .create(&PostParams::default(), &labelled("team-a", "yes"))
+        .await
+        .expect("create team-a");
+    namespaces
+        .create(&PostParams::default(), &labelled("team-b", "no"))
+        .await
+        .expect("create team-b");
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let config = watcher::Config::default().labels("shared=yes");
+    let metadata: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+    tokio::spawn(async move {
+        let mut stream = watcher(metadata, config).default_backoff().boxed();
+        while let Some(Ok(event)) = stream.next().await {
+            let line = match event {
+                watcher::Event::InitApply(ns) => format!("initapply:{}", ns.name_any()),
+                watcher::Event::InitDone => "initdone".to_string(),
+                watcher::Event::Apply(ns) => format!("apply:{}", ns.name_any()),
+                watcher::Event::Delete(ns) => format!("delete:{}", ns.name_any()),
+                watcher::Event::Init => continue,
+            };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    expect_seen(&mut seen, "initapply:team-a").await;
+    expect_seen(&mut seen, "initdone").await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let relabel = async |name: &str, shared: &str| {
+        namespaces
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"shared": shared}}})),
+            )
+            .await
+            .expect("relabel");
+    };
+    relabel("team-b", "yes").await;
+    expect_seen(&mut seen, "apply:team-b").await;
+    relabel("team-a", "no").await;
+    expect_seen(&mut seen, "delete:team-a").await;
+
+    let bad = namespaces
+        .list_metadata(&kube::api::ListParams::default().labels("shared in (yes"))
+        .await
+        .expect_err("an unparsable selector");
+    let kube::Error::Api(status) = bad else {
+        panic!("not an API error: {bad}");
+    };
+    assert_eq!(status.code, 400, "{status:?}");
     sim.shutdown().await;
 }
 
