@@ -17,6 +17,9 @@ use support::scenario::*;
 
 scenario_tests!(Backend::Local);
 
+#[path = "scenarios/tenancy.rs"]
+mod tenancy;
+
 /// A real kill: the controller dies after ECS accepted the reboot, while its status write hangs;
 /// a new controller finishes the job without a second reboot.
 #[tokio::test]

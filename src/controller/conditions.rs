@@ -9,6 +9,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::admission::Refusal;
 use super::bounded::bounded;
 use super::decide::{Blocker, Mutation, Step, WaitReason};
 use crate::api::{EcsInstanceSpec, PAUSED_ANNOTATION, PowerState};
@@ -40,6 +41,9 @@ pub(crate) enum Stall {
     Forbidden,
     DiskError,
     InvalidSpec,
+    DuplicateInstance,
+    CredentialsNotPermitted,
+    InstanceNotClaimed,
 }
 
 impl Progress {
@@ -55,7 +59,7 @@ impl Progress {
 }
 
 impl Stall {
-    fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Self::InstanceLockedForSecurity => "InstanceLockedForSecurity",
             Self::InstanceLocked => "InstanceLocked",
@@ -66,6 +70,9 @@ impl Stall {
             Self::Forbidden => "Forbidden",
             Self::DiskError => "DiskError",
             Self::InvalidSpec => "InvalidSpec",
+            Self::DuplicateInstance => "DuplicateInstance",
+            Self::CredentialsNotPermitted => "CredentialsNotPermitted",
+            Self::InstanceNotClaimed => "InstanceNotClaimed",
         }
     }
 }
@@ -161,6 +168,36 @@ impl Verdict {
             why: Stall::CredentialsInvalid,
             message,
         }
+    }
+
+    /// The gates refused the object the use of ECS (see `admission`).
+    pub(crate) fn refused(refusal: &Refusal, spec: &EcsInstanceSpec) -> Verdict {
+        let id = &spec.instance_id;
+        let (why, message) = match refusal {
+            Refusal::DuplicateInstance { owner } => (
+                Stall::DuplicateInstance,
+                format!(
+                    "Instance {id} ({}) is managed by EcsInstance {owner}, the oldest that names it: this one makes no ECS call while that one exists. Delete one of the two (deleting {owner} hands the instance to the next oldest).",
+                    spec.region_id
+                ),
+            ),
+            Refusal::CredentialsNotPermitted {
+                namespace,
+                selector,
+            } => (
+                Stall::CredentialsNotPermitted,
+                format!(
+                    "Namespace {namespace} does not match the shared credentials selector {selector:?}: EcsInstances here may not use the controller's own credentials, and no ECS request was made. Set spec.credentialsSecretRef to a Secret in {namespace}, or have the cluster administrator label the namespace."
+                ),
+            ),
+            Refusal::InstanceNotClaimed { tag, namespace } => (
+                Stall::InstanceNotClaimed,
+                format!(
+                    "Instance {id}'s ECS tag {tag:?} does not list namespace {namespace}: the controller only reads it (no start, stop or reboot). Add {namespace} to the tag's comma-separated value (or *) in ECS to claim the instance."
+                ),
+            ),
+        };
+        Verdict::Stalled { why, message }
     }
 
     /// What an ECS error means for the object, with a message that says what to do.

@@ -33,6 +33,12 @@ pub struct Config {
     pub reporter: String,
     /// The `reportingInstance` of events (the pod name).
     pub instance: Option<String>,
+    /// A Namespace label selector: only EcsInstances in matching namespaces may use the
+    /// controller's own credentials (`None`: every namespace may).
+    pub shared_credentials_selector: Option<String>,
+    /// An ECS tag that must list an EcsInstance's namespace before the controller starts, stops
+    /// or reboots its instance (`None`: no such check).
+    pub instance_tag_guard: Option<String>,
 }
 
 impl Default for Config {
@@ -48,6 +54,8 @@ impl Default for Config {
             lease: None,
             reporter: "ecs-power-controller".to_string(),
             instance: None,
+            shared_credentials_selector: None,
+            instance_tag_guard: None,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The controller: observe → decide → act → record, and what runs it.
 //!
-//! One reconcile, in order: `reconcile` (a `Reconciler` and its pass) reads the credentials
+//! One reconcile, in order: `reconcile` (a `Reconciler` and its pass) asks `admission` whether
+//! the object may use ECS at all (one owner per instance from `owners`, the namespaces allowed
+//! the shared credentials from `namespaces`, the tag guard), reads the credentials
 //! through `cluster`, observes through `observe` (batched by `batch`, metered by
 //! `metered`, connected by `connect`), asks `decide` for a step, has `record` build the
 //! next status (its conditions from `conditions`, its backoff from `backoff`) and writes it
@@ -9,8 +11,10 @@
 //! everything configurable; `run_cmd` and `reboot_cmd` are the `run` and `reboot` commands.
 //!
 //! Dependencies point one way (no cycles): the commands → runtime → reconcile → record →
-//! conditions → decide → config; connect → batch, metered, observe.
+//! conditions → admission → owners; runtime → namespaces; conditions → decide → config;
+//! connect → batch, metered, observe.
 
+pub(crate) mod admission;
 pub(crate) mod api_backoff;
 pub(crate) mod backoff;
 pub(crate) mod batch;
@@ -23,7 +27,9 @@ pub(crate) mod decide;
 pub(crate) mod events;
 pub(crate) mod leader;
 pub(crate) mod metered;
+pub(crate) mod namespaces;
 pub(crate) mod observe;
+pub(crate) mod owners;
 pub(crate) mod reboot_cmd;
 pub(crate) mod reconcile;
 pub(crate) mod record;

@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use tracing::{info, instrument};
 
+use super::admission::{Gates, Refusal};
 use super::api_backoff::ApiBackoff;
 use super::backoff;
 use super::bounded::bounded;
@@ -47,6 +48,10 @@ impl Clock for SystemClock {
 /// How soon to look again after a write found the object changed since it was read: the
 /// cache has (or soon has) the newer copy.
 const CONFLICT_RETRY: Duration = Duration::from_secs(1);
+
+/// How often an instance the tag guard refused is read again (at most): claiming it is a tag
+/// edit in ECS, which no watch reports.
+const CLAIM_RECHECK: Duration = Duration::from_secs(60);
 
 /// Failures that end a reconcile early; kube-runtime requeues the object.
 #[derive(Debug, thiserror::Error)]
@@ -100,18 +105,30 @@ impl Reconciler {
         }
     }
 
-    /// Reconciles one object; returns when to look again. Errors are only Kubernetes API
-    /// failures; every ECS failure is recorded in status and answered with a requeue.
-    #[instrument(skip_all, fields(namespace, name = %obj.name_any(), instance = %obj.spec.instance_id))]
+    /// [`Reconciler::reconcile_gated`] with the gates all open (no other object, no guard).
+    #[cfg(test)]
     pub(crate) async fn reconcile(&self, obj: &EcsInstance) -> Result<Duration, Error> {
-        let result = self.pass(obj).await;
+        self.reconcile_gated(obj, &Gates::default()).await
+    }
+
+    /// Reconciles one object, if `gates` let it use ECS; returns when to look again. Errors are
+    /// only Kubernetes API failures; every ECS failure is recorded in status and answered with
+    /// a requeue.
+    #[instrument(skip_all, fields(namespace, name = %obj.name_any(), instance = %obj.spec.instance_id))]
+    pub(crate) async fn reconcile_gated(
+        &self,
+        obj: &EcsInstance,
+        gates: &Gates,
+    ) -> Result<Duration, Error> {
+        gates.ready().await;
+        let result = self.pass(obj, gates).await;
         if result.is_ok() {
             self.api_backoff.succeeded(obj);
         }
         result
     }
 
-    async fn pass(&self, obj: &EcsInstance) -> Result<Duration, Error> {
+    async fn pass(&self, obj: &EcsInstance, gates: &Gates) -> Result<Duration, Error> {
         let namespace = obj
             .namespace()
             .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
@@ -119,6 +136,7 @@ impl Reconciler {
         let previous = obj.status.clone().unwrap_or_default();
         let mut pass = Pass {
             reconciler: self,
+            gates,
             obj,
             record: Record::new(
                 &previous,
@@ -140,6 +158,7 @@ impl Reconciler {
 /// One reconcile of one object.
 struct Pass<'a> {
     reconciler: &'a Reconciler,
+    gates: &'a Gates,
     obj: &'a EcsInstance,
     record: Record,
     /// The credentials Secret's resourceVersion: a change resets the backoff.
@@ -155,6 +174,11 @@ impl Pass<'_> {
     async fn run(&mut self, namespace: &str) -> Result<Option<Duration>, Error> {
         let obj = self.obj;
         let previous = obj.status.clone().unwrap_or_default();
+
+        // Admission, before any ECS request (not even a lookup).
+        if let Some(refusal) = self.gates.before_lookup(obj, namespace) {
+            return Ok(Some(self.refuse(&refusal)));
+        }
 
         // Observe: credentials first, then the instance.
         let credentials = match self.credentials(namespace).await? {
@@ -183,6 +207,13 @@ impl Pass<'_> {
             }
         };
         self.record.observed(instance.as_ref());
+        // The tag guard: read, never changed, unless the instance's tag lists the namespace.
+        let unclaimed = instance
+            .as_ref()
+            .and_then(|i| self.gates.after_observe(namespace, i));
+        if let Some(refusal) = unclaimed {
+            return Ok(Some(self.refuse(&refusal)));
+        }
 
         // Decide (`backoff_reset` lifts the window of `previous.retry`).
         let decision = decide::decide(&Facts {
@@ -198,6 +229,19 @@ impl Pass<'_> {
 
         // Act.
         self.act(&decision, instance.as_ref(), &lookup.ecs).await
+    }
+
+    /// Records a refusal of the gates; returns when to look again (a change of owner or of a
+    /// Namespace's labels wakes the object earlier).
+    fn refuse(&mut self, refusal: &Refusal) -> Duration {
+        info!(refusal = ?refusal, "not allowed to use ECS for this object");
+        self.record.refused(refusal, &self.obj.spec);
+        match refusal {
+            Refusal::InstanceNotClaimed { .. } => CLAIM_RECHECK.min(self.reconciler.resync),
+            Refusal::DuplicateInstance { .. } | Refusal::CredentialsNotPermitted { .. } => {
+                self.reconciler.resync
+            }
+        }
     }
 
     /// Carries out the decision's step; see [`Pass::run`] for the answer.

@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::{Event, EventType};
 
+use super::admission::Refusal;
 use super::backoff::retry_delay;
 use super::bounded::{CODE_LIMIT, bounded, bounded_to};
 use super::conditions::{self, Verdict};
@@ -275,6 +276,22 @@ impl Record {
             },
             secret_version,
         )
+    }
+
+    /// The gates refused the object the use of ECS (see `admission`): stalled, and a Warning
+    /// event when it was not already stalled for this reason.
+    pub(crate) fn refused(&mut self, refusal: &Refusal, spec: &EcsInstanceSpec) {
+        let verdict = Verdict::refused(refusal, spec);
+        if let Verdict::Stalled { why, message } = &verdict {
+            let reason = why.reason();
+            let already = self.previous_conditions.iter().any(|c| {
+                c.type_ == conditions::STALLED && c.status == "True" && c.reason == reason
+            });
+            if !already {
+                self.event(EventType::Warning, reason, "Admission", message.clone());
+            }
+        }
+        self.verdict = Some(verdict);
     }
 
     /// The call went through: the backoff is over.

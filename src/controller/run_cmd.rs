@@ -81,6 +81,27 @@ pub(crate) struct RunArgs {
     /// name plus a random suffix).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+
+    /// Only EcsInstances in Namespaces matching this label selector (e.g.
+    /// `ecs.powerctl.io/shared-credentials=allowed`) may use the controller's own credentials;
+    /// elsewhere an EcsInstance needs spec.credentialsSecretRef. Needs get/list/watch on
+    /// namespaces (the multi-tenant install). Default: every namespace may.
+    #[arg(long, env = "SHARED_CREDENTIALS_SELECTOR", value_parser = non_empty)]
+    pub shared_credentials_selector: Option<String>,
+
+    /// Start, stop and reboot only instances whose ECS tag KEY lists the EcsInstance's
+    /// namespace (comma-separated; `*`: any namespace); others are only read. Default: off.
+    #[arg(long, value_name = "KEY", env = "INSTANCE_TAG_GUARD", value_parser = non_empty)]
+    pub instance_tag_guard: Option<String>,
+}
+
+/// A flag's value that must not be blank (a blank guard would refuse everything, or nothing).
+fn non_empty(value: &str) -> Result<String, String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err("must not be empty (leave the flag out to turn the guard off)".into());
+    }
+    Ok(trimmed.to_string())
 }
 
 /// `on` or `off`.
@@ -121,6 +142,8 @@ impl RunArgs {
             }),
             reporter: "ecs-power-controller".to_string(),
             instance: Some(identity),
+            shared_credentials_selector: self.shared_credentials_selector.clone(),
+            instance_tag_guard: self.instance_tag_guard.clone(),
         }
     }
 }
@@ -168,7 +191,14 @@ async fn run_inner(args: RunArgs) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;
-    info!(metrics = %bound, namespace = ?config.namespace, selector = ?config.selector, "starting");
+    info!(
+        metrics = %bound,
+        namespace = ?config.namespace,
+        selector = ?config.selector,
+        shared_credentials_selector = ?config.shared_credentials_selector,
+        instance_tag_guard = ?config.instance_tag_guard,
+        "starting"
+    );
     let ecs = ecs_side(base, metrics.clone(), config.batch);
     let result = run_controller(client, ecs, config, metrics, readiness, shutdown).await;
     let _ = stopped.send(());

@@ -23,6 +23,9 @@ use super::config::Config;
 use super::leader;
 use super::observe::EcsSide;
 use super::reconcile::{Error, Reconciler};
+use super::admission::Gates;
+use super::namespaces;
+use super::owners::{self, OwnerIndex};
 use super::secret_changes;
 use crate::api::EcsInstance;
 use crate::telemetry::Metrics;
@@ -36,6 +39,8 @@ pub enum RunError {
     CrdMissing,
     #[error("cannot list EcsInstances: {0}")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    SharedCredentialsSelector(#[from] namespaces::SelectorError),
 }
 
 /// Fails fast, with the fix in the message, when the CRD is missing; rides out a briefly
@@ -98,6 +103,9 @@ async fn run_until(
         // A stop while the API server is slow to answer: nothing started, nothing to wait for.
         () = shutdown.clone() => return Ok(()),
     }
+    if let Some(selector) = &config.shared_credentials_selector {
+        namespaces::check(&client, selector).await?;
+    }
     let reporter = Reporter {
         controller: config.reporter.clone(),
         instance: config.instance.clone(),
@@ -159,13 +167,32 @@ async fn reconcile_until(
         watch = watch.labels(selector);
     }
     let (reader, writer) = reflector::store();
-    // Status writes change neither generation nor annotations: they trigger nothing, so a
-    // reconcile's own write never loops back. The resync requeue covers drift.
-    let triggers = watcher(objects, watch)
+    let owners = Arc::new(OwnerIndex::default());
+    let events = watcher(objects, watch)
         .default_backoff()
         // managedFields are never read: don't keep them for every object in memory.
         .modify(|obj| obj.managed_fields_mut().clear())
-        .reflect(writer)
+        .reflect(writer);
+    // The owner index follows the store; a change of an instance's owner wakes its objects.
+    let (events, owner_changes) = owners::follow(events, owners.clone());
+    let (shared_credentials, namespace_changes) = match &config.shared_credentials_selector {
+        Some(selector) => {
+            let (gate, changes) = namespaces::watch(client.clone(), selector, reader.clone());
+            (Some(gate), changes.boxed())
+        }
+        None => (None, futures::stream::empty().boxed()),
+    };
+    let term = Arc::new(Term {
+        reconciler: ctx,
+        gates: Gates {
+            owners,
+            shared_credentials,
+            tag_guard: config.instance_tag_guard.clone(),
+        },
+    });
+    // Status writes change neither generation nor annotations: they trigger nothing, so a
+    // reconcile's own write never loops back. The resync requeue covers drift.
+    let triggers = events
         .applied_objects()
         .predicate_filter(
             (predicates::generation as fn(&EcsInstance) -> Option<u64>)
@@ -180,8 +207,14 @@ async fn reconcile_until(
     let run = controller
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .reconcile_on(secret_changes)
+        .reconcile_on(owner_changes)
+        .reconcile_on(namespace_changes)
         .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile, error_policy, ctx)
+        .run(
+            reconcile,
+            |obj, err, term: Arc<Term>| error_policy(obj, err, term.reconciler.clone()),
+            term,
+        )
         .for_each(move |result| {
             match result {
                 Ok(_) => metrics.reconciled("ok"),
@@ -215,9 +248,19 @@ async fn reconcile_until(
     }
 }
 
+/// What reconciles share in one controller run: the reconciler, and the gates over this run's
+/// watch caches.
+struct Term {
+    reconciler: Arc<Reconciler>,
+    gates: Gates,
+}
+
 /// kube-runtime's reconcile: the reconciler's pass, its delay as a requeue.
-async fn reconcile(obj: Arc<EcsInstance>, ctx: Arc<Reconciler>) -> Result<Action, Error> {
-    ctx.reconcile(&obj).await.map(Action::requeue)
+async fn reconcile(obj: Arc<EcsInstance>, term: Arc<Term>) -> Result<Action, Error> {
+    term.reconciler
+        .reconcile_gated(&obj, &term.gates)
+        .await
+        .map(Action::requeue)
 }
 
 /// Requeue after a Kubernetes API failure (ECS failures never get here), backing off per object:
