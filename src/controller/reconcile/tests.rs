@@ -734,3 +734,62 @@ async fn a_start_that_carries_a_token_waits_out_the_start_minute() {
             .contains("start that carries the reboot token")
     );
 }
+
+/// A second object naming an instance another (older) object owns: Stalled naming the owner,
+/// a Warning event, and not a single ECS call, not even DescribeInstances.
+#[tokio::test]
+async fn a_duplicate_makes_no_ecs_call_and_names_the_owner() {
+    use crate::controller::admission::Gates;
+    use kube::runtime::watcher;
+    let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-1"));
+    let mut owner = object(PowerState::Running);
+    owner.metadata.namespace = Some("team-a".into());
+    owner.metadata.creation_timestamp = Some(Time("2026-11-22T09:00:00Z".parse().unwrap()));
+    let mut duplicate = object(PowerState::Stopped);
+    duplicate.metadata.creation_timestamp = Some(Time("2026-11-22T10:00:00Z".parse().unwrap()));
+    let gates = Gates::default();
+    gates.owners.apply(&watcher::Event::Apply(owner));
+    gates.owners.apply(&watcher::Event::Apply(duplicate.clone()));
+
+    let next = world
+        .reconciler
+        .reconcile_gated(&duplicate, &gates)
+        .await
+        .unwrap();
+
+    assert_eq!(world.log(), ["write status"]);
+    assert_eq!(next, Config::default().resync);
+    let status = world.status();
+    let stalled = condition(&status, "Stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "DuplicateInstance")
+    );
+    assert!(stalled.message.contains("team-a/web-1"), "{}", stalled.message);
+    assert_eq!(condition(&status, "Ready").status, "False");
+    assert_eq!(world.event_reasons(), ["DuplicateInstance"]);
+}
+
+/// With the tag guard on, an instance whose tag does not list the namespace is read and
+/// reported, never changed; the next look is within a minute (a tag edit has no watch).
+#[tokio::test]
+async fn the_tag_guard_reads_an_unclaimed_instance_and_never_changes_it() {
+    use crate::controller::admission::Gates;
+    let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-1"));
+    let gates = Gates {
+        tag_guard: Some("owner-namespaces".into()),
+        ..Gates::default()
+    };
+
+    let next = world
+        .reconciler
+        .reconcile_gated(&object(PowerState::Stopped), &gates)
+        .await
+        .unwrap();
+
+    assert_eq!(world.log(), [format!("describe [\"{ID}\"]"), "write status".into()]);
+    assert_eq!(next, seconds(60));
+    let status = world.status();
+    assert_eq!(condition(&status, "Stalled").reason, "InstanceNotClaimed");
+    assert_eq!(status.instance_status, Some(InstanceStatus::Running));
+}
