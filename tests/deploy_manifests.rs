@@ -125,6 +125,7 @@ fn every_kustomization_entry_exists_and_overlays_build_on_the_base() {
         "deploy/examples",
         "deploy/overlays/single-namespace",
         "deploy/overlays/rrsa",
+        "deploy/overlays/multi-tenant",
         "deploy/user-roles",
         "deploy/cluster-scoped",
     ] {
@@ -175,7 +176,7 @@ fn every_kustomization_entry_exists_and_overlays_build_on_the_base() {
     let base = &documents(&repo().join("deploy/base/kustomization.yaml"))[0];
     assert!(referenced_paths(base).contains(&"../../crds".to_string()));
     assert_eq!(base["namespace"], "ecs-power-controller");
-    for overlay in ["single-namespace", "rrsa"] {
+    for overlay in ["single-namespace", "rrsa", "multi-tenant"] {
         let k =
             &documents(&repo().join(format!("deploy/overlays/{overlay}/kustomization.yaml")))[0];
         assert!(
@@ -346,6 +347,62 @@ fn the_single_namespace_overlay_has_no_cluster_wide_grants_and_watches_its_names
         env_names(container)
             .is_superset(&["POD_NAME".to_string(), "POD_NAMESPACE".to_string()].into())
     );
+}
+
+/// The multi-tenant overlay: the whole installation, both guards set, and the controller may
+/// list and watch Namespaces (nothing more) for the shared-credentials selector.
+#[test]
+fn the_multi_tenant_overlay_sets_both_guards_and_may_watch_namespaces() {
+    let Some(objects) = render("deploy/overlays/multi-tenant") else {
+        return;
+    };
+    let kinds = kinds(&objects);
+    for expected in [
+        "CustomResourceDefinition/ecsinstances.ecs.powerctl.io",
+        "ClusterRole/ecs-power-controller",
+        "ClusterRole/ecs-power-controller-namespaces",
+        "ClusterRoleBinding/ecs-power-controller-namespaces",
+        "Deployment/ecs-power-controller",
+    ] {
+        assert!(kinds.contains(expected), "{expected} not in {kinds:?}");
+    }
+    for o in &objects {
+        assert_eq!(
+            o["metadata"]["labels"][PART_OF], "ecs-power-controller",
+            "{}",
+            o["kind"]
+        );
+    }
+    let namespaces_role = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == "ecs-power-controller-namespaces" && o["kind"] == "ClusterRole")
+        .unwrap();
+    assert_eq!(
+        namespaces_role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}])
+    );
+    let container = &find(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let value = |name: &str| {
+        container["env"]
+            .as_array()
+            .and_then(|env| env.iter().find(|e| e["name"] == name))
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        value("SHARED_CREDENTIALS_SELECTOR").as_deref(),
+        Some("ecs.powerctl.io/shared-credentials=allowed")
+    );
+    assert_eq!(
+        value("INSTANCE_TAG_GUARD").as_deref(),
+        Some("ecs.powerctl.io/namespaces")
+    );
+    // The base's env and arguments survive the patch; the install watches every namespace.
+    assert!(
+        env_names(container)
+            .is_superset(&["POD_NAME".to_string(), "POD_NAMESPACE".to_string()].into())
+    );
+    assert!(!env_names(container).contains("WATCH_NAMESPACE"));
 }
 
 #[test]
@@ -593,14 +650,17 @@ fn the_deployment_speaks_the_binarys_language() {
             "the Deployment sets {name}, which `run` does not read"
         );
     }
-    let patch =
-        documents(&repo().join("deploy/overlays/single-namespace/watch-own-namespace.yaml"))
-            .remove(0);
-    for name in env_names(&patch["spec"]["template"]["spec"]["containers"][0]) {
-        assert!(
-            known.contains(&name),
-            "the single-namespace overlay sets {name}, which `run` does not read"
-        );
+    for path in [
+        "deploy/overlays/single-namespace/watch-own-namespace.yaml",
+        "deploy/overlays/multi-tenant/guards.yaml",
+    ] {
+        let patch = documents(&repo().join(path)).remove(0);
+        for name in env_names(&patch["spec"]["template"]["spec"]["containers"][0]) {
+            assert!(
+                known.contains(&name),
+                "{path} sets {name}, which `run` does not read"
+            );
+        }
     }
     // The probes and the Service hit what --metrics-addr serves by default.
     let metrics_addr = run

@@ -6,7 +6,8 @@
 //! namespace), and:
 //! - what it did must be in [`CONTROLLER_CALLS`], the maintained table;
 //! - the table must be what `deploy/` grants, rule for rule (base ClusterRole, the
-//!   single-namespace overlay's Role, the leader-election Role);
+//!   single-namespace overlay's Role, the leader-election Role, the multi-tenant overlay's
+//!   namespaces ClusterRole, whose calls a run with that overlay's guards makes);
 //! - with `WATCH_NAMESPACE` (the single-namespace overlay) it must stay inside its namespace,
 //!   or a Role could not cover it.
 //!
@@ -42,6 +43,9 @@ enum Scope {
     Watched,
     /// In its own namespace only (the leader-election Role).
     Own,
+    /// Cluster-wide, only with `--shared-credentials-selector` (the multi-tenant overlay's
+    /// ClusterRole `ecs-power-controller-namespaces`).
+    Tenancy,
 }
 
 /// Every Kubernetes call the controller makes: (apiGroup, resource, verb, scope, where in the
@@ -90,6 +94,21 @@ const CONTROLLER_CALLS: &[(&str, &str, &str, Scope, &str)] = &[
         "patch",
         Scope::Watched,
         "controller/events.rs Publisher::publish (a repeated event's series)",
+    ),
+    // Metadata only, narrowed by the selector; no get (nothing reads one Namespace by name).
+    (
+        "",
+        "namespaces",
+        "list",
+        Scope::Tenancy,
+        "namespaces.rs check; watcher",
+    ),
+    (
+        "",
+        "namespaces",
+        "watch",
+        Scope::Tenancy,
+        "namespaces.rs watcher",
     ),
     (
         "coordination.k8s.io",
@@ -314,6 +333,7 @@ fn spawn_controller(
     watch_namespace: Option<&str>,
     pod_namespace: &str,
     home: &Path,
+    env: &[(String, String)],
 ) -> Controller {
     let mut command = std::process::Command::new(BIN);
     command
@@ -339,6 +359,7 @@ fn spawn_controller(
     if let Some(ns) = watch_namespace {
         command.env("WATCH_NAMESPACE", ns);
     }
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     Controller(Some(command.spawn().expect("the controller binary starts")))
 }
 
@@ -483,6 +504,7 @@ async fn the_controller_uses_exactly_the_calls_in_the_table() {
         None,
         CONTROLLER_NAMESPACE,
         &dir,
+        &[],
     );
 
     // An operator's day: the running instance is rebooted, then stopped and started again.
@@ -553,9 +575,11 @@ async fn the_controller_uses_exactly_the_calls_in_the_table() {
         .iter()
         .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
         .collect();
+    // The tenancy calls come only with the multi-tenant overlay's guards (the test below).
+    let tenancy = table_in(Scope::Tenancy);
     let unused: Vec<_> = table
         .difference(&used)
-        .filter(|c| !not_provoked.contains(*c))
+        .filter(|c| !not_provoked.contains(*c) && !tenancy.contains(*c))
         .collect();
     assert!(
         unused.is_empty(),
@@ -590,7 +614,14 @@ async fn with_watch_namespace_every_call_stays_in_that_namespace() {
     let dir = scratch("one");
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig_yaml().replace(&api.url(), &url)).unwrap();
-    let mut controller = spawn_controller(&kubeconfig, &sim.endpoint(), Some("shop"), "shop", &dir);
+    let mut controller = spawn_controller(
+        &kubeconfig,
+        &sim.endpoint(),
+        Some("shop"),
+        "shop",
+        &dir,
+        &[],
+    );
     wait_ready(&mut controller, &client, ("shop", "web-2"), "Running").await;
     wait_until(
         "a lease renewal",
@@ -618,6 +649,79 @@ async fn with_watch_namespace_every_call_stays_in_that_namespace() {
         sim.status("i-bp1rbac0003"),
         Some(InstanceStatus::Stopped),
         "an instance in another namespace was touched"
+    );
+    sim.shutdown().await;
+    api.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The environment the multi-tenant overlay's patch sets on the controller.
+fn multi_tenant_env() -> Vec<(String, String)> {
+    let patch = load("deploy/overlays/multi-tenant/guards.yaml");
+    patch["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            let value = e["value"].as_str().expect("a literal value");
+            (e["name"].as_str().unwrap().to_string(), value.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_multi_tenant_guards_the_namespace_calls_are_the_tenancy_rows() {
+    // As the multi-tenant overlay runs it: both guards, from the overlay's own patch. The
+    // instance is claimed for `shop` by its tag, the object uses a Secret of its own, and `shop`
+    // carries no label (it needs none with a Secret).
+    let env = multi_tenant_env();
+    let tag = env
+        .iter()
+        .find(|(k, _)| k == "INSTANCE_TAG_GUARD")
+        .map(|(_, v)| v.clone())
+        .expect("the overlay sets INSTANCE_TAG_GUARD");
+    assert!(env.iter().any(|(k, _)| k == "SHARED_CREDENTIALS_SELECTOR"));
+    let (api, client) = cluster(&["shop"]).await;
+    let sim = Simulator::start(
+        SimConfig::instant().with_key(KEY_ID, KEY_SECRET).with_instance(
+            InstanceSpec::new("i-bp1rbac0004", "cn-hangzhou")
+                .status(InstanceStatus::Stopped)
+                .tag(&tag, "shop"),
+        ),
+    )
+    .await
+    .unwrap();
+    create_instance(&client, "shop", "web-4", "i-bp1rbac0004").await;
+    let (proxy, url) = RecordingProxy::start(client.clone()).await;
+    let dir = scratch("tenancy");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_yaml().replace(&api.url(), &url)).unwrap();
+    let mut controller = spawn_controller(
+        &kubeconfig,
+        &sim.endpoint(),
+        None,
+        CONTROLLER_NAMESPACE,
+        &dir,
+        &env,
+    );
+    wait_ready(&mut controller, &client, ("shop", "web-4"), "Running").await;
+    let stderr = controller.stop();
+
+    let used: BTreeSet<(String, String, String)> = proxy
+        .seen()
+        .iter()
+        .map(|s| (s.group.clone(), s.resource.clone(), s.verb.clone()))
+        .collect();
+    let table = table();
+    let unlisted: Vec<_> = used.difference(&table).collect();
+    assert!(
+        unlisted.is_empty(),
+        "calls missing from CONTROLLER_CALLS: {unlisted:?}\ncontroller stderr:\n{stderr}"
+    );
+    let tenancy = table_in(Scope::Tenancy);
+    assert!(
+        tenancy.is_subset(&used),
+        "the tenancy rows were not all used: {tenancy:?} vs {used:?}"
     );
     sim.shutdown().await;
     api.shutdown().await;
@@ -692,6 +796,17 @@ fn the_single_namespace_role_grants_exactly_the_watched_calls() {
 }
 
 #[test]
+fn the_multi_tenant_cluster_role_grants_exactly_the_tenancy_calls() {
+    assert_eq!(
+        granted(
+            "deploy/overlays/multi-tenant/namespaces-clusterrole.yaml",
+            "ClusterRole"
+        ),
+        table_in(Scope::Tenancy)
+    );
+}
+
+#[test]
 fn the_leader_election_role_grants_exactly_the_lease_calls() {
     assert_eq!(
         granted("deploy/base/leader-election-role.yaml", "Role"),
@@ -716,6 +831,11 @@ fn the_bindings_give_the_roles_to_the_controllers_service_account() {
             "deploy/overlays/single-namespace/rolebinding.yaml",
             "Role",
             "ecs-power-controller",
+        ),
+        (
+            "deploy/overlays/multi-tenant/namespaces-clusterrolebinding.yaml",
+            "ClusterRole",
+            "ecs-power-controller-namespaces",
         ),
     ] {
         let binding = load(path);
