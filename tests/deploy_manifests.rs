@@ -375,7 +375,9 @@ fn the_multi_tenant_overlay_sets_both_guards_and_may_watch_namespaces() {
     }
     let namespaces_role = objects
         .iter()
-        .find(|o| o["metadata"]["name"] == "ecs-power-controller-namespaces" && o["kind"] == "ClusterRole")
+        .find(|o| {
+            o["metadata"]["name"] == "ecs-power-controller-namespaces" && o["kind"] == "ClusterRole"
+        })
         .unwrap();
     assert_eq!(
         namespaces_role["rules"],

@@ -683,11 +683,13 @@ async fn with_the_multi_tenant_guards_the_namespace_calls_are_the_tenancy_rows()
     assert!(env.iter().any(|(k, _)| k == "SHARED_CREDENTIALS_SELECTOR"));
     let (api, client) = cluster(&["shop"]).await;
     let sim = Simulator::start(
-        SimConfig::instant().with_key(KEY_ID, KEY_SECRET).with_instance(
-            InstanceSpec::new("i-bp1rbac0004", "cn-hangzhou")
-                .status(InstanceStatus::Stopped)
-                .tag(&tag, "shop"),
-        ),
+        SimConfig::instant()
+            .with_key(KEY_ID, KEY_SECRET)
+            .with_instance(
+                InstanceSpec::new("i-bp1rbac0004", "cn-hangzhou")
+                    .status(InstanceStatus::Stopped)
+                    .tag(&tag, "shop"),
+            ),
     )
     .await
     .unwrap();

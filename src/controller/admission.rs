@@ -225,6 +225,9 @@ mod tests {
             gates.after_observe("team-a", &instance(&[(key, "team-a")])),
             None
         );
-        assert_eq!(Gates::default().after_observe("team-a", &instance(&[])), None);
+        assert_eq!(
+            Gates::default().after_observe("team-a", &instance(&[])),
+            None
+        );
     }
 }

@@ -98,7 +98,10 @@ pub(crate) fn watch(
 }
 
 /// The objects in `namespace`.
-fn in_namespace(objects: &[std::sync::Arc<EcsInstance>], namespace: &str) -> Vec<ObjectRef<EcsInstance>> {
+fn in_namespace(
+    objects: &[std::sync::Arc<EcsInstance>],
+    namespace: &str,
+) -> Vec<ObjectRef<EcsInstance>> {
     objects
         .iter()
         .filter(|obj| obj.namespace().as_deref() == Some(namespace))

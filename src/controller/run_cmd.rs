@@ -82,9 +82,16 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
+    #[command(flatten)]
+    pub tenancy: Box<TenancyArgs>,
+}
+
+/// The tenancy guards (boxed: `run`'s arguments are the largest of the commands').
+#[derive(clap::Args, Debug)]
+pub(crate) struct TenancyArgs {
     /// Only EcsInstances in Namespaces matching this label selector (e.g.
     /// `ecs.powerctl.io/shared-credentials=allowed`) may use the controller's own credentials;
-    /// elsewhere an EcsInstance needs spec.credentialsSecretRef. Needs get/list/watch on
+    /// elsewhere an EcsInstance needs spec.credentialsSecretRef. Needs list and watch on
     /// namespaces (the multi-tenant install). Default: every namespace may.
     #[arg(long, env = "SHARED_CREDENTIALS_SELECTOR", value_parser = non_empty)]
     pub shared_credentials_selector: Option<String>,
@@ -142,8 +149,8 @@ impl RunArgs {
             }),
             reporter: "ecs-power-controller".to_string(),
             instance: Some(identity),
-            shared_credentials_selector: self.shared_credentials_selector.clone(),
-            instance_tag_guard: self.instance_tag_guard.clone(),
+            shared_credentials_selector: self.tenancy.shared_credentials_selector.clone(),
+            instance_tag_guard: self.tenancy.instance_tag_guard.clone(),
         }
     }
 }

@@ -17,15 +17,15 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
+use super::admission::Gates;
 use super::cluster::KubeCluster;
 use super::conditions;
 use super::config::Config;
 use super::leader;
-use super::observe::EcsSide;
-use super::reconcile::{Error, Reconciler};
-use super::admission::Gates;
 use super::namespaces;
+use super::observe::EcsSide;
 use super::owners::{self, OwnerIndex};
+use super::reconcile::{Error, Reconciler};
 use super::secret_changes;
 use crate::api::EcsInstance;
 use crate::telemetry::Metrics;
@@ -192,13 +192,11 @@ async fn reconcile_until(
     });
     // Status writes change neither generation nor annotations: they trigger nothing, so a
     // reconcile's own write never loops back. The resync requeue covers drift.
-    let triggers = events
-        .applied_objects()
-        .predicate_filter(
-            (predicates::generation as fn(&EcsInstance) -> Option<u64>)
-                .combine(predicates::annotations as fn(&EcsInstance) -> Option<u64>),
-            Default::default(),
-        );
+    let triggers = events.applied_objects().predicate_filter(
+        (predicates::generation as fn(&EcsInstance) -> Option<u64>)
+            .combine(predicates::annotations as fn(&EcsInstance) -> Option<u64>),
+        Default::default(),
+    );
     let controller = Controller::for_stream(triggers, reader);
     let store = controller.store();
     // Secrets are only ever read by name (get): no list or watch, see `secret_changes`.

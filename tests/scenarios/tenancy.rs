@@ -156,20 +156,25 @@ async fn two_objects_naming_one_instance_do_not_fight_and_the_next_takes_over() 
         });
         create_in(s, "team-b", &copy).await;
 
-        let stalled = wait_for_reason_in(
-            s,
-            "team-b",
-            "db",
-            ("Stalled", "True", "DuplicateInstance"),
-        )
-        .await;
-        assert_eq!(cond(&stalled, "Ready"), ("False".into(), "DuplicateInstance".into()));
+        let stalled =
+            wait_for_reason_in(s, "team-b", "db", ("Stalled", "True", "DuplicateInstance")).await;
+        assert_eq!(
+            cond(&stalled, "Ready"),
+            ("False".into(), "DuplicateInstance".into())
+        );
         let message = condition(&stalled, "Stalled").unwrap().message;
         assert!(message.contains("team-a/db"), "{message}");
         tokio::time::sleep(QUIET).await;
-        assert_eq!(requests_signed_by(s, "LTAIteamb"), 0, "the duplicate made a request");
+        assert_eq!(
+            requests_signed_by(s, "LTAIteamb"),
+            0,
+            "the duplicate made a request"
+        );
         assert_eq!(s.sim.status("i-shared1"), Some(InstanceStatus::Running));
-        assert_eq!(s.sim.calls().count_all(Action::StopInstance, "i-shared1"), 0);
+        assert_eq!(
+            s.sim.calls().count_all(Action::StopInstance, "i-shared1"),
+            0
+        );
         assert!(is_ready(&objects(s, "team-a").get("db").await.unwrap()));
 
         // The owner goes: team-b's object owns the VM now and stops it, with its own key.
@@ -179,7 +184,10 @@ async fn two_objects_naming_one_instance_do_not_fight_and_the_next_takes_over() 
             .expect("delete the owner");
         wait_ready_in(s, "team-b", "db").await;
         assert_eq!(s.sim.status("i-shared1"), Some(InstanceStatus::Stopped));
-        assert_eq!(s.sim.calls().count_all(Action::StopInstance, "i-shared1"), 1);
+        assert_eq!(
+            s.sim.calls().count_all(Action::StopInstance, "i-shared1"),
+            1
+        );
         assert!(requests_signed_by(s, "LTAIteamb") > 0);
     })
     .await;
@@ -208,8 +216,18 @@ async fn only_selected_namespaces_use_the_controllers_credentials_and_labels_tak
             ..cluster_wide(s)
         });
 
-        create_in(s, "team-a", &ecs_instance("web", "i-teama1", PowerState::Running)).await;
-        create_in(s, "team-b", &ecs_instance("web", "i-teamb1", PowerState::Running)).await;
+        create_in(
+            s,
+            "team-a",
+            &ecs_instance("web", "i-teama1", PowerState::Running),
+        )
+        .await;
+        create_in(
+            s,
+            "team-b",
+            &ecs_instance("web", "i-teamb1", PowerState::Running),
+        )
+        .await;
         let mut own = ecs_instance("web", "i-teamc1", PowerState::Running);
         own.spec.credentials_secret_ref = Some(SecretReference {
             name: "creds".into(),
@@ -228,13 +246,20 @@ async fn only_selected_namespaces_use_the_controllers_credentials_and_labels_tak
         let message = condition(&refused, "Stalled").unwrap().message;
         assert!(message.contains(&selector), "{message}");
         tokio::time::sleep(QUIET).await;
-        assert_eq!(requests_naming(s, "i-teamb1"), 0, "a request for a refused namespace");
+        assert_eq!(
+            requests_naming(s, "i-teamb1"),
+            0,
+            "a request for a refused namespace"
+        );
         assert_eq!(s.sim.status("i-teamb1"), Some(InstanceStatus::Stopped));
 
         // The administrator admits team-b and withdraws team-a.
         label_namespace(s, "team-b", json!({ SHARED: "allowed" })).await;
         wait_ready_in(s, "team-b", "web").await;
-        assert_eq!(s.sim.calls().count_all(Action::StartInstance, "i-teamb1"), 1);
+        assert_eq!(
+            s.sim.calls().count_all(Action::StartInstance, "i-teamb1"),
+            1
+        );
         label_namespace(s, "team-a", json!({ SHARED: null })).await;
         wait_for_reason_in(
             s,
@@ -297,18 +322,32 @@ async fn the_tag_guard_only_reads_an_unclaimed_instance_and_acts_once_the_tag_cl
             Some(InstanceStatus::Running),
             "the instance is read"
         );
-        assert!(s.sim.calls().count_all(Action::DescribeInstances, "i-tagged1") > 0);
+        assert!(
+            s.sim
+                .calls()
+                .count_all(Action::DescribeInstances, "i-tagged1")
+                > 0
+        );
         tokio::time::sleep(QUIET).await;
-        assert_eq!(s.sim.calls().count_all(Action::StopInstance, "i-tagged1"), 0);
+        assert_eq!(
+            s.sim.calls().count_all(Action::StopInstance, "i-tagged1"),
+            0
+        );
 
         // The instance's owner claims it for this namespace (among others).
         let claim = format!("team-x, {}", s.namespace);
         s.sim
-            .set_tags("i-tagged1", BTreeMap::from([(CLAIM_TAG.to_string(), claim)]))
+            .set_tags(
+                "i-tagged1",
+                BTreeMap::from([(CLAIM_TAG.to_string(), claim)]),
+            )
             .unwrap();
         s.wait_for("batch", is_ready).await;
         assert_eq!(s.sim.status("i-tagged1"), Some(InstanceStatus::Stopped));
-        assert_eq!(s.sim.calls().count_all(Action::StopInstance, "i-tagged1"), 1);
+        assert_eq!(
+            s.sim.calls().count_all(Action::StopInstance, "i-tagged1"),
+            1
+        );
     })
     .await;
 }

@@ -213,7 +213,10 @@ mod tests {
         assert_eq!(instance.locks[0].message.as_deref(), Some("abuse"));
         assert!(instance.is_security_locked());
         assert_eq!(
-            instance.tags.get("ecs.powerctl.io/namespaces").map(String::as_str),
+            instance
+                .tags
+                .get("ecs.powerctl.io/namespaces")
+                .map(String::as_str),
             Some("team-a, team-b")
         );
     }

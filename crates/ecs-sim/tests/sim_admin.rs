@@ -134,7 +134,11 @@ async fn tags_are_set_and_described_in_the_ecs_shape() {
         .admin("PUT", "/instances/i-t/tags", Some(json!({"tag": {}})))
         .await;
     assert_eq!(bad.status, 400);
-    assert!(bad.body["error"].as_str().unwrap().contains("tag"), "{}", bad.body);
+    assert!(
+        bad.body["error"].as_str().unwrap().contains("tag"),
+        "{}",
+        bad.body
+    );
     assert_eq!(
         c.admin("PUT", "/instances/i-zzz/tags", Some(json!({"tags": {}})))
             .await

@@ -2,12 +2,12 @@
 //! lists, and a real `Controller` reconciling a custom resource end to end.
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::wait::{await_condition, conditions};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, CustomResource, CustomResourceExt, ResourceExt};
 use kubesim::{KubeSim, KubeSimOptions, RequestFilter, Verb};

@@ -749,7 +749,9 @@ async fn a_duplicate_makes_no_ecs_call_and_names_the_owner() {
     duplicate.metadata.creation_timestamp = Some(Time("2026-11-22T10:00:00Z".parse().unwrap()));
     let gates = Gates::default();
     gates.owners.apply(&watcher::Event::Apply(owner));
-    gates.owners.apply(&watcher::Event::Apply(duplicate.clone()));
+    gates
+        .owners
+        .apply(&watcher::Event::Apply(duplicate.clone()));
 
     let next = world
         .reconciler
@@ -765,7 +767,11 @@ async fn a_duplicate_makes_no_ecs_call_and_names_the_owner() {
         (stalled.status.as_str(), stalled.reason.as_str()),
         ("True", "DuplicateInstance")
     );
-    assert!(stalled.message.contains("team-a/web-1"), "{}", stalled.message);
+    assert!(
+        stalled.message.contains("team-a/web-1"),
+        "{}",
+        stalled.message
+    );
     assert_eq!(condition(&status, "Ready").status, "False");
     assert_eq!(world.event_reasons(), ["DuplicateInstance"]);
 }
@@ -787,7 +793,10 @@ async fn the_tag_guard_reads_an_unclaimed_instance_and_never_changes_it() {
         .await
         .unwrap();
 
-    assert_eq!(world.log(), [format!("describe [\"{ID}\"]"), "write status".into()]);
+    assert_eq!(
+        world.log(),
+        [format!("describe [\"{ID}\"]"), "write status".into()]
+    );
     assert_eq!(next, seconds(60));
     let status = world.status();
     assert_eq!(condition(&status, "Stalled").reason, "InstanceNotClaimed");
