@@ -479,6 +479,33 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A controller binary (as [`spawn_controller`] runs it) whose every Kubernetes request goes
+/// through a [`RecordingProxy`] in front of `api`; its scratch directory is removed on success
+/// by the caller.
+async fn recorded_controller(
+    api: &KubeSim,
+    client: &Client,
+    sim: &Simulator,
+    name: &str,
+    namespaces: (Option<&str>, &str),
+    env: &[(String, String)],
+) -> (Arc<RecordingProxy>, Controller, PathBuf) {
+    let (proxy, url) = RecordingProxy::start(client.clone()).await;
+    let dir = scratch(name);
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_yaml().replace(&api.url(), &url)).unwrap();
+    let (watch_namespace, pod_namespace) = namespaces;
+    let controller = spawn_controller(
+        &kubeconfig,
+        &sim.endpoint(),
+        watch_namespace,
+        pod_namespace,
+        &dir,
+        env,
+    );
+    (proxy, controller, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_uses_exactly_the_calls_in_the_table() {
     let (api, client) = cluster(&["shop"]).await;
@@ -494,18 +521,15 @@ async fn the_controller_uses_exactly_the_calls_in_the_table() {
     .await
     .unwrap();
     create_instance(&client, "shop", "web-1", "i-bp1rbac0001").await;
-    let (proxy, url) = RecordingProxy::start(client.clone()).await;
-    let dir = scratch("all");
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, api.kubeconfig_yaml().replace(&api.url(), &url)).unwrap();
-    let mut controller = spawn_controller(
-        &kubeconfig,
-        &sim.endpoint(),
-        None,
-        CONTROLLER_NAMESPACE,
-        &dir,
+    let (proxy, mut controller, dir) = recorded_controller(
+        &api,
+        &client,
+        &sim,
+        "all",
+        (None, CONTROLLER_NAMESPACE),
         &[],
-    );
+    )
+    .await;
 
     // An operator's day: the running instance is rebooted, then stopped and started again.
     let web1 = ("shop", "web-1");
@@ -610,18 +634,8 @@ async fn with_watch_namespace_every_call_stays_in_that_namespace() {
     .unwrap();
     create_instance(&client, "shop", "web-2", "i-bp1rbac0002").await;
     create_instance(&client, "other", "not-mine", "i-bp1rbac0003").await;
-    let (proxy, url) = RecordingProxy::start(client.clone()).await;
-    let dir = scratch("one");
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, api.kubeconfig_yaml().replace(&api.url(), &url)).unwrap();
-    let mut controller = spawn_controller(
-        &kubeconfig,
-        &sim.endpoint(),
-        Some("shop"),
-        "shop",
-        &dir,
-        &[],
-    );
+    let (proxy, mut controller, dir) =
+        recorded_controller(&api, &client, &sim, "one", (Some("shop"), "shop"), &[]).await;
     wait_ready(&mut controller, &client, ("shop", "web-2"), "Running").await;
     wait_until(
         "a lease renewal",
@@ -694,18 +708,15 @@ async fn with_the_multi_tenant_guards_the_namespace_calls_are_the_tenancy_rows()
     .await
     .unwrap();
     create_instance(&client, "shop", "web-4", "i-bp1rbac0004").await;
-    let (proxy, url) = RecordingProxy::start(client.clone()).await;
-    let dir = scratch("tenancy");
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, api.kubeconfig_yaml().replace(&api.url(), &url)).unwrap();
-    let mut controller = spawn_controller(
-        &kubeconfig,
-        &sim.endpoint(),
-        None,
-        CONTROLLER_NAMESPACE,
-        &dir,
+    let (proxy, mut controller, dir) = recorded_controller(
+        &api,
+        &client,
+        &sim,
+        "tenancy",
+        (None, CONTROLLER_NAMESPACE),
         &env,
-    );
+    )
+    .await;
     wait_ready(&mut controller, &client, ("shop", "web-4"), "Running").await;
     let stderr = controller.stop();
 

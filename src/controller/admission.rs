@@ -119,7 +119,6 @@ impl Gates {
 mod tests {
     use super::*;
     use crate::api::{EcsInstanceSpec, PowerState, SecretReference};
-    use ecs_client::InstanceStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn object(namespace: &str, secret: Option<&str>) -> EcsInstance {
@@ -131,21 +130,12 @@ mod tests {
     }
 
     fn instance(tags: &[(&str, &str)]) -> Instance {
-        Instance {
-            instance_id: "i-a".into(),
-            region_id: "cn-hangzhou".into(),
-            status: InstanceStatus::Running,
-            start_time: None,
-            stopped_mode: None,
-            instance_type_family: None,
-            instance_charge_type: None,
-            expired_time: None,
-            locks: Vec::new(),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        let mut instance = crate::controller::batch::tests::instance("i-a", "cn-hangzhou");
+        instance.tags = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        instance
     }
 
     #[test]

@@ -165,7 +165,8 @@ pub(crate) fn api_error(code: &str, http_status: u16) -> EcsError {
     })
 }
 
-fn instance(id: &str, region: &str) -> Instance {
+/// A Running instance as DescribeInstances shows it, without locks or tags.
+pub(crate) fn instance(id: &str, region: &str) -> Instance {
     Instance {
         instance_id: id.into(),
         region_id: region.into(),
