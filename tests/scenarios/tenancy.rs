@@ -12,6 +12,7 @@ use ecs_power_controller::controller::Config;
 use ecs_sim::{Action, KeySpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kubesim::{RequestFilter, Verb};
 use serde_json::json;
 
 use crate::support::scenario::*;
@@ -287,6 +288,36 @@ async fn an_unparsable_shared_credentials_selector_stops_the_controller_naming_t
         let err = running.stop().await.expect_err("a start-up error");
         assert!(
             err.to_string().contains("--shared-credentials-selector"),
+            "{err}"
+        );
+    })
+    .await;
+}
+
+/// A controller whose service account may not list Namespaces (a single-namespace install's
+/// Role) stops at start-up, saying what the selector needs and which install grants it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_selector_without_the_right_to_list_namespaces_stops_the_controller_with_the_fix() {
+    run_flow(Backend::Local, async |s| {
+        s.kube().faults().forbid_next(
+            1,
+            RequestFilter::any().verb(Verb::List).resource("namespaces"),
+        );
+        let running = s
+            .spawn_controller(Config {
+                shared_credentials_selector: Some(format!("{SHARED}=allowed")),
+                ..cluster_wide(s)
+            })
+            .expect("spawned");
+        s.wait_until("the controller stops", async || running.is_finished())
+            .await;
+        let err = running
+            .stop()
+            .await
+            .expect_err("a start-up error")
+            .to_string();
+        assert!(
+            err.contains("--shared-credentials-selector") && err.contains("multi-tenant"),
             "{err}"
         );
     })

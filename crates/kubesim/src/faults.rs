@@ -109,6 +109,7 @@ pub(crate) enum Injected {
     ServerError,
     Conflict,
     TooManyRequests { retry_after_secs: u64 },
+    Forbidden,
 }
 
 #[derive(Debug)]
@@ -209,6 +210,16 @@ impl Faults {
     pub fn conflict_next(&self, n: u64, filter: RequestFilter) {
         self.lock().rules.push(ErrorRule {
             what: Injected::Conflict,
+            remaining: n,
+            filter,
+        });
+    }
+
+    /// Answers the next `n` matching requests with `403 Forbidden`, as RBAC does for a verb the
+    /// caller's roles do not grant (kubesim has no authorization of its own).
+    pub fn forbid_next(&self, n: u64, filter: RequestFilter) {
+        self.lock().rules.push(ErrorRule {
+            what: Injected::Forbidden,
             remaining: n,
             filter,
         });

@@ -246,6 +246,23 @@ pub(crate) async fn handle(
         Some(Injected::TooManyRequests { retry_after_secs }) => {
             return error_response(&ApiError::too_many_requests(retry_after_secs));
         }
+        Some(Injected::Forbidden) => {
+            let scope = match &rp.namespace {
+                Some(ns) => format!("in the namespace \"{ns}\""),
+                None => "at the cluster scope".to_string(),
+            };
+            return error_response(&ApiError::plain(
+                403,
+                "Forbidden",
+                format!(
+                    "{} is forbidden: kubesim: injected fault: cannot {} resource \"{}\" in API group \"{}\" {scope}",
+                    rp.def.qualified_plural(),
+                    verb.as_str(),
+                    resource_label,
+                    rp.def.group
+                ),
+            ));
+        }
         Some(Injected::Conflict) => {
             return error_response(&ApiError::plain(
                 409,

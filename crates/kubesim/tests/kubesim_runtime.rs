@@ -266,6 +266,31 @@ async fn namespace_metadata_watch_follows_label_changes() {
         panic!("not an API error: {bad}");
     };
     assert_eq!(status.code, 400, "{status:?}");
+
+    // Without RBAC of its own, kubesim answers 403 on request, worded as the API server does.
+    sim.faults().forbid_next(
+        1,
+        RequestFilter::any().verb(Verb::List).resource("namespaces"),
+    );
+    let forbidden = namespaces
+        .list_metadata(&kube::api::ListParams::default())
+        .await
+        .expect_err("forbidden once");
+    let kube::Error::Api(status) = forbidden else {
+        panic!("not an API error: {forbidden}");
+    };
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert!(
+        status
+            .message
+            .contains("cannot list resource \"namespaces\" in API group \"\" at the cluster scope"),
+        "{}",
+        status.message
+    );
+    namespaces
+        .list_metadata(&kube::api::ListParams::default())
+        .await
+        .expect("only one request was forbidden");
     sim.shutdown().await;
 }
 
