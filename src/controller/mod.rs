@@ -2,14 +2,15 @@
 //!
 //! One reconcile, in order: `reconcile` (a `Reconciler` and its pass) reads the credentials
 //! through `cluster`, observes through `observe` (batched by `batch`, metered by
-//! `metered`, connected by `connect`), asks `decide` for a step, has `record` build the
+//! `metered`, connected by `connect`), asks `decide` for a step (which reboot tokens are
+//! already done is `tokens`'s), has `record` build the
 //! next status (its conditions from `conditions`, its backoff from `backoff`) and writes it
 //! through `cluster`; when a Kubernetes write fails, `api_backoff` spaces the retries.
 //! `runtime` wires kube-runtime's Controller and `leader` election around it; `config` is
 //! everything configurable; `run_cmd` and `reboot_cmd` are the `run` and `reboot` commands.
 //!
 //! Dependencies point one way (no cycles): the commands → runtime → reconcile → record →
-//! conditions → decide → config; connect → batch, metered, observe.
+//! conditions → decide → tokens, config; connect → batch, metered, observe.
 
 pub(crate) mod api_backoff;
 pub(crate) mod backoff;
@@ -30,6 +31,7 @@ pub(crate) mod record;
 pub(crate) mod run_cmd;
 pub(crate) mod runtime;
 pub(crate) mod secret_changes;
+pub(crate) mod tokens;
 
 pub use config::{BatchSettings, Config, LeaseSettings, Timings};
 pub use reboot_cmd::{RebootError, RebootRequested, request_reboot};
