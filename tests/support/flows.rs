@@ -497,7 +497,8 @@ async fn check(s: &Scenario, index: usize, c: &Case) -> Result<(), String> {
     let rebooting = c.action == Action::RebootInstance;
     let mut obj = ecs_instance(&name, &id, PowerState::Running);
     if rebooting {
-        obj = with_token(obj, "t1");
+        // A time token: a request even on an object the controller sees for the first time.
+        obj = with_token(obj, &requested_now());
     }
     s.create(&obj).await;
 
