@@ -182,7 +182,10 @@ async fn a_conflicting_write_is_tried_again_from_a_fresh_read() {
     .await
     .unwrap();
     // Two conflicts, three reads, three writes.
-    assert_eq!(sim.faults().requests().count(Verb::Patch, "ecsinstances"), 3);
+    assert_eq!(
+        sim.faults().requests().count(Verb::Patch, "ecsinstances"),
+        3
+    );
     assert_eq!(sim.faults().requests().count(Verb::Get, "ecsinstances"), 3);
     assert_eq!(
         reboot_spec(&client, "shop", "web-1").await,
@@ -200,7 +203,9 @@ async fn three_concurrent_requests_are_written_one_after_another() {
     create(&client, "shop", "web-1", None).await;
     sim.faults().delay(
         std::time::Duration::from_millis(300),
-        RequestFilter::any().verb(Verb::Get).resource("ecsinstances"),
+        RequestFilter::any()
+            .verb(Verb::Get)
+            .resource("ecsinstances"),
     );
     let requests = (0..3).map(|i| {
         let client = client.clone();

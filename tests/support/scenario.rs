@@ -243,7 +243,10 @@ impl Scenario {
     pub async fn event_count(&self, name: &str, reason: &str) -> i32 {
         let events: Api<k8s_openapi::api::events::v1::Event> =
             Api::namespaced(self.client.clone(), &self.namespace);
-        let list = events.list(&ListParams::default()).await.expect("list events");
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .expect("list events");
         list.items
             .iter()
             .filter(|e| {
