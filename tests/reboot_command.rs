@@ -2,7 +2,7 @@
 //! errors when there is nothing to reboot.
 
 use ecs_power_controller::api::{EcsInstance, RebootMode};
-use ecs_power_controller::controller::{RebootError, request_reboot};
+use ecs_power_controller::controller::{RebootError, RebootRequested, request_reboot};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -70,19 +70,18 @@ fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
+/// `reboot web-1 -n shop` at the time `now`.
+async fn ask(client: &Client, mode: RebootMode, now: &str) -> RebootRequested {
+    request_reboot(client, "shop", "web-1", mode, at(now))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_reboot_request_sets_a_timestamp_token_and_keeps_the_rest_of_the_spec() {
     let (sim, client) = cluster(true).await;
     create(&client, "shop", "web-1", None).await;
-    let done = request_reboot(
-        &client,
-        "shop",
-        "web-1",
-        RebootMode::Soft,
-        at("2026-11-22T10:00:00.123Z"),
-    )
-    .await
-    .unwrap();
+    let done = ask(&client, RebootMode::Soft, "2026-11-22T10:00:00.123Z").await;
     // The time of the request, to the nanosecond (a time token: satisfied by any later boot).
     assert_eq!(done.token, "2026-11-22T10:00:00.123Z");
     assert_eq!(done.previous_token, None);
@@ -104,27 +103,11 @@ async fn a_reboot_request_sets_a_timestamp_token_and_keeps_the_rest_of_the_spec(
 async fn every_request_asks_for_one_more_reboot_even_within_the_same_second() {
     let (sim, client) = cluster(true).await;
     create(&client, "shop", "web-1", Some(json!({"token": "old"}))).await;
-    let first = request_reboot(
-        &client,
-        "shop",
-        "web-1",
-        RebootMode::Soft,
-        at("2026-11-22T10:00:00.1Z"),
-    )
-    .await
-    .unwrap();
+    let first = ask(&client, RebootMode::Soft, "2026-11-22T10:00:00.1Z").await;
     assert_eq!(first.previous_token.as_deref(), Some("old"));
     // No controller has settled "old": the new request supersedes it, and says so.
     assert_eq!(first.superseded.as_deref(), Some("old"));
-    let second = request_reboot(
-        &client,
-        "shop",
-        "web-1",
-        RebootMode::Hard,
-        at("2026-11-22T10:00:00.9Z"),
-    )
-    .await
-    .unwrap();
+    let second = ask(&client, RebootMode::Hard, "2026-11-22T10:00:00.9Z").await;
     assert_ne!(
         second.token, first.token,
         "a repeated token would be ignored"
@@ -149,15 +132,7 @@ async fn a_token_never_goes_back_in_time() {
         Some(json!({"token": "2026-11-22T10:05:00Z"})),
     )
     .await;
-    let done = request_reboot(
-        &client,
-        "shop",
-        "web-1",
-        RebootMode::Soft,
-        at("2026-11-22T10:00:00Z"),
-    )
-    .await
-    .unwrap();
+    let done = ask(&client, RebootMode::Soft, "2026-11-22T10:00:00Z").await;
     assert_eq!(done.token, "2026-11-22T10:05:00.000000001Z");
     sim.shutdown().await;
 }
@@ -172,15 +147,7 @@ async fn a_conflicting_write_is_tried_again_from_a_fresh_read() {
         .verb(Verb::Patch)
         .resource("ecsinstances");
     sim.faults().conflict_next(2, patches);
-    let done = request_reboot(
-        &client,
-        "shop",
-        "web-1",
-        RebootMode::Soft,
-        at("2026-11-22T10:00:00Z"),
-    )
-    .await
-    .unwrap();
+    let done = ask(&client, RebootMode::Soft, "2026-11-22T10:00:00Z").await;
     // Two conflicts, three reads, three writes.
     assert_eq!(
         sim.faults().requests().count(Verb::Patch, "ecsinstances"),

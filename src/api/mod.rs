@@ -196,7 +196,7 @@ pub struct EcsInstanceStatus {
     /// The last reboot tokens settled, oldest first, at most 16 (`REBOOT_HISTORY_LIMIT`): a token
     /// listed here is never carried out again (a GitOps revert is not a request).
     #[serde(default)]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = REBOOT_HISTORY_LIMIT))]
     pub reboot_history: Vec<RebootRecord>,
     /// A reboot recorded before RebootInstance is called, so a controller that dies mid-way
     /// decides from the instance, not from memory, whether the call went out.

@@ -25,7 +25,7 @@ pub enum Judged<'a> {
     Settled,
     /// Carry it out.
     Pending(&'a str),
-    /// In the history: done before, at `time`, never again.
+    /// In the history: settled before, never carried out again.
     AlreadyDone(&'a str),
     /// A time token, and the instance booted after that time.
     BootedAfter(&'a str),
