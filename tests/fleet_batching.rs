@@ -248,7 +248,10 @@ async fn a_batched_reboot_answered_internal_error_is_still_carried_out_exactly_o
             .unwrap();
     }
     let api: Api<EcsInstance> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
-    create_objects(&api, &fleet, Some("maintenance-1")).await;
+    // A time token (the `reboot` command's kind), after the fleet's last boot: a request even
+    // on objects the controller sees for the first time (a plain one would be adopted).
+    let token = jiff::Timestamp::now().to_string();
+    create_objects(&api, &fleet, Some(&token)).await;
     let controller = sandbox
         .spawn_controller(options(Duration::from_secs(300)))
         .unwrap();
@@ -258,7 +261,7 @@ async fn a_batched_reboot_answered_internal_error_is_still_carried_out_exactly_o
             && o.status
                 .as_ref()
                 .and_then(|s| s.last_reboot_token.as_deref())
-                == Some("maintenance-1")
+                == Some(token.as_str())
     })
     .await;
     let sim = &sandbox.sim;

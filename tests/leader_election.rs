@@ -108,12 +108,13 @@ async fn a_leader_stopped_gracefully_hands_over_at_once_and_every_call_is_made_o
     let a = replica(&sb, "replica-a", duration);
     until_holder(&sb, "replica-a", WAIT).await;
     let b = replica(&sb, "replica-b", duration);
+    let t1 = requested_now();
     create(
         &sb,
-        &with_token(ecs_instance("app", "i-roll1", PowerState::Running), "t1"),
+        &with_token(ecs_instance("app", "i-roll1", PowerState::Running), &t1),
     )
     .await;
-    wait_for(&sb, "app", WAIT, token_done("t1")).await;
+    wait_for(&sb, "app", WAIT, token_done(t1)).await;
     assert!(ecs_calls(&a.metrics) > 0, "the leader calls ECS");
     assert_eq!(ecs_calls(&b.metrics), 0, "the follower never calls ECS");
     assert!(

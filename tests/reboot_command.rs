@@ -2,13 +2,13 @@
 //! errors when there is nothing to reboot.
 
 use ecs_power_controller::api::{EcsInstance, RebootMode};
-use ecs_power_controller::controller::{RebootError, request_reboot};
+use ecs_power_controller::controller::{RebootError, RebootRequested, request_reboot};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Client, CustomResourceExt};
-use kubesim::{KubeSim, KubeSimOptions};
+use kubesim::{KubeSim, KubeSimOptions, RequestFilter, Verb};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecs-power-controller");
@@ -70,24 +70,25 @@ fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
+/// `reboot web-1 -n shop` at the time `now`.
+async fn ask(client: &Client, mode: RebootMode, now: &str) -> RebootRequested {
+    request_reboot(client, "shop", "web-1", mode, at(now))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_reboot_request_sets_a_timestamp_token_and_keeps_the_rest_of_the_spec() {
     let (sim, client) = cluster(true).await;
     create(&client, "shop", "web-1", None).await;
-    let done = request_reboot(
-        &client,
-        "shop",
-        "web-1",
-        RebootMode::Soft,
-        at("2026-11-22T10:00:00.123Z"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(done.token, "2026-11-22T10:00:00Z");
+    let done = ask(&client, RebootMode::Soft, "2026-11-22T10:00:00.123Z").await;
+    // The time of the request, to the nanosecond (a time token: satisfied by any later boot).
+    assert_eq!(done.token, "2026-11-22T10:00:00.123Z");
     assert_eq!(done.previous_token, None);
+    assert_eq!(done.superseded, None);
     assert_eq!(
         reboot_spec(&client, "shop", "web-1").await,
-        Some(("2026-11-22T10:00:00Z".to_string(), RebootMode::Soft))
+        Some(("2026-11-22T10:00:00.123Z".to_string(), RebootMode::Soft))
     );
     let obj = Api::<EcsInstance>::namespaced(client.clone(), "shop")
         .get("web-1")
@@ -102,25 +103,11 @@ async fn a_reboot_request_sets_a_timestamp_token_and_keeps_the_rest_of_the_spec(
 async fn every_request_asks_for_one_more_reboot_even_within_the_same_second() {
     let (sim, client) = cluster(true).await;
     create(&client, "shop", "web-1", Some(json!({"token": "old"}))).await;
-    let first = request_reboot(
-        &client,
-        "shop",
-        "web-1",
-        RebootMode::Soft,
-        at("2026-11-22T10:00:00.1Z"),
-    )
-    .await
-    .unwrap();
+    let first = ask(&client, RebootMode::Soft, "2026-11-22T10:00:00.1Z").await;
     assert_eq!(first.previous_token.as_deref(), Some("old"));
-    let second = request_reboot(
-        &client,
-        "shop",
-        "web-1",
-        RebootMode::Hard,
-        at("2026-11-22T10:00:00.9Z"),
-    )
-    .await
-    .unwrap();
+    // No controller has settled "old": the new request supersedes it, and says so.
+    assert_eq!(first.superseded.as_deref(), Some("old"));
+    let second = ask(&client, RebootMode::Hard, "2026-11-22T10:00:00.9Z").await;
     assert_ne!(
         second.token, first.token,
         "a repeated token would be ignored"
@@ -129,6 +116,91 @@ async fn every_request_asks_for_one_more_reboot_even_within_the_same_second() {
     assert_eq!(
         reboot_spec(&client, "shop", "web-1").await,
         Some((second.token.clone(), RebootMode::Hard))
+    );
+    sim.shutdown().await;
+}
+
+/// Another client's clock is ahead of ours: the new token still comes after the one it
+/// replaces (a boot after it then satisfies both).
+#[tokio::test]
+async fn a_token_never_goes_back_in_time() {
+    let (sim, client) = cluster(true).await;
+    create(
+        &client,
+        "shop",
+        "web-1",
+        Some(json!({"token": "2026-11-22T10:05:00Z"})),
+    )
+    .await;
+    let done = ask(&client, RebootMode::Soft, "2026-11-22T10:00:00Z").await;
+    assert_eq!(done.token, "2026-11-22T10:05:00.000000001Z");
+    sim.shutdown().await;
+}
+
+/// The token is written only over the one that was read: a write that lost a race (409) is
+/// made again from a fresh read.
+#[tokio::test]
+async fn a_conflicting_write_is_tried_again_from_a_fresh_read() {
+    let (sim, client) = cluster(true).await;
+    create(&client, "shop", "web-1", None).await;
+    let patches = RequestFilter::any()
+        .verb(Verb::Patch)
+        .resource("ecsinstances");
+    sim.faults().conflict_next(2, patches);
+    let done = ask(&client, RebootMode::Soft, "2026-11-22T10:00:00Z").await;
+    // Two conflicts, three reads, three writes.
+    assert_eq!(
+        sim.faults().requests().count(Verb::Patch, "ecsinstances"),
+        3
+    );
+    assert_eq!(sim.faults().requests().count(Verb::Get, "ecsinstances"), 3);
+    assert_eq!(
+        reboot_spec(&client, "shop", "web-1").await,
+        Some((done.token, RebootMode::Soft))
+    );
+    sim.shutdown().await;
+}
+
+/// Three `reboot` commands at once, all reading the object before any writes (slow reads):
+/// they still write one after another, each over the token the previous one wrote, and each
+/// says which pending token it superseded. None is lost without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_concurrent_requests_are_written_one_after_another() {
+    let (sim, client) = cluster(true).await;
+    create(&client, "shop", "web-1", None).await;
+    sim.faults().delay(
+        std::time::Duration::from_millis(300),
+        RequestFilter::any()
+            .verb(Verb::Get)
+            .resource("ecsinstances"),
+    );
+    let requests = (0..3).map(|i| {
+        let client = client.clone();
+        async move {
+            let now = at("2026-11-22T10:00:00Z") + jiff::SignedDuration::from_millis(i);
+            request_reboot(&client, "shop", "web-1", RebootMode::Soft, now).await
+        }
+    });
+    let done: Vec<_> = futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    // Replaying the writes in order: each replaced exactly the token written before it.
+    let mut current: Option<String> = None;
+    let mut pending: Vec<_> = done.clone();
+    while !pending.is_empty() {
+        let next = pending
+            .iter()
+            .position(|d| d.previous_token == current)
+            .unwrap_or_else(|| panic!("no request replaced {current:?}: {done:#?}"));
+        let d = pending.remove(next);
+        assert_eq!(d.superseded, d.previous_token, "{d:#?}");
+        current = Some(d.token);
+    }
+    assert_eq!(
+        reboot_spec(&client, "shop", "web-1").await.map(|(t, _)| t),
+        current
     );
     sim.shutdown().await;
 }
@@ -183,6 +255,19 @@ async fn the_command_uses_kubeconfig_and_says_what_it_did() {
     assert_eq!(mode, RebootMode::Hard);
     assert!(
         stdout.contains("shop/web-1") && stdout.contains("hard reboot") && stdout.contains(&token),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("supersedes"), "{stdout}");
+
+    // Again before any controller carried the first one out: said plainly.
+    let out = run(&["web-1", "-n", "shop"]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let (second, _) = reboot_spec(&client, "shop", "web-1").await.unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "it supersedes token {token}, which was still pending: one reboot after {second} satisfies both requests"
+        )),
         "{stdout}"
     );
 

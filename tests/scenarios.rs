@@ -33,9 +33,10 @@ async fn a_controller_killed_mid_reboot_is_replaced_without_a_second_reboot() {
             jitter_ms: 0,
         });
         let first = s.controller();
+        let t1 = requested_now();
         s.create(&with_token(
             ecs_instance("app", "i-kill1", PowerState::Running),
-            "t1",
+            &t1,
         ))
         .await;
         s.wait_for("app", |o| {
@@ -58,7 +59,7 @@ async fn a_controller_killed_mid_reboot_is_replaced_without_a_second_reboot() {
         s.sim.set_latency(Latency::default());
 
         s.controller();
-        s.wait_for("app", token_done("t1")).await;
+        s.wait_for("app", token_done(t1)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(s.reboots("i-kill1"), 1);
     })
@@ -77,16 +78,17 @@ async fn a_lagging_cache_never_loses_a_recorded_reboot() {
             RequestFilter::any().resource("ecsinstances"),
         );
         s.controller();
+        let t1 = requested_now();
         s.create(&with_token(
             ecs_instance("app", "i-lag1", PowerState::Running),
-            "t1",
+            &t1,
         ))
         .await;
-        s.wait_for("app", token_done("t1")).await;
+        s.wait_for("app", token_done(&t1)).await;
         // The looks that follow the reboot (every 100 ms) see the object as it was a second ago.
         tokio::time::sleep(Duration::from_secs(4)).await;
         let obj = s.get("app").await;
-        assert!(token_done("t1")(&obj), "{:#?}", obj.status);
+        assert!(token_done(&t1)(&obj), "{:#?}", obj.status);
         assert_eq!(s.reboots("i-lag1"), 1);
     })
     .await;
@@ -125,8 +127,8 @@ async fn dropped_watches_conflicts_and_server_errors_lose_nothing() {
         for i in 0..ids.len() {
             s.wait_for(&format!("obj-{i}"), is_ready).await;
         }
-        // Every instance started exactly once; tokens on a Stopped instance are satisfied by
-        // the start, so no reboot at all.
+        // Every instance started exactly once; the tokens, there when the controller first saw
+        // the objects, are adopted as done, so no reboot at all.
         for id in &ids {
             assert_eq!(
                 s.sim.calls().count(Action::StartInstance, id, Outcome::Ok),
@@ -156,7 +158,7 @@ async fn five_hundred_objects_converge_with_exactly_the_calls_required() {
         s.controller_with(options);
         let creates = (0..N).map(|i| async move {
             // Even: Stopped → Running. Odd: Running → Stopped, every tenth of them with a
-            // token (skipped: the desired state is Stopped).
+            // token (there at first sight: adopted as done).
             let power = if i % 2 == 0 {
                 PowerState::Running
             } else {
@@ -189,7 +191,7 @@ async fn five_hundred_objects_converge_with_exactly_the_calls_required() {
         assert_eq!(
             calls.total(Action::RebootInstance),
             0,
-            "tokens while Stopped are skipped"
+            "tokens there at first sight are adopted"
         );
         for i in (1..N).step_by(10) {
             let obj = s.get(&format!("fleet-{i:04}")).await;

@@ -189,9 +189,15 @@ pub struct EcsInstanceStatus {
     /// `OperationLocks` reasons (`security`, `financial`, …).
     #[serde(default)]
     pub lock_reasons: Vec<String>,
-    /// The last reboot token carried out (or skipped, or satisfied by a start).
+    /// The spec's reboot token once it is settled: carried out, skipped, satisfied by a start
+    /// or a later boot, adopted, or recognised as already done (see `rebootHistory`).
     #[serde(default)]
     pub last_reboot_token: Option<String>,
+    /// The last reboot tokens settled, oldest first, at most 16 (`REBOOT_HISTORY_LIMIT`): a token
+    /// listed here is never carried out again (a GitOps revert is not a request).
+    #[serde(default)]
+    #[schemars(length(max = REBOOT_HISTORY_LIMIT))]
+    pub reboot_history: Vec<RebootRecord>,
     /// A reboot recorded before RebootInstance is called, so a controller that dies mid-way
     /// decides from the instance, not from memory, whether the call went out.
     #[serde(default)]
@@ -216,6 +222,46 @@ pub struct RebootInFlight {
     #[serde(default)]
     pub start_time_before: Option<String>,
     pub requested_at: Time,
+}
+
+/// How many settled reboot tokens `status.rebootHistory` keeps (the oldest is dropped).
+pub const REBOOT_HISTORY_LIMIT: usize = 16;
+
+/// A reboot token settled, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebootRecord {
+    pub token: String,
+    /// When it was settled (for a reboot: when RebootInstance was sent).
+    pub time: Time,
+    pub outcome: RebootOutcome,
+}
+
+/// How a reboot token was settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum RebootOutcome {
+    /// RebootInstance carried it out.
+    Rebooted,
+    /// The instance was stopped: the StartInstance that booted it carried it out.
+    Started,
+    /// The desired power state was Stopped: recorded without a reboot.
+    Skipped,
+    /// It was in the spec when the controller first saw the object: taken as done, no call.
+    Adopted,
+    /// A time token: the instance booted after that time, which satisfies it.
+    BootedAfter,
+}
+
+impl RebootOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rebooted => "Rebooted",
+            Self::Started => "Started",
+            Self::Skipped => "Skipped",
+            Self::Adopted => "Adopted",
+            Self::BootedAfter => "BootedAfter",
+        }
+    }
 }
 
 /// A mutating call and ECS's answer to it.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::config::Timings;
+use super::tokens::{self, Judged};
 use crate::api::{EcsInstanceSpec, EcsInstanceStatus, PowerState, RebootMode};
 use ecs_client::{
     Instance, InstanceStatus, PowerAction, PowerRequest, RebootOptions, StartOptions, StopOptions,
@@ -121,40 +122,58 @@ pub enum Settled {
     Rebooted,
     /// The desired state is Stopped: a reboot makes no sense, the token is recorded as skipped.
     SkippedWhileStopped,
+    /// In the history: done before, never again (a GitOps revert is not a request).
+    AlreadyDone,
+    /// A time token the instance booted after.
+    BootedAfter,
+    /// Present when the controller first saw the object.
+    Adopted,
 }
 
 /// The decision: a step, plus bookkeeping that holds whatever the step's outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub step: Step,
-    /// A reboot token to record as done.
-    pub settle_token: Option<(String, Settled)>,
+    /// Reboot tokens to record as settled (the one in flight, the spec's), without a call.
+    pub settled: Vec<(String, Settled)>,
     /// The in-flight reboot record is stale (no evidence after the grace): forget it.
     pub clear_in_flight: bool,
 }
 
-/// The reboot token the spec asks for and status has not recorded as done.
-fn pending_token<'a>(spec: &'a EcsInstanceSpec, status: &EcsInstanceStatus) -> Option<&'a str> {
-    let token = spec.reboot.as_ref()?.token.as_str();
-    (status.last_reboot_token.as_deref() != Some(token)).then_some(token)
+/// The spec's reboot token and what [`tokens::judge`] says of it.
+fn judged<'a>(facts: &Facts<'a>) -> Judged<'a> {
+    let token = facts.spec.reboot.as_ref().map(|r| r.token.as_str());
+    tokens::judge(token, facts.status, facts.instance)
+}
+
+/// A settlement without a call for what [`tokens::judge`] found, if any.
+fn settled_without_call(judged: Judged<'_>) -> Option<(String, Settled)> {
+    let (token, how) = match judged {
+        Judged::Settled | Judged::Pending(_) => return None,
+        Judged::AlreadyDone(t) => (t, Settled::AlreadyDone),
+        Judged::BootedAfter(t) => (t, Settled::BootedAfter),
+        Judged::Adopted(t) => (t, Settled::Adopted),
+    };
+    Some((token.to_string(), how))
 }
 
 /// Decides the next step. See the module docs and the tests for the rules.
 pub fn decide(facts: &Facts<'_>) -> Decision {
     let Some(instance) = facts.instance else {
+        // A token present at first sight is adopted even before ECS knows the instance.
         return Decision {
             step: Step::Blocked(Blocker::InstanceNotFound),
-            settle_token: None,
+            settled: settled_without_call(judged(facts)).into_iter().collect(),
             clear_in_flight: false,
         };
     };
 
     // 1. An in-flight reboot is settled from the instance alone, never from memory.
-    let mut settle_token = None;
+    let mut settled = Vec::new();
     let mut clear_in_flight = false;
     if let Some(in_flight) = &facts.status.reboot_in_flight {
         if reboot_evident(instance, in_flight.start_time_before.as_deref()) {
-            settle_token = Some((in_flight.token.clone(), Settled::Rebooted));
+            settled.push((in_flight.token.clone(), Settled::Rebooted));
         } else if elapsed(facts.now, in_flight.requested_at.0)
             < facts.timings.reboot_confirmation_grace
         {
@@ -164,22 +183,27 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
             };
             return Decision {
                 step: wait,
-                settle_token: None,
+                settled,
                 clear_in_flight: false,
             };
         } else {
             clear_in_flight = true;
         }
     }
-    let settled_now = settle_token.as_ref().map(|(t, _)| t.as_str());
-    let token = pending_token(facts.spec, facts.status).filter(|t| Some(*t) != settled_now);
 
-    // 2. Desired Stopped: a new token is skipped, not carried out.
-    if facts.spec.power_state == PowerState::Stopped
-        && let Some(t) = token
-        && settle_token.is_none()
-    {
-        settle_token = Some((t.to_string(), Settled::SkippedWhileStopped));
+    // 2. The spec's token: done already (history, a later boot, adoption), or pending.
+    let settled_now = settled.first().map(|(t, _)| t.clone());
+    let judged = judged(facts);
+    let mut token = None;
+    match judged {
+        Judged::Pending(t) if Some(t) == settled_now.as_deref() => {}
+        // Desired Stopped: a new token is skipped, not carried out.
+        Judged::Pending(t) if facts.spec.power_state == PowerState::Stopped => {
+            settled.push((t.to_string(), Settled::SkippedWhileStopped));
+        }
+        Judged::Pending(t) => token = Some(t),
+        other => settled
+            .extend(settled_without_call(other).filter(|(t, _)| Some(t) != settled_now.as_ref())),
     }
 
     let step = next_step(facts, instance, token);
@@ -196,7 +220,7 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
     };
     Decision {
         step,
-        settle_token,
+        settled,
         clear_in_flight,
     }
 }

@@ -4,15 +4,16 @@
 //! the object may use ECS at all (one owner per instance from `owners`, the namespaces allowed
 //! the shared credentials from `namespaces`, the tag guard), reads the credentials
 //! through `cluster`, observes through `observe` (batched by `batch`, metered by
-//! `metered`, connected by `connect`), asks `decide` for a step, has `record` build the
+//! `metered`, connected by `connect`), asks `decide` for a step (which reboot tokens are
+//! already done is `tokens`'s), has `record` build the
 //! next status (its conditions from `conditions`, its backoff from `backoff`) and writes it
 //! through `cluster`; when a Kubernetes write fails, `api_backoff` spaces the retries.
 //! `runtime` wires kube-runtime's Controller and `leader` election around it; `config` is
 //! everything configurable; `run_cmd` and `reboot_cmd` are the `run` and `reboot` commands.
 //!
 //! Dependencies point one way (no cycles): the commands → runtime → reconcile → record →
-//! conditions → admission → owners; runtime → namespaces; conditions → decide → config;
-//! connect → batch, metered, observe.
+//! conditions → admission → owners; runtime → namespaces; conditions → decide → tokens,
+//! config; connect → batch, metered, observe.
 
 pub(crate) mod admission;
 pub(crate) mod api_backoff;
@@ -36,6 +37,7 @@ pub(crate) mod record;
 pub(crate) mod run_cmd;
 pub(crate) mod runtime;
 pub(crate) mod secret_changes;
+pub(crate) mod tokens;
 
 pub use config::{BatchSettings, Config, LeaseSettings, Timings};
 pub use reboot_cmd::{RebootError, RebootRequested, request_reboot};

@@ -16,7 +16,10 @@ use super::backoff::retry_delay;
 use super::bounded::{CODE_LIMIT, bounded, bounded_to};
 use super::conditions::{self, Verdict};
 use super::decide::{Decision, Mutation, Settled, Step};
-use crate::api::{EcsInstanceSpec, EcsInstanceStatus, LastAction, RebootInFlight, RetryStatus};
+use super::tokens;
+use crate::api::{
+    EcsInstanceSpec, EcsInstanceStatus, LastAction, RebootInFlight, RebootOutcome, RetryStatus,
+};
 use ecs_client::{Accepted, EcsError, ErrorClass, Instance, InstanceStatus, PowerAction};
 
 /// What a failure records: its code and class (for the backoff), the event, the verdict.
@@ -94,27 +97,63 @@ impl Record {
         if decision.clear_in_flight {
             self.status.reboot_in_flight = None;
         }
-        if let Some((token, how)) = &decision.settle_token {
-            self.status.last_reboot_token = Some(token.clone());
-            if self
-                .status
-                .reboot_in_flight
-                .as_ref()
-                .is_some_and(|f| &f.token == token)
-            {
-                self.status.reboot_in_flight = None;
-            }
-            if *how == Settled::SkippedWhileStopped {
-                self.event(
-                    EventType::Normal,
-                    "RebootSkipped",
-                    "Reboot",
-                    format!(
-                        "Reboot token {token:?} recorded without a reboot: the desired power state is Stopped."
-                    ),
-                );
-            }
+        for (token, how) in &decision.settled {
+            self.settle_token(token, *how);
         }
+    }
+
+    /// Records one token settled without a call, with the event that says why.
+    fn settle_token(&mut self, token: &str, how: Settled) {
+        let in_flight = self.status.reboot_in_flight.take_if(|f| f.token == token);
+        let now = Time(self.now);
+        let (outcome, reason, note) = match how {
+            // Done when it was sent.
+            Settled::Rebooted => {
+                let sent = in_flight.map_or(now, |f| f.requested_at);
+                tokens::remember(&mut self.status, token, RebootOutcome::Rebooted, sent);
+                return;
+            }
+            Settled::AlreadyDone => {
+                let note = match tokens::recorded(&self.status, token) {
+                    Some(r) => format!(
+                        "Reboot token {token:?} was already settled at {} ({}): not rebooting again. Set a new token to reboot.",
+                        r.time.0,
+                        r.outcome.as_str()
+                    ),
+                    None => {
+                        format!("Reboot token {token:?} was already settled: not rebooting again.")
+                    }
+                };
+                // The spec's token is settled; the history keeps when it was carried out.
+                self.status.last_reboot_token = Some(token.to_string());
+                self.event(EventType::Normal, "RebootTokenAlreadyDone", "Reboot", note);
+                return;
+            }
+            Settled::SkippedWhileStopped => (
+                RebootOutcome::Skipped,
+                "RebootSkipped",
+                format!(
+                    "Reboot token {token:?} recorded without a reboot: the desired power state is Stopped."
+                ),
+            ),
+            Settled::BootedAfter => (
+                RebootOutcome::BootedAfter,
+                "RebootTokenSatisfied",
+                format!(
+                    "Reboot token {token:?} recorded without a reboot: the instance booted after that time (StartTime {}).",
+                    self.status.start_time.as_deref().unwrap_or("unknown")
+                ),
+            ),
+            Settled::Adopted => (
+                RebootOutcome::Adopted,
+                "RebootTokenAdopted",
+                format!(
+                    "Reboot token {token:?} was already in the spec when the controller first saw this object: recorded as done without a reboot. Set a new token to reboot."
+                ),
+            ),
+        };
+        tokens::remember(&mut self.status, token, outcome, now);
+        self.event(EventType::Normal, reason, "Reboot", note);
     }
 
     /// A step that makes no call: its verdict (a backoff keeps the conditions as they are, so
@@ -174,7 +213,11 @@ impl Record {
             Mutation::Reboot { token, .. } => Some(token.clone()),
         };
         if let Some(token) = &token {
-            self.status.last_reboot_token = Some(token.clone());
+            let outcome = match action {
+                PowerAction::Reboot => RebootOutcome::Rebooted,
+                _ => RebootOutcome::Started,
+            };
+            tokens::remember(&mut self.status, token, outcome, Time(self.now));
             self.status.reboot_in_flight = None;
         }
         let drift = match (action, self.previous_instance_status) {

@@ -160,6 +160,20 @@ impl Scenario {
             .expect("patch EcsInstance");
     }
 
+    /// Asks for a reboot with a plain token (a release name, a ticket number), as an operator
+    /// editing the manifest does: once the controller has seen the object, since a token
+    /// already there at first sight is adopted as done.
+    pub async fn request_token(&self, name: &str, token: &str) {
+        self.wait_for(name, |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|s| s.instance_status.is_some())
+        })
+        .await;
+        self.patch_spec(name, json!({ "reboot": { "token": token } }))
+            .await;
+    }
+
     /// Polls until `pred` holds; panics with the last status after [`WAIT`].
     pub async fn wait_for(&self, name: &str, pred: impl Fn(&EcsInstance) -> bool) -> EcsInstance {
         wait_for(self, name, WAIT, pred).await
@@ -222,6 +236,36 @@ impl Scenario {
             }
         }
         reasons
+    }
+
+    /// How many times an event with this reason was recorded for the object, repeats folded
+    /// into a series included.
+    pub async fn event_count(&self, name: &str, reason: &str) -> i32 {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .expect("list events");
+        list.items
+            .iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+            })
+            .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+            .sum()
+    }
+
+    /// Moves the instance's last boot an hour back: a reboot is provable at once (not deferred
+    /// past the StartTime minute), so one that must not come would come now.
+    pub fn boot_an_hour_ago(&self, id: &str) {
+        self.sim
+            .set_start_time(
+                id,
+                jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+            )
+            .expect("a simulated instance");
     }
 
     /// Whether an event with this reason was recorded for the object.
@@ -371,14 +415,22 @@ pub fn is_ready(obj: &EcsInstance) -> bool {
 }
 
 /// Ready, with `token` recorded as carried out.
-pub fn token_done(token: &'static str) -> impl Fn(&EcsInstance) -> bool {
+pub fn token_done(token: impl Into<String>) -> impl Fn(&EcsInstance) -> bool {
+    let token = token.into();
     move |o| {
         is_ready(o)
             && o.status
                 .as_ref()
                 .and_then(|s| s.last_reboot_token.as_deref())
-                == Some(token)
+                == Some(token.as_str())
     }
+}
+
+/// A reboot token asking for a reboot now, as the `reboot` command writes it: an RFC 3339 time.
+/// Unlike a plain token it is carried out also when the object is created with it (a plain one
+/// is adopted as done: it may be a restore), as long as the instance last booted before it.
+pub fn requested_now() -> String {
+    jiff::Timestamp::now().to_string()
 }
 
 /// `later - earlier` in seconds (negative when `later` is earlier).

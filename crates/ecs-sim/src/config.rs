@@ -167,7 +167,9 @@ impl SimConfig {
     /// The documented default fleet of `simulate` without `--instances`: one instance for each
     /// manifest in `deploy/examples/`, so `demo` (and `kubectl apply -f deploy/examples/`
     /// against a controller pointed at `simulate`) show every behaviour. Running instances
-    /// started an hour before the simulator did, so a reboot of them can be proven at once.
+    /// started an hour before the simulator did, so a reboot of them can be proven at once; the
+    /// two of the reboot examples on 2026-11-01, before their tokens' times (2026-11-22), so
+    /// those tokens are requests even on objects the controller sees for the first time.
     pub fn default_fleet() -> Self {
         let an_hour_ago = jiff::Timestamp::now()
             .checked_sub(jiff::SignedDuration::from_hours(1))
@@ -181,6 +183,11 @@ impl SimConfig {
             spec.start_time = Some(an_hour_ago.clone());
             spec
         };
+        let booted_before_the_examples = |mut spec: InstanceSpec| {
+            spec.status = InstanceStatus::Running;
+            spec.start_time = Some("2026-11-01T00:00Z".into());
+            spec
+        };
         let mut not_ready = shanghai("i-uf6demopending01");
         not_ready.faults = vec![FaultSpec::new(Action::StartInstance, "InstanceNotReady").times(2)];
         let mut overdue = shanghai("i-uf6demooverdue1");
@@ -190,8 +197,8 @@ impl SimConfig {
             instances: vec![
                 hangzhou("i-bp1demorunning01"),
                 running(hangzhou("i-bp1demostopped01")),
-                running(hangzhou("i-bp1demoreboot001")),
-                running(hangzhou("i-bp1demohardboot1")),
+                booted_before_the_examples(hangzhou("i-bp1demoreboot001")),
+                booted_before_the_examples(hangzhou("i-bp1demohardboot1")),
                 running(shanghai("i-uf6demodryrun001")),
                 hangzhou("i-bp1demosecret001"),
                 running(hangzhou("i-bp1demopaused001")),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::api::{RebootInFlight, RebootRequest, RetryStatus, StopSpec};
+use crate::api::{RebootInFlight, RebootOutcome, RebootRequest, RetryStatus, StopSpec};
 use ecs_client::{OperationLock, StoppedMode};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
@@ -83,10 +83,19 @@ fn run_with(
     })
 }
 
+/// A status the controller has written before: it saw the instance (so a token is not adopted
+/// as one present at first sight).
+fn seen() -> EcsInstanceStatus {
+    EcsInstanceStatus {
+        instance_status: Some(InstanceStatus::Running),
+        ..Default::default()
+    }
+}
+
 fn done(token: &str) -> EcsInstanceStatus {
     EcsInstanceStatus {
         last_reboot_token: Some(token.into()),
-        ..Default::default()
+        ..seen()
     }
 }
 
@@ -97,7 +106,7 @@ fn in_flight(token: &str, start_before: &str, requested_offset: i64) -> EcsInsta
             start_time_before: Some(start_before.into()),
             requested_at: Time(at(requested_offset)),
         }),
-        ..Default::default()
+        ..seen()
     }
 }
 
@@ -142,7 +151,7 @@ fn power_state_table() {
 
 #[test]
 fn a_missing_instance_is_blocked() {
-    let d = run(&spec(PowerState::Running, None), &Default::default(), None);
+    let d = run(&spec(PowerState::Running, None), &seen(), None);
     assert_eq!(d.step, Step::Blocked(Blocker::InstanceNotFound));
 }
 
@@ -150,7 +159,7 @@ fn a_missing_instance_is_blocked() {
 fn a_new_token_on_a_running_instance_reboots_once() {
     let s = spec(PowerState::Running, Some("t1"));
     let i = instance(InstanceStatus::Running, EARLY, &[]);
-    let d = run(&s, &Default::default(), Some(&i));
+    let d = run(&s, &seen(), Some(&i));
     assert_eq!(
         d.step,
         Step::Call(Mutation::Reboot {
@@ -169,7 +178,7 @@ fn hard_reboot_forces_the_stop() {
     s.reboot.as_mut().unwrap().mode = RebootMode::Hard;
     let d = run(
         &s,
-        &Default::default(),
+        &seen(),
         Some(&instance(InstanceStatus::Running, EARLY, &[])),
     );
     let Step::Call(Mutation::Reboot { options, .. }) = d.step else {
@@ -182,11 +191,7 @@ fn hard_reboot_forces_the_stop() {
 fn a_reboot_waits_until_the_start_minute_is_over() {
     // Started in the current minute: StartTime could not prove a reboot now.
     let i = instance(InstanceStatus::Running, "2026-11-22T10:30Z", &[]);
-    let d = run(
-        &spec(PowerState::Running, Some("t1")),
-        &Default::default(),
-        Some(&i),
-    );
+    let d = run(&spec(PowerState::Running, Some("t1")), &seen(), Some(&i));
     assert!(
         matches!(d.step, Step::Wait { reason: WaitReason::RecentStart, after } if after == Duration::from_secs(90)),
         "{d:?}"
@@ -198,32 +203,26 @@ fn a_token_while_stopped_is_skipped_and_never_reboots() {
     let s = spec(PowerState::Stopped, Some("t1"));
     let d = run(
         &s,
-        &Default::default(),
+        &seen(),
         Some(&instance(InstanceStatus::Stopped, EARLY, &[])),
     );
     assert_eq!(d.step, Step::Converged);
-    assert_eq!(
-        d.settle_token,
-        Some(("t1".into(), Settled::SkippedWhileStopped))
-    );
+    assert_eq!(d.settled, [("t1".into(), Settled::SkippedWhileStopped)]);
     // Even while the instance is still running towards Stopped.
     let d = run(
         &s,
-        &Default::default(),
+        &seen(),
         Some(&instance(InstanceStatus::Running, EARLY, &[])),
     );
     assert!(matches!(d.step, Step::Call(Mutation::Stop { .. })));
-    assert_eq!(
-        d.settle_token,
-        Some(("t1".into(), Settled::SkippedWhileStopped))
-    );
+    assert_eq!(d.settled, [("t1".into(), Settled::SkippedWhileStopped)]);
 }
 
 #[test]
 fn a_start_that_boots_the_instance_satisfies_a_pending_token() {
     let d = run(
         &spec(PowerState::Running, Some("t1")),
-        &Default::default(),
+        &seen(),
         Some(&instance(InstanceStatus::Stopped, EARLY, &[])),
     );
     assert_eq!(
@@ -244,7 +243,7 @@ fn a_start_that_carries_a_token_waits_until_the_start_minute_is_over() {
     let stopped_this_minute = instance(InstanceStatus::Stopped, "2026-11-22T10:30Z", &[]);
     let d = run(
         &spec(PowerState::Running, Some("t1")),
-        &Default::default(),
+        &seen(),
         Some(&stopped_this_minute),
     );
     assert!(
@@ -253,7 +252,7 @@ fn a_start_that_carries_a_token_waits_until_the_start_minute_is_over() {
     );
     let d = run(
         &spec(PowerState::Running, None),
-        &Default::default(),
+        &seen(),
         Some(&stopped_this_minute),
     );
     assert!(
@@ -272,7 +271,7 @@ fn stop_and_start_options_come_from_the_spec() {
     s.dry_run = true;
     let d = run(
         &s,
-        &Default::default(),
+        &seen(),
         Some(&instance(InstanceStatus::Running, EARLY, &[])),
     );
     assert_eq!(
@@ -293,25 +292,25 @@ fn a_security_lock_blocks_start_and_reboot_but_not_stop() {
     let locked_running = instance(InstanceStatus::Running, EARLY, &["security"]);
     let d = run(
         &spec(PowerState::Running, None),
-        &Default::default(),
+        &seen(),
         Some(&locked_stopped),
     );
     assert_eq!(d.step, Step::Blocked(Blocker::SecurityLock));
     let d = run(
         &spec(PowerState::Running, Some("t")),
-        &Default::default(),
+        &seen(),
         Some(&locked_running),
     );
     assert_eq!(d.step, Step::Blocked(Blocker::SecurityLock));
     let d = run(
         &spec(PowerState::Running, None),
-        &Default::default(),
+        &seen(),
         Some(&locked_running),
     );
     assert_eq!(d.step, Step::Blocked(Blocker::SecurityLock));
     let d = run(
         &spec(PowerState::Stopped, None),
-        &Default::default(),
+        &seen(),
         Some(&locked_running),
     );
     assert!(matches!(d.step, Step::Call(Mutation::Stop { .. })));
@@ -320,11 +319,7 @@ fn a_security_lock_blocks_start_and_reboot_but_not_stop() {
 #[test]
 fn any_other_lock_keeps_a_running_instance_from_ready() {
     let i = instance(InstanceStatus::Running, EARLY, &["financial"]);
-    let d = run(
-        &spec(PowerState::Running, None),
-        &Default::default(),
-        Some(&i),
-    );
+    let d = run(&spec(PowerState::Running, None), &seen(), Some(&i));
     assert_eq!(
         d.step,
         Step::Blocked(Blocker::Locked(vec!["financial".into()]))
@@ -335,7 +330,7 @@ fn any_other_lock_keeps_a_running_instance_from_ready() {
 fn paused_reports_what_is_due_and_never_calls() {
     let d = run_with(
         &spec(PowerState::Running, None),
-        &Default::default(),
+        &seen(),
         Some(&instance(InstanceStatus::Stopped, EARLY, &[])),
         true,
         false,
@@ -360,7 +355,7 @@ fn an_open_backoff_window_holds_the_call_until_the_spec_changes() {
             last_error_code: Some("InstanceNotReady".into()),
             secret_version: None,
         },
-        ..Default::default()
+        ..seen()
     };
     let s = spec(PowerState::Running, None);
     let i = instance(InstanceStatus::Stopped, EARLY, &[]);
@@ -381,7 +376,7 @@ fn an_expired_backoff_window_allows_the_call() {
             next_attempt_after: Some(Time(at(-1))),
             ..Default::default()
         },
-        ..Default::default()
+        ..seen()
     };
     let d = run(
         &spec(PowerState::Running, None),
@@ -396,7 +391,7 @@ fn an_in_flight_reboot_is_settled_by_a_later_start_time() {
     let status = in_flight("t1", EARLY, -120);
     let i = instance(InstanceStatus::Running, "2026-11-22T10:29Z", &[]);
     let d = run(&spec(PowerState::Running, Some("t1")), &status, Some(&i));
-    assert_eq!(d.settle_token, Some(("t1".into(), Settled::Rebooted)));
+    assert_eq!(d.settled, [("t1".into(), Settled::Rebooted)]);
     assert_eq!(d.step, Step::Converged);
 }
 
@@ -408,7 +403,7 @@ fn an_in_flight_reboot_is_settled_by_a_transition() {
             &in_flight("t1", EARLY, -5),
             Some(&instance(observed, EARLY, &[])),
         );
-        assert_eq!(d.settle_token, Some(("t1".into(), Settled::Rebooted)));
+        assert_eq!(d.settled, [("t1".into(), Settled::Rebooted)]);
         assert!(matches!(d.step, Step::Wait { .. }));
     }
 }
@@ -444,7 +439,7 @@ fn a_retry_is_due_exactly_when_its_window_ends_and_a_resend_when_the_grace_ends(
             last_error_code: Some("InstanceNotReady".into()),
             secret_version: None,
         },
-        ..Default::default()
+        ..seen()
     };
     let s = spec(PowerState::Running, None);
     let i = instance(InstanceStatus::Stopped, EARLY, &[]);
@@ -486,7 +481,7 @@ fn a_newer_token_reboots_once_the_in_flight_one_is_proven() {
         &in_flight("t1", "2026-11-22T09:40Z", -2),
         Some(&instance(InstanceStatus::Running, "2026-11-22T10:28Z", &[])),
     );
-    assert_eq!(d.settle_token, Some(("t1".into(), Settled::Rebooted)));
+    assert_eq!(d.settled, [("t1".into(), Settled::Rebooted)]);
     assert!(
         matches!(d.step, Step::Call(Mutation::Reboot { ref token, .. }) if token == "t2"),
         "{d:?}"
@@ -500,8 +495,86 @@ fn a_token_changed_during_a_reboot_is_carried_out_after_it() {
         &in_flight("t1", EARLY, -5),
         Some(&instance(InstanceStatus::Starting, EARLY, &[])),
     );
-    assert_eq!(d.settle_token, Some(("t1".into(), Settled::Rebooted)));
+    assert_eq!(d.settled, [("t1".into(), Settled::Rebooted)]);
     assert!(matches!(d.step, Step::Wait { .. }));
+}
+
+/// A token the history remembers (a GitOps revert) is settled without a call: the instance is
+/// where the spec wants it, so the step is the one without a token.
+#[test]
+fn a_remembered_token_is_settled_without_a_reboot() {
+    let mut status = seen();
+    for t in ["t1", "t2"] {
+        tokens::remember(&mut status, t, RebootOutcome::Rebooted, Time(at(-3600)));
+    }
+    let d = run(
+        &spec(PowerState::Running, Some("t1")),
+        &status,
+        Some(&instance(InstanceStatus::Running, EARLY, &[])),
+    );
+    assert_eq!(d.step, Step::Converged);
+    assert_eq!(d.settled, [("t1".into(), Settled::AlreadyDone)]);
+    // A new token still reboots.
+    let d = run(
+        &spec(PowerState::Running, Some("t3")),
+        &status,
+        Some(&instance(InstanceStatus::Running, EARLY, &[])),
+    );
+    assert!(is_reboot(&d.step), "{d:?}");
+    assert!(d.settled.is_empty());
+}
+
+/// First sight: a plain token is adopted (a stopped instance is still started, without the
+/// token); a time token after the last boot is carried out; one before it was satisfied by it.
+#[test]
+fn a_token_at_first_sight_is_adopted_unless_it_is_a_later_time() {
+    let fresh = EcsInstanceStatus::default();
+    let stopped = instance(InstanceStatus::Stopped, EARLY, &[]);
+    let d = run(
+        &spec(PowerState::Running, Some("t1")),
+        &fresh,
+        Some(&stopped),
+    );
+    assert_eq!(d.settled, [("t1".into(), Settled::Adopted)]);
+    assert_eq!(
+        d.step,
+        Step::Call(Mutation::Start {
+            options: StartOptions::default(),
+            satisfies_token: None,
+        })
+    );
+    // ECS does not know the instance: adopted all the same.
+    let d = run(&spec(PowerState::Running, Some("t1")), &fresh, None);
+    assert_eq!(d.settled, [("t1".into(), Settled::Adopted)]);
+
+    let running = instance(InstanceStatus::Running, EARLY, &[]);
+    let later = "2026-11-22T10:00:00.5Z";
+    let d = run(
+        &spec(PowerState::Running, Some(later)),
+        &fresh,
+        Some(&running),
+    );
+    assert!(
+        matches!(d.step, Step::Call(Mutation::Reboot { ref token, .. }) if token == later),
+        "{d:?}"
+    );
+    let earlier = "2026-11-22T09:29:59Z";
+    for status in [&fresh, &seen()] {
+        let d = run(
+            &spec(PowerState::Running, Some(earlier)),
+            status,
+            Some(&running),
+        );
+        assert_eq!(d.step, Step::Converged);
+        assert_eq!(d.settled, [(earlier.into(), Settled::BootedAfter)]);
+        // Satisfied, not skipped, also when the desired state is Stopped.
+        let d = run(
+            &spec(PowerState::Stopped, Some(earlier)),
+            status,
+            Some(&running),
+        );
+        assert_eq!(d.settled, [(earlier.into(), Settled::BootedAfter)]);
+    }
 }
 
 // ---- properties ----
@@ -526,8 +599,10 @@ fn any_start_time() -> impl Strategy<Value = String> {
 prop_compose! {
     fn any_facts()(
         desired in prop_oneof![Just(PowerState::Running), Just(PowerState::Stopped)],
-        token in proptest::option::of(prop_oneof![Just("t1"), Just("t2")]),
+        token in proptest::option::of(prop_oneof![Just("t1"), Just("t2"), Just("t3"), Just("2026-11-22T10:00:00Z")]),
         last in proptest::option::of(prop_oneof![Just("t1"), Just("t2")]),
+        history in proptest::collection::vec(prop_oneof![Just("t1"), Just("t2"), Just("t3")], 0..3),
+        fresh in any::<bool>(),
         flight in proptest::option::of((prop_oneof![Just("t1"), Just("t2")], any_start_time(), -900i64..0)),
         status in any_status(),
         start in any_start_time(),
@@ -541,8 +616,13 @@ prop_compose! {
         s.dry_run = dry_run;
         let mut st = EcsInstanceStatus {
             last_reboot_token: last.map(str::to_string),
+            instance_status: (!fresh).then_some(InstanceStatus::Running),
             ..Default::default()
         };
+        for t in history {
+            tokens::remember(&mut st, t, RebootOutcome::Rebooted, Time(at(-3600)));
+        }
+        st.last_reboot_token = last.map(str::to_string);
         if let Some((t, before, offset)) = flight {
             st.reboot_in_flight = Some(RebootInFlight {
                 token: t.into(),
@@ -582,13 +662,16 @@ proptest! {
             prop_assert_eq!(s.power_state, PowerState::Running);
             prop_assert!(st.last_reboot_token.as_deref() != Some(token.as_str()));
             // Never a second call for a token whose reboot is provably under way or done.
-            if let Some((settled, _)) = &d.settle_token {
+            for (settled, _) in &d.settled {
                 prop_assert_ne!(settled, token);
             }
+            // Never a token the history remembers, never one adopted at first sight.
+            prop_assert!(tokens::recorded(&st, token).is_none());
+            prop_assert!(!matches!(tokens::judge(Some(token), &st, Some(&i)), Judged::Adopted(_)));
             // Never inside the grace of an unconfirmed reboot (one this decision did not settle
             // from the instance's evidence).
             if let Some(f) = &st.reboot_in_flight
-                && d.settle_token.as_ref().map(|(t, _)| t) != Some(&f.token)
+                && !d.settled.iter().any(|(t, _)| *t == f.token)
             {
                 prop_assert!(elapsed(now(), f.requested_at.0) >= Timings::default().reboot_confirmation_grace);
             }
@@ -618,7 +701,15 @@ proptest! {
             let d = run_with(&s, &st, Some(&i), false, false);
             // A start that carries a token may wait out the StartTime minute first.
             let proving = matches!(d.step, Step::Wait { reason: WaitReason::RecentStart, .. })
-                && pending_token(&s, &st).is_some();
+                && matches!(judged(&Facts {
+                    spec: &s,
+                    paused: false,
+                    status: &st,
+                    instance: Some(&i),
+                    now: now(),
+                    backoff_reset: false,
+                    timings: &Timings::default(),
+                }), Judged::Pending(_));
             prop_assert!(proving || matches!(d.step, Step::Call(Mutation::Start { .. } | Mutation::Stop { .. })), "{:?}", d);
         }
     }

@@ -265,11 +265,17 @@ fn object(power_state: PowerState) -> EcsInstance {
     obj
 }
 
+/// A new token on an object the controller has looked at before (a token already there when
+/// it first sees an object is adopted as done: `controller::tokens`).
 fn with_reboot(mut obj: EcsInstance, token: &str) -> EcsInstance {
     obj.spec.reboot = Some(RebootRequest {
         token: token.into(),
         mode: RebootMode::Soft,
     });
+    obj.status
+        .get_or_insert_with(Default::default)
+        .instance_status
+        .get_or_insert(InstanceStatus::Running);
     obj
 }
 
@@ -733,6 +739,82 @@ async fn a_start_that_carries_a_token_waits_out_the_start_minute() {
             .message
             .contains("start that carries the reboot token")
     );
+}
+
+/// The GitOps revert: t1 and t2 were carried out, Git syncs the spec back to t1. No ECS call,
+/// one Normal event naming when t1 was carried out (not one per look), Ready as it was.
+#[tokio::test]
+async fn a_reverted_token_is_not_carried_out_again_and_said_so_once() {
+    let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-r"));
+    world
+        .reconciler
+        .reconcile(&object(PowerState::Running))
+        .await
+        .unwrap();
+    let mut ready = world.status();
+    for t in ["t1", "t2"] {
+        crate::controller::tokens::remember(
+            &mut ready,
+            t,
+            crate::api::RebootOutcome::Rebooted,
+            Time("2026-11-22T08:00:00Z".parse().unwrap()),
+        );
+    }
+    let before = condition(&ready, "Ready").clone();
+    assert_eq!(before.status, "True");
+
+    let mut reverted = with_reboot(object(PowerState::Running), "t1");
+    reverted.metadata.generation = Some(2);
+    reverted.metadata.resource_version = Some((OBJECT_VERSION + 1).to_string());
+    reverted.status = Some(ready);
+    world.reconciler.reconcile(&reverted).await.unwrap();
+
+    assert!(
+        !world.log().iter().any(|l| l.starts_with("RebootInstance")),
+        "{:?}",
+        world.log()
+    );
+    let status = world.status();
+    assert_eq!(status.last_reboot_token.as_deref(), Some("t1"));
+    assert_eq!(status.reboot_history.len(), 2, "nothing new carried out");
+    let after = condition(&status, "Ready");
+    assert_eq!(
+        (&after.status, &after.reason, &after.last_transition_time),
+        (&before.status, &before.reason, &before.last_transition_time)
+    );
+    assert_eq!(world.event_reasons(), ["RebootTokenAlreadyDone"]);
+    let note = world.cluster.notes.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        note.contains("\"t1\"") && note.contains("2026-11-22T08:00:00Z"),
+        "{note}"
+    );
+
+    // The next look (a resync) says nothing more and calls nothing.
+    reverted.metadata.resource_version = Some((OBJECT_VERSION + 2).to_string());
+    reverted.status = Some(status);
+    world.reconciler.reconcile(&reverted).await.unwrap();
+    assert_eq!(world.event_reasons(), ["RebootTokenAlreadyDone"]);
+    assert!(!world.log().iter().any(|l| l.starts_with("RebootInstance")));
+}
+
+/// A fresh object (deleted and created again, restored) with a token: adopted, no call.
+#[tokio::test]
+async fn a_token_on_a_fresh_object_is_adopted_without_a_reboot() {
+    let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-r"));
+    let mut fresh = object(PowerState::Running);
+    fresh.spec.reboot = Some(RebootRequest {
+        token: "release-42".into(),
+        mode: RebootMode::Soft,
+    });
+    world.reconciler.reconcile(&fresh).await.unwrap();
+    assert!(!world.log().iter().any(|l| l.starts_with("RebootInstance")));
+    let status = world.status();
+    assert_eq!(status.last_reboot_token.as_deref(), Some("release-42"));
+    let adopted = &status.reboot_history[0];
+    assert_eq!(adopted.outcome, crate::api::RebootOutcome::Adopted);
+    assert_eq!(adopted.time.0, now());
+    assert_eq!(condition(&status, "Ready").status, "True");
+    assert_eq!(world.event_reasons(), ["RebootTokenAdopted"]);
 }
 
 /// A second object naming an instance another (older) object owns: Stalled naming the owner,
