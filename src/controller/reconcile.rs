@@ -207,13 +207,6 @@ impl Pass<'_> {
             }
         };
         self.record.observed(instance.as_ref());
-        // The tag guard: read, never changed, unless the instance's tag lists the namespace.
-        let unclaimed = instance
-            .as_ref()
-            .and_then(|i| self.gates.after_observe(namespace, i));
-        if let Some(refusal) = unclaimed {
-            return Ok(Some(self.refuse(&refusal)));
-        }
 
         // Decide (`backoff_reset` lifts the window of `previous.retry`).
         let decision = decide::decide(&Facts {
@@ -226,6 +219,15 @@ impl Pass<'_> {
             timings: &self.reconciler.timings,
         });
         self.record.settle(&decision);
+
+        // The tag guard: read, never changed, unless the instance's tag lists the namespace. It
+        // comes after the token bookkeeping, so a token adopted at first sight stays adopted.
+        let unclaimed = instance
+            .as_ref()
+            .and_then(|i| self.gates.after_observe(namespace, i));
+        if let Some(refusal) = unclaimed {
+            return Ok(Some(self.refuse(&refusal)));
+        }
 
         // Act.
         self.act(&decision, instance.as_ref(), &lookup.ecs).await

@@ -884,3 +884,32 @@ async fn the_tag_guard_reads_an_unclaimed_instance_and_never_changes_it() {
     assert_eq!(condition(&status, "Stalled").reason, "InstanceNotClaimed");
     assert_eq!(status.instance_status, Some(InstanceStatus::Running));
 }
+
+/// A token already in the spec when the controller first sees an unclaimed instance is adopted
+/// as done (recorded) like any other: claiming the instance later must not reboot it.
+#[tokio::test]
+async fn the_tag_guard_keeps_a_token_seen_at_first_sight_adopted() {
+    use crate::controller::admission::Gates;
+    let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-1"));
+    let gates = Gates {
+        tag_guard: Some("owner-namespaces".into()),
+        ..Gates::default()
+    };
+
+    let mut restored = object(PowerState::Running);
+    restored.spec.reboot = Some(RebootRequest {
+        token: "restored".into(),
+        mode: RebootMode::Soft,
+    });
+
+    world
+        .reconciler
+        .reconcile_gated(&restored, &gates)
+        .await
+        .unwrap();
+
+    assert!(!world.log().iter().any(|l| l.starts_with("RebootInstance")));
+    let status = world.status();
+    assert_eq!(status.last_reboot_token.as_deref(), Some("restored"));
+    assert_eq!(condition(&status, "Stalled").reason, "InstanceNotClaimed");
+}
