@@ -172,7 +172,7 @@ fn instance_id(n: usize) -> String {
 /// What the tracker keeps of each object.
 #[derive(Clone, Copy, Debug)]
 struct Seen {
-    desired: PowerState,
+    desired: Option<PowerState>,
     ready_for_generation: bool,
 }
 
@@ -183,7 +183,7 @@ fn count(tracker: &Tracker, desired: PowerState) -> usize {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .values()
-        .filter(|s| s.desired == desired && s.ready_for_generation)
+        .filter(|s| s.desired == Some(desired) && s.ready_for_generation)
         .count()
 }
 
@@ -272,7 +272,8 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
                 EcsInstanceSpec {
                     instance_id: id.clone(),
                     region_id: REGION.into(),
-                    power_state: PowerState::Stopped,
+                    power_state: Some(PowerState::Stopped),
+                    schedule_ref: None,
                     reboot: None,
                     start: None,
                     stop: None,

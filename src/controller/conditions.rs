@@ -40,6 +40,8 @@ pub(crate) enum Stall {
     Forbidden,
     DiskError,
     InvalidSpec,
+    ScheduleNotFound,
+    ScheduleInvalid,
 }
 
 impl Progress {
@@ -66,6 +68,8 @@ impl Stall {
             Self::Forbidden => "Forbidden",
             Self::DiskError => "DiskError",
             Self::InvalidSpec => "InvalidSpec",
+            Self::ScheduleNotFound => "ScheduleNotFound",
+            Self::ScheduleInvalid => "ScheduleInvalid",
         }
     }
 }
@@ -100,19 +104,23 @@ impl Verdict {
     pub(crate) fn for_step(
         step: &Step,
         spec: &EcsInstanceSpec,
+        desired: PowerState,
         instance: Option<&Instance>,
         rebooting: bool,
     ) -> Option<Verdict> {
         Some(match step {
             Step::Converged => Verdict::Ready {
-                reason: match spec.power_state {
+                reason: match desired {
                     PowerState::Running => "InstanceRunning",
                     PowerState::Stopped => "InstanceStopped",
                 },
                 message: format!(
-                    "Instance {} is {} as desired.",
+                    "Instance {} is {} as desired{}.",
                     spec.instance_id,
-                    spec.power_state.as_str()
+                    desired.as_str(),
+                    spec.schedule_ref
+                        .as_ref()
+                        .map_or(String::new(), |r| format!(" (schedule {})", r.name))
                 ),
             },
             Step::Wait { reason, .. } => waiting(*reason, instance, rebooting),
@@ -152,6 +160,19 @@ impl Verdict {
                 "spec.dryRun is set: {} would be accepted (RequestId {request_id}); the instance was not changed.",
                 action.single()
             ),
+        }
+    }
+
+    /// The schedule the object follows cannot be followed (`schedule_missing`: it does not
+    /// exist; otherwise it is invalid).
+    pub(crate) fn schedule(schedule_missing: bool, message: String) -> Verdict {
+        Verdict::Stalled {
+            why: if schedule_missing {
+                Stall::ScheduleNotFound
+            } else {
+                Stall::ScheduleInvalid
+            },
+            message,
         }
     }
 

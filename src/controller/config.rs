@@ -33,6 +33,11 @@ pub struct Config {
     pub reporter: String,
     /// The `reportingInstance` of events (the pod name).
     pub instance: Option<String>,
+    /// Added to the clock where power schedules are evaluated; zero in production. The
+    /// scenarios and the demo stand a few seconds before a schedule's boundary this way,
+    /// instead of waiting for 08:00. Nothing else (backoff, StartTime checks, status times)
+    /// sees the shift.
+    pub schedule_clock_offset: jiff::SignedDuration,
 }
 
 impl Default for Config {
@@ -48,6 +53,7 @@ impl Default for Config {
             lease: None,
             reporter: "ecs-power-controller".to_string(),
             instance: None,
+            schedule_clock_offset: jiff::SignedDuration::ZERO,
         }
     }
 }

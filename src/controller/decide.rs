@@ -17,6 +17,9 @@ use ecs_client::{
 #[derive(Clone, Copy, Debug)]
 pub struct Facts<'a> {
     pub spec: &'a EcsInstanceSpec,
+    /// The power state to converge to: `spec.powerState`, or what the schedule (or an override)
+    /// says now. Resolved by the reconciler, so the decision never reads a clock or a schedule.
+    pub desired: PowerState,
     pub paused: bool,
     pub status: &'a EcsInstanceStatus,
     /// `None`: DescribeInstances does not know the instance.
@@ -175,7 +178,7 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
     let token = pending_token(facts.spec, facts.status).filter(|t| Some(*t) != settled_now);
 
     // 2. Desired Stopped: a new token is skipped, not carried out.
-    if facts.spec.power_state == PowerState::Stopped
+    if facts.desired == PowerState::Stopped
         && let Some(t) = token
         && settle_token.is_none()
     {
@@ -207,7 +210,7 @@ fn next_step(facts: &Facts<'_>, instance: &Instance, token: Option<&str>) -> Ste
         reason,
         after: facts.timings.transition_poll,
     };
-    match (spec.power_state, instance.status) {
+    match (facts.desired, instance.status) {
         (_, InstanceStatus::Unknown) => wait(WaitReason::UnknownStatus),
         (
             _,

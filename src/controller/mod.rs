@@ -20,6 +20,7 @@ pub(crate) mod conditions;
 pub(crate) mod config;
 pub(crate) mod connect;
 pub(crate) mod decide;
+pub(crate) mod desired;
 pub(crate) mod events;
 pub(crate) mod leader;
 pub(crate) mod metered;
@@ -29,6 +30,7 @@ pub(crate) mod reconcile;
 pub(crate) mod record;
 pub(crate) mod run_cmd;
 pub(crate) mod runtime;
+pub(crate) mod schedules;
 pub(crate) mod secret_changes;
 
 pub use config::{BatchSettings, Config, LeaseSettings, Timings};

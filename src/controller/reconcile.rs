@@ -18,6 +18,7 @@ use super::bounded::bounded;
 use super::cluster::{Cluster, Written};
 use super::config::{Config, Timings};
 use super::decide::{self, Decision, Facts, Mutation, Step};
+use super::desired::{self, Desired, Schedules};
 use super::observe::{EcsSide, Lookup, credentials_key};
 use super::record::Record;
 use crate::api::EcsInstance;
@@ -70,6 +71,10 @@ pub(crate) struct Reconciler {
     cluster: Arc<dyn Cluster>,
     ecs: EcsSide,
     clock: Arc<dyn Clock>,
+    /// The EcsPowerSchedules objects follow.
+    schedules: Arc<dyn Schedules>,
+    /// Added to the clock where schedules are evaluated ([`Config::schedule_clock_offset`]).
+    schedule_offset: jiff::SignedDuration,
     /// The longest between two looks at an object.
     resync: Duration,
     timings: Timings,
@@ -78,11 +83,18 @@ pub(crate) struct Reconciler {
 }
 
 impl Reconciler {
-    pub(crate) fn new(cluster: Arc<dyn Cluster>, ecs: EcsSide, config: &Config) -> Self {
+    pub(crate) fn new(
+        cluster: Arc<dyn Cluster>,
+        ecs: EcsSide,
+        schedules: Arc<dyn Schedules>,
+        config: &Config,
+    ) -> Self {
         Self {
             cluster,
             ecs,
             clock: Arc::new(SystemClock),
+            schedules,
+            schedule_offset: config.schedule_clock_offset,
             resync: config.resync,
             timings: config.timings.clone(),
             api_backoff: ApiBackoff::default(),
@@ -111,11 +123,34 @@ impl Reconciler {
         result
     }
 
+    /// The time schedules are evaluated at.
+    fn schedule_now(&self) -> Timestamp {
+        self.clock
+            .now()
+            .checked_add(self.schedule_offset)
+            .unwrap_or(Timestamp::MAX)
+    }
+
+    /// The desired state of `obj` now (see [`desired`]).
+    fn desired(&self, obj: &EcsInstance, namespace: &str) -> Result<Desired, desired::Problem> {
+        let annotations = obj.metadata.annotations.clone().unwrap_or_default();
+        desired::resolve(
+            &obj.spec,
+            &annotations,
+            namespace,
+            self.schedules.as_ref(),
+            self.schedule_now(),
+        )
+    }
+
     async fn pass(&self, obj: &EcsInstance) -> Result<Duration, Error> {
         let namespace = obj
             .namespace()
             .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
         tracing::Span::current().record("namespace", namespace.as_str());
+        if obj.spec.schedule_ref.is_some() {
+            self.schedules.ready().await;
+        }
         let previous = obj.status.clone().unwrap_or_default();
         let mut pass = Pass {
             reconciler: self,
@@ -128,9 +163,19 @@ impl Reconciler {
             ),
             secret_version: None,
             version: obj.resource_version(),
+            look_again_at: None,
         };
         match pass.run(&namespace).await? {
-            Some(delay) => pass.write(delay).await,
+            Some(delay) => {
+                let delay = match pass.look_again_at {
+                    // The boundary itself, not a poll: evaluated at the boundary, the schedule
+                    // gives the new state (a wake-up a little early finds the same boundary
+                    // again, a moment ahead).
+                    Some(at) => delay.min(decide::elapsed(at, self.schedule_now())),
+                    None => delay,
+                };
+                pass.write(delay).await
+            }
             // The intent write lost a race: look again with a fresh object.
             None => Ok(CONFLICT_RETRY),
         }
@@ -147,6 +192,8 @@ struct Pass<'a> {
     /// The object's resourceVersion every status write is conditional on: the one the decision
     /// was made from, then the one our own intent write left.
     version: Option<String>,
+    /// The desired state changes then (a schedule's boundary, an override's end): look again.
+    look_again_at: Option<Timestamp>,
 }
 
 impl Pass<'_> {
@@ -156,6 +203,18 @@ impl Pass<'_> {
         let obj = self.obj;
         let previous = obj.status.clone().unwrap_or_default();
 
+        // The desired state first: a schedule that cannot be followed calls nothing at all.
+        let desired = match self.reconciler.desired(obj, namespace) {
+            Ok(desired) => desired,
+            Err(problem) => {
+                info!(%problem, "the schedule cannot be followed; not calling ECS");
+                self.record.schedule_problem(&problem);
+                return Ok(Some(self.reconciler.resync));
+            }
+        };
+        self.record.desired(&desired);
+        self.look_again_at = desired.look_again_at;
+
         // Observe: credentials first, then the instance.
         let credentials = match self.credentials(namespace).await? {
             Ok(credentials) => credentials,
@@ -164,7 +223,12 @@ impl Pass<'_> {
                 return Ok(Some(self.record.credentials_problem(message, version)));
             }
         };
+        // A new desired state (the spec, or a schedule's boundary) lifts the backoff, as does
+        // a changed Secret.
         let backoff_reset = previous.observed_generation != obj.metadata.generation
+            || previous
+                .desired_power_state
+                .is_some_and(|was| was != desired.power_state)
             || (previous.retry.count > 0 && previous.retry.secret_version != self.secret_version);
         if backoff_reset {
             self.record.reset_backoff();
@@ -187,6 +251,7 @@ impl Pass<'_> {
         // Decide (`backoff_reset` lifts the window of `previous.retry`).
         let decision = decide::decide(&Facts {
             spec: &obj.spec,
+            desired: desired.power_state,
             paused: obj.is_paused(),
             status: &previous,
             instance: instance.as_ref(),

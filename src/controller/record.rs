@@ -15,7 +15,11 @@ use super::backoff::retry_delay;
 use super::bounded::{CODE_LIMIT, bounded, bounded_to};
 use super::conditions::{self, Verdict};
 use super::decide::{Decision, Mutation, Settled, Step};
-use crate::api::{EcsInstanceSpec, EcsInstanceStatus, LastAction, RebootInFlight, RetryStatus};
+use super::desired::{Desired, Problem};
+use crate::api::{
+    EcsInstanceSpec, EcsInstanceStatus, LastAction, OverrideState, PowerState, RebootInFlight,
+    RetryStatus,
+};
 use ecs_client::{Accepted, EcsError, ErrorClass, Instance, InstanceStatus, PowerAction};
 
 /// What a failure records: its code and class (for the backoff), the event, the verdict.
@@ -40,6 +44,8 @@ pub(crate) struct Record {
     jitter: f64,
     /// `None`: keep the conditions as they are.
     verdict: Option<Verdict>,
+    /// The desired state this reconcile works towards (see [`Record::desired`]).
+    desired: Option<PowerState>,
     events: Vec<Event>,
 }
 
@@ -60,6 +66,7 @@ impl Record {
             now,
             jitter,
             verdict: None,
+            desired: None,
             events: Vec::new(),
         }
     }
@@ -71,6 +78,61 @@ impl Record {
     /// Forget the backoff (the spec or the credentials changed).
     pub(crate) fn reset_backoff(&mut self) {
         self.status.retry = RetryStatus::default();
+    }
+
+    /// The desired state, its next change and the override, as resolved now. An override that
+    /// has just expired or is invalid is reported by one event: the status remembers it, so
+    /// later looks stay quiet.
+    pub(crate) fn desired(&mut self, desired: &Desired) {
+        self.desired = Some(desired.power_state);
+        self.status.desired_power_state = Some(desired.power_state);
+        self.status.next_transition = desired.next_transition.clone();
+        let now = desired.power_override.clone();
+        let changed = self.status.power_override != now;
+        self.status.power_override = now;
+        let Some(ov) = desired.power_override.as_ref().filter(|_| changed) else {
+            return;
+        };
+        let until = ov.until.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+        let state = ov.power_state.map_or("-", PowerState::as_str);
+        match ov.state {
+            OverrideState::Active => self.event(
+                EventType::Normal,
+                "OverrideActive",
+                "Override",
+                format!(
+                    "Held {state} until {until} by the override annotations, whatever the schedule says."
+                ),
+            ),
+            OverrideState::Expired => self.event(
+                EventType::Normal,
+                "OverrideExpired",
+                "Override",
+                format!(
+                    "The override to {state} ended at {until} and is ignored: the schedule decides again. Remove the override annotations to tidy up."
+                ),
+            ),
+            OverrideState::Invalid => self.event(
+                EventType::Warning,
+                "OverrideInvalid",
+                "Override",
+                format!(
+                    "Override ignored: {}",
+                    ov.message.as_deref().unwrap_or("invalid annotations")
+                ),
+            ),
+        }
+    }
+
+    /// The schedule cannot be followed: no desired state, and the object is stalled until
+    /// the schedule exists and is valid. The backoff is left as it is.
+    pub(crate) fn schedule_problem(&mut self, problem: &Problem) {
+        self.status.desired_power_state = None;
+        self.status.next_transition = None;
+        self.verdict = Some(Verdict::schedule(
+            matches!(problem, Problem::NotFound { .. }),
+            problem.to_string(),
+        ));
     }
 
     /// What ECS reported of the instance.
@@ -133,7 +195,8 @@ impl Record {
                 .last_action
                 .as_ref()
                 .is_some_and(|a| a.action == PowerAction::Reboot && !a.dry_run);
-        self.verdict = Verdict::for_step(step, spec, instance, rebooting);
+        let desired = self.desired.or(spec.power_state).unwrap_or(PowerState::Running);
+        self.verdict = Verdict::for_step(step, spec, desired, instance, rebooting);
     }
 
     /// Before a call that carries out a reboot token (RebootInstance, or a StartInstance that
@@ -189,7 +252,7 @@ impl Record {
                 format!(
                     "Instance {} was {was} outside the controller; setting it back to {}.",
                     spec.instance_id,
-                    spec.power_state.as_str()
+                    action_target(action)
                 ),
             );
         }
@@ -348,6 +411,14 @@ impl Record {
             }
         }
         (self.status, self.events)
+    }
+}
+
+/// The state an accepted Start or Stop sets the instance back to.
+fn action_target(action: PowerAction) -> &'static str {
+    match action {
+        PowerAction::Stop => PowerState::Stopped.as_str(),
+        PowerAction::Start | PowerAction::Reboot => PowerState::Running.as_str(),
     }
 }
 

@@ -121,6 +121,7 @@ impl RunArgs {
             }),
             reporter: "ecs-power-controller".to_string(),
             instance: Some(identity),
+            schedule_clock_offset: jiff::SignedDuration::ZERO,
         }
     }
 }

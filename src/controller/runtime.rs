@@ -23,8 +23,9 @@ use super::config::Config;
 use super::leader;
 use super::observe::EcsSide;
 use super::reconcile::{Error, Reconciler};
+use super::schedules::{self, ScheduleCache};
 use super::secret_changes;
-use crate::api::EcsInstance;
+use crate::api::{EcsInstance, EcsPowerSchedule};
 use crate::telemetry::Metrics;
 use crate::telemetry::server::Readiness;
 
@@ -34,15 +35,29 @@ pub enum RunError {
         "the EcsInstance CRD is not installed in this cluster: kubectl apply -f crds/ecsinstance.yaml (or `ecs-power-controller crd | kubectl apply -f -`)"
     )]
     CrdMissing,
-    #[error("cannot list EcsInstances: {0}")]
+    #[error(
+        "the EcsPowerSchedule CRD is not installed in this cluster: kubectl apply -f crds/ecspowerschedule.yaml (or `ecs-power-controller crd ecspowerschedule | kubectl apply -f -`)"
+    )]
+    ScheduleCrdMissing,
+    #[error("cannot list EcsInstances or EcsPowerSchedules: {0}")]
     Kube(#[from] kube::Error),
 }
 
 /// Fails fast, with the fix in the message, when the CRD is missing; rides out a briefly
 /// unavailable API server (5xx, 429, connection errors) for up to about half a minute. Lists in
 /// the watched namespace only, so a namespaced Role is enough (the single-namespace deployment).
-async fn ensure_crd_installed(client: &Client, namespace: Option<&str>) -> Result<(), RunError> {
-    let api: Api<EcsInstance> = match namespace {
+async fn ensure_crd_installed<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    missing: RunError,
+) -> Result<(), RunError>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -51,9 +66,7 @@ async fn ensure_crd_installed(client: &Client, namespace: Option<&str>) -> Resul
     loop {
         match api.list_metadata(&ListParams::default().limit(1)).await {
             Ok(_) => return Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                return Err(RunError::CrdMissing);
-            }
+            Err(kube::Error::Api(status)) if status.code == 404 => return Err(missing),
             Err(kube::Error::Api(status)) if status.code < 500 && status.code != 429 => {
                 return Err(kube::Error::Api(status).into());
             }
@@ -93,8 +106,14 @@ async fn run_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let shutdown = shutdown.shared();
+    let namespace = config.namespace.as_deref();
+    let checked = async {
+        ensure_crd_installed::<EcsInstance>(&client, namespace, RunError::CrdMissing).await?;
+        ensure_crd_installed::<EcsPowerSchedule>(&client, namespace, RunError::ScheduleCrdMissing)
+            .await
+    };
     tokio::select! {
-        checked = ensure_crd_installed(&client, config.namespace.as_deref()) => checked?,
+        checked = checked => checked?,
         // A stop while the API server is slow to answer: nothing started, nothing to wait for.
         () = shutdown.clone() => return Ok(()),
     }
@@ -106,10 +125,16 @@ async fn run_until(
         client: client.clone(),
         recorder: Publisher::new(client.clone(), reporter),
     };
-    let ctx = Arc::new(Reconciler::new(Arc::new(cluster), ecs, &config));
+    let schedules = Arc::new(ScheduleCache::default());
+    let ctx = Arc::new(Reconciler::new(
+        Arc::new(cluster),
+        ecs,
+        schedules.clone(),
+        &config,
+    ));
     readiness.set(true);
     let Some(lease) = config.lease.clone() else {
-        reconcile_until(client, ctx, &config, metrics, shutdown).await;
+        reconcile_until(client, ctx, &schedules, &config, metrics, shutdown).await;
         return Ok(());
     };
     let leadership = leader::spawn(client.clone(), lease);
@@ -123,6 +148,7 @@ async fn run_until(
         let run = reconcile_until(
             client.clone(),
             ctx.clone(),
+            &schedules,
             &config,
             metrics.clone(),
             shutdown.clone(),
@@ -141,11 +167,12 @@ async fn run_until(
     Ok(())
 }
 
-/// One controller run: watches EcsInstances (and looks after the Secrets they reference) and
-/// reconciles until `shutdown`.
+/// One controller run: watches EcsInstances (and looks after the Secrets and the schedules they
+/// reference, see [`schedules`]) and reconciles until `shutdown`; keeps the schedules' status.
 async fn reconcile_until(
     client: Client,
     ctx: Arc<Reconciler>,
+    schedule_cache: &ScheduleCache,
     config: &Config,
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
@@ -159,12 +186,14 @@ async fn reconcile_until(
         watch = watch.labels(selector);
     }
     let (reader, writer) = reflector::store();
+    let (follower_changes, followers_changed) = schedules::FollowerChanges::new(reader.clone());
     // Status writes change neither generation nor annotations: they trigger nothing, so a
     // reconcile's own write never loops back. The resync requeue covers drift.
     let triggers = watcher(objects, watch)
         .default_backoff()
         // managedFields are never read: don't keep them for every object in memory.
         .modify(|obj| obj.managed_fields_mut().clear())
+        .inspect(move |event| follower_changes.inspect(event))
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -175,11 +204,33 @@ async fn reconcile_until(
     let controller = Controller::for_stream(triggers, reader);
     let store = controller.store();
     // Secrets are only ever read by name (get): no list or watch, see `secret_changes`.
-    let secret_changes = secret_changes::changes(client, store.clone(), config.secret_recheck);
+    let secret_changes =
+        secret_changes::changes(client.clone(), store.clone(), config.secret_recheck);
+    let schedule_changes = schedules::changes(
+        client.clone(),
+        config.namespace.as_deref(),
+        schedule_cache.fresh(),
+    );
+    let schedule_store = store.clone();
+    let schedule_status = schedules::status_controller(
+        client,
+        config,
+        store.clone(),
+        followers_changed,
+        shutdown.clone(),
+    );
+    let held_stopped = schedules::count_held_stopped(
+        store.clone(),
+        metrics.clone(),
+        Duration::from_secs(10),
+    );
     let gauge_metrics = metrics.clone();
     let run = controller
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .reconcile_on(secret_changes)
+        .watches_stream(schedule_changes, move |schedule| {
+            schedules::followers(&schedule_store, &schedule)
+        })
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(move |result| {
@@ -208,9 +259,13 @@ async fn reconcile_until(
         }
     };
     let gauges = count_conditions(store, gauge_metrics, Duration::from_secs(10));
+    // The schedule status controller stops on `shutdown` too; the instance controller's end
+    // (graceful or not) ends the run.
+    let run = async { futures::join!(run, schedule_status) };
     tokio::select! {
         _ = run => {},
         _ = gauges => {},
+        _ = held_stopped => {},
         () = stopped_before_start => {},
     }
 }

@@ -14,7 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use super::sandbox::{RunningController, Sandbox};
-use crate::api::{EcsInstance, EcsPowerSchedule};
+use crate::api::{EcsInstance, EcsPowerSchedule, PowerState};
 use crate::controller::conditions;
 use crate::controller::config::{Config, Timings};
 use ecs_client::command::parse_duration;
@@ -211,7 +211,11 @@ fn row(obj: &EcsInstance) -> Row {
     Row {
         name: obj.name_any(),
         instance: obj.spec.instance_id.clone(),
-        desired: obj.spec.power_state.as_str().to_string(),
+        desired: status
+            .desired_power_state
+            .or(obj.spec.power_state)
+            .map_or("-", PowerState::as_str)
+            .to_string(),
         actual: status
             .instance_status
             .map_or("-".to_string(), |s| s.to_string()),
