@@ -6,10 +6,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ecs_power_controller::api::EcsInstance;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
 use kube::api::{Api, PostParams};
 use kubesim::{KubeSim, KubeSimOptions};
 
@@ -55,10 +53,12 @@ async fn run_without_the_crd() -> (Option<std::process::ExitStatus>, String) {
 async fn cluster(with_crd: bool) -> (KubeSim, std::path::PathBuf) {
     let api = KubeSim::start(KubeSimOptions::default()).await.unwrap();
     if with_crd {
-        Api::<CustomResourceDefinition>::all(api.client().unwrap())
-            .create(&PostParams::default(), &EcsInstance::crd())
-            .await
-            .unwrap();
+        for (_, crd) in ecs_power_controller::api::CRDS {
+            Api::<CustomResourceDefinition>::all(api.client().unwrap())
+                .create(&PostParams::default(), &crd())
+                .await
+                .unwrap();
+        }
     }
     let dir = std::env::temp_dir().join(format!(
         "run-lifecycle-{}-{:08x}",
