@@ -30,8 +30,8 @@ use ecs_sim::{Action, InstanceSpec, SimConfig, Simulator};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kubesim::{KubeSim, KubeSimOptions};
 use serde_json::{Value, json};
 

@@ -35,8 +35,12 @@ async fn a_restart_mid_transition_makes_no_second_call() {
         s.create(&following("dev", "i-boundary1", "daytime")).await;
         // Its first status is written (Running, or already Stopped on a slow machine: then
         // the kill below comes after the record, and the check still holds).
-        s.wait_for("dev", |o| o.status.as_ref().is_some_and(|st| st.desired_power_state.is_some()))
-            .await;
+        s.wait_for("dev", |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|st| st.desired_power_state.is_some())
+        })
+        .await;
         // From now on status writes hang: the boundary's stop is accepted, never recorded.
         s.kube().faults().delay(
             Duration::from_secs(30),
@@ -55,7 +59,10 @@ async fn a_restart_mid_transition_makes_no_second_call() {
         controller_shifted(s, offset);
         s.wait_for("dev", settled_in(PowerState::Stopped)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(s.sim.calls().count_all(Action::StopInstance, "i-boundary1"), 1);
+        assert_eq!(
+            s.sim.calls().count_all(Action::StopInstance, "i-boundary1"),
+            1
+        );
     })
     .await;
 }

@@ -43,7 +43,11 @@ pub const PAUSED_ANNOTATION: &str = "ecs.powerctl.io/paused";
         type_ = "string",
         json_path = ".status.desiredPowerState"
     ),
-    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.scheduleRef.name"),
+    printcolumn(
+        name = "Schedule",
+        type_ = "string",
+        json_path = ".spec.scheduleRef.name"
+    ),
     printcolumn(
         name = "Actual",
         type_ = "string",

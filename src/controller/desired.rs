@@ -107,7 +107,11 @@ pub(crate) fn resolve(
         name: reference.name.clone(),
         error,
     })?;
-    Ok(follow(&schedule, &Override::read(Some(annotations), now), now))
+    Ok(follow(
+        &schedule,
+        &Override::read(Some(annotations), now),
+        now,
+    ))
 }
 
 /// A schedule at `now`, held by `ov` while it is active.
@@ -195,7 +199,9 @@ pub(crate) mod tests {
 
     /// Schedules in memory, keyed by (namespace, name).
     #[derive(Default)]
-    pub(crate) struct FakeSchedules(pub std::sync::Mutex<HashMap<(String, String), EcsPowerSchedule>>);
+    pub(crate) struct FakeSchedules(
+        pub std::sync::Mutex<HashMap<(String, String), EcsPowerSchedule>>,
+    );
 
     #[async_trait]
     impl Schedules for FakeSchedules {
@@ -272,13 +278,19 @@ pub(crate) mod tests {
         let day = resolve_at("2026-11-27T03:00:00Z");
         assert_eq!(day.power_state, PowerState::Running);
         let next = day.next_transition.unwrap();
-        assert_eq!((next.power_state, next.time.0), (PowerState::Stopped, at("2026-11-27T12:00:00Z")));
+        assert_eq!(
+            (next.power_state, next.time.0),
+            (PowerState::Stopped, at("2026-11-27T12:00:00Z"))
+        );
         assert_eq!(day.look_again_at, Some(at("2026-11-27T12:00:00Z")));
 
         // Friday night: stopped over the weekend, until Monday 08:00 local.
         let night = resolve_at("2026-11-27T12:00:00Z");
         assert_eq!(night.power_state, PowerState::Stopped);
-        assert_eq!(night.next_transition.unwrap().time.0, at("2026-11-30T00:00:00Z"));
+        assert_eq!(
+            night.next_transition.unwrap().time.0,
+            at("2026-11-30T00:00:00Z")
+        );
     }
 
     #[test]
@@ -294,7 +306,10 @@ pub(crate) mod tests {
         let d = resolve(&spec, &held, "team", &schedules, at("2026-11-27T12:30:00Z")).unwrap();
         assert_eq!(d.power_state, PowerState::Running);
         let next = d.next_transition.unwrap();
-        assert_eq!((next.power_state, next.time.0), (PowerState::Stopped, at("2026-11-27T15:00:00Z")));
+        assert_eq!(
+            (next.power_state, next.time.0),
+            (PowerState::Stopped, at("2026-11-27T15:00:00Z"))
+        );
         assert_eq!(d.look_again_at, Some(at("2026-11-27T15:00:00Z")));
         assert_eq!(d.power_override.unwrap().state, OverrideState::Active);
 
@@ -317,7 +332,10 @@ pub(crate) mod tests {
         ]);
         let d = resolve(&spec, &held, "team", &schedules, at("2026-11-27T03:00:00Z")).unwrap();
         assert_eq!(d.power_state, PowerState::Stopped);
-        assert_eq!(d.next_transition.unwrap().time.0, at("2026-11-30T00:00:00Z"));
+        assert_eq!(
+            d.next_transition.unwrap().time.0,
+            at("2026-11-30T00:00:00Z")
+        );
         assert_eq!(d.look_again_at, Some(at("2026-11-27T14:00:00Z")));
     }
 
@@ -341,8 +359,14 @@ pub(crate) mod tests {
             (OVERRIDE_POWER_STATE, "Running"),
             (OVERRIDE_UNTIL, "2026-11-27T15:00:00Z"),
         ]);
-        let d = resolve(&spec, &held, "team", &FakeSchedules::default(), at("2026-11-27T13:00:00Z"))
-            .unwrap();
+        let d = resolve(
+            &spec,
+            &held,
+            "team",
+            &FakeSchedules::default(),
+            at("2026-11-27T13:00:00Z"),
+        )
+        .unwrap();
         assert_eq!(d.power_state, PowerState::Stopped);
         assert_eq!(d.look_again_at, None);
         let message = d.power_override.unwrap().message.unwrap();

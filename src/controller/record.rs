@@ -93,7 +93,11 @@ impl Record {
         let Some(ov) = desired.power_override.as_ref().filter(|_| changed) else {
             return;
         };
-        let until = ov.until.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+        let until = ov
+            .until
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default();
         let state = ov.power_state.map_or("-", PowerState::as_str);
         match ov.state {
             OverrideState::Active => self.event(
@@ -195,7 +199,10 @@ impl Record {
                 .last_action
                 .as_ref()
                 .is_some_and(|a| a.action == PowerAction::Reboot && !a.dry_run);
-        let desired = self.desired.or(spec.power_state).unwrap_or(PowerState::Running);
+        let desired = self
+            .desired
+            .or(spec.power_state)
+            .unwrap_or(PowerState::Running);
         self.verdict = Verdict::for_step(step, spec, desired, instance, rebooting);
     }
 

@@ -219,11 +219,8 @@ async fn reconcile_until(
         followers_changed,
         shutdown.clone(),
     );
-    let held_stopped = schedules::count_held_stopped(
-        store.clone(),
-        metrics.clone(),
-        Duration::from_secs(10),
-    );
+    let held_stopped =
+        schedules::count_held_stopped(store.clone(), metrics.clone(), Duration::from_secs(10));
     let gauge_metrics = metrics.clone();
     let run = controller
         .with_config(controller::Config::default().concurrency(config.concurrency))

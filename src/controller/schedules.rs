@@ -90,29 +90,26 @@ pub(crate) fn changes(
     writer: reflector::store::Writer<EcsPowerSchedule>,
 ) -> impl Stream<Item = Result<EcsPowerSchedule, watcher::Error>> + Send + 'static {
     let mut seen: HashMap<ObjectRef<EcsPowerSchedule>, Option<i64>> = HashMap::new();
-    watcher(
-        schedules_api(client, namespace),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|obj| obj.managed_fields_mut().clear())
-    .reflect(writer)
-    .filter_map(move |event| {
-        let changed = match event {
-            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
-                let generation = s.metadata.generation;
-                let previous = seen.insert(ObjectRef::from_obj(&s), generation);
-                (previous != Some(generation)).then_some(Ok(s))
-            }
-            Ok(watcher::Event::Delete(s)) => {
-                seen.remove(&ObjectRef::from_obj(&s));
-                Some(Ok(s))
-            }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-            Err(err) => Some(Err(err)),
-        };
-        std::future::ready(changed)
-    })
+    watcher(schedules_api(client, namespace), watcher::Config::default())
+        .default_backoff()
+        .modify(|obj| obj.managed_fields_mut().clear())
+        .reflect(writer)
+        .filter_map(move |event| {
+            let changed = match event {
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                    let generation = s.metadata.generation;
+                    let previous = seen.insert(ObjectRef::from_obj(&s), generation);
+                    (previous != Some(generation)).then_some(Ok(s))
+                }
+                Ok(watcher::Event::Delete(s)) => {
+                    seen.remove(&ObjectRef::from_obj(&s));
+                    Some(Ok(s))
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                Err(err) => Some(Err(err)),
+            };
+            std::future::ready(changed)
+        })
 }
 
 /// The instances in `store` that follow `schedule`.
@@ -276,7 +273,10 @@ pub(crate) fn status_at(
                     state.as_str(),
                     t.power_state.as_str(),
                     t.at,
-                    schedule.zone().to_datetime(t.at).strftime("%a %Y-%m-%d %H:%M")
+                    schedule
+                        .zone()
+                        .to_datetime(t.at)
+                        .strftime("%a %Y-%m-%d %H:%M")
                 ),
                 None => format!("{} now; the state never changes.", state.as_str()),
             };
@@ -374,11 +374,24 @@ mod tests {
         assert_eq!(status.instances, Some(12));
         assert_eq!(status.observed_generation, Some(3));
         let t = status.next_transition.unwrap();
-        assert_eq!((t.power_state, t.time.0), (PowerState::Stopped, at("2026-11-27T12:00:00Z")));
+        assert_eq!(
+            (t.power_state, t.time.0),
+            (PowerState::Stopped, at("2026-11-27T12:00:00Z"))
+        );
         assert_eq!(next, Some(at("2026-11-27T12:00:00Z")));
-        let types: Vec<_> = status.conditions.iter().map(|c| (c.type_.as_str(), c.status.as_str())).collect();
+        let types: Vec<_> = status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
         assert_eq!(types, [("Ready", "True"), ("Stalled", "False")]);
-        assert!(status.conditions[0].message.contains("Fri 2026-11-27 20:00"), "{}", status.conditions[0].message);
+        assert!(
+            status.conditions[0]
+                .message
+                .contains("Fri 2026-11-27 20:00"),
+            "{}",
+            status.conditions[0].message
+        );
     }
 
     #[test]
@@ -386,10 +399,24 @@ mod tests {
         let mut spec = office_hours();
         spec.running[0].to = "25:00".into();
         let (status, next) = status_at(&schedule(spec), 0, at("2026-11-27T03:00:00Z"));
-        assert_eq!((status.power_state, &status.next_transition, next), (None, &None, None));
-        let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
-        assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "ScheduleInvalid"));
-        assert!(stalled.message.contains("spec.running[0].to"), "{}", stalled.message);
+        assert_eq!(
+            (status.power_state, &status.next_transition, next),
+            (None, &None, None)
+        );
+        let stalled = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "ScheduleInvalid")
+        );
+        assert!(
+            stalled.message.contains("spec.running[0].to"),
+            "{}",
+            stalled.message
+        );
     }
 
     #[test]
@@ -402,7 +429,10 @@ mod tests {
             ..EcsInstanceStatus::default()
         };
         obj.status = Some(stopped.clone());
-        assert_eq!(held_stopped(&obj), Some(("team".into(), "office-hours".into())));
+        assert_eq!(
+            held_stopped(&obj),
+            Some(("team".into(), "office-hours".into()))
+        );
 
         // Held by an override, not by the schedule.
         obj.status = Some(EcsInstanceStatus {
@@ -422,7 +452,10 @@ mod tests {
             ..stopped.clone()
         });
         assert_eq!(held_stopped(&obj), None);
-        let mut fixed = EcsInstance::new("web-2", crate::api::EcsInstanceSpec::minimal("i-b", PowerState::Stopped));
+        let mut fixed = EcsInstance::new(
+            "web-2",
+            crate::api::EcsInstanceSpec::minimal("i-b", PowerState::Stopped),
+        );
         fixed.status = Some(stopped);
         assert_eq!(held_stopped(&fixed), None);
     }

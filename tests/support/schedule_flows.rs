@@ -17,8 +17,9 @@ use ecs_power_controller::api::{
 };
 use ecs_sim::Action;
 use jiff::{SignedDuration, Timestamp};
+use ecs_power_controller::override_cmd::{OverrideChange, request_override};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
-use serde_json::json;
 
 use crate::support::scenario::*;
 
@@ -193,14 +194,16 @@ flow!(
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(s.sim.calls().count_all(Action::StopInstance, "i-late1"), 0);
 
-        // The release is done early: the override now ends two seconds from the schedule's now.
+        // The release is done early: `override` now holds it two more seconds of the
+        // schedule's clock.
         let offset = at(night).duration_since(Timestamp::now());
-        let soon = Timestamp::now() + offset + SignedDuration::from_secs(2);
-        s.patch(
-            "release",
-            json!({"metadata": {"annotations": {OVERRIDE_UNTIL: soon.to_string()}}}),
-        )
-        .await;
+        let hold = OverrideChange::Hold {
+            power_state: PowerState::Running,
+            duration: SignedDuration::from_secs(2),
+        };
+        request_override(&s.client, &s.namespace, "release", hold, Timestamp::now() + offset)
+            .await
+            .expect("override written");
         let taken_back = s.wait_for("release", settled_in(PowerState::Stopped)).await;
         assert_eq!(
             taken_back.status.unwrap().power_override.unwrap().state,
@@ -208,6 +211,18 @@ flow!(
         );
         assert_eq!(s.sim.calls().count_all(Action::StopInstance, "i-late1"), 1);
         s.wait_for_event("release", "OverrideExpired").await;
+
+        // `override --clear` removes the annotations; the expired report goes with them.
+        request_override(&s.client, &s.namespace, "release", OverrideChange::Clear, Timestamp::now())
+            .await
+            .expect("override cleared");
+        let cleared = s
+            .wait_for("release", |o| {
+                o.status.as_ref().is_some_and(|st| st.power_override.is_none())
+            })
+            .await;
+        assert!(cleared.annotations().get(OVERRIDE_UNTIL).is_none());
+        assert_eq!(s.sim.calls().count_all(Action::StopInstance, "i-late1"), 1);
     }
 );
 

@@ -14,7 +14,9 @@ fn at(text: &str) -> Timestamp {
 /// A world at `time` whose instance (`status` at ECS) follows office-hours in `default`.
 fn world_at(time: &str, status: InstanceStatus) -> World {
     let world = World::new(Some(instance(status)), accepted("req-s"));
-    world.schedules.put("default", "office-hours", office_hours());
+    world
+        .schedules
+        .put("default", "office-hours", office_hours());
     world.clock.set(at(time));
     world
 }
@@ -106,10 +108,12 @@ async fn a_missing_schedule_stalls_without_any_ecs_call() {
 async fn an_invalid_schedule_stalls_naming_the_field_without_any_ecs_call() {
     let world = world_at("2026-11-27T12:00:00Z", InstanceStatus::Running);
     let mut broken = office_hours();
-    broken.exceptions.push(crate::api::schedule::ScheduleException {
-        date: "2026-02-30".into(),
-        power_state: PowerState::Stopped,
-    });
+    broken
+        .exceptions
+        .push(crate::api::schedule::ScheduleException {
+            date: "2026-02-30".into(),
+            power_state: PowerState::Stopped,
+        });
     world.schedules.put("default", "office-hours", broken);
 
     world.reconciler.reconcile(&following()).await.unwrap();
@@ -144,7 +148,10 @@ async fn an_override_holds_an_instance_up_past_the_boundary() {
         status.power_override.as_ref().unwrap().state,
         OverrideState::Active
     );
-    assert_eq!(status.next_transition.unwrap().time.0, at("2026-11-27T15:00:00Z"));
+    assert_eq!(
+        status.next_transition.unwrap().time.0,
+        at("2026-11-27T15:00:00Z")
+    );
     // Converged: the next look is the override's end (3 h), capped by the resync.
     assert_eq!(next, Config::default().resync);
     assert_eq!(world.event_reasons(), ["OverrideActive"]);
@@ -170,7 +177,11 @@ async fn an_expired_override_is_ignored_and_reported_once() {
     obj.status = Some(world.status());
     obj.metadata.resource_version = world.cluster.version.lock().unwrap().map(|v| v.to_string());
     world.reconciler.reconcile(&obj).await.unwrap();
-    let expired = world.event_reasons().iter().filter(|r| *r == "OverrideExpired").count();
+    let expired = world
+        .event_reasons()
+        .iter()
+        .filter(|r| *r == "OverrideExpired")
+        .count();
     assert_eq!(expired, 1, "{:?}", world.event_reasons());
 }
 
@@ -222,7 +233,11 @@ async fn a_schedule_respects_paused_and_dry_run() {
     let mut dry = following();
     dry.spec.dry_run = true;
     world.reconciler.reconcile(&dry).await.unwrap();
-    assert!(world.log().contains(&format!("StopInstance {ID} (dry run)")));
+    assert!(
+        world
+            .log()
+            .contains(&format!("StopInstance {ID} (dry run)"))
+    );
 }
 
 /// In the morning a schedule starts the instance; it never reboots one that is running.
