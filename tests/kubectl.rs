@@ -242,8 +242,7 @@ async fn get_shows_the_printer_columns_wide_across_namespaces_and_while_watching
     assert_eq!(
         headers(&table),
         [
-            "NAME", "INSTANCE", "REGION", "DESIRED", "SCHEDULE", "ACTUAL", "READY", "REASON",
-            "AGE"
+            "NAME", "INSTANCE", "REGION", "DESIRED", "SCHEDULE", "ACTUAL", "READY", "REASON", "AGE"
         ]
     );
     // web-1 follows no schedule: its SCHEDULE cell is blank (the server sends null).

@@ -238,9 +238,23 @@ async fn reconcile_status(
             field_manager: Some(FIELD_MANAGER.into()),
             ..PatchParams::default()
         };
-        let patch = json!({ "status": status });
-        api.patch_status(&obj.name_any(), &params, &Patch::Merge(&patch))
-            .await?;
+        // Conditional on the version the status was computed from: a cache that trails the
+        // API server never overwrites a newer spec's status (409: look again soon).
+        let patch = json!({
+            "metadata": { "resourceVersion": obj.resource_version() },
+            "status": status,
+        });
+        match api
+            .patch_status(&obj.name_any(), &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                debug!(schedule = %obj.name_any(), "changed since it was read; looking again");
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Err(err) => return Err(err.into()),
+        }
     }
     let delay = next.map_or(ctx.resync, |at| elapsed(at, now).min(ctx.resync));
     Ok(Action::requeue(delay))
