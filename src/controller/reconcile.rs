@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use super::api_backoff::ApiBackoff;
 use super::backoff;
@@ -48,6 +48,9 @@ impl Clock for SystemClock {
 /// How soon to look again after a write found the object changed since it was read: the
 /// cache has (or soon has) the newer copy.
 const CONFLICT_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a reconcile of a scheduled object waits for the schedules' first list.
+const SCHEDULES_LISTED: Duration = Duration::from_secs(10);
 
 /// Failures that end a reconcile early; kube-runtime requeues the object.
 #[derive(Debug, thiserror::Error)]
@@ -148,8 +151,16 @@ impl Reconciler {
             .namespace()
             .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
         tracing::Span::current().record("namespace", namespace.as_str());
-        if obj.spec.schedule_ref.is_some() {
-            self.schedules.ready().await;
+        // Before the schedules are listed, a schedule not found may just not be known yet. The
+        // wait is bounded: a schedule watch that cannot list must not hold a reconcile (and a
+        // graceful shutdown) forever.
+        if obj.spec.schedule_ref.is_some()
+            && tokio::time::timeout(SCHEDULES_LISTED, self.schedules.ready())
+                .await
+                .is_err()
+        {
+            warn!("the EcsPowerSchedules are not listed yet; looking again later");
+            return Ok(SCHEDULES_LISTED);
         }
         let previous = obj.status.clone().unwrap_or_default();
         let mut pass = Pass {

@@ -217,7 +217,6 @@ async fn reconcile_until(
         config,
         store.clone(),
         followers_changed,
-        shutdown.clone(),
     );
     let held_stopped =
         schedules::count_held_stopped(store.clone(), metrics.clone(), Duration::from_secs(10));
@@ -256,11 +255,15 @@ async fn reconcile_until(
         }
     };
     let gauges = count_conditions(store, gauge_metrics, Duration::from_secs(10));
-    // The schedule status controller stops on `shutdown` too; the instance controller's end
-    // (graceful or not) ends the run.
-    let run = async { futures::join!(run, schedule_status) };
+    // The instance controller's end (graceful or not) ends the run; the schedule status
+    // controller is dropped then (its writes are idempotent: the next leader recomputes them).
+    let schedule_status = async {
+        schedule_status.await;
+        std::future::pending::<()>().await;
+    };
     tokio::select! {
         _ = run => {},
+        () = schedule_status => {},
         _ = gauges => {},
         _ = held_stopped => {},
         () = stopped_before_start => {},

@@ -189,14 +189,14 @@ enum StatusError {
     Kube(#[from] kube::Error),
 }
 
-/// Runs the schedule status controller until `shutdown`. `followers_changed` names the
-/// schedules an instance started or stopped following; `instances` is the EcsInstance store.
+/// Runs the schedule status controller until it is dropped (with the EcsInstance controller's
+/// run). `followers_changed` names the schedules an instance started or stopped following;
+/// `instances` is the EcsInstance store.
 pub(crate) async fn status_controller(
     client: Client,
     config: &Config,
     instances: Store<EcsInstance>,
     followers_changed: impl Stream<Item = ObjectRef<EcsPowerSchedule>> + Send + 'static,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let api = schedules_api(client.clone(), config.namespace.as_deref());
     let ctx = Arc::new(StatusContext {
@@ -207,7 +207,6 @@ pub(crate) async fn status_controller(
     });
     Controller::new(api, watcher::Config::default())
         .reconcile_on(followers_changed)
-        .graceful_shutdown_on(shutdown)
         .run(reconcile_status, status_error, ctx)
         .for_each(|result| {
             match result {
