@@ -186,15 +186,15 @@ async fn reconcile_until(
         watch = watch.labels(selector);
     }
     let (reader, writer) = reflector::store();
-    let (follower_changes, followers_changed) = schedules::FollowerChanges::new(reader.clone());
+    let (mut follower_changes, followers_changed) = schedules::FollowerChanges::new();
     // Status writes change neither generation nor annotations: they trigger nothing, so a
     // reconcile's own write never loops back. The resync requeue covers drift.
     let triggers = watcher(objects, watch)
         .default_backoff()
         // managedFields are never read: don't keep them for every object in memory.
         .modify(|obj| obj.managed_fields_mut().clear())
-        .inspect(move |event| follower_changes.inspect(event))
         .reflect(writer)
+        .inspect(move |event| follower_changes.inspect(event))
         .applied_objects()
         .predicate_filter(
             (predicates::generation as fn(&EcsInstance) -> Option<u64>)
@@ -212,12 +212,8 @@ async fn reconcile_until(
         schedule_cache.fresh(),
     );
     let schedule_store = store.clone();
-    let schedule_status = schedules::status_controller(
-        client,
-        config,
-        store.clone(),
-        followers_changed,
-    );
+    let schedule_status =
+        schedules::status_controller(client, config, store.clone(), followers_changed);
     let held_stopped =
         schedules::count_held_stopped(store.clone(), metrics.clone(), Duration::from_secs(10));
     let gauge_metrics = metrics.clone();

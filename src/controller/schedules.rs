@@ -14,7 +14,7 @@
 //! All of it runs in the leader-elected part of the controller, next to the EcsInstance
 //! controller.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -131,40 +131,66 @@ fn followed(obj: &EcsInstance) -> Option<String> {
 }
 
 /// Tells the schedule status controller which schedules gained or lost a follower. Inspects the
-/// EcsInstance watch *before* it is reflected, so the store still holds the previous copy.
+/// EcsInstance watch *after* it is reflected, so the store a status reconcile counts from
+/// already holds the change; it remembers which schedule each instance followed to know what
+/// changed.
 pub(crate) struct FollowerChanges {
-    store: Store<EcsInstance>,
+    following: HashMap<ObjectRef<EcsInstance>, String>,
+    /// Instances seen since a re-list began: those not seen again were deleted meanwhile.
+    relisted: Option<HashSet<ObjectRef<EcsInstance>>>,
     sender: mpsc::UnboundedSender<ObjectRef<EcsPowerSchedule>>,
 }
 
 impl FollowerChanges {
-    /// The inspector over `store` (the store the watch is reflected into) and the stream of
-    /// schedules to look at again.
-    pub(crate) fn new(
-        store: Store<EcsInstance>,
-    ) -> (Self, mpsc::UnboundedReceiver<ObjectRef<EcsPowerSchedule>>) {
+    /// The inspector and the stream of schedules to look at again.
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<EcsPowerSchedule>>) {
         let (sender, receiver) = mpsc::unbounded();
-        (Self { store, sender }, receiver)
+        let changes = Self {
+            following: HashMap::new(),
+            relisted: None,
+            sender,
+        };
+        (changes, receiver)
     }
 
-    pub(crate) fn inspect(&self, event: &Result<watcher::Event<EcsInstance>, watcher::Error>) {
-        let (obj, deleted) = match event {
-            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => (obj, false),
-            Ok(watcher::Event::Delete(obj)) => (obj, true),
-            _ => return,
+    pub(crate) fn inspect(&mut self, event: &Result<watcher::Event<EcsInstance>, watcher::Error>) {
+        match event {
+            Ok(watcher::Event::Init) => self.relisted = Some(HashSet::new()),
+            Ok(watcher::Event::InitApply(obj)) => {
+                if let Some(seen) = &mut self.relisted {
+                    seen.insert(ObjectRef::from_obj(obj));
+                }
+                self.follows(ObjectRef::from_obj(obj), followed(obj));
+            }
+            Ok(watcher::Event::InitDone) => {
+                let seen = self.relisted.take().unwrap_or_default();
+                let gone: Vec<_> = self
+                    .following
+                    .keys()
+                    .filter(|r| !seen.contains(*r))
+                    .cloned()
+                    .collect();
+                for r in gone {
+                    self.follows(r, None);
+                }
+            }
+            Ok(watcher::Event::Apply(obj)) => self.follows(ObjectRef::from_obj(obj), followed(obj)),
+            Ok(watcher::Event::Delete(obj)) => self.follows(ObjectRef::from_obj(obj), None),
+            Err(_) => {}
+        }
+    }
+
+    /// `instance` follows `schedule` now: the schedules it left and joined are looked at.
+    fn follows(&mut self, instance: ObjectRef<EcsInstance>, schedule: Option<String>) {
+        let namespace = instance.namespace.clone().unwrap_or_default();
+        let before = match &schedule {
+            Some(name) => self.following.insert(instance, name.clone()),
+            None => self.following.remove(&instance),
         };
-        let Some(namespace) = obj.namespace() else {
-            return;
-        };
-        let before = self
-            .store
-            .get(&ObjectRef::from_obj(obj))
-            .and_then(|old| followed(&old));
-        let after = if deleted { None } else { followed(obj) };
-        if before == after {
+        if before == schedule {
             return;
         }
-        for name in [before, after].into_iter().flatten() {
+        for name in [before, schedule].into_iter().flatten() {
             // The receiver is gone only when the run is stopping.
             let _ = self
                 .sender
@@ -430,6 +456,46 @@ mod tests {
             "{}",
             stalled.message
         );
+    }
+
+    /// Joining, moving, leaving and vanishing during a re-list each name the schedules whose
+    /// follower count changed; a status-only change names none.
+    #[test]
+    fn follower_changes_name_the_schedules_left_and_joined() {
+        let (mut changes, mut names) = FollowerChanges::new();
+        let mut drain = || {
+            let mut out = Vec::new();
+            while let Ok(r) = names.try_recv() {
+                out.push(r.name);
+            }
+            out
+        };
+        let instance = |name: &str, schedule: &str| {
+            let mut obj = EcsInstance::new(name, scheduled("i-a", schedule));
+            obj.metadata.namespace = Some("team".into());
+            obj
+        };
+        let apply = |obj: &EcsInstance| Ok(watcher::Event::Apply(obj.clone()));
+
+        changes.inspect(&apply(&instance("web-1", "a")));
+        assert_eq!(drain(), ["a"]);
+        let mut same = instance("web-1", "a");
+        same.status = Some(EcsInstanceStatus::default());
+        changes.inspect(&apply(&same));
+        assert!(drain().is_empty());
+        changes.inspect(&apply(&instance("web-1", "b")));
+        assert_eq!(drain(), ["a", "b"]);
+        changes.inspect(&Ok(watcher::Event::Delete(instance("web-1", "b"))));
+        assert_eq!(drain(), ["b"]);
+
+        // web-2 is deleted while the watch is down: the re-list does not show it.
+        changes.inspect(&apply(&instance("web-2", "c")));
+        changes.inspect(&apply(&instance("web-3", "c")));
+        drain();
+        changes.inspect(&Ok(watcher::Event::Init));
+        changes.inspect(&Ok(watcher::Event::InitApply(instance("web-3", "c"))));
+        changes.inspect(&Ok(watcher::Event::InitDone));
+        assert_eq!(drain(), ["c"]);
     }
 
     #[test]
