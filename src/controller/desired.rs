@@ -3,9 +3,9 @@
 //!
 //! The reconciler resolves this before it observes anything, so [`super::decide`] stays a pure
 //! function of its facts (the desired state is one of them) and a missing or invalid schedule
-//! stops the reconcile before any ECS call. Schedules come from a reflector store (see
-//! [`Schedules`]): no API request per reconcile, and at 08:00 five thousand instances read the
-//! same cached object.
+//! stops the reconcile before any ECS call. Schedules come from a reflector store
+//! ([`super::schedules::ScheduleCache`]): no API request per reconcile, and at 08:00 five
+//! thousand instances read the same cached object.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +13,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::{
     EcsInstanceSpec, EcsPowerSchedule, NextTransition, OverrideState, OverrideStatus, PowerState,
@@ -29,18 +28,6 @@ pub(crate) trait Schedules: Send + Sync {
     async fn ready(&self);
     /// The schedule `name` in `namespace`, if it exists.
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>>;
-}
-
-#[async_trait]
-impl Schedules for Store<EcsPowerSchedule> {
-    async fn ready(&self) {
-        // Only an error when the writer is gone (the controller is stopping).
-        let _ = self.wait_until_ready().await;
-    }
-
-    fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>> {
-        Store::get(self, &ObjectRef::new(name).within(namespace))
-    }
 }
 
 /// The desired state, and when it next changes.

@@ -186,7 +186,8 @@ async fn reconcile_until(
         watch = watch.labels(selector);
     }
     let (reader, writer) = reflector::store();
-    let (mut follower_changes, followers_changed) = schedules::FollowerChanges::new();
+    let (mut follower_changes, followers_changed, instances_listed) =
+        schedules::FollowerChanges::new();
     // Status writes change neither generation nor annotations: they trigger nothing, so a
     // reconcile's own write never loops back. The resync requeue covers drift.
     let triggers = watcher(objects, watch)
@@ -212,8 +213,13 @@ async fn reconcile_until(
         schedule_cache.fresh(),
     );
     let schedule_store = store.clone();
-    let schedule_status =
-        schedules::status_controller(client, config, store.clone(), followers_changed);
+    let schedule_status = schedules::status_controller(
+        client,
+        config,
+        store.clone(),
+        instances_listed,
+        followers_changed,
+    );
     let held_stopped =
         schedules::count_held_stopped(store.clone(), metrics.clone(), Duration::from_secs(10));
     let gauge_metrics = metrics.clone();

@@ -29,6 +29,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::cluster::FIELD_MANAGER;
@@ -41,25 +42,55 @@ use crate::api::{EcsInstance, EcsPowerSchedule, OverrideState, PowerState};
 use crate::schedule::Schedule;
 use crate::telemetry::Metrics;
 
+/// That a watch has delivered its first full list, for any number of waiters. (kube's
+/// `Store::wait_until_ready` is a oneshot channel underneath: of several tasks waiting on one
+/// store only the last to poll is woken, so a reconcile waiting beside the Controller's own
+/// runner could wait forever.)
+#[derive(Clone)]
+pub(crate) struct Listed(watch::Receiver<bool>);
+
+impl Listed {
+    /// The signal and the sender that raises it (`send_replace(true)`).
+    pub(crate) fn new() -> (watch::Sender<bool>, Self) {
+        let (sender, receiver) = watch::channel(false);
+        (sender, Self(receiver))
+    }
+
+    /// Returns once listed (or when the watch is gone: the run is stopping).
+    pub(crate) async fn wait(&self) {
+        let _ = self.0.clone().wait_for(|listed| *listed).await;
+    }
+}
+
 /// The schedules the reconciles read: the store of the current controller run. Each run (each
 /// leadership term) watches afresh, so the cache swaps its store when a run starts.
-pub(crate) struct ScheduleCache(RwLock<Store<EcsPowerSchedule>>);
+pub(crate) struct ScheduleCache(RwLock<(Store<EcsPowerSchedule>, Listed)>);
+
+/// What fills a [`ScheduleCache`] for one run (see [`changes`]).
+pub(crate) struct ScheduleWriter {
+    writer: reflector::store::Writer<EcsPowerSchedule>,
+    listed: watch::Sender<bool>,
+}
 
 impl Default for ScheduleCache {
     fn default() -> Self {
-        Self(RwLock::new(reflector::store().0))
+        Self(RwLock::new((reflector::store().0, Listed::new().1)))
     }
 }
 
 impl ScheduleCache {
     /// A new, empty store for a run; its writer fills it.
-    pub(crate) fn fresh(&self) -> reflector::store::Writer<EcsPowerSchedule> {
+    pub(crate) fn fresh(&self) -> ScheduleWriter {
         let (reader, writer) = reflector::store();
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = reader;
-        writer
+        let (sender, listed) = Listed::new();
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = (reader, listed);
+        ScheduleWriter {
+            writer,
+            listed: sender,
+        }
     }
 
-    fn current(&self) -> Store<EcsPowerSchedule> {
+    fn current(&self) -> (Store<EcsPowerSchedule>, Listed) {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -67,11 +98,13 @@ impl ScheduleCache {
 #[async_trait]
 impl Schedules for ScheduleCache {
     async fn ready(&self) {
-        self.current().ready().await;
+        self.current().1.wait().await;
     }
 
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>> {
-        Schedules::get(&self.current(), namespace, name)
+        self.current()
+            .0
+            .get(&ObjectRef::new(name).within(namespace))
     }
 }
 
@@ -87,13 +120,13 @@ fn schedules_api(client: Client, namespace: Option<&str>) -> Api<EcsPowerSchedul
 pub(crate) fn changes(
     client: Client,
     namespace: Option<&str>,
-    writer: reflector::store::Writer<EcsPowerSchedule>,
+    writer: ScheduleWriter,
 ) -> impl Stream<Item = Result<EcsPowerSchedule, watcher::Error>> + Send + 'static {
     let mut seen: HashMap<ObjectRef<EcsPowerSchedule>, Option<i64>> = HashMap::new();
     watcher(schedules_api(client, namespace), watcher::Config::default())
         .default_backoff()
         .modify(|obj| obj.managed_fields_mut().clear())
-        .reflect(writer)
+        .reflect(writer.writer)
         .filter_map(move |event| {
             let changed = match event {
                 Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
@@ -105,7 +138,11 @@ pub(crate) fn changes(
                     seen.remove(&ObjectRef::from_obj(&s));
                     Some(Ok(s))
                 }
-                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                Ok(watcher::Event::InitDone) => {
+                    writer.listed.send_replace(true);
+                    None
+                }
+                Ok(watcher::Event::Init) => None,
                 Err(err) => Some(Err(err)),
             };
             std::future::ready(changed)
@@ -139,18 +176,27 @@ pub(crate) struct FollowerChanges {
     /// Instances seen since a re-list began: those not seen again were deleted meanwhile.
     relisted: Option<HashSet<ObjectRef<EcsInstance>>>,
     sender: mpsc::UnboundedSender<ObjectRef<EcsPowerSchedule>>,
+    /// Raised at the first full list: the store counts every follower from then on.
+    listed: watch::Sender<bool>,
 }
 
 impl FollowerChanges {
-    /// The inspector and the stream of schedules to look at again.
-    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<EcsPowerSchedule>>) {
+    /// The inspector, the stream of schedules to look at again, and the signal that the
+    /// instances have been listed.
+    pub(crate) fn new() -> (
+        Self,
+        mpsc::UnboundedReceiver<ObjectRef<EcsPowerSchedule>>,
+        Listed,
+    ) {
         let (sender, receiver) = mpsc::unbounded();
+        let (listed_sender, listed) = Listed::new();
         let changes = Self {
             following: HashMap::new(),
             relisted: None,
             sender,
+            listed: listed_sender,
         };
-        (changes, receiver)
+        (changes, receiver, listed)
     }
 
     pub(crate) fn inspect(&mut self, event: &Result<watcher::Event<EcsInstance>, watcher::Error>) {
@@ -163,6 +209,7 @@ impl FollowerChanges {
                 self.follows(ObjectRef::from_obj(obj), followed(obj));
             }
             Ok(watcher::Event::InitDone) => {
+                self.listed.send_replace(true);
                 let seen = self.relisted.take().unwrap_or_default();
                 let gone: Vec<_> = self
                     .following
@@ -203,6 +250,7 @@ impl FollowerChanges {
 struct StatusContext {
     client: Client,
     instances: Store<EcsInstance>,
+    instances_listed: Listed,
     offset: jiff::SignedDuration,
     resync: Duration,
 }
@@ -222,12 +270,14 @@ pub(crate) async fn status_controller(
     client: Client,
     config: &Config,
     instances: Store<EcsInstance>,
+    instances_listed: Listed,
     followers_changed: impl Stream<Item = ObjectRef<EcsPowerSchedule>> + Send + 'static,
 ) {
     let api = schedules_api(client.clone(), config.namespace.as_deref());
     let ctx = Arc::new(StatusContext {
         client,
         instances,
+        instances_listed,
         offset: config.schedule_clock_offset,
         resync: config.resync,
     });
@@ -251,7 +301,7 @@ async fn reconcile_status(
     let namespace = obj
         .namespace()
         .ok_or_else(|| StatusError::NoNamespace(obj.name_any()))?;
-    let _ = ctx.instances.wait_until_ready().await;
+    ctx.instances_listed.wait().await;
     let now = Timestamp::now()
         .checked_add(ctx.offset)
         .unwrap_or(Timestamp::MAX);
@@ -462,7 +512,7 @@ mod tests {
     /// follower count changed; a status-only change names none.
     #[test]
     fn follower_changes_name_the_schedules_left_and_joined() {
-        let (mut changes, mut names) = FollowerChanges::new();
+        let (mut changes, mut names, _) = FollowerChanges::new();
         let mut drain = || {
             let mut out = Vec::new();
             while let Ok(r) = names.try_recv() {
