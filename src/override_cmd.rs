@@ -10,6 +10,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use crate::api::{EcsInstance, PowerState};
+use crate::plugin::Target;
 use crate::schedule::overrides::{MAX_AHEAD, OVERRIDE_POWER_STATE, OVERRIDE_UNTIL};
 
 /// The field manager of the override patch (visible in `metadata.managedFields`).
@@ -18,12 +19,8 @@ pub const MANAGER: &str = "ecs-power-controller-override";
 /// Hold an EcsInstance that follows a schedule in a power state for a while, or end the hold.
 #[derive(clap::Args, Debug)]
 pub struct OverrideArgs {
-    /// The EcsInstance's name.
-    pub name: String,
-
-    /// Its namespace (default: the kubeconfig context's).
-    #[arg(short = 'n', long)]
-    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
 
     /// The power state to hold it in.
     #[arg(
@@ -209,10 +206,12 @@ pub async fn run(args: OverrideArgs) -> ExitCode {
         }
     };
     let namespace = args
+        .target
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
-    match request_override(&client, &namespace, &args.name, change, Timestamp::now()).await {
+    let name = &args.target.name;
+    match request_override(&client, &namespace, name, change, Timestamp::now()).await {
         Ok(OverrideWritten {
             namespace,
             name,

@@ -17,6 +17,17 @@ use support::scenario::*;
 
 scenario_tests!(Backend::Local);
 
+/// From now on EcsInstance status writes hang (for 30 s): what a controller does next is never
+/// recorded.
+fn hang_status_writes(s: &Scenario) {
+    s.kube().faults().delay(
+        Duration::from_secs(30),
+        RequestFilter::any()
+            .verb(Verb::Patch)
+            .resource("ecsinstances/status"),
+    );
+}
+
 /// A restart in the middle of a schedule's transition: the controller dies after ECS accepted
 /// the boundary's StopInstance, while its status write hangs; the next controller (on the same
 /// shifted schedule clock) finds the instance stopped and makes no second call.
@@ -42,12 +53,7 @@ async fn a_restart_mid_transition_makes_no_second_call() {
         })
         .await;
         // From now on status writes hang: the boundary's stop is accepted, never recorded.
-        s.kube().faults().delay(
-            Duration::from_secs(30),
-            RequestFilter::any()
-                .verb(Verb::Patch)
-                .resource("ecsinstances/status"),
-        );
+        hang_status_writes(s);
         s.wait_until("the boundary's StopInstance", async || {
             s.sim.calls().count_all(Action::StopInstance, "i-boundary1") == 1
         })
@@ -92,12 +98,7 @@ async fn a_controller_killed_mid_reboot_is_replaced_without_a_second_reboot() {
         })
         .await;
         // The intent is recorded and the call is on its way: from now on status writes hang.
-        s.kube().faults().delay(
-            Duration::from_secs(30),
-            RequestFilter::any()
-                .verb(Verb::Patch)
-                .resource("ecsinstances/status"),
-        );
+        hang_status_writes(s);
         s.wait_for("app", |_| s.reboots("i-kill1") == 1).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         s.kill(first).await;

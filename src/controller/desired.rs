@@ -183,6 +183,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::api::schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
     use crate::api::{EcsInstanceSpec, ScheduleReference};
+    use crate::schedule::tests::annotations;
 
     /// Schedules in memory, keyed by (namespace, name).
     #[derive(Default)]
@@ -244,13 +245,6 @@ pub(crate) mod tests {
 
     fn at(text: &str) -> Timestamp {
         text.parse().unwrap()
-    }
-
-    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     /// Friday 2026-11-27 in Shanghai: 08:00 local is 00:00Z, 20:00 local is 12:00Z.

@@ -28,12 +28,7 @@ fn following() -> EcsInstance {
 }
 
 fn annotated(mut obj: EcsInstance, pairs: &[(&str, &str)]) -> EcsInstance {
-    obj.metadata.annotations = Some(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
+    obj.metadata.annotations = Some(crate::schedule::tests::annotations(pairs));
     obj
 }
 
