@@ -42,6 +42,7 @@ pub struct OverrideArgs {
 
 /// `--state`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[value(rename_all = "PascalCase")]
 pub enum StateArg {
     Running,
     Stopped,
@@ -198,6 +199,11 @@ pub async fn run(args: OverrideArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A duration out of bounds is refused before anything is asked of the cluster.
+    if let Err(err) = annotations_patch(change, Timestamp::now()) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
     let client = match Client::try_default().await {
         Ok(client) => client,
         Err(err) => {
