@@ -76,7 +76,7 @@ fn an_override_longer_than_seven_days_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("--for 8d") && stderr.contains("at most 7 days"),
+        stderr.contains("--for 192h") && stderr.contains("at most 7 days"),
         "{stderr}"
     );
 }
