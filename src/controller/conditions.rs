@@ -163,19 +163,6 @@ impl Verdict {
         }
     }
 
-    /// The schedule the object follows cannot be followed (`schedule_missing`: it does not
-    /// exist; otherwise it is invalid).
-    pub(crate) fn schedule(schedule_missing: bool, message: String) -> Verdict {
-        Verdict::Stalled {
-            why: if schedule_missing {
-                Stall::ScheduleNotFound
-            } else {
-                Stall::ScheduleInvalid
-            },
-            message,
-        }
-    }
-
     /// The credentials Secret is missing or incomplete.
     pub(crate) fn credentials(message: String) -> Verdict {
         Verdict::Stalled {

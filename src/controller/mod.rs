@@ -1,15 +1,18 @@
 //! The controller: observe → decide → act → record, and what runs it.
 //!
-//! One reconcile, in order: `reconcile` (a `Reconciler` and its pass) reads the credentials
-//! through `cluster`, observes through `observe` (batched by `batch`, metered by
-//! `metered`, connected by `connect`), asks `decide` for a step, has `record` build the
-//! next status (its conditions from `conditions`, its backoff from `backoff`) and writes it
+//! One reconcile, in order: `reconcile` (a `Reconciler` and its pass) resolves the desired
+//! state through `desired` (a fixed `powerState`, or an EcsPowerSchedule and its overrides),
+//! reads the credentials through `cluster`, observes through `observe` (batched by `batch`,
+//! metered by `metered`, connected by `connect`), asks `decide` for a step, has `record` build
+//! the next status (its conditions from `conditions`, its backoff from `backoff`) and writes it
 //! through `cluster`; when a Kubernetes write fails, `api_backoff` spaces the retries.
-//! `runtime` wires kube-runtime's Controller and `leader` election around it; `config` is
-//! everything configurable; `run_cmd` and `reboot_cmd` are the `run` and `reboot` commands.
+//! `runtime` wires kube-runtime's Controller and `leader` election around it, with `schedules`
+//! (the schedule cache and watch, the EcsPowerSchedule status controller, the savings metric);
+//! `config` is everything configurable; `run_cmd` and `reboot_cmd` are the `run` and `reboot`
+//! commands.
 //!
-//! Dependencies point one way (no cycles): the commands → runtime → reconcile → record →
-//! conditions → decide → config; connect → batch, metered, observe.
+//! Dependencies point one way (no cycles): the commands → runtime → schedules, reconcile →
+//! record → desired, conditions → decide → config; connect → batch, metered, observe.
 
 pub(crate) mod api_backoff;
 pub(crate) mod backoff;

@@ -13,7 +13,7 @@ use kube::runtime::events::{Event, EventType};
 
 use super::backoff::retry_delay;
 use super::bounded::{CODE_LIMIT, bounded, bounded_to};
-use super::conditions::{self, Verdict};
+use super::conditions::{self, Stall, Verdict};
 use super::decide::{Decision, Mutation, Settled, Step};
 use super::desired::{Desired, Problem};
 use crate::api::{
@@ -133,10 +133,15 @@ impl Record {
     pub(crate) fn schedule_problem(&mut self, problem: &Problem) {
         self.status.desired_power_state = None;
         self.status.next_transition = None;
-        self.verdict = Some(Verdict::schedule(
-            matches!(problem, Problem::NotFound { .. }),
-            problem.to_string(),
-        ));
+        let why = match problem {
+            Problem::NotFound { .. } => Stall::ScheduleNotFound,
+            Problem::Invalid { .. } => Stall::ScheduleInvalid,
+            Problem::NeitherOrBoth => Stall::InvalidSpec,
+        };
+        self.verdict = Some(Verdict::Stalled {
+            why,
+            message: problem.to_string(),
+        });
     }
 
     /// What ECS reported of the instance.
