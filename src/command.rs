@@ -55,6 +55,9 @@ enum Command {
     Schedule(crate::schedule_cmd::ScheduleCommand),
     /// Ask for one reboot of an EcsInstance's VM (sets a fresh spec.reboot.token).
     Reboot(crate::controller::reboot_cmd::RebootArgs),
+    /// Hold an EcsInstance that follows a schedule Running or Stopped for a while (at most 7
+    /// days), or end the hold with --clear.
+    Override(crate::override_cmd::OverrideArgs),
     /// Benchmark the controller at fleet scale against the ECS quota bound.
     #[cfg(feature = "dev-tools")]
     Bench(crate::bench::BenchArgs),
@@ -80,6 +83,7 @@ impl Cli {
             #[cfg(feature = "dev-tools")]
             Command::Demo(args) => crate::demo::demo_cmd::run(args).await,
             Command::Reboot(args) => crate::controller::reboot_cmd::run(args).await,
+            Command::Override(args) => crate::override_cmd::run(args).await,
             #[cfg(feature = "dev-tools")]
             Command::Bench(args) => crate::bench::run(args).await,
         }

@@ -13,7 +13,8 @@
 //! - [`api`], the CRD types (the resource's contract with its users), and [`schedule`], the
 //!   pure evaluation of an EcsPowerSchedule;
 //! - [`controller::Config`] and its parts, to run the controller with test timings;
-//!   [`controller::request_reboot`], the `reboot` command's library half;
+//!   [`controller::request_reboot`], the `reboot` command's library half, and
+//!   [`override_cmd::request_override`], the `override` command's;
 //! - [`plugin`], the `kubectl ecsi` plugin `main` dispatches to when invoked as `kubectl-ecsi`;
 //! - [`demo::Sandbox`], the local stack the scenario tests stand on, and
 //!   [`telemetry::Metrics`], which a running controller exposes.
@@ -26,6 +27,7 @@ pub mod controller;
 mod crd_cmd;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
+pub mod override_cmd;
 pub mod plugin;
 pub mod schedule;
 mod schedule_cmd;

@@ -63,3 +63,20 @@ fn every_command_says_what_it_does() {
         "commands without a description: {missing:?}"
     );
 }
+
+/// `override --for` longer than 7 days is refused with the bound in the message, before any
+/// cluster is asked (none is configured here).
+#[test]
+fn an_override_longer_than_seven_days_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecs-power-controller"))
+        .args(["override", "dev-1", "--state", "Running", "--for", "8d"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--for 192h") && stderr.contains("at most 7 days"),
+        "{stderr}"
+    );
+}

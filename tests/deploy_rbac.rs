@@ -31,8 +31,8 @@ use ecs_sim::{Action, InstanceSpec, SimConfig, Simulator};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt};
 use kubesim::{KubeSim, KubeSimOptions};
 use serde_json::{Value, json};
 
@@ -71,6 +71,27 @@ const CONTROLLER_CALLS: &[(&str, &str, &str, Scope, &str)] = &[
         "patch",
         Scope::Watched,
         "reconcile.rs write, write_reboot_intent",
+    ),
+    (
+        "ecs.powerctl.io",
+        "ecspowerschedules",
+        "list",
+        Scope::Watched,
+        "runtime.rs ensure_crd_installed; schedules.rs changes, status_controller (watchers)",
+    ),
+    (
+        "ecs.powerctl.io",
+        "ecspowerschedules",
+        "watch",
+        Scope::Watched,
+        "schedules.rs changes, status_controller (watchers)",
+    ),
+    (
+        "ecs.powerctl.io",
+        "ecspowerschedules/status",
+        "patch",
+        Scope::Watched,
+        "schedules.rs reconcile_status",
     ),
     // get only: list/watch cannot be limited to referenced Secrets (nor to their metadata), so
     // they would let the controller read every Secret it can see.
@@ -276,9 +297,9 @@ async fn cluster(namespaces: &[&str]) -> (KubeSim, Client) {
     let api = KubeSim::start(KubeSimOptions::default()).await.unwrap();
     let client = api.client().unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &EcsInstance::crd())
-        .await
-        .unwrap();
+    for (_, crd) in ecs_power_controller::api::CRDS {
+        crds.create(&PostParams::default(), &crd()).await.unwrap();
+    }
     let ns_api: Api<Namespace> = Api::all(client.clone());
     for ns in std::iter::once(&CONTROLLER_NAMESPACE).chain(namespaces) {
         let namespace = Namespace {
@@ -320,6 +341,23 @@ async fn create_instance(client: &Client, namespace: &str, name: &str, id: &str)
             "regionId": "cn-hangzhou",
             "powerState": "Running",
             "credentialsSecretRef": {"name": "ecs-credentials"},
+        },
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+/// An EcsPowerSchedule in `namespace` (nothing follows it: its status is still written).
+async fn create_schedule(client: &Client, namespace: &str) {
+    let api: Api<ecs_power_controller::api::EcsPowerSchedule> =
+        Api::namespaced(client.clone(), namespace);
+    let obj = serde_json::from_value(json!({
+        "apiVersion": "ecs.powerctl.io/v1alpha1",
+        "kind": "EcsPowerSchedule",
+        "metadata": {"name": "office-hours"},
+        "spec": {
+            "timeZone": "Asia/Shanghai",
+            "running": [{"days": ["Mon", "Tue", "Wed", "Thu", "Fri"], "from": "08:00", "to": "20:00"}],
         },
     }))
     .unwrap();
@@ -521,6 +559,7 @@ async fn the_controller_uses_exactly_the_calls_in_the_table() {
     .await
     .unwrap();
     create_instance(&client, "shop", "web-1", "i-bp1rbac0001").await;
+    create_schedule(&client, "shop").await;
     let (proxy, mut controller, dir) = recorded_controller(
         &api,
         &client,
@@ -582,6 +621,17 @@ async fn the_controller_uses_exactly_the_calls_in_the_table() {
         },
     )
     .await;
+    wait_until(
+        "the schedule's status",
+        &mut controller,
+        &client,
+        ("shop", "web-1"),
+        || {
+            let written = proxy.saw("ecs.powerctl.io", "ecspowerschedules/status", "patch");
+            async move { written }
+        },
+    )
+    .await;
     let stderr = controller.stop();
 
     let seen = proxy.seen();
@@ -634,6 +684,8 @@ async fn with_watch_namespace_every_call_stays_in_that_namespace() {
     .unwrap();
     create_instance(&client, "shop", "web-2", "i-bp1rbac0002").await;
     create_instance(&client, "other", "not-mine", "i-bp1rbac0003").await;
+    create_schedule(&client, "shop").await;
+    create_schedule(&client, "other").await;
     let (proxy, mut controller, dir) =
         recorded_controller(&api, &client, &sim, "one", (Some("shop"), "shop"), &[]).await;
     wait_ready(&mut controller, &client, ("shop", "web-2"), "Running").await;

@@ -40,7 +40,8 @@ async fn create_objects(api: &Api<EcsInstance>, ids: &[String], reboot_token: Op
             EcsInstanceSpec {
                 instance_id: id.clone(),
                 region_id: REGION.into(),
-                power_state: PowerState::Running,
+                power_state: Some(PowerState::Running),
+                schedule_ref: None,
                 reboot: reboot_token.map(|t| RebootRequest {
                     token: t.into(),
                     mode: Default::default(),

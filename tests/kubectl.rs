@@ -242,9 +242,10 @@ async fn get_shows_the_printer_columns_wide_across_namespaces_and_while_watching
     assert_eq!(
         headers(&table),
         [
-            "NAME", "INSTANCE", "REGION", "DESIRED", "ACTUAL", "READY", "REASON", "AGE"
+            "NAME", "INSTANCE", "REGION", "DESIRED", "SCHEDULE", "ACTUAL", "READY", "REASON", "AGE"
         ]
     );
+    // web-1 follows no schedule: its SCHEDULE cell is blank (the server sends null).
     let r = row(&table, "web-1");
     assert_eq!(
         r[..7],
@@ -399,6 +400,13 @@ async fn apply_create_and_replace_validate_on_the_server_and_name_the_bad_field(
     let err = s.fails(&["apply", "-f", "-"], Some(BAD_VALUE)).await;
     assert!(err.contains("spec.powerState"), "{err}");
     assert!(err.contains(r#"Unsupported value: "Sleeping""#), "{err}");
+    // Both a fixed powerState and a schedule: the CEL rule says to pick one.
+    let both = BAD_VALUE.replace("Sleeping", "Running") + "  scheduleRef: {name: office-hours}\n";
+    let err = s.fails(&["apply", "-f", "-"], Some(both.as_str())).await;
+    assert!(
+        err.contains("set exactly one of spec.powerState") && err.contains("spec.scheduleRef"),
+        "{err}"
+    );
     // Only --validate=false lets the unknown field through (pruned, as a real server does).
     assert!(
         s.run(&["apply", "--validate=false", "-f", "-"], Some(BAD_FIELD))

@@ -6,10 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ecs_power_controller::api::EcsInstance;
+use ecs_power_controller::api::{CRDS, CrdFn};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
 use kube::api::{Api, PostParams};
 use kubesim::{KubeSim, KubeSimOptions};
 
@@ -43,7 +42,7 @@ fn run(kubeconfig: &Path, home: &Path, extra: &[&str]) -> Child {
 /// `run` against a cluster without the EcsInstance CRD for up to 5 s: its exit status (`None`:
 /// still running, then killed) and stderr.
 async fn run_without_the_crd() -> (Option<std::process::ExitStatus>, String) {
-    let (api, dir) = cluster(false).await;
+    let (api, dir) = cluster(&[]).await;
     let child = run(&dir.join("kubeconfig"), &dir, &[]);
     let ended = ended_within(child, Duration::from_secs(5)).await;
     api.shutdown().await;
@@ -51,12 +50,12 @@ async fn run_without_the_crd() -> (Option<std::process::ExitStatus>, String) {
     ended
 }
 
-/// An in-process API server (with the CRD or without) and a directory with its kubeconfig.
-async fn cluster(with_crd: bool) -> (KubeSim, std::path::PathBuf) {
+/// An in-process API server with `crds` installed, and a directory with its kubeconfig.
+async fn cluster(crds: &[(&str, CrdFn)]) -> (KubeSim, std::path::PathBuf) {
     let api = KubeSim::start(KubeSimOptions::default()).await.unwrap();
-    if with_crd {
+    for (_, crd) in crds {
         Api::<CustomResourceDefinition>::all(api.client().unwrap())
-            .create(&PostParams::default(), &EcsInstance::crd())
+            .create(&PostParams::default(), &crd())
             .await
             .unwrap();
     }
@@ -106,6 +105,28 @@ async fn a_fatal_start_up_error_ends_the_process_non_zero_within_5_seconds() {
     );
 }
 
+/// With the EcsInstance CRD but not the EcsPowerSchedule one (an upgrade that skipped the new
+/// CRD), `run` ends non-zero naming the file to apply.
+#[tokio::test]
+async fn a_missing_schedule_crd_is_named_with_the_fix() {
+    let instances_only: Vec<_> = CRDS
+        .iter()
+        .filter(|(n, _)| *n == "ecsinstance")
+        .copied()
+        .collect();
+    let (api, dir) = cluster(&instances_only).await;
+    let child = run(&dir.join("kubeconfig"), &dir, &[]);
+    let (status, stderr) = ended_within(child, Duration::from_secs(5)).await;
+    api.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.is_some_and(|s| !s.success()), "{stderr}");
+    assert!(
+        stderr.contains("EcsPowerSchedule CRD is not installed")
+            && stderr.contains("crds/ecspowerschedule.yaml"),
+        "{stderr}"
+    );
+}
+
 /// Logs read from a file or `kubectl logs` carry no colour codes.
 #[tokio::test]
 async fn text_logs_to_a_pipe_have_no_colour_codes() {
@@ -121,7 +142,7 @@ async fn text_logs_to_a_pipe_have_no_colour_codes() {
 /// replica need not wait out the lease, and exits 0.
 #[tokio::test]
 async fn sigterm_releases_the_lease_and_exits_cleanly() {
-    let (api, dir) = cluster(true).await;
+    let (api, dir) = cluster(CRDS).await;
     let leases: Api<Lease> = Api::namespaced(api.client().unwrap(), "default");
     let holder = || async {
         leases

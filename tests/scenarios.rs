@@ -19,6 +19,61 @@ scenario_tests!(Backend::Local);
 
 #[path = "scenarios/tenancy.rs"]
 mod tenancy;
+/// From now on EcsInstance status writes hang (for 30 s): what a controller does next is never
+/// recorded.
+fn hang_status_writes(s: &Scenario) {
+    s.kube().faults().delay(
+        Duration::from_secs(30),
+        RequestFilter::any()
+            .verb(Verb::Patch)
+            .resource("ecsinstances/status"),
+    );
+}
+
+/// A restart in the middle of a schedule's transition: the controller dies after ECS accepted
+/// the boundary's StopInstance, while its status write hangs; the next controller (on the same
+/// shifted schedule clock) finds the instance stopped and makes no second call.
+#[tokio::test]
+async fn a_restart_mid_transition_makes_no_second_call() {
+    use schedule_flows::{at, controller_shifted, create_schedule, daytime, following, settled_in};
+    run_flow(Backend::Local, async |s| {
+        s.add([instance("i-boundary1", InstanceStatus::Running)]);
+        create_schedule(s, &daytime()).await;
+        s.sim.set_latency(Latency {
+            fixed_ms: 600,
+            jitter_ms: 0,
+        });
+        let offset = at("2026-11-27T19:59:56Z").duration_since(jiff::Timestamp::now());
+        let first = controller_shifted(s, offset);
+        s.create(&following("dev", "i-boundary1", "daytime")).await;
+        // Its first status is written (Running, or already Stopped on a slow machine: then
+        // the kill below comes after the record, and the check still holds).
+        s.wait_for("dev", |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|st| st.desired_power_state.is_some())
+        })
+        .await;
+        // From now on status writes hang: the boundary's stop is accepted, never recorded.
+        hang_status_writes(s);
+        s.wait_until("the boundary's StopInstance", async || {
+            s.sim.calls().count_all(Action::StopInstance, "i-boundary1") == 1
+        })
+        .await;
+        s.kill(first).await;
+        s.kube().faults().clear();
+        s.sim.set_latency(Latency::default());
+
+        controller_shifted(s, offset);
+        s.wait_for("dev", settled_in(PowerState::Stopped)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            s.sim.calls().count_all(Action::StopInstance, "i-boundary1"),
+            1
+        );
+    })
+    .await;
+}
 
 /// A real kill: the controller dies after ECS accepted the reboot, while its status write hangs;
 /// a new controller finishes the job without a second reboot.
@@ -46,12 +101,7 @@ async fn a_controller_killed_mid_reboot_is_replaced_without_a_second_reboot() {
         })
         .await;
         // The intent is recorded and the call is on its way: from now on status writes hang.
-        s.kube().faults().delay(
-            Duration::from_secs(30),
-            RequestFilter::any()
-                .verb(Verb::Patch)
-                .resource("ecsinstances/status"),
-        );
+        hang_status_writes(s);
         s.wait_for("app", |_| s.reboots("i-kill1") == 1).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         s.kill(first).await;

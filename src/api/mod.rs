@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use ecs_client::{InstanceStatus, PowerAction, StoppedMode};
 
-pub use schedule::{EcsPowerSchedule, EcsPowerScheduleSpec, EcsPowerScheduleStatus};
+pub use schedule::{
+    EcsPowerSchedule, EcsPowerScheduleSpec, EcsPowerScheduleStatus, NextTransition,
+};
 
 /// API group of every resource this controller serves.
 pub const GROUP: &str = "ecs.powerctl.io";
@@ -36,7 +38,16 @@ pub const PAUSED_ANNOTATION: &str = "ecs.powerctl.io/paused";
     doc = "Declares the power state of one Alibaba Cloud ECS instance.",
     printcolumn(name = "Instance", type_ = "string", json_path = ".spec.instanceId"),
     printcolumn(name = "Region", type_ = "string", json_path = ".spec.regionId"),
-    printcolumn(name = "Desired", type_ = "string", json_path = ".spec.powerState"),
+    printcolumn(
+        name = "Desired",
+        type_ = "string",
+        json_path = ".status.desiredPowerState"
+    ),
+    printcolumn(
+        name = "Schedule",
+        type_ = "string",
+        json_path = ".spec.scheduleRef.name"
+    ),
     printcolumn(
         name = "Actual",
         type_ = "string",
@@ -59,6 +70,7 @@ pub const PAUSED_ANNOTATION: &str = "ecs.powerctl.io/paused";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.powerState) != has(self.scheduleRef)").message("set exactly one of spec.powerState (a fixed power state) and spec.scheduleRef (follow an EcsPowerSchedule)"))]
 pub struct EcsInstanceSpec {
     /// The ECS instance id, e.g. `i-bp67acfmxazb4ph1234`. Immutable: to manage another instance,
     /// create another EcsInstance.
@@ -74,8 +86,15 @@ pub struct EcsInstanceSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("regionId is immutable: create a new EcsInstance for another region"))]
     pub region_id: String,
 
-    /// The power state to keep the instance in.
-    pub power_state: PowerState,
+    /// The power state to keep the instance in. Exactly one of `powerState` and `scheduleRef`
+    /// is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_state: Option<PowerState>,
+
+    /// Follow an EcsPowerSchedule in the same namespace instead of a fixed `powerState`: the
+    /// instance runs inside the schedule's windows and is stopped outside them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_ref: Option<ScheduleReference>,
 
     /// Ask for a reboot: any new `token` asks for exactly one reboot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +189,17 @@ pub struct SecretReference {
     pub name: String,
 }
 
+/// An EcsPowerSchedule in the EcsInstance's own namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleReference {
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
 /// What the controller last saw and did.
 ///
 /// Optional fields serialize as `null` (never skipped) so that a merge patch of the whole status
@@ -180,6 +210,16 @@ pub struct EcsInstanceStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default)]
     pub observed_generation: Option<i64>,
+    /// The power state the controller keeps the instance in now: `spec.powerState`, or what
+    /// the schedule (or an override of it) says. Unset while the schedule cannot be read.
+    #[serde(default)]
+    pub desired_power_state: Option<PowerState>,
+    /// The next change of the desired state (schedules and overrides only).
+    #[serde(default)]
+    pub next_transition: Option<NextTransition>,
+    /// The override annotations as the controller last read them (schedules only).
+    #[serde(default)]
+    pub power_override: Option<OverrideStatus>,
     /// The instance's status as ECS last reported it.
     #[serde(default)]
     pub instance_status: Option<InstanceStatus>,
@@ -211,6 +251,28 @@ pub struct EcsInstanceStatus {
     /// `Ready`, `Reconciling`, `Stalled` (kstatus).
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// What the override annotations said at the last look.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideStatus {
+    /// `Active` (it decides the desired state), `Expired` or `Invalid` (both ignored).
+    pub state: OverrideState,
+    #[serde(default)]
+    pub power_state: Option<PowerState>,
+    #[serde(default)]
+    pub until: Option<Time>,
+    /// Why an invalid override is ignored, naming the annotation.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum OverrideState {
+    Active,
+    Expired,
+    Invalid,
 }
 
 /// The intent of a reboot, written before the call.
@@ -329,7 +391,8 @@ impl EcsInstanceSpec {
         Self {
             instance_id: instance_id.into(),
             region_id: "cn-hangzhou".into(),
-            power_state,
+            power_state: Some(power_state),
+            schedule_ref: None,
             reboot: None,
             start: None,
             stop: None,
@@ -382,7 +445,7 @@ spec:
   credentialsSecretRef: {name: ecs-credentials}
 "#;
         let obj: EcsInstance = serde_saphyr::from_str(yaml).unwrap();
-        assert_eq!(obj.spec.power_state, PowerState::Running);
+        assert_eq!(obj.spec.power_state, Some(PowerState::Running));
         assert_eq!(obj.spec.reboot.unwrap().mode, RebootMode::Soft);
         assert_eq!(
             obj.spec.stop.unwrap().stopped_mode,

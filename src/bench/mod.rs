@@ -19,7 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, CustomResourceExt, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::api::{EcsInstance, EcsInstanceSpec, PowerState};
@@ -172,7 +172,7 @@ fn instance_id(n: usize) -> String {
 /// What the tracker keeps of each object.
 #[derive(Clone, Copy, Debug)]
 struct Seen {
-    desired: PowerState,
+    desired: Option<PowerState>,
     ready_for_generation: bool,
 }
 
@@ -183,7 +183,7 @@ fn count(tracker: &Tracker, desired: PowerState) -> usize {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .values()
-        .filter(|s| s.desired == desired && s.ready_for_generation)
+        .filter(|s| s.desired == Some(desired) && s.ready_for_generation)
         .count()
 }
 
@@ -251,9 +251,11 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
     let sim = Simulator::start(config).await.map_err(|e| e.to_string())?;
     let client = kube.client().map_err(|e| e.to_string())?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &EcsInstance::crd())
-        .await
-        .map_err(|e| format!("installing the CRD: {e}"))?;
+    for (_, crd) in crate::api::CRDS {
+        crds.create(&PostParams::default(), &crd())
+            .await
+            .map_err(|e| format!("installing the CRDs: {e}"))?;
+    }
     sim.add_instances(
         (0..n).map(|i| InstanceSpec::new(&instance_id(i), REGION).status(InstanceStatus::Stopped)),
     )
@@ -272,7 +274,8 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
                 EcsInstanceSpec {
                     instance_id: id.clone(),
                     region_id: REGION.into(),
-                    power_state: PowerState::Stopped,
+                    power_state: Some(PowerState::Stopped),
+                    schedule_ref: None,
                     reboot: None,
                     start: None,
                     stop: None,

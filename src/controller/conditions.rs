@@ -44,6 +44,8 @@ pub(crate) enum Stall {
     DuplicateInstance,
     CredentialsNotPermitted,
     InstanceNotClaimed,
+    ScheduleNotFound,
+    ScheduleInvalid,
 }
 
 impl Progress {
@@ -73,6 +75,8 @@ impl Stall {
             Self::DuplicateInstance => "DuplicateInstance",
             Self::CredentialsNotPermitted => "CredentialsNotPermitted",
             Self::InstanceNotClaimed => "InstanceNotClaimed",
+            Self::ScheduleNotFound => "ScheduleNotFound",
+            Self::ScheduleInvalid => "ScheduleInvalid",
         }
     }
 }
@@ -107,19 +111,23 @@ impl Verdict {
     pub(crate) fn for_step(
         step: &Step,
         spec: &EcsInstanceSpec,
+        desired: PowerState,
         instance: Option<&Instance>,
         rebooting: bool,
     ) -> Option<Verdict> {
         Some(match step {
             Step::Converged => Verdict::Ready {
-                reason: match spec.power_state {
+                reason: match desired {
                     PowerState::Running => "InstanceRunning",
                     PowerState::Stopped => "InstanceStopped",
                 },
                 message: format!(
-                    "Instance {} is {} as desired.",
+                    "Instance {} is {} as desired{}.",
                     spec.instance_id,
-                    spec.power_state.as_str()
+                    desired.as_str(),
+                    spec.schedule_ref
+                        .as_ref()
+                        .map_or(String::new(), |r| format!(" (schedule {})", r.name))
                 ),
             },
             Step::Wait { reason, .. } => waiting(*reason, instance, rebooting),

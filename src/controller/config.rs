@@ -39,6 +39,11 @@ pub struct Config {
     /// An ECS tag that must list an EcsInstance's namespace before the controller starts, stops
     /// or reboots its instance (`None`: no such check).
     pub instance_tag_guard: Option<String>,
+    /// Added to the clock where power schedules are evaluated; zero in production. The
+    /// scenarios and the demo stand a few seconds before a schedule's boundary this way,
+    /// instead of waiting for 08:00. Nothing else (backoff, StartTime checks, status times)
+    /// sees the shift.
+    pub schedule_clock_offset: jiff::SignedDuration,
 }
 
 impl Default for Config {
@@ -56,6 +61,7 @@ impl Default for Config {
             instance: None,
             shared_credentials_selector: None,
             instance_tag_guard: None,
+            schedule_clock_offset: jiff::SignedDuration::ZERO,
         }
     }
 }

@@ -18,6 +18,9 @@ use ecs_client::{
 #[derive(Clone, Copy, Debug)]
 pub struct Facts<'a> {
     pub spec: &'a EcsInstanceSpec,
+    /// The power state to converge to: `spec.powerState`, or what the schedule (or an override)
+    /// says now. Resolved by the reconciler, so the decision never reads a clock or a schedule.
+    pub desired: PowerState,
     pub paused: bool,
     pub status: &'a EcsInstanceStatus,
     /// `None`: DescribeInstances does not know the instance.
@@ -198,7 +201,7 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
     match judged {
         Judged::Pending(t) if Some(t) == settled_now.as_deref() => {}
         // Desired Stopped: a new token is skipped, not carried out.
-        Judged::Pending(t) if facts.spec.power_state == PowerState::Stopped => {
+        Judged::Pending(t) if facts.desired == PowerState::Stopped => {
             settled.push((t.to_string(), Settled::SkippedWhileStopped));
         }
         Judged::Pending(t) => token = Some(t),
@@ -231,7 +234,7 @@ fn next_step(facts: &Facts<'_>, instance: &Instance, token: Option<&str>) -> Ste
         reason,
         after: facts.timings.transition_poll,
     };
-    match (spec.power_state, instance.status) {
+    match (facts.desired, instance.status) {
         (_, InstanceStatus::Unknown) => wait(WaitReason::UnknownStatus),
         (
             _,

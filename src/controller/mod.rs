@@ -1,19 +1,22 @@
 //! The controller: observe → decide → act → record, and what runs it.
 //!
-//! One reconcile, in order: `reconcile` (a `Reconciler` and its pass) asks `admission` whether
-//! the object may use ECS at all (one owner per instance from `owners`, the namespaces allowed
-//! the shared credentials from `namespaces`, the tag guard), reads the credentials
-//! through `cluster`, observes through `observe` (batched by `batch`, metered by
-//! `metered`, connected by `connect`), asks `decide` for a step (which reboot tokens are
-//! already done is `tokens`'s), has `record` build the
-//! next status (its conditions from `conditions`, its backoff from `backoff`) and writes it
+//! One reconcile, in order: `reconcile` (a `Reconciler` and its pass) resolves the desired
+//! state through `desired` (a fixed `powerState`, or an EcsPowerSchedule and its overrides),
+//! asks `admission` whether the object may use ECS at all (one owner per instance from
+//! `owners`, the namespaces allowed the shared credentials from `namespaces`, the tag guard),
+//! reads the credentials through `cluster`, observes through `observe` (batched by `batch`,
+//! metered by `metered`, connected by `connect`), asks `decide` for a step (which reboot tokens
+//! are already done is `tokens`'s), has `record` build the next status (its conditions from
+//! `conditions`, its backoff from `backoff`) and writes it
 //! through `cluster`; when a Kubernetes write fails, `api_backoff` spaces the retries.
-//! `runtime` wires kube-runtime's Controller and `leader` election around it; `config` is
-//! everything configurable; `run_cmd` and `reboot_cmd` are the `run` and `reboot` commands.
+//! `runtime` wires kube-runtime's Controller and `leader` election around it, with `schedules`
+//! (the schedule cache and watch, the EcsPowerSchedule status controller, the savings metric);
+//! `config` is everything configurable; `run_cmd` and `reboot_cmd` are the `run` and `reboot`
+//! commands.
 //!
-//! Dependencies point one way (no cycles): the commands → runtime → reconcile → record →
-//! conditions → admission → owners; runtime → namespaces; conditions → decide → tokens,
-//! config; connect → batch, metered, observe.
+//! Dependencies point one way (no cycles): the commands → runtime → schedules, namespaces,
+//! reconcile → record → desired, conditions → admission → owners; conditions → decide →
+//! tokens, config; connect → batch, metered, observe.
 
 pub(crate) mod admission;
 pub(crate) mod api_backoff;
@@ -25,6 +28,7 @@ pub(crate) mod conditions;
 pub(crate) mod config;
 pub(crate) mod connect;
 pub(crate) mod decide;
+pub(crate) mod desired;
 pub(crate) mod events;
 pub(crate) mod leader;
 pub(crate) mod metered;
@@ -36,6 +40,7 @@ pub(crate) mod reconcile;
 pub(crate) mod record;
 pub(crate) mod run_cmd;
 pub(crate) mod runtime;
+pub(crate) mod schedules;
 pub(crate) mod secret_changes;
 pub(crate) mod tokens;
 

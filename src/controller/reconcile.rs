@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use super::admission::{Gates, Refusal};
 use super::api_backoff::ApiBackoff;
@@ -19,6 +19,7 @@ use super::bounded::bounded;
 use super::cluster::{Cluster, Written};
 use super::config::{Config, Timings};
 use super::decide::{self, Decision, Facts, Mutation, Step};
+use super::desired::{self, Desired, Schedules};
 use super::observe::{EcsSide, Lookup, credentials_key};
 use super::record::Record;
 use crate::api::EcsInstance;
@@ -53,6 +54,9 @@ const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 /// edit in ECS, which no watch reports.
 const CLAIM_RECHECK: Duration = Duration::from_secs(60);
 
+/// How long a reconcile of a scheduled object waits for the schedules' first list.
+const SCHEDULES_LISTED: Duration = Duration::from_secs(10);
+
 /// Failures that end a reconcile early; kube-runtime requeues the object.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -75,6 +79,10 @@ pub(crate) struct Reconciler {
     cluster: Arc<dyn Cluster>,
     ecs: EcsSide,
     clock: Arc<dyn Clock>,
+    /// The EcsPowerSchedules objects follow.
+    schedules: Arc<dyn Schedules>,
+    /// Added to the clock where schedules are evaluated ([`Config::schedule_clock_offset`]).
+    schedule_offset: jiff::SignedDuration,
     /// The longest between two looks at an object.
     resync: Duration,
     timings: Timings,
@@ -83,11 +91,18 @@ pub(crate) struct Reconciler {
 }
 
 impl Reconciler {
-    pub(crate) fn new(cluster: Arc<dyn Cluster>, ecs: EcsSide, config: &Config) -> Self {
+    pub(crate) fn new(
+        cluster: Arc<dyn Cluster>,
+        ecs: EcsSide,
+        schedules: Arc<dyn Schedules>,
+        config: &Config,
+    ) -> Self {
         Self {
             cluster,
             ecs,
             clock: Arc::new(SystemClock),
+            schedules,
+            schedule_offset: config.schedule_clock_offset,
             resync: config.resync,
             timings: config.timings.clone(),
             api_backoff: ApiBackoff::default(),
@@ -128,11 +143,42 @@ impl Reconciler {
         result
     }
 
+    /// The time schedules are evaluated at.
+    fn schedule_now(&self) -> Timestamp {
+        self.clock
+            .now()
+            .checked_add(self.schedule_offset)
+            .unwrap_or(Timestamp::MAX)
+    }
+
+    /// The desired state of `obj` now (see [`desired`]).
+    fn desired(&self, obj: &EcsInstance, namespace: &str) -> Result<Desired, desired::Problem> {
+        let annotations = obj.metadata.annotations.clone().unwrap_or_default();
+        desired::resolve(
+            &obj.spec,
+            &annotations,
+            namespace,
+            self.schedules.as_ref(),
+            self.schedule_now(),
+        )
+    }
+
     async fn pass(&self, obj: &EcsInstance, gates: &Gates) -> Result<Duration, Error> {
         let namespace = obj
             .namespace()
             .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
         tracing::Span::current().record("namespace", namespace.as_str());
+        // Before the schedules are listed, a schedule not found may just not be known yet. The
+        // wait is bounded: a schedule watch that cannot list must not hold a reconcile (and a
+        // graceful shutdown) forever.
+        if obj.spec.schedule_ref.is_some()
+            && tokio::time::timeout(SCHEDULES_LISTED, self.schedules.ready())
+                .await
+                .is_err()
+        {
+            warn!("the EcsPowerSchedules are not listed yet; looking again later");
+            return Ok(SCHEDULES_LISTED);
+        }
         let previous = obj.status.clone().unwrap_or_default();
         let mut pass = Pass {
             reconciler: self,
@@ -146,9 +192,19 @@ impl Reconciler {
             ),
             secret_version: None,
             version: obj.resource_version(),
+            look_again_at: None,
         };
         match pass.run(&namespace).await? {
-            Some(delay) => pass.write(delay).await,
+            Some(delay) => {
+                let delay = match pass.look_again_at {
+                    // The boundary itself, not a poll: evaluated at the boundary, the schedule
+                    // gives the new state (a wake-up a little early finds the same boundary
+                    // again, a moment ahead).
+                    Some(at) => delay.min(decide::elapsed(at, self.schedule_now())),
+                    None => delay,
+                };
+                pass.write(delay).await
+            }
             // The intent write lost a race: look again with a fresh object.
             None => Ok(CONFLICT_RETRY),
         }
@@ -166,6 +222,8 @@ struct Pass<'a> {
     /// The object's resourceVersion every status write is conditional on: the one the decision
     /// was made from, then the one our own intent write left.
     version: Option<String>,
+    /// The desired state changes then (a schedule's boundary, an override's end): look again.
+    look_again_at: Option<Timestamp>,
 }
 
 impl Pass<'_> {
@@ -180,6 +238,18 @@ impl Pass<'_> {
             return Ok(Some(self.refuse(&refusal)));
         }
 
+        // The desired state first: a schedule that cannot be followed calls nothing at all.
+        let desired = match self.reconciler.desired(obj, namespace) {
+            Ok(desired) => desired,
+            Err(problem) => {
+                info!(%problem, "the schedule cannot be followed; not calling ECS");
+                self.record.schedule_problem(&problem);
+                return Ok(Some(self.reconciler.resync));
+            }
+        };
+        self.record.desired(&desired);
+        self.look_again_at = desired.look_again_at;
+
         // Observe: credentials first, then the instance.
         let credentials = match self.credentials(namespace).await? {
             Ok(credentials) => credentials,
@@ -188,7 +258,12 @@ impl Pass<'_> {
                 return Ok(Some(self.record.credentials_problem(message, version)));
             }
         };
+        // A new desired state (the spec, or a schedule's boundary) lifts the backoff, as does
+        // a changed Secret.
         let backoff_reset = previous.observed_generation != obj.metadata.generation
+            || previous
+                .desired_power_state
+                .is_some_and(|was| was != desired.power_state)
             || (previous.retry.count > 0 && previous.retry.secret_version != self.secret_version);
         if backoff_reset {
             self.record.reset_backoff();
@@ -211,6 +286,7 @@ impl Pass<'_> {
         // Decide (`backoff_reset` lifts the window of `previous.retry`).
         let decision = decide::decide(&Facts {
             spec: &obj.spec,
+            desired: desired.power_state,
             paused: obj.is_paused(),
             status: &previous,
             instance: instance.as_ref(),

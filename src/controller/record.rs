@@ -14,11 +14,13 @@ use kube::runtime::events::{Event, EventType};
 use super::admission::Refusal;
 use super::backoff::retry_delay;
 use super::bounded::{CODE_LIMIT, bounded, bounded_to};
-use super::conditions::{self, Verdict};
+use super::conditions::{self, Stall, Verdict};
 use super::decide::{Decision, Mutation, Settled, Step};
+use super::desired::{Desired, Problem};
 use super::tokens;
 use crate::api::{
-    EcsInstanceSpec, EcsInstanceStatus, LastAction, RebootInFlight, RebootOutcome, RetryStatus,
+    EcsInstanceSpec, EcsInstanceStatus, LastAction, OverrideState, PowerState, RebootInFlight,
+    RebootOutcome, RetryStatus,
 };
 use ecs_client::{Accepted, EcsError, ErrorClass, Instance, InstanceStatus, PowerAction};
 
@@ -44,6 +46,8 @@ pub(crate) struct Record {
     jitter: f64,
     /// `None`: keep the conditions as they are.
     verdict: Option<Verdict>,
+    /// The desired state this reconcile works towards (see [`Record::desired`]).
+    desired: Option<PowerState>,
     events: Vec<Event>,
 }
 
@@ -64,6 +68,7 @@ impl Record {
             now,
             jitter,
             verdict: None,
+            desired: None,
             events: Vec::new(),
         }
     }
@@ -75,6 +80,70 @@ impl Record {
     /// Forget the backoff (the spec or the credentials changed).
     pub(crate) fn reset_backoff(&mut self) {
         self.status.retry = RetryStatus::default();
+    }
+
+    /// The desired state, its next change and the override, as resolved now. An override that
+    /// has just expired or is invalid is reported by one event: the status remembers it, so
+    /// later looks stay quiet.
+    pub(crate) fn desired(&mut self, desired: &Desired) {
+        self.desired = Some(desired.power_state);
+        self.status.desired_power_state = Some(desired.power_state);
+        self.status.next_transition = desired.next_transition.clone();
+        let now = desired.power_override.clone();
+        let changed = self.status.power_override != now;
+        self.status.power_override = now;
+        let Some(ov) = desired.power_override.as_ref().filter(|_| changed) else {
+            return;
+        };
+        let until = ov
+            .until
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default();
+        let state = ov.power_state.map_or("-", PowerState::as_str);
+        match ov.state {
+            OverrideState::Active => self.event(
+                EventType::Normal,
+                "OverrideActive",
+                "Override",
+                format!(
+                    "Held {state} until {until} by the override annotations, whatever the schedule says."
+                ),
+            ),
+            OverrideState::Expired => self.event(
+                EventType::Normal,
+                "OverrideExpired",
+                "Override",
+                format!(
+                    "The override to {state} ended at {until} and is ignored: the schedule decides again. Remove the override annotations to tidy up."
+                ),
+            ),
+            OverrideState::Invalid => self.event(
+                EventType::Warning,
+                "OverrideInvalid",
+                "Override",
+                format!(
+                    "Override ignored: {}",
+                    ov.message.as_deref().unwrap_or("invalid annotations")
+                ),
+            ),
+        }
+    }
+
+    /// The schedule cannot be followed: no desired state, and the object is stalled until
+    /// the schedule exists and is valid. The backoff is left as it is.
+    pub(crate) fn schedule_problem(&mut self, problem: &Problem) {
+        self.status.desired_power_state = None;
+        self.status.next_transition = None;
+        let why = match problem {
+            Problem::NotFound { .. } => Stall::ScheduleNotFound,
+            Problem::Invalid { .. } => Stall::ScheduleInvalid,
+            Problem::NeitherOrBoth => Stall::InvalidSpec,
+        };
+        self.verdict = Some(Verdict::Stalled {
+            why,
+            message: problem.to_string(),
+        });
     }
 
     /// What ECS reported of the instance.
@@ -173,7 +242,11 @@ impl Record {
                 .last_action
                 .as_ref()
                 .is_some_and(|a| a.action == PowerAction::Reboot && !a.dry_run);
-        self.verdict = Verdict::for_step(step, spec, instance, rebooting);
+        let desired = self
+            .desired
+            .or(spec.power_state)
+            .unwrap_or(PowerState::Running);
+        self.verdict = Verdict::for_step(step, spec, desired, instance, rebooting);
     }
 
     /// Before a call that carries out a reboot token (RebootInstance, or a StartInstance that
@@ -233,7 +306,7 @@ impl Record {
                 format!(
                     "Instance {} was {was} outside the controller; setting it back to {}.",
                     spec.instance_id,
-                    spec.power_state.as_str()
+                    action_target(action)
                 ),
             );
         }
@@ -408,6 +481,14 @@ impl Record {
             }
         }
         (self.status, self.events)
+    }
+}
+
+/// The state an accepted Start or Stop sets the instance back to.
+fn action_target(action: PowerAction) -> &'static str {
+    match action {
+        PowerAction::Stop => PowerState::Stopped.as_str(),
+        PowerAction::Start | PowerAction::Reboot => PowerState::Running.as_str(),
     }
 }
 

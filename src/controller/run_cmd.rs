@@ -151,6 +151,7 @@ impl RunArgs {
             instance: Some(identity),
             shared_credentials_selector: self.tenancy.shared_credentials_selector.clone(),
             instance_tag_guard: self.tenancy.instance_tag_guard.clone(),
+            schedule_clock_offset: jiff::SignedDuration::ZERO,
         }
     }
 }

@@ -26,8 +26,9 @@ use super::namespaces;
 use super::observe::EcsSide;
 use super::owners::{self, OwnerIndex};
 use super::reconcile::{Error, Reconciler};
+use super::schedules::{self, ScheduleCache};
 use super::secret_changes;
-use crate::api::EcsInstance;
+use crate::api::{EcsInstance, EcsPowerSchedule};
 use crate::telemetry::Metrics;
 use crate::telemetry::server::Readiness;
 
@@ -37,7 +38,11 @@ pub enum RunError {
         "the EcsInstance CRD is not installed in this cluster: kubectl apply -f crds/ecsinstance.yaml (or `ecs-power-controller crd | kubectl apply -f -`)"
     )]
     CrdMissing,
-    #[error("cannot list EcsInstances: {0}")]
+    #[error(
+        "the EcsPowerSchedule CRD is not installed in this cluster: kubectl apply -f crds/ecspowerschedule.yaml (or `ecs-power-controller crd ecspowerschedule | kubectl apply -f -`)"
+    )]
+    ScheduleCrdMissing,
+    #[error("cannot list EcsInstances or EcsPowerSchedules: {0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
     SharedCredentialsSelector(#[from] namespaces::SelectorError),
@@ -46,8 +51,18 @@ pub enum RunError {
 /// Fails fast, with the fix in the message, when the CRD is missing; rides out a briefly
 /// unavailable API server (5xx, 429, connection errors) for up to about half a minute. Lists in
 /// the watched namespace only, so a namespaced Role is enough (the single-namespace deployment).
-async fn ensure_crd_installed(client: &Client, namespace: Option<&str>) -> Result<(), RunError> {
-    let api: Api<EcsInstance> = match namespace {
+async fn ensure_crd_installed<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    missing: RunError,
+) -> Result<(), RunError>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -56,9 +71,7 @@ async fn ensure_crd_installed(client: &Client, namespace: Option<&str>) -> Resul
     loop {
         match api.list_metadata(&ListParams::default().limit(1)).await {
             Ok(_) => return Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                return Err(RunError::CrdMissing);
-            }
+            Err(kube::Error::Api(status)) if status.code == 404 => return Err(missing),
             Err(kube::Error::Api(status)) if status.code < 500 && status.code != 429 => {
                 return Err(kube::Error::Api(status).into());
             }
@@ -98,8 +111,14 @@ async fn run_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let shutdown = shutdown.shared();
+    let namespace = config.namespace.as_deref();
+    let checked = async {
+        ensure_crd_installed::<EcsInstance>(&client, namespace, RunError::CrdMissing).await?;
+        ensure_crd_installed::<EcsPowerSchedule>(&client, namespace, RunError::ScheduleCrdMissing)
+            .await
+    };
     tokio::select! {
-        checked = ensure_crd_installed(&client, config.namespace.as_deref()) => checked?,
+        checked = checked => checked?,
         // A stop while the API server is slow to answer: nothing started, nothing to wait for.
         () = shutdown.clone() => return Ok(()),
     }
@@ -114,10 +133,16 @@ async fn run_until(
         client: client.clone(),
         recorder: Publisher::new(client.clone(), reporter),
     };
-    let ctx = Arc::new(Reconciler::new(Arc::new(cluster), ecs, &config));
+    let schedules = Arc::new(ScheduleCache::default());
+    let ctx = Arc::new(Reconciler::new(
+        Arc::new(cluster),
+        ecs,
+        schedules.clone(),
+        &config,
+    ));
     readiness.set(true);
     let Some(lease) = config.lease.clone() else {
-        reconcile_until(client, ctx, &config, metrics, shutdown).await;
+        reconcile_until(client, ctx, &schedules, &config, metrics, shutdown).await;
         return Ok(());
     };
     let leadership = leader::spawn(client.clone(), lease);
@@ -131,6 +156,7 @@ async fn run_until(
         let run = reconcile_until(
             client.clone(),
             ctx.clone(),
+            &schedules,
             &config,
             metrics.clone(),
             shutdown.clone(),
@@ -149,11 +175,12 @@ async fn run_until(
     Ok(())
 }
 
-/// One controller run: watches EcsInstances (and looks after the Secrets they reference) and
-/// reconciles until `shutdown`.
+/// One controller run: watches EcsInstances (and looks after the Secrets and the schedules they
+/// reference, see [`schedules`]) and reconciles until `shutdown`; keeps the schedules' status.
 async fn reconcile_until(
     client: Client,
     ctx: Arc<Reconciler>,
+    schedule_cache: &ScheduleCache,
     config: &Config,
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
@@ -167,12 +194,16 @@ async fn reconcile_until(
         watch = watch.labels(selector);
     }
     let (reader, writer) = reflector::store();
+    let (mut follower_changes, followers_changed, instances_listed) =
+        schedules::FollowerChanges::new();
     let owners = Arc::new(OwnerIndex::default());
     let events = watcher(objects, watch)
         .default_backoff()
         // managedFields are never read: don't keep them for every object in memory.
         .modify(|obj| obj.managed_fields_mut().clear())
-        .reflect(writer);
+        .reflect(writer)
+        // The schedules' follower counts are told after the store has the change.
+        .inspect(move |event| follower_changes.inspect(event));
     // The owner index follows the store; a change of an instance's owner wakes its objects.
     let (events, owner_changes) = owners::follow(events, owners.clone());
     let (shared_credentials, namespace_changes) = match &config.shared_credentials_selector {
@@ -200,13 +231,32 @@ async fn reconcile_until(
     let controller = Controller::for_stream(triggers, reader);
     let store = controller.store();
     // Secrets are only ever read by name (get): no list or watch, see `secret_changes`.
-    let secret_changes = secret_changes::changes(client, store.clone(), config.secret_recheck);
+    let secret_changes =
+        secret_changes::changes(client.clone(), store.clone(), config.secret_recheck);
+    let schedule_changes = schedules::changes(
+        client.clone(),
+        config.namespace.as_deref(),
+        schedule_cache.fresh(),
+    );
+    let schedule_store = store.clone();
+    let schedule_status = schedules::status_controller(
+        client,
+        config,
+        store.clone(),
+        instances_listed,
+        followers_changed,
+    );
+    let held_stopped =
+        schedules::count_held_stopped(store.clone(), metrics.clone(), Duration::from_secs(10));
     let gauge_metrics = metrics.clone();
     let run = controller
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .reconcile_on(secret_changes)
         .reconcile_on(owner_changes)
         .reconcile_on(namespace_changes)
+        .watches_stream(schedule_changes, move |schedule| {
+            schedules::followers(&schedule_store, &schedule)
+        })
         .graceful_shutdown_on(shutdown.clone())
         .run(
             reconcile,
@@ -239,9 +289,17 @@ async fn reconcile_until(
         }
     };
     let gauges = count_conditions(store, gauge_metrics, Duration::from_secs(10));
+    // The instance controller's end (graceful or not) ends the run; the schedule status
+    // controller is dropped then (its writes are idempotent: the next leader recomputes them).
+    let schedule_status = async {
+        schedule_status.await;
+        std::future::pending::<()>().await;
+    };
     tokio::select! {
         _ = run => {},
+        () = schedule_status => {},
         _ = gauges => {},
+        _ = held_stopped => {},
         () = stopped_before_start => {},
     }
 }

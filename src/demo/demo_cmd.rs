@@ -14,7 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use super::sandbox::{RunningController, Sandbox};
-use crate::api::{EcsInstance, EcsPowerSchedule};
+use crate::api::{EcsInstance, EcsPowerSchedule, PowerState};
 use crate::controller::conditions;
 use crate::controller::config::{Config, Timings};
 use ecs_client::command::parse_duration;
@@ -196,6 +196,8 @@ struct Row {
     name: String,
     instance: String,
     desired: String,
+    /// The schedule followed and its next transition, or `-`.
+    next: String,
     actual: String,
     ready: String,
     reason: String,
@@ -211,7 +213,16 @@ fn row(obj: &EcsInstance) -> Row {
     Row {
         name: obj.name_any(),
         instance: obj.spec.instance_id.clone(),
-        desired: obj.spec.power_state.as_str().to_string(),
+        desired: status
+            .desired_power_state
+            .or(obj.spec.power_state)
+            .map_or("-", PowerState::as_str)
+            .to_string(),
+        next: match (&obj.spec.schedule_ref, &status.next_transition) {
+            (Some(r), Some(t)) => format!("{}: {} at {}", r.name, t.power_state.as_str(), t.time.0),
+            (Some(r), None) => format!("{}: -", r.name),
+            (None, _) => "-".to_string(),
+        },
         actual: status
             .instance_status
             .map_or("-".to_string(), |s| s.to_string()),
@@ -223,13 +234,13 @@ fn row(obj: &EcsInstance) -> Row {
 
 fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<16} {:<20} {:<8} {:<9} {:<6} {}\n",
-        "NAME", "INSTANCE", "DESIRED", "ACTUAL", "READY", "REASON"
+        "{:<16} {:<20} {:<8} {:<9} {:<6} {:<26} {}\n",
+        "NAME", "INSTANCE", "DESIRED", "ACTUAL", "READY", "REASON", "SCHEDULE: NEXT"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<16} {:<20} {:<8} {:<9} {:<6} {}\n",
-            r.name, r.instance, r.desired, r.actual, r.ready, r.reason
+            "{:<16} {:<20} {:<8} {:<9} {:<6} {:<26} {}\n",
+            r.name, r.instance, r.desired, r.actual, r.ready, r.reason, r.next
         ));
     }
     out

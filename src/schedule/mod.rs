@@ -28,7 +28,7 @@ mod compile;
 pub mod overrides;
 pub mod preview;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod timeline;
 
 use std::collections::BTreeMap;

@@ -410,7 +410,8 @@ exceptions:
 
 // ---- overrides ----
 
-fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+/// Annotations from `(key, value)` pairs.
+pub(crate) fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

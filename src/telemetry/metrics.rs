@@ -1,7 +1,8 @@
-//! Prometheus metrics: reconciles by result, ECS calls by action and code, ECS latency, and
-//! objects by condition.
+//! Prometheus metrics: reconciles by result, ECS calls by action and code, ECS latency,
+//! objects by condition, and the instance-seconds power schedules hold instances stopped.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -34,6 +35,12 @@ pub(crate) struct ConditionLabels {
     pub condition: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ScheduleLabels {
+    pub namespace: String,
+    pub schedule: String,
+}
+
 /// Every metric the controller exports. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct Metrics {
@@ -42,6 +49,7 @@ pub struct Metrics {
     ecs_calls: Family<CallLabels, Counter>,
     ecs_latency: Family<ActionLabels, Histogram>,
     objects: Family<ConditionLabels, Gauge>,
+    held_stopped: Family<ScheduleLabels, Counter<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -53,6 +61,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         let objects = Family::<ConditionLabels, Gauge>::default();
+        let held_stopped = Family::<ScheduleLabels, Counter<f64, AtomicU64>>::default();
         registry.register(
             "reconciles",
             "Reconciliations by result",
@@ -73,12 +82,18 @@ impl Default for Metrics {
             "EcsInstance objects by the condition that is True",
             objects.clone(),
         );
+        registry.register(
+            "schedule_held_stopped_instance_seconds",
+            "Instance-seconds EcsInstances were held stopped by their power schedule (no override), by namespace and schedule: the time not paid for running",
+            held_stopped.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconciles,
             ecs_calls,
             ecs_latency,
             objects,
+            held_stopped,
         }
     }
 }
@@ -119,6 +134,16 @@ impl Metrics {
         }
     }
 
+    /// `seconds` more of one instance held stopped by `schedule` in `namespace`.
+    pub(crate) fn held_stopped(&self, namespace: &str, schedule: &str, seconds: f64) {
+        self.held_stopped
+            .get_or_create(&ScheduleLabels {
+                namespace: namespace.to_string(),
+                schedule: schedule.to_string(),
+            })
+            .inc_by(seconds);
+    }
+
     /// Total ECS calls so far for `action` with answer `code`.
     pub fn ecs_call_count(&self, action: &str, code: &str) -> u64 {
         self.ecs_calls
@@ -153,12 +178,17 @@ mod tests {
         );
         m.reconciled("ok");
         m.set_objects(&[("Ready", 3)]);
+        m.held_stopped("team", "office-hours", 10.0);
+        m.held_stopped("team", "office-hours", 2.5);
         let text = m.encode();
         assert!(text.contains(
             r#"ecs_power_controller_ecs_calls_total{action="StartInstance",code="InstanceNotReady"} 1"#
         ));
         assert!(text.contains(r#"ecs_power_controller_reconciles_total{result="ok"} 1"#));
         assert!(text.contains(r#"ecs_power_controller_objects{condition="Ready"} 3"#));
+        assert!(text.contains(
+            r#"ecs_power_controller_schedule_held_stopped_instance_seconds_total{namespace="team",schedule="office-hours"} 12.5"#
+        ), "{text}");
         assert_eq!(m.ecs_call_count("StartInstance", "OK"), 1);
     }
 }

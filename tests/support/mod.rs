@@ -26,5 +26,8 @@ macro_rules! scenario_tests {
 
         #[path = "support/flows.rs"]
         mod flows;
+
+        #[path = "support/schedule_flows.rs"]
+        mod schedule_flows;
     };
 }

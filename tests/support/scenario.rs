@@ -377,7 +377,8 @@ pub fn ecs_instance(name: &str, instance_id: &str, power: PowerState) -> EcsInst
         EcsInstanceSpec {
             instance_id: instance_id.into(),
             region_id: REGION.into(),
-            power_state: power,
+            power_state: Some(power),
+            schedule_ref: None,
             reboot: None,
             start: None,
             stop: None,

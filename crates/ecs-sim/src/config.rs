@@ -202,6 +202,7 @@ impl SimConfig {
                 running(shanghai("i-uf6demodryrun001")),
                 hangzhou("i-bp1demosecret001"),
                 running(hangzhou("i-bp1demopaused001")),
+                running(hangzhou("i-bp1demoschedule1")),
                 not_ready,
                 shanghai("i-uf6demolocked001").lock("security"),
                 overdue,

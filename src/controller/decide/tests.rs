@@ -20,7 +20,8 @@ fn spec(power: PowerState, token: Option<&str>) -> EcsInstanceSpec {
     EcsInstanceSpec {
         instance_id: "i-a".into(),
         region_id: "cn-hangzhou".into(),
-        power_state: power,
+        power_state: Some(power),
+        schedule_ref: None,
         reboot: token.map(|t| RebootRequest {
             token: t.into(),
             mode: RebootMode::Soft,
@@ -74,6 +75,7 @@ fn run_with(
     let timings = Timings::default();
     decide(&Facts {
         spec,
+        desired: spec.power_state.expect("a fixed power state"),
         paused,
         status,
         instance,
@@ -659,7 +661,7 @@ proptest! {
         let d = run_with(&s, &st, Some(&i), paused, reset);
         if let Step::Call(Mutation::Reboot { token, .. }) = &d.step {
             prop_assert_eq!(i.status, InstanceStatus::Running);
-            prop_assert_eq!(s.power_state, PowerState::Running);
+            prop_assert_eq!(s.power_state, Some(PowerState::Running));
             prop_assert!(st.last_reboot_token.as_deref() != Some(token.as_str()));
             // Never a second call for a token whose reboot is provably under way or done.
             for (settled, _) in &d.settled {
@@ -696,13 +698,14 @@ proptest! {
         st.retry = RetryStatus::default();
         st.reboot_in_flight = None;
         let stable = matches!(i.status, InstanceStatus::Running | InstanceStatus::Stopped);
-        let wrong = (s.power_state == PowerState::Running) != (i.status == InstanceStatus::Running);
+        let wrong = (s.power_state == Some(PowerState::Running)) != (i.status == InstanceStatus::Running);
         if stable && wrong && i.locks.is_empty() {
             let d = run_with(&s, &st, Some(&i), false, false);
             // A start that carries a token may wait out the StartTime minute first.
             let proving = matches!(d.step, Step::Wait { reason: WaitReason::RecentStart, .. })
                 && matches!(judged(&Facts {
                     spec: &s,
+                    desired: s.power_state.expect("a fixed power state"),
                     paused: false,
                     status: &st,
                     instance: Some(&i),

@@ -17,6 +17,7 @@ use crate::api::{
 use crate::controller::backoff::retry_delay;
 use crate::controller::batch::tests::api_error;
 use crate::controller::cluster::{SecretData, Written};
+use crate::controller::desired::tests::FakeSchedules;
 use crate::controller::observe::{DirectObserver, EcsConnector};
 use ecs_client::{Accepted, BatchAccepted, EcsError, InstanceStatus, PowerAction, PowerRequest};
 
@@ -34,11 +35,24 @@ fn now() -> Timestamp {
     NOW.parse().unwrap()
 }
 
-struct FixedClock;
+/// [`NOW`] unless a test moves it on.
+struct FixedClock(Mutex<Timestamp>);
+
+impl Default for FixedClock {
+    fn default() -> Self {
+        Self(Mutex::new(now()))
+    }
+}
+
+impl FixedClock {
+    fn set(&self, to: Timestamp) {
+        *self.0.lock().unwrap() = to;
+    }
+}
 
 impl Clock for FixedClock {
     fn now(&self) -> Timestamp {
-        now()
+        *self.0.lock().unwrap()
     }
     fn jitter(&self) -> f64 {
         JITTER
@@ -183,6 +197,8 @@ struct World {
     log: Log,
     cluster: Arc<FakeCluster>,
     reconciler: Arc<Reconciler>,
+    clock: Arc<FixedClock>,
+    schedules: Arc<FakeSchedules>,
 }
 
 impl World {
@@ -204,13 +220,17 @@ impl World {
             answer: Mutex::new(answer),
         });
         let config = Config::default();
+        let clock = Arc::new(FixedClock::default());
+        let schedules = Arc::new(FakeSchedules::default());
         let reconciler = Arc::new(Reconciler {
             cluster: cluster.clone(),
             ecs: EcsSide {
                 connector: Arc::new(Connector(ecs)),
                 observer: Arc::new(DirectObserver),
             },
-            clock: Arc::new(FixedClock),
+            clock: clock.clone(),
+            schedules: schedules.clone(),
+            schedule_offset: config.schedule_clock_offset,
             resync: config.resync,
             timings: config.timings,
             api_backoff: Default::default(),
@@ -219,6 +239,8 @@ impl World {
             log,
             cluster,
             reconciler,
+            clock,
+            schedules,
         }
     }
 
@@ -913,3 +935,4 @@ async fn the_tag_guard_keeps_a_token_seen_at_first_sight_adopted() {
     assert_eq!(status.last_reboot_token.as_deref(), Some("restored"));
     assert_eq!(condition(&status, "Stalled").reason, "InstanceNotClaimed");
 }
+mod schedules;
