@@ -290,3 +290,117 @@ async fn a_batched_reboot_answered_internal_error_is_still_carried_out_exactly_o
     controller.stop().await.unwrap();
     sandbox.shutdown().await;
 }
+
+/// 08:00 for a fleet: 300 stopped instances follow an office-hours schedule, and the boundary
+/// starts them through the same batching as any other start: each instance exactly once, in a
+/// few StartInstances calls rather than 300, and never a stop or a reboot. (The schedule's
+/// clock stands just before 08:00; nothing here depends on how long the boundary takes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_scheduled_instances_start_at_the_boundary_in_batches() {
+    use ecs_power_controller::api::schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
+    use ecs_power_controller::api::{EcsPowerSchedule, ScheduleReference};
+
+    let sandbox = Sandbox::start(SimConfig::instant()).await.unwrap();
+    let fleet = ids("sched", 300);
+    sandbox
+        .sim
+        .add_instances(
+            fleet
+                .iter()
+                .map(|id| InstanceSpec::new(id, REGION).status(InstanceStatus::Stopped)),
+        )
+        .unwrap();
+    let schedules: Api<EcsPowerSchedule> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
+    let mut office_hours = EcsPowerSchedule::new(
+        "office-hours",
+        EcsPowerScheduleSpec {
+            time_zone: "UTC".into(),
+            running: vec![RunningWindow {
+                days: vec![
+                    Weekday::Mon,
+                    Weekday::Tue,
+                    Weekday::Wed,
+                    Weekday::Thu,
+                    Weekday::Fri,
+                    Weekday::Sat,
+                    Weekday::Sun,
+                ],
+                from: "08:00".into(),
+                to: "20:00".into(),
+            }],
+            exceptions: Vec::new(),
+        },
+    );
+    office_hours.metadata.namespace = Some(NAMESPACE.into());
+    schedules
+        .create(&PostParams::default(), &office_hours)
+        .await
+        .expect("create EcsPowerSchedule");
+    let api: Api<EcsInstance> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
+    create_objects(&api, &fleet, None).await;
+    // Follow the schedule instead of a fixed state.
+    let follow = serde_json::json!({"spec": {"powerState": null, "scheduleRef": ScheduleReference {
+        name: "office-hours".into(),
+    }}});
+    let patches = fleet.iter().map(|id| {
+        let api = api.clone();
+        let follow = follow.clone();
+        async move {
+            api.patch(
+                id,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&follow),
+            )
+            .await
+        }
+    });
+    for result in futures::stream::iter(patches)
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+    {
+        result.expect("follow the schedule");
+    }
+
+    // The schedule's clock reads 07:59:50 when the controller starts.
+    let mut config = options(Duration::from_secs(30));
+    config.schedule_clock_offset = "2026-11-27T07:59:50Z"
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .duration_since(jiff::Timestamp::now());
+    let controller = sandbox.spawn_controller(config).unwrap();
+    let running = |o: &EcsInstance| {
+        is_ready(o)
+            && o.status
+                .as_ref()
+                .is_some_and(|s| s.desired_power_state == Some(PowerState::Running))
+    };
+    wait_all(&api, Duration::from_secs(90), running).await;
+
+    let sim = &sandbox.sim;
+    for id in &fleet {
+        assert_eq!(sim.status(id), Some(InstanceStatus::Running), "{id}");
+        assert_eq!(
+            mutations_of(sim, id, [Action::StartInstance, Action::StartInstances]),
+            1,
+            "{id} was started exactly once"
+        );
+        assert_eq!(
+            mutations_of(sim, id, [Action::StopInstance, Action::StopInstances]),
+            0,
+            "{id} was never stopped"
+        );
+        assert_eq!(
+            mutations_of(sim, id, [Action::RebootInstance, Action::RebootInstances]),
+            0,
+            "a schedule never reboots ({id})"
+        );
+    }
+    let starts = requests(sim, Action::StartInstances);
+    assert!(
+        (3..=12).contains(&starts),
+        "300 starts at the boundary went out as {starts} StartInstances calls"
+    );
+    controller.stop().await.unwrap();
+    sandbox.shutdown().await;
+}
