@@ -2,14 +2,14 @@
 //!
 //! One reconcile, in order: `reconcile` (a `Reconciler` and its pass) reads the credentials
 //! through `cluster`, observes through `observe` (batched by `batch`, metered by
-//! `metered`, connected by `connect`), asks `decide` for a step, has `record` build the
+//! `metered`, connected by `connect`, read fleet by fleet by `fleet`), asks `decide` for a step, has `record` build the
 //! next status (its conditions from `conditions`, its backoff from `backoff`) and writes it
 //! through `cluster`; when a Kubernetes write fails, `api_backoff` spaces the retries.
 //! `runtime` wires kube-runtime's Controller and `leader` election around it; `config` is
 //! everything configurable; `run_cmd` and `reboot_cmd` are the `run` and `reboot` commands.
 //!
 //! Dependencies point one way (no cycles): the commands → runtime → reconcile → record →
-//! conditions → decide → config; connect → batch, metered, observe.
+//! conditions → decide → config; connect → fleet → batch, metered, observe.
 
 pub(crate) mod api_backoff;
 pub(crate) mod backoff;
@@ -21,6 +21,7 @@ pub(crate) mod config;
 pub(crate) mod connect;
 pub(crate) mod decide;
 pub(crate) mod events;
+pub(crate) mod fleet;
 pub(crate) mod leader;
 pub(crate) mod metered;
 pub(crate) mod observe;

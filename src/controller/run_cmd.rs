@@ -169,7 +169,7 @@ async fn run_inner(args: RunArgs) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;
     info!(metrics = %bound, namespace = ?config.namespace, selector = ?config.selector, "starting");
-    let ecs = ecs_side(base, metrics.clone(), config.batch);
+    let ecs = ecs_side(base, metrics.clone(), &config);
     let result = run_controller(client, ecs, config, metrics, readiness, shutdown).await;
     let _ = stopped.send(());
     // A prober's open connection must not hold the exit.

@@ -176,10 +176,14 @@ async fn reconcile_until(
     let store = controller.store();
     // Secrets are only ever read by name (get): no list or watch, see `secret_changes`.
     let secret_changes = secret_changes::changes(client, store.clone(), config.secret_recheck);
+    // Objects whose instance the fleet observer saw change (and its periodic reading, which
+    // runs only while this run polls it).
+    let observed_changes = ctx.observer().changes(store.clone());
     let gauge_metrics = metrics.clone();
     let run = controller
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .reconcile_on(secret_changes)
+        .reconcile_on(observed_changes)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(move |result| {
