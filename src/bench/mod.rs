@@ -6,11 +6,14 @@
 //! N Stopped instances and N EcsInstances desiring Stopped; the controller settles them; then
 //! every spec flips to Running and the clock runs until every object is Ready for its new
 //! generation. Then steady-state calls over one resync, and the latency from a spec change to
-//! the ECS calls when the quota is not the limit. See `docs/performance.md`.
+//! the ECS calls when the quota is not the limit. `--json` writes each run's figures for a
+//! script, `--plot` draws the flips. See `docs/performance.md`.
 
+mod plot;
 mod process;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,6 +84,14 @@ pub struct BenchArgs {
     /// Give up waiting for convergence after this long (the report then says how far it got).
     #[arg(long, default_value = "20m", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Also write the figures as JSON: an array with one object per run.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Also draw objects Ready over time during each flip, against the quota bound (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 pub async fn run(args: BenchArgs) -> ExitCode {
@@ -105,7 +116,33 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         }
     }
     println!("{}", render(&args, &reports));
+    if let Err(err) = write_outputs(&args, &reports) {
+        eprintln!("bench: {err}");
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
+}
+
+/// `--json` and `--plot`, when asked for.
+fn write_outputs(args: &BenchArgs, reports: &[Report]) -> Result<(), String> {
+    if let Some(path) = &args.json {
+        let runs: Vec<serde_json::Value> = reports.iter().map(|r| r.json(args)).collect();
+        let text = serde_json::to_string_pretty(&runs).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let curves: Vec<plot::Curve> = reports
+            .iter()
+            .map(|r| plot::Curve {
+                label: format!("{} objects, batching {}", r.objects, on_off(r.batch)),
+                objects: r.objects,
+                bound_s: r.bound.as_secs_f64(),
+                points: r.ready_curve.clone(),
+            })
+            .collect();
+        plot::draw(path, &curves)?;
+    }
+    Ok(())
 }
 
 fn on_off(batch: bool) -> &'static str {
@@ -132,9 +169,49 @@ struct Report {
     describes_per_resync: Option<usize>,
     latency_describe: Vec<Duration>,
     latency_mutation: Vec<Duration>,
+    /// Objects Ready for the new generation during the flip: (seconds since it began, count).
+    ready_curve: Vec<(f64, usize)>,
 }
 
 impl Report {
+    /// The run's figures for `--json` (durations in seconds or milliseconds, sizes in MB).
+    fn json(&self, args: &BenchArgs) -> serde_json::Value {
+        let ms = |samples: &[Duration], p: f64| {
+            percentile(samples, p).map(|d| (d.as_secs_f64() * 1e4).round() / 10.0)
+        };
+        let ecs_calls: BTreeMap<String, u64> = self
+            .ecs_calls
+            .iter()
+            .map(|((action, outcome), n)| (format!("{action} {outcome}"), *n))
+            .collect();
+        json!({
+            "objects": self.objects,
+            "batching": self.batch,
+            "converged": self.converged,
+            "ready_s": round(self.flip.as_secs_f64(), 2),
+            "bound_s": round(self.bound.as_secs_f64(), 2),
+            "ratio": round(self.ratio(), 3),
+            "ready": self.ready,
+            "peak_rss_mb": round(self.controller_peak_rss as f64 / 1e6, 1),
+            "describes_per_resync": self.describes_per_resync,
+            "describes_floor": self.objects.div_ceil(PER_CALL),
+            "spec_to_describe_p50_ms": ms(&self.latency_describe, 50.0),
+            "spec_to_describe_p99_ms": ms(&self.latency_describe, 99.0),
+            "spec_to_call_p50_ms": ms(&self.latency_mutation, 50.0),
+            "spec_to_call_p99_ms": ms(&self.latency_mutation, 99.0),
+            "latency_samples": self.latency_describe.len(),
+            "controller_cpu_flip_s": round(self.controller_cpu_flip, 2),
+            "controller_cpu_total_s": round(self.controller_cpu_total, 2),
+            "servers_cpu_flip_s": round(self.servers_cpu_flip, 2),
+            "ecs_calls_during_flip": ecs_calls,
+            "kube_requests_during_flip": self.kube_requests,
+            "quota_per_action": args.quota,
+            "qps": args.qps,
+            "resync_s": args.resync.as_secs_f64(),
+            "concurrency": args.concurrency,
+        })
+    }
+
     fn ratio(&self) -> f64 {
         self.flip.as_secs_f64() / self.bound.as_secs_f64().max(f64::EPSILON)
     }
@@ -201,11 +278,21 @@ fn seen(obj: &EcsInstance) -> Seen {
     }
 }
 
-/// Waits until `n` objects desire `desired` and are Ready for it; false after `limit`.
-async fn wait_ready(tracker: &Tracker, desired: PowerState, n: usize, limit: Duration) -> bool {
+/// Waits until `n` objects desire `desired` and are Ready for it; false after `limit`. Each
+/// look is added to `curve` (seconds since `since`, objects Ready).
+async fn wait_ready(
+    tracker: &Tracker,
+    desired: PowerState,
+    n: usize,
+    limit: Duration,
+    since: Instant,
+    curve: &mut Vec<(f64, usize)>,
+) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if count(tracker, desired) >= n {
+        let ready = count(tracker, desired);
+        curve.push((since.elapsed().as_secs_f64(), ready));
+        if ready >= n {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -383,7 +470,18 @@ async fn measure(
     pid: &str,
 ) -> Result<Report, String> {
     // 1. The controller takes over the fleet: everything Stopped as desired.
-    if !wait_ready(tracker, PowerState::Stopped, n, args.timeout).await {
+    let mut takeover = Vec::new();
+    let waited = Instant::now();
+    if !wait_ready(
+        tracker,
+        PowerState::Stopped,
+        n,
+        args.timeout,
+        waited,
+        &mut takeover,
+    )
+    .await
+    {
         return Err(format!(
             "only {} of {n} objects became Ready (Stopped) within {:?}",
             count(tracker, PowerState::Stopped),
@@ -415,7 +513,16 @@ async fn measure(
         .try_collect::<Vec<()>>()
         .await
         .map_err(|e| format!("flipping specs: {e}"))?;
-    let converged = wait_ready(tracker, PowerState::Running, n, args.timeout).await;
+    let mut ready_curve = Vec::new();
+    let converged = wait_ready(
+        tracker,
+        PowerState::Running,
+        n,
+        args.timeout,
+        started,
+        &mut ready_curve,
+    )
+    .await;
     let flip = started.elapsed();
     let ready = count(tracker, PowerState::Running);
     let controller_after = process::usage(pid).unwrap_or_default();
@@ -486,6 +593,7 @@ async fn measure(
         describes_per_resync,
         latency_describe,
         latency_mutation,
+        ready_curve,
     })
 }
 
@@ -536,6 +644,11 @@ async fn latencies(
     describe.sort();
     mutation.sort();
     Ok((describe, mutation))
+}
+
+fn round(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
