@@ -125,6 +125,70 @@ pub(crate) fn credentials_key(credentials: Option<&Credentials>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{
+        EcsInstanceSpec, EcsInstanceStatus, PowerState, RebootInFlight, RebootMode, RebootRequest,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    /// An object at generation 3 whose last reconcile recorded `status`.
+    fn object(status: EcsInstanceStatus) -> EcsInstance {
+        let mut obj = EcsInstance::new(
+            "web-1",
+            EcsInstanceSpec::minimal("i-1", PowerState::Running),
+        );
+        obj.metadata.generation = Some(3);
+        obj.status = Some(status);
+        obj
+    }
+
+    fn reconciled() -> EcsInstanceStatus {
+        EcsInstanceStatus {
+            observed_generation: Some(3),
+            last_reboot_token: Some("t1".into()),
+            ..EcsInstanceStatus::default()
+        }
+    }
+
+    #[test]
+    fn only_a_resync_with_nothing_new_takes_the_view() {
+        let started = Instant::now();
+        assert_eq!(
+            freshness_for(&object(reconciled()), started),
+            Freshness::View
+        );
+
+        // A new generation (or an object never reconciled).
+        let mut changed = object(reconciled());
+        changed.metadata.generation = Some(4);
+        assert_eq!(freshness_for(&changed, started), Freshness::After(started));
+        let mut new = object(reconciled());
+        new.status = None;
+        assert_eq!(freshness_for(&new, started), Freshness::After(started));
+
+        // A token not yet carried out; one carried out takes the view again.
+        let mut token = object(reconciled());
+        token.spec.reboot = Some(RebootRequest {
+            token: "t2".into(),
+            mode: RebootMode::Soft,
+        });
+        assert_eq!(freshness_for(&token, started), Freshness::After(started));
+        token.spec.reboot.as_mut().unwrap().token = "t1".into();
+        assert_eq!(freshness_for(&token, started), Freshness::View);
+
+        // A reboot in flight is settled on evidence read after it was sent.
+        let in_flight = object(EcsInstanceStatus {
+            reboot_in_flight: Some(RebootInFlight {
+                token: "t2".into(),
+                start_time_before: None,
+                requested_at: Time(jiff::Timestamp::UNIX_EPOCH),
+            }),
+            ..reconciled()
+        });
+        assert_eq!(
+            freshness_for(&in_flight, started),
+            Freshness::After(started)
+        );
+    }
 
     #[test]
     fn keys_differ_by_secret_and_never_contain_it() {
