@@ -69,9 +69,14 @@ pub struct BenchArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub resync: Duration,
 
-    /// Spec changes timed one by one (every 200 ms) for the latency percentiles.
+    /// Spec changes timed one by one (every `--latency-interval`) for the latency percentiles.
     #[arg(long, default_value_t = 100)]
     pub latency_samples: usize,
+
+    /// Between two timed spec changes. Each costs two DescribeInstances (decide, then confirm
+    /// the stop) on top of the steady state's: at 200 ms, 10 a second, the whole quota.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub latency_interval: Duration,
 
     /// The controller's `--batch-window`.
     #[arg(long, default_value = "50ms", value_parser = parse_duration)]
@@ -206,6 +211,7 @@ impl Report {
             "ecs_calls_during_flip": ecs_calls,
             "kube_requests_during_flip": self.kube_requests,
             "quota_per_action": args.quota,
+        "latency_interval_ms": args.latency_interval.as_millis(),
             "qps": args.qps,
             "resync_s": args.resync.as_secs_f64(),
             "concurrency": args.concurrency,
@@ -597,8 +603,8 @@ async fn measure(
     })
 }
 
-/// Flips objects to Stopped one at a time and times, from each patch, the first
-/// DescribeInstances and the first StopInstance(s) naming the instance.
+/// Flips objects to Stopped one at a time (every `--latency-interval`) and times, from each
+/// patch, the first DescribeInstances and the first StopInstance(s) naming the instance.
 async fn latencies(
     args: &BenchArgs,
     n: usize,
@@ -618,7 +624,7 @@ async fn latencies(
         .await
         .map_err(|e| format!("latency sample: {e}"))?;
         sent.push((instance_id(i), at));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(args.latency_interval).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let log = sim.calls().log();
@@ -669,14 +675,15 @@ fn ms(d: Option<Duration>) -> String {
 fn render(args: &BenchArgs, reports: &[Report]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "Quota {} requests/s per action; controller --qps {}, --concurrency {}, --transition-poll {:?}, --resync {:?}, --batch-window {:?}, --batch-quiet {:?}.\n\n",
+        "Quota {} requests/s per action; controller --qps {}, --concurrency {}, --transition-poll {:?}, --resync {:?}, --batch-window {:?}, --batch-quiet {:?}; a timed spec change every {:?}.\n\n",
         args.quota,
         args.qps,
         args.concurrency,
         args.transition_poll,
         args.resync,
         args.batch_window,
-        args.batch_quiet
+        args.batch_quiet,
+        args.latency_interval
     ));
     out.push_str("| objects | batching | all Ready after | quota bound | ratio | ready | controller peak RSS | controller CPU (flip / total) | kubesim+sim CPU (flip) | DescribeInstances per resync | spec→Describe p50/p99 | spec→Stop p50/p99 |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");

@@ -37,7 +37,7 @@ pub(super) fn draw(path: &Path, curves: &[Curve]) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "EcsInstances Ready after every spec flips (dashed: quota bound)",
+            "EcsInstances Ready after every spec is flipped (dashed: quota bound)",
             ("sans-serif", 20),
         )
         .margin(12)

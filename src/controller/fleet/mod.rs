@@ -77,10 +77,11 @@ impl FleetSettings {
         }
     }
 
-    /// A view older than this answers no lookup (the periodic reads have failed or stalled): the
-    /// reconcile reads for itself, and records ECS's error if there is one.
+    /// A view older than this answers no lookup (the periodic reads have failed, or stalled
+    /// behind the latency path or the quota): the reconcile reads for itself, and records ECS's
+    /// error if there is one.
     pub(crate) fn stale_after(&self) -> Duration {
-        self.resync * 2
+        self.resync * 3
     }
 
     /// An object that has not looked for this long is no longer read for: objects look at least
@@ -90,11 +91,18 @@ impl FleetSettings {
     }
 }
 
+/// Periodic pages wait this long after the last fresh lookup of their region ended: a burst of
+/// spec changes (a flip of the whole fleet) reaches the observer as a stream of fresh lookups
+/// with short gaps between them, and a page slipped into each gap would take a rate-limit token
+/// from the next one.
+const HOLDOFF: Duration = Duration::from_millis(250);
+
 /// Lookups of a region that wait for a fresh reading: periodic pages of the region wait while
-/// there is one, so the latency path gets the rate-limit tokens first.
+/// there is one (and [`HOLDOFF`] after), so the latency path gets the rate-limit tokens first.
 #[derive(Default)]
 struct Priority {
-    pending: Mutex<HashMap<String, usize>>,
+    /// Per region: fresh lookups pending, and when the last one ended.
+    pending: Mutex<HashMap<String, (usize, Option<Instant>)>>,
     idle: Notify,
 }
 
@@ -106,27 +114,37 @@ struct Urgent<'a> {
 
 impl Priority {
     fn urgent(&self, region: &str) -> Urgent<'_> {
-        *lock(&self.pending).entry(region.to_string()).or_default() += 1;
+        lock(&self.pending).entry(region.to_string()).or_default().0 += 1;
         Urgent {
             priority: self,
             region: region.to_string(),
         }
     }
 
-    fn pending(&self, region: &str) -> bool {
-        lock(&self.pending).get(region).is_some_and(|n| *n > 0)
+    /// `Err(())` while a fresh lookup of `region` is pending; `Ok(Some(t))` until `t`, the end
+    /// of the hold-off after the last one; `Ok(None)` when a page may go.
+    fn state(&self, region: &str) -> Result<Option<Instant>, ()> {
+        match lock(&self.pending).get(region) {
+            Some((n, _)) if *n > 0 => Err(()),
+            Some((_, Some(ended))) if *ended + HOLDOFF > Instant::now() => {
+                Ok(Some(*ended + HOLDOFF))
+            }
+            _ => Ok(None),
+        }
     }
 
-    /// Resolves when no fresh lookup of `region` is pending.
+    /// Resolves when no fresh lookup of `region` is pending or has ended in the last
+    /// [`HOLDOFF`].
     async fn idle(&self, region: &str) {
         loop {
             let notified = self.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if !self.pending(region) {
-                return;
+            match self.state(region) {
+                Ok(None) => return,
+                Ok(Some(until)) => tokio::time::sleep_until(until).await,
+                Err(()) => notified.await,
             }
-            notified.await;
         }
     }
 }
@@ -134,10 +152,10 @@ impl Priority {
 impl Drop for Urgent<'_> {
     fn drop(&mut self) {
         let mut pending = lock(&self.priority.pending);
-        if let Some(n) = pending.get_mut(&self.region) {
+        if let Some((n, ended)) = pending.get_mut(&self.region) {
             *n -= 1;
+            *ended = Some(Instant::now());
             if *n == 0 {
-                pending.remove(&self.region);
                 self.priority.idle.notify_waiters();
             }
         }
