@@ -98,7 +98,7 @@ impl FakeEcs {
             .insert(id.into(), code.into());
     }
 
-    fn fail_requests(&self, error: EcsError) {
+    pub(crate) fn fail_requests(&self, error: EcsError) {
         *self.request_error.lock().unwrap() = Some(error);
     }
 

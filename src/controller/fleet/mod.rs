@@ -77,9 +77,10 @@ impl FleetSettings {
         }
     }
 
-    /// A view older than this answers no lookup (the periodic reads have failed, or stalled
-    /// behind the latency path or the quota): the reconcile reads for itself, and records ECS's
-    /// error if there is one.
+    /// While the fleet's periodic pages fail, a view older than this answers no lookup: the
+    /// reconcile reads for itself, and records ECS's error if there is one. (While they succeed,
+    /// a pass slowed by the quota or held back by the latency path leaves views older than this,
+    /// and they still answer: a change the pass finds triggers the object.)
     pub(crate) fn stale_after(&self) -> Duration {
         self.resync * 3
     }

@@ -71,7 +71,10 @@ async fn read_fleet(shared: Arc<Shared>, key: Key, store: Store<EcsInstance>) ->
                 let sent_at = Instant::now();
                 match ecs.describe_instances(&region, &ids).await {
                     Ok(found) => {
-                        let triggers = shared.with(&key, |f| f.apply(&ids, found, sent_at));
+                        let triggers = shared.with(&key, |f| {
+                            f.page_read(true);
+                            f.apply(&ids, found, sent_at)
+                        });
                         shared.trigger(triggers.unwrap_or_default());
                     }
                     // One malformed id must not blind the observer to its whole page: read each
@@ -91,14 +94,16 @@ async fn read_fleet(shared: Arc<Shared>, key: Key, store: Store<EcsInstance>) ->
                                     shared.with(&key, |f| f.unreadable(&one[0]));
                                 }
                                 Err(err) => {
+                                    shared.with(&key, |f| f.page_read(false));
                                     warn!(region, error = %bounded(err.to_string()), "periodic DescribeInstances failed");
                                 }
                             }
                         }
                     }
-                    // The readings stay as they were and age; past `stale_after` lookups read
-                    // for themselves (and record the error).
+                    // The readings stay as they were and age; past `stale_after` lookups read for
+                    // themselves (and record the error) until a page succeeds again.
                     Err(err) => {
+                        shared.with(&key, |f| f.page_read(false));
                         warn!(region, error = %bounded(err.to_string()), "periodic DescribeInstances failed");
                     }
                 }

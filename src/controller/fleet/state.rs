@@ -60,19 +60,25 @@ impl Member {
         })
     }
 
-    /// The reading, if it may answer a look that needs `freshness` at `now`.
+    /// The reading, if it may answer a look that needs `freshness` at `now`. A view older than
+    /// `stale_after` still answers while `reading_well` (the fleet's last page succeeded: the
+    /// pass is only slow, held back by the quota or by the latency path, and any change it finds
+    /// triggers the object).
     fn usable(
         &self,
         freshness: Freshness,
         now: Instant,
         stale_after: Duration,
+        reading_well: bool,
     ) -> Option<&Reading> {
         let reading = self.reading.as_ref()?;
         if self.unreadable || self.acted_at.is_some_and(|acted| reading.sent_at < acted) {
             return None;
         }
         let fresh = match freshness {
-            Freshness::View => now.saturating_duration_since(reading.sent_at) <= stale_after,
+            Freshness::View => {
+                reading_well || now.saturating_duration_since(reading.sent_at) <= stale_after
+            }
             Freshness::After(since) => reading.sent_at >= since,
         };
         fresh.then_some(reading)
@@ -104,6 +110,8 @@ pub(super) struct Fleet {
     /// Pages of instances in transition, read before anything of the full pass.
     polls: VecDeque<Vec<String>>,
     next_poll_at: Instant,
+    /// The last periodic page succeeded (`None`: none was read yet).
+    last_page_ok: Option<bool>,
 }
 
 /// A fingerprint of what a look answers: equal fingerprints, nothing new to decide on.
@@ -141,6 +149,7 @@ impl Fleet {
             next_page_at: now + settings.resync,
             polls: VecDeque::new(),
             next_poll_at: now + settings.transition_poll,
+            last_page_ok: None,
         }
     }
 
@@ -154,6 +163,8 @@ impl Fleet {
         now: Instant,
         settings: &FleetSettings,
     ) -> Option<Option<Instance>> {
+        let stale_after = settings.stale_after();
+        let reading_well = self.last_page_ok == Some(true);
         let member = self.members.entry(id.to_string()).or_default();
         let watcher = member
             .watchers
@@ -164,7 +175,7 @@ impl Fleet {
                 last_lookup: now,
             });
         watcher.last_lookup = now;
-        let reading = member.usable(freshness, now, settings.stale_after())?;
+        let reading = member.usable(freshness, now, stale_after, reading_well)?;
         let instance = reading.instance.clone();
         if let Some(watcher) = member.watchers.get_mut(object) {
             watcher.answered = Some(fingerprint(instance.as_ref()));
@@ -234,6 +245,11 @@ impl Fleet {
             }
         }
         triggers
+    }
+
+    /// A periodic page succeeded (`true`) or failed.
+    pub(super) fn page_read(&mut self, ok: bool) {
+        self.last_page_ok = Some(ok);
     }
 
     /// A power call about `id` returned at `now`.

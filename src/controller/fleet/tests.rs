@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::api::{EcsInstanceSpec, PowerState};
-use crate::controller::batch::tests::{FakeEcs, id, target};
+use crate::controller::batch::tests::{FakeEcs, api_error, id, target};
 use crate::controller::observe::Freshness;
 use ecs_client::{EcsApi, InstanceStatus, PowerRequest, StopOptions};
 
@@ -303,4 +303,30 @@ async fn deleted_and_idle_objects_are_no_longer_read_for() {
     sleep(RESYNC * 3).await;
     assert_eq!(describes(&ecs).len(), settled);
     assert!(lock(&observer.shared.fleets).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_old_view_answers_a_resync_while_the_pages_succeed_and_not_once_they_fail() {
+    let ecs = FakeEcs::new();
+    let observer = observer();
+    register(&observer, &ecs, 0..1).await;
+    let (_writer, _) = follow(&observer, None);
+    let view = lookup(&ecs, 0, Freshness::View);
+
+    // A fresh lookup keeps the periodic pages waiting (a latency path that never pauses): the
+    // view ages past three resyncs, but the fleet's last page succeeded.
+    sleep(RESYNC + POLL).await;
+    let reads = describes(&ecs).len();
+    assert_eq!(reads, 2, "one page went out");
+    let held = observer.shared.priority.urgent(REGION);
+    sleep(RESYNC * 3).await;
+    observer.observe(&view).await.unwrap();
+    assert_eq!(describes(&ecs).len(), reads, "the view answered");
+    drop(held);
+
+    // ECS fails every read from now on: once a page has failed, the old view answers nobody;
+    // the resync reads for itself and gets ECS's error to record.
+    ecs.fail_requests(api_error("ServiceUnavailable", 503));
+    sleep(RESYNC * 4).await;
+    assert!(observer.observe(&view).await.is_err());
 }
