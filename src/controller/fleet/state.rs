@@ -165,22 +165,28 @@ impl Fleet {
     ) -> Option<Option<Instance>> {
         let stale_after = settings.stale_after();
         let reading_well = self.last_page_ok == Some(true);
-        let member = self.members.entry(id.to_string()).or_default();
-        let watcher = member
-            .watchers
-            .entry(object.clone())
-            .or_insert_with(|| Watcher {
-                answered: None,
-                triggered: None,
-                last_lookup: now,
-            });
-        watcher.last_lookup = now;
+        let member = self.register(id, object, now);
         let reading = member.usable(freshness, now, stale_after, reading_well)?;
         let instance = reading.instance.clone();
         if let Some(watcher) = member.watchers.get_mut(object) {
             watcher.answered = Some(fingerprint(instance.as_ref()));
         }
         Some(instance)
+    }
+
+    /// `object` looks at `id` at `now`: both are managed from now on.
+    fn register(&mut self, id: &str, object: &ObjectRef<EcsInstance>, now: Instant) -> &mut Member {
+        let member = self.members.entry(id.to_string()).or_default();
+        member
+            .watchers
+            .entry(object.clone())
+            .or_insert_with(|| Watcher {
+                answered: None,
+                triggered: None,
+                last_lookup: now,
+            })
+            .last_lookup = now;
+        member
     }
 
     /// A read made for `object`'s own look, sent at `sent_at`, answered `instance`: kept as the
@@ -195,17 +201,10 @@ impl Fleet {
         now: Instant,
     ) -> Vec<ObjectRef<EcsInstance>> {
         let answered = fingerprint(instance);
-        let member = self.members.entry(id.to_string()).or_default();
-        let watcher = member
-            .watchers
-            .entry(object.clone())
-            .or_insert_with(|| Watcher {
-                answered: None,
-                triggered: None,
-                last_lookup: now,
-            });
-        watcher.answered = Some(answered);
-        watcher.last_lookup = now;
+        let member = self.register(id, object, now);
+        if let Some(watcher) = member.watchers.get_mut(object) {
+            watcher.answered = Some(answered);
+        }
         let found: Vec<Instance> = instance.into_iter().cloned().collect();
         self.apply(&[id.to_string()], found, sent_at)
     }
