@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ecs_client::InstanceStatus;
 use ecs_power_controller::api::PowerState;
+use ecs_power_controller::controller::{BatchSettings, Config};
 use ecs_sim::{Action, FaultSpec, Latency, Outcome};
 use futures::FutureExt;
 use futures::future::join_all;
@@ -345,6 +346,56 @@ async fn status_writes_carry_the_controller_s_field_manager() {
             managers.contains(&("ecs-power-controller".into(), "status".into())),
             "{managers:?}"
         );
+    })
+    .await;
+}
+
+/// The fleet observer's view and a reboot token race. With batching on, the observer keeps a
+/// view of the instance (read when the object was created: StartTime an hour ago) that it would
+/// serve to a resync. The instance is then started again outside the controller — its StartTime
+/// minute is not over — and a token arrives before the observer reads again. Decided on the
+/// view, the reboot would go out at once, inside the StartTime minute, where no later look could
+/// prove it; decided on a reading sent after the token arrived, it waits the minute out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reboot_token_racing_the_fleet_view_is_decided_on_evidence_read_after_it() {
+    run_flow(Backend::Local, async |s| {
+        s.add([instance("i-race1", InstanceStatus::Running)]);
+        let options = Config {
+            batch: Some(BatchSettings::default()),
+            ..s.fast_options()
+        };
+        s.controller_with(options);
+        s.create(&ecs_instance("app", "i-race1", PowerState::Running))
+            .await;
+        s.wait_for("app", is_ready).await;
+
+        // Started again a moment ago, as ECS will report it for the next few minutes (a
+        // StartTime minute ahead: the scenario does not depend on when in a minute it runs).
+        let restarted = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_mins(3))
+            .unwrap();
+        s.sim.set_start_time("i-race1", restarted).unwrap();
+        let token_sent = jiff::Timestamp::now();
+        s.patch_spec("app", serde_json::json!({ "reboot": { "token": "t1" } }))
+            .await;
+
+        let obj = s
+            .wait_for("app", |o| {
+                condition(o, "Reconciling")
+                    .is_some_and(|c| c.message.contains("started within the last minute"))
+            })
+            .await;
+        assert_eq!(
+            s.reboots("i-race1"),
+            0,
+            "no reboot inside the StartTime minute"
+        );
+        let status = obj.status.unwrap();
+        assert!(status.reboot_in_flight.is_none());
+        assert_ne!(status.last_reboot_token.as_deref(), Some("t1"));
+        // The evidence: a DescribeInstances of the instance sent after the token.
+        let describes = s.call_times(Action::DescribeInstances, "i-race1");
+        assert!(describes.iter().any(|t| *t >= token_sent), "{describes:?}");
     })
     .await;
 }

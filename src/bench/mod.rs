@@ -6,11 +6,14 @@
 //! N Stopped instances and N EcsInstances desiring Stopped; the controller settles them; then
 //! every spec flips to Running and the clock runs until every object is Ready for its new
 //! generation. Then steady-state calls over one resync, and the latency from a spec change to
-//! the ECS calls when the quota is not the limit. See `docs/performance.md`.
+//! the ECS calls when the quota is not the limit. `--json` writes each run's figures for a
+//! script, `--plot` draws the flips. See `docs/performance.md`.
 
+mod plot;
 mod process;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -66,9 +69,14 @@ pub struct BenchArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub resync: Duration,
 
-    /// Spec changes timed one by one (every 200 ms) for the latency percentiles.
+    /// Spec changes timed one by one (every `--latency-interval`) for the latency percentiles.
     #[arg(long, default_value_t = 100)]
     pub latency_samples: usize,
+
+    /// Between two timed spec changes. Each costs two DescribeInstances (decide, then confirm
+    /// the stop) on top of the steady state's: at 200 ms, 10 a second, the whole quota.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub latency_interval: Duration,
 
     /// The controller's `--batch-window`.
     #[arg(long, default_value = "50ms", value_parser = parse_duration)]
@@ -81,6 +89,14 @@ pub struct BenchArgs {
     /// Give up waiting for convergence after this long (the report then says how far it got).
     #[arg(long, default_value = "20m", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Also write the figures as JSON: an array with one object per run.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Also draw objects Ready over time during each flip, against the quota bound (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 pub async fn run(args: BenchArgs) -> ExitCode {
@@ -105,7 +121,33 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         }
     }
     println!("{}", render(&args, &reports));
+    if let Err(err) = write_outputs(&args, &reports) {
+        eprintln!("bench: {err}");
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
+}
+
+/// `--json` and `--plot`, when asked for.
+fn write_outputs(args: &BenchArgs, reports: &[Report]) -> Result<(), String> {
+    if let Some(path) = &args.json {
+        let runs: Vec<serde_json::Value> = reports.iter().map(|r| r.json(args)).collect();
+        let text = serde_json::to_string_pretty(&runs).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let curves: Vec<plot::Curve> = reports
+            .iter()
+            .map(|r| plot::Curve {
+                label: format!("{} objects, batching {}", r.objects, on_off(r.batch)),
+                objects: r.objects,
+                bound_s: r.bound.as_secs_f64(),
+                points: r.ready_curve.clone(),
+            })
+            .collect();
+        plot::draw(path, &curves)?;
+    }
+    Ok(())
 }
 
 fn on_off(batch: bool) -> &'static str {
@@ -132,9 +174,50 @@ struct Report {
     describes_per_resync: Option<usize>,
     latency_describe: Vec<Duration>,
     latency_mutation: Vec<Duration>,
+    /// Objects Ready for the new generation during the flip: (seconds since it began, count).
+    ready_curve: Vec<(f64, usize)>,
 }
 
 impl Report {
+    /// The run's figures for `--json` (durations in seconds or milliseconds, sizes in MB).
+    fn json(&self, args: &BenchArgs) -> serde_json::Value {
+        let ms = |samples: &[Duration], p: f64| {
+            percentile(samples, p).map(|d| (d.as_secs_f64() * 1e4).round() / 10.0)
+        };
+        let ecs_calls: BTreeMap<String, u64> = self
+            .ecs_calls
+            .iter()
+            .map(|((action, outcome), n)| (format!("{action} {outcome}"), *n))
+            .collect();
+        json!({
+            "objects": self.objects,
+            "batching": self.batch,
+            "converged": self.converged,
+            "ready_s": round(self.flip.as_secs_f64(), 2),
+            "bound_s": round(self.bound.as_secs_f64(), 2),
+            "ratio": round(self.ratio(), 3),
+            "ready": self.ready,
+            "peak_rss_mb": round(self.controller_peak_rss as f64 / 1e6, 1),
+            "describes_per_resync": self.describes_per_resync,
+            "describes_floor": self.objects.div_ceil(PER_CALL),
+            "spec_to_describe_p50_ms": ms(&self.latency_describe, 50.0),
+            "spec_to_describe_p99_ms": ms(&self.latency_describe, 99.0),
+            "spec_to_call_p50_ms": ms(&self.latency_mutation, 50.0),
+            "spec_to_call_p99_ms": ms(&self.latency_mutation, 99.0),
+            "latency_samples": self.latency_describe.len(),
+            "controller_cpu_flip_s": round(self.controller_cpu_flip, 2),
+            "controller_cpu_total_s": round(self.controller_cpu_total, 2),
+            "servers_cpu_flip_s": round(self.servers_cpu_flip, 2),
+            "ecs_calls_during_flip": ecs_calls,
+            "kube_requests_during_flip": self.kube_requests,
+            "quota_per_action": args.quota,
+        "latency_interval_ms": args.latency_interval.as_millis(),
+            "qps": args.qps,
+            "resync_s": args.resync.as_secs_f64(),
+            "concurrency": args.concurrency,
+        })
+    }
+
     fn ratio(&self) -> f64 {
         self.flip.as_secs_f64() / self.bound.as_secs_f64().max(f64::EPSILON)
     }
@@ -201,11 +284,21 @@ fn seen(obj: &EcsInstance) -> Seen {
     }
 }
 
-/// Waits until `n` objects desire `desired` and are Ready for it; false after `limit`.
-async fn wait_ready(tracker: &Tracker, desired: PowerState, n: usize, limit: Duration) -> bool {
+/// Waits until `n` objects desire `desired` and are Ready for it; false after `limit`. Each
+/// look is added to `curve` (seconds since `since`, objects Ready).
+async fn wait_ready(
+    tracker: &Tracker,
+    desired: PowerState,
+    n: usize,
+    limit: Duration,
+    since: Instant,
+    curve: &mut Vec<(f64, usize)>,
+) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if count(tracker, desired) >= n {
+        let ready = count(tracker, desired);
+        curve.push((since.elapsed().as_secs_f64(), ready));
+        if ready >= n {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -386,7 +479,18 @@ async fn measure(
     pid: &str,
 ) -> Result<Report, String> {
     // 1. The controller takes over the fleet: everything Stopped as desired.
-    if !wait_ready(tracker, PowerState::Stopped, n, args.timeout).await {
+    let mut takeover = Vec::new();
+    let waited = Instant::now();
+    if !wait_ready(
+        tracker,
+        PowerState::Stopped,
+        n,
+        args.timeout,
+        waited,
+        &mut takeover,
+    )
+    .await
+    {
         return Err(format!(
             "only {} of {n} objects became Ready (Stopped) within {:?}",
             count(tracker, PowerState::Stopped),
@@ -418,7 +522,16 @@ async fn measure(
         .try_collect::<Vec<()>>()
         .await
         .map_err(|e| format!("flipping specs: {e}"))?;
-    let converged = wait_ready(tracker, PowerState::Running, n, args.timeout).await;
+    let mut ready_curve = Vec::new();
+    let converged = wait_ready(
+        tracker,
+        PowerState::Running,
+        n,
+        args.timeout,
+        started,
+        &mut ready_curve,
+    )
+    .await;
     let flip = started.elapsed();
     let ready = count(tracker, PowerState::Running);
     let controller_after = process::usage(pid).unwrap_or_default();
@@ -489,11 +602,12 @@ async fn measure(
         describes_per_resync,
         latency_describe,
         latency_mutation,
+        ready_curve,
     })
 }
 
-/// Flips objects to Stopped one at a time and times, from each patch, the first
-/// DescribeInstances and the first StopInstance(s) naming the instance.
+/// Flips objects to Stopped one at a time (every `--latency-interval`) and times, from each
+/// patch, the first DescribeInstances and the first StopInstance(s) naming the instance.
 async fn latencies(
     args: &BenchArgs,
     n: usize,
@@ -513,7 +627,7 @@ async fn latencies(
         .await
         .map_err(|e| format!("latency sample: {e}"))?;
         sent.push((instance_id(i), at));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(args.latency_interval).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let log = sim.calls().log();
@@ -541,6 +655,11 @@ async fn latencies(
     Ok((describe, mutation))
 }
 
+fn round(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
     if sorted.is_empty() {
         return None;
@@ -559,14 +678,15 @@ fn ms(d: Option<Duration>) -> String {
 fn render(args: &BenchArgs, reports: &[Report]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "Quota {} requests/s per action; controller --qps {}, --concurrency {}, --transition-poll {:?}, --resync {:?}, --batch-window {:?}, --batch-quiet {:?}.\n\n",
+        "Quota {} requests/s per action; controller --qps {}, --concurrency {}, --transition-poll {:?}, --resync {:?}, --batch-window {:?}, --batch-quiet {:?}; a timed spec change every {:?}.\n\n",
         args.quota,
         args.qps,
         args.concurrency,
         args.transition_poll,
         args.resync,
         args.batch_window,
-        args.batch_quiet
+        args.batch_quiet,
+        args.latency_interval
     ));
     out.push_str("| objects | batching | all Ready after | quota bound | ratio | ready | controller peak RSS | controller CPU (flip / total) | kubesim+sim CPU (flip) | DescribeInstances per resync | spec→Describe p50/p99 | spec→Stop p50/p99 |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");

@@ -130,7 +130,11 @@ mod tests {
     }
 
     fn instance(tags: &[(&str, &str)]) -> Instance {
-        let mut instance = crate::controller::batch::tests::instance("i-a", "cn-hangzhou");
+        let mut instance = crate::controller::batch::tests::instance(
+            "i-a",
+            "cn-hangzhou",
+            ecs_client::InstanceStatus::Running,
+        );
         instance.tags = tags
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,11 +1,13 @@
 //! The real [`EcsConnector`]: signed HTTP clients, one per credential set, all sharing one set
-//! of connections and rate-limit buckets; with batching on, each wrapped in [`BatchingEcs`].
+//! of connections and rate-limit buckets; with batching on, each wrapped in [`BatchingEcs`] and
+//! observed fleet by fleet by a [`FleetObserver`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::batch::{BatchingEcs, BatchingObserver};
-use super::config::BatchSettings;
+use super::batch::BatchingEcs;
+use super::config::{BatchSettings, Config};
+use super::fleet::{FleetObserver, FleetSettings};
 use super::metered::MeteredEcs;
 use super::observe::{DirectObserver, EcsConnector, EcsSide, Observer, credentials_key};
 use crate::telemetry::Metrics;
@@ -22,6 +24,8 @@ pub(crate) struct ClientConnector {
     metrics: Metrics,
     /// `Some`: single mutations are coalesced into batch calls.
     batch: Option<BatchSettings>,
+    /// `Some`: power calls are noted by the fleet observer.
+    fleet: Option<Arc<FleetObserver>>,
     clients: Mutex<HashMap<String, Arc<dyn EcsApi>>>,
 }
 
@@ -31,6 +35,7 @@ impl ClientConnector {
             base,
             metrics,
             batch: None,
+            fleet: None,
             clients: Mutex::default(),
         }
     }
@@ -42,15 +47,20 @@ impl ClientConnector {
     }
 }
 
-/// The ECS side of a controller: the connector, and an observer that batches when the
-/// connector does.
-pub(crate) fn ecs_side(base: EcsClient, metrics: Metrics, batch: Option<BatchSettings>) -> EcsSide {
-    let observer: Arc<dyn Observer> = match batch {
-        Some(settings) => Arc::new(BatchingObserver::new(settings)),
+/// The ECS side of a controller: the connector, and with batching on (`config.batch`) the
+/// fleet observer; with it off, one DescribeInstances per look.
+pub(crate) fn ecs_side(base: EcsClient, metrics: Metrics, config: &Config) -> EcsSide {
+    let mut connector = ClientConnector::new(base, metrics).with_batch(config.batch);
+    let observer: Arc<dyn Observer> = match config.batch {
+        Some(settings) => {
+            let fleet = Arc::new(FleetObserver::new(FleetSettings::new(config, settings)));
+            connector.fleet = Some(fleet.clone());
+            fleet
+        }
         None => Arc::new(DirectObserver),
     };
     EcsSide {
-        connector: Arc::new(ClientConnector::new(base, metrics).with_batch(batch)),
+        connector: Arc::new(connector),
         observer,
     }
 }
@@ -74,9 +84,13 @@ impl EcsConnector for ClientConnector {
         // Metered inside the batching layer: the metrics count the calls ECS actually sees.
         let metered: Arc<dyn EcsApi> =
             Arc::new(MeteredEcs::new(Arc::new(client), self.metrics.clone()));
-        let api = match self.batch {
+        let api: Arc<dyn EcsApi> = match self.batch {
             Some(settings) => Arc::new(BatchingEcs::new(metered, settings)),
             None => metered,
+        };
+        let api = match &self.fleet {
+            Some(fleet) => Arc::new(fleet.noting(api, key.clone())),
+            None => api,
         };
         clients.insert(key, api.clone());
         api

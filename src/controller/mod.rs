@@ -5,7 +5,7 @@
 //! asks `admission` whether the object may use ECS at all (one owner per instance from
 //! `owners`, the namespaces allowed the shared credentials from `namespaces`, the tag guard),
 //! reads the credentials through `cluster`, observes through `observe` (batched by `batch`,
-//! metered by `metered`, connected by `connect`), asks `decide` for a step (which reboot tokens
+//! metered by `metered`, connected by `connect`, read fleet by fleet by `fleet`), asks `decide` for a step (which reboot tokens
 //! are already done is `tokens`'s), has `record` build the next status (its conditions from
 //! `conditions`, its backoff from `backoff`) and writes it
 //! through `cluster`; when a Kubernetes write fails, `api_backoff` spaces the retries.
@@ -16,7 +16,8 @@
 //!
 //! Dependencies point one way (no cycles): the commands → runtime → schedules, namespaces,
 //! reconcile → record → desired, conditions → admission → owners; conditions → decide →
-//! tokens, config; connect → batch, metered, observe.
+//! tokens, config; connect → fleet → batch,
+//! metered, observe.
 
 pub(crate) mod admission;
 pub(crate) mod api_backoff;
@@ -30,6 +31,7 @@ pub(crate) mod connect;
 pub(crate) mod decide;
 pub(crate) mod desired;
 pub(crate) mod events;
+pub(crate) mod fleet;
 pub(crate) mod leader;
 pub(crate) mod metered;
 pub(crate) mod namespaces;

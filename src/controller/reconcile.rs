@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 use tracing::{info, instrument, warn};
 
 use super::admission::{Gates, Refusal};
@@ -20,7 +21,7 @@ use super::cluster::{Cluster, Written};
 use super::config::{Config, Timings};
 use super::decide::{self, Decision, Facts, Mutation, Step};
 use super::desired::{self, Desired, Schedules};
-use super::observe::{EcsSide, Lookup, credentials_key};
+use super::observe::{EcsSide, Freshness, Lookup, Observer, credentials_key, freshness_for};
 use super::record::Record;
 use crate::api::EcsInstance;
 use ecs_client::{Credentials, EcsApi, ErrorClass, Instance};
@@ -107,6 +108,11 @@ impl Reconciler {
             timings: config.timings.clone(),
             api_backoff: ApiBackoff::default(),
         }
+    }
+
+    /// The observer every pass looks through (its change stream triggers reconciles).
+    pub(crate) fn observer(&self) -> &Arc<dyn Observer> {
+        &self.ecs.observer
     }
 
     /// When to look again at `obj` after its reconcile failed with `err`: the in-memory
@@ -232,9 +238,15 @@ impl Pass<'_> {
     async fn run(&mut self, namespace: &str) -> Result<Option<Duration>, Error> {
         let obj = self.obj;
         let previous = obj.status.clone().unwrap_or_default();
+        let started = tokio::time::Instant::now();
 
         // Admission, before any ECS request (not even a lookup).
         if let Some(refusal) = self.gates.before_lookup(obj, namespace) {
+            // Nor on its behalf: a fleet observer it registered with earlier stops reading.
+            self.reconciler
+                .ecs
+                .observer
+                .forget(&ObjectRef::from_obj(obj));
             return Ok(Some(self.refuse(&refusal)));
         }
 
@@ -268,32 +280,42 @@ impl Pass<'_> {
         if backoff_reset {
             self.record.reset_backoff();
         }
-        let lookup = Lookup {
+        let mut lookup = Lookup {
             ecs: self.reconciler.ecs.connector.connect(credentials.as_ref()),
             credentials_key: credentials_key(credentials.as_ref()),
             region: obj.spec.region_id.clone(),
             instance_id: obj.spec.instance_id.clone(),
+            object: ObjectRef::from_obj(obj),
+            freshness: freshness_for(obj, started),
         };
-        let instance = match self.reconciler.ecs.observer.observe(&lookup).await {
-            Ok(instance) => instance,
-            Err(err) => {
-                let version = self.secret_version.clone();
-                return Ok(Some(self.record.failed("DescribeInstances", &err, version)));
+        let (instance, decision) = loop {
+            let instance = match self.reconciler.ecs.observer.observe(&lookup).await {
+                Ok(instance) => instance,
+                Err(err) => {
+                    let version = self.secret_version.clone();
+                    return Ok(Some(self.record.failed("DescribeInstances", &err, version)));
+                }
+            };
+
+            // Decide (`backoff_reset` lifts the window of `previous.retry`).
+            let decision = decide::decide(&Facts {
+                spec: &obj.spec,
+                desired: desired.power_state,
+                paused: obj.is_paused(),
+                status: &previous,
+                instance: instance.as_ref(),
+                now: self.record.now(),
+                backoff_reset,
+                timings: &self.reconciler.timings,
+            });
+            // A call is made only on a reading sent for this reconcile, never on the fleet view.
+            if lookup.freshness == Freshness::View && matches!(decision.step, Step::Call(_)) {
+                lookup.freshness = Freshness::After(started);
+                continue;
             }
+            break (instance, decision);
         };
         self.record.observed(instance.as_ref());
-
-        // Decide (`backoff_reset` lifts the window of `previous.retry`).
-        let decision = decide::decide(&Facts {
-            spec: &obj.spec,
-            desired: desired.power_state,
-            paused: obj.is_paused(),
-            status: &previous,
-            instance: instance.as_ref(),
-            now: self.record.now(),
-            backoff_reset,
-            timings: &self.reconciler.timings,
-        });
         self.record.settle(&decision);
 
         // The tag guard: read, never changed, unless the instance's tag lists the namespace. It

@@ -207,7 +207,7 @@ async fn run_inner(args: RunArgs) -> Result<(), String> {
         instance_tag_guard = ?config.instance_tag_guard,
         "starting"
     );
-    let ecs = ecs_side(base, metrics.clone(), config.batch);
+    let ecs = ecs_side(base, metrics.clone(), &config);
     let result = run_controller(client, ecs, config, metrics, readiness, shutdown).await;
     let _ = stopped.send(());
     // A prober's open connection must not hold the exit.

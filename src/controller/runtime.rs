@@ -248,6 +248,9 @@ async fn reconcile_until(
     );
     let held_stopped =
         schedules::count_held_stopped(store.clone(), metrics.clone(), Duration::from_secs(10));
+    // Objects whose instance the fleet observer saw change (and its periodic reading, which
+    // runs only while this run polls it).
+    let observed_changes = term.reconciler.observer().changes(store.clone());
     let gauge_metrics = metrics.clone();
     let run = controller
         .with_config(controller::Config::default().concurrency(config.concurrency))
@@ -257,6 +260,7 @@ async fn reconcile_until(
         .watches_stream(schedule_changes, move |schedule| {
             schedules::followers(&schedule_store, &schedule)
         })
+        .reconcile_on(observed_changes)
         .graceful_shutdown_on(shutdown.clone())
         .run(
             reconcile,

@@ -153,7 +153,7 @@ impl Sandbox {
         config: Config,
     ) -> Result<RunningController, SandboxError> {
         let metrics = Metrics::default();
-        let ecs = ecs_side(self.ecs_client()?, metrics.clone(), config.batch);
+        let ecs = ecs_side(self.ecs_client()?, metrics.clone(), &config);
         let (stop, stopped) = oneshot::channel::<()>();
         let readiness = Readiness::default();
         let task = tokio::spawn(run_controller(

@@ -8,50 +8,69 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::*;
-use crate::controller::observe::{Lookup, Observer};
+use crate::controller::observe::{Freshness, Lookup, Observer};
 use ecs_client::ratelimit::{RateLimiter, RateLimits};
 use ecs_client::{
     Accepted, ApiError, BatchAccepted, BatchItem, EcsApi, EcsError, ErrorClass, Instance,
     InstanceStatus, PowerRequest, RebootOptions, StartOptions, StopOptions,
 };
+use kube::runtime::reflector::ObjectRef;
 
 const REGION: &str = "cn-hangzhou";
 
 /// One call the fake saw.
 #[derive(Clone, Debug)]
-struct Call {
-    action: &'static str,
-    region: String,
-    ids: Vec<String>,
-    at: Duration,
+pub(crate) struct Call {
+    pub action: &'static str,
+    pub region: String,
+    pub ids: Vec<String>,
+    pub at: Duration,
 }
 
-/// An ECS that knows instances `i-0..i-999` (all Running), answers batch items with scripted
-/// per-instance error codes, and can fail whole requests.
-struct FakeEcs {
+/// An ECS that knows instances `i-0..i-999` (Running unless set otherwise), answers batch items
+/// with scripted per-instance error codes, and can fail whole requests. DescribeInstances
+/// answers the state when it is called (before its rate-limit wait and latency).
+pub(crate) struct FakeEcs {
     started: Instant,
     calls: Mutex<Vec<Call>>,
     item_errors: Mutex<HashMap<String, String>>,
     request_error: Mutex<Option<EcsError>>,
-    latency: Duration,
+    statuses: Mutex<HashMap<String, InstanceStatus>>,
+    latency: Mutex<Duration>,
     /// A client's rate limiter in front: a call waits for its token before it is sent.
     limiter: Option<RateLimiter>,
 }
 
 impl FakeEcs {
-    fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             started: Instant::now(),
             calls: Mutex::default(),
             item_errors: Mutex::default(),
             request_error: Mutex::default(),
-            latency: Duration::from_millis(2),
+            statuses: Mutex::default(),
+            latency: Mutex::new(Duration::from_millis(2)),
             limiter: None,
         })
     }
 
+    /// When its clock started: call times are measured from here.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The instance's status from now on.
+    pub(crate) fn set_status(&self, id: &str, status: InstanceStatus) {
+        self.statuses.lock().unwrap().insert(id.into(), status);
+    }
+
+    /// How long every call takes from now on.
+    pub(crate) fn set_latency(&self, latency: Duration) {
+        *self.latency.lock().unwrap() = latency;
+    }
+
     /// Behind a client's rate limiter of `qps` calls a second per action.
-    fn rate_limited(qps: f64) -> Arc<Self> {
+    pub(crate) fn rate_limited(qps: f64) -> Arc<Self> {
         Arc::new(Self {
             limiter: Some(RateLimiter::new(RateLimits {
                 default_qps: qps,
@@ -61,11 +80,11 @@ impl FakeEcs {
         })
     }
 
-    fn calls(&self) -> Vec<Call> {
+    pub(crate) fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
 
-    fn calls_of(&self, action: &str) -> Vec<Call> {
+    pub(crate) fn calls_of(&self, action: &str) -> Vec<Call> {
         self.calls()
             .into_iter()
             .filter(|c| c.action == action)
@@ -79,7 +98,7 @@ impl FakeEcs {
             .insert(id.into(), code.into());
     }
 
-    fn fail_requests(&self, error: EcsError) {
+    pub(crate) fn fail_requests(&self, error: EcsError) {
         *self.request_error.lock().unwrap() = Some(error);
     }
 
@@ -98,7 +117,8 @@ impl FakeEcs {
             ids: ids.to_vec(),
             at: self.started.elapsed(),
         });
-        tokio::time::sleep(self.latency).await;
+        let latency = *self.latency.lock().unwrap();
+        tokio::time::sleep(latency).await;
         match self.request_error.lock().unwrap().clone() {
             Some(err) => Err(err),
             None => Ok(()),
@@ -165,12 +185,12 @@ pub(crate) fn api_error(code: &str, http_status: u16) -> EcsError {
     })
 }
 
-/// A Running instance as DescribeInstances shows it, without locks or tags.
-pub(crate) fn instance(id: &str, region: &str) -> Instance {
+/// An instance as DescribeInstances shows it, without locks or tags.
+pub(crate) fn instance(id: &str, region: &str, status: InstanceStatus) -> Instance {
     Instance {
         instance_id: id.into(),
         region_id: region.into(),
-        status: InstanceStatus::Running,
+        status,
         start_time: None,
         stopped_mode: None,
         instance_type_family: None,
@@ -189,16 +209,21 @@ impl EcsApi for FakeEcs {
         ids: &[String],
     ) -> Result<Vec<Instance>, EcsError> {
         assert!(ids.len() <= 100, "DescribeInstances with {} ids", ids.len());
-        self.record("DescribeInstances", region, ids).await?;
-        Ok(ids
+        let statuses = self.statuses.lock().unwrap().clone();
+        let known: Vec<Instance> = ids
             .iter()
             .filter(|id| {
                 id.strip_prefix("i-")
                     .and_then(|n| n.parse::<u32>().ok())
                     .is_some_and(|n| n < 1000)
             })
-            .map(|id| instance(id, region))
-            .collect())
+            .map(|id| {
+                let status = statuses.get(id).copied().unwrap_or(InstanceStatus::Running);
+                instance(id, region, status)
+            })
+            .collect();
+        self.record("DescribeInstances", region, ids).await?;
+        Ok(known)
     }
     async fn power(
         &self,
@@ -218,16 +243,18 @@ impl EcsApi for FakeEcs {
     }
 }
 
-fn target(ecs: &Arc<FakeEcs>, credentials: &str, region: &str, id: &str) -> Lookup {
+pub(crate) fn target(ecs: &Arc<FakeEcs>, credentials: &str, region: &str, id: &str) -> Lookup {
     Lookup {
         ecs: ecs.clone(),
         credentials_key: credentials.into(),
         region: region.into(),
         instance_id: id.into(),
+        object: ObjectRef::new(&format!("obj-{id}")).within("team-a"),
+        freshness: Freshness::After(Instant::now()),
     }
 }
 
-fn id(n: usize) -> String {
+pub(crate) fn id(n: usize) -> String {
     format!("i-{n}")
 }
 
@@ -681,7 +708,7 @@ async fn the_same_instance_twice_never_shares_a_batch() {
 async fn while_a_small_batch_waits_on_ecs_newcomers_fill_the_next_one() {
     // ECS (or the rate limiter in front of it) takes 300 ms per call.
     let ecs = Arc::new(FakeEcs {
-        latency: Duration::from_millis(300),
+        latency: Mutex::new(Duration::from_millis(300)),
         ..Arc::into_inner(FakeEcs::new()).unwrap()
     });
     let observer = Arc::new(BatchingObserver::new(BatchSettings::default()));

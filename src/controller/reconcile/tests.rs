@@ -18,7 +18,7 @@ use crate::controller::backoff::retry_delay;
 use crate::controller::batch::tests::api_error;
 use crate::controller::cluster::{SecretData, Written};
 use crate::controller::desired::tests::FakeSchedules;
-use crate::controller::observe::{DirectObserver, EcsConnector};
+use crate::controller::observe::{DirectObserver, EcsConnector, Freshness, Lookup, Observer};
 use ecs_client::{Accepted, BatchAccepted, EcsError, InstanceStatus, PowerAction, PowerRequest};
 
 const NOW: &str = "2026-11-22T10:30:00Z";
@@ -936,3 +936,118 @@ async fn the_tag_guard_keeps_a_token_seen_at_first_sight_adopted() {
     assert_eq!(condition(&status, "Stalled").reason, "InstanceNotClaimed");
 }
 mod schedules;
+// ---- the fleet observer's view -------------------------------------------------------------
+
+/// An observer with a view of its own that may be behind ECS: a look that takes the view gets
+/// `view`; a look that needs a reading sent after it began reads ECS (the fake).
+struct ViewObserver {
+    log: Log,
+    view: Option<Instance>,
+}
+
+#[async_trait]
+impl Observer for ViewObserver {
+    async fn observe(&self, lookup: &Lookup) -> Result<Option<Instance>, EcsError> {
+        match lookup.freshness {
+            Freshness::View => {
+                self.log.lock().unwrap().push("view".into());
+                Ok(self.view.clone())
+            }
+            Freshness::After(_) => DirectObserver.observe(lookup).await,
+        }
+    }
+}
+
+impl World {
+    /// ECS shows `instance`; the observer's view shows `view`.
+    fn viewing(instance: Option<Instance>, view: Option<Instance>) -> Self {
+        let world = Self::new(None, accepted("req-1"));
+        let ecs = Arc::new(FakeEcs {
+            log: world.log.clone(),
+            instance,
+            answer: Mutex::new(accepted("req-1")),
+        });
+        let config = Config::default();
+        let reconciler = Arc::new(Reconciler {
+            cluster: world.cluster.clone(),
+            ecs: EcsSide {
+                connector: Arc::new(Connector(ecs)),
+                observer: Arc::new(ViewObserver {
+                    log: world.log.clone(),
+                    view,
+                }),
+            },
+            clock: world.clock.clone(),
+            schedules: world.schedules.clone(),
+            schedule_offset: config.schedule_clock_offset,
+            resync: config.resync,
+            timings: config.timings,
+            api_backoff: Default::default(),
+        });
+        Self {
+            reconciler,
+            ..world
+        }
+    }
+}
+
+/// An object its controller has reconciled before (status for its generation).
+fn looked_at(mut obj: EcsInstance, instance_status: InstanceStatus) -> EcsInstance {
+    obj.status = Some(EcsInstanceStatus {
+        observed_generation: obj.metadata.generation,
+        instance_status: Some(instance_status),
+        ..EcsInstanceStatus::default()
+    });
+    obj
+}
+
+#[tokio::test]
+async fn a_resync_with_nothing_due_decides_on_the_fleet_view_without_calling_ecs() {
+    let running = Some(instance(InstanceStatus::Running));
+    let world = World::viewing(running.clone(), running);
+    let obj = looked_at(object(PowerState::Running), InstanceStatus::Running);
+
+    world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert_eq!(world.log()[0], "view");
+    assert!(!world.log().iter().any(|l| l.starts_with("describe")));
+    assert_eq!(condition(&world.status(), "Ready").status, "True");
+}
+
+#[tokio::test]
+async fn a_call_is_made_only_on_a_reading_sent_for_this_reconcile_never_on_the_view() {
+    // The view still shows the instance Stopped; ECS shows it Running (started since).
+    let world = World::viewing(
+        Some(instance(InstanceStatus::Running)),
+        Some(instance(InstanceStatus::Stopped)),
+    );
+    let obj = looked_at(object(PowerState::Running), InstanceStatus::Stopped);
+
+    world.reconciler.reconcile(&obj).await.unwrap();
+
+    assert_eq!(
+        world.log(),
+        ["view", &format!("describe [\"{ID}\"]"), "write status"],
+        "the start the view asked for was checked against ECS first, and was not needed"
+    );
+    assert_eq!(condition(&world.status(), "Ready").status, "True");
+}
+
+#[tokio::test]
+async fn a_new_reboot_token_and_a_new_generation_are_decided_on_a_fresh_reading() {
+    let running = Some(instance(InstanceStatus::Running));
+    let world = World::viewing(running.clone(), running.clone());
+    let obj = with_reboot(
+        looked_at(object(PowerState::Running), InstanceStatus::Running),
+        "t1",
+    );
+    world.reconciler.reconcile(&obj).await.unwrap();
+    assert_eq!(world.log()[0], format!("describe [\"{ID}\"]"));
+    assert!(!world.log().contains(&"view".to_string()));
+
+    let world = World::viewing(running.clone(), running);
+    let mut obj = looked_at(object(PowerState::Running), InstanceStatus::Running);
+    obj.metadata.generation = Some(2);
+    world.reconciler.reconcile(&obj).await.unwrap();
+    assert_eq!(world.log()[0], format!("describe [\"{ID}\"]"));
+}
