@@ -273,6 +273,58 @@ async fn only_selected_namespaces_use_the_controllers_credentials_and_labels_tak
     .await;
 }
 
+/// As `run` ships (batching on, so the fleet observer reads the cloud fleet by fleet, every
+/// resync): a namespace that loses its label is read for no more, periodic pages included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_fleet_observer_a_namespace_that_loses_its_label_is_read_for_no_more() {
+    use ecs_power_controller::controller::BatchSettings;
+    run_flow(Backend::Local, async |s| {
+        s.add([
+            instance("i-teama1", InstanceStatus::Running),
+            instance("i-teama2", InstanceStatus::Running),
+        ]);
+        create_namespace(s, "team-a", json!({ SHARED: "allowed" })).await;
+        create_namespace(s, "team-b", json!({ SHARED: "allowed" })).await;
+        let resync = Duration::from_millis(500);
+        s.controller_with(Config {
+            shared_credentials_selector: Some(format!("{SHARED}=allowed")),
+            batch: Some(BatchSettings::default()),
+            resync,
+            ..cluster_wide(s)
+        });
+        for (ns, id) in [("team-a", "i-teama1"), ("team-b", "i-teama2")] {
+            create_in(s, ns, &ecs_instance("web", id, PowerState::Running)).await;
+            wait_ready_in(s, ns, "web").await;
+        }
+
+        label_namespace(s, "team-a", json!({ SHARED: null })).await;
+        wait_for_reason_in(
+            s,
+            "team-a",
+            "web",
+            ("Stalled", "True", "CredentialsNotPermitted"),
+        )
+        .await;
+        // A page already on its way when the refusal was recorded has landed by now.
+        tokio::time::sleep(QUIET).await;
+        let (refused, admitted) = (
+            requests_naming(s, "i-teama1"),
+            requests_naming(s, "i-teama2"),
+        );
+        // Several resyncs: the fleet observer keeps reading team-b's instance, not team-a's.
+        s.wait_until("team-b's instance read again twice", async || {
+            requests_naming(s, "i-teama2") >= admitted + 2
+        })
+        .await;
+        assert_eq!(
+            requests_naming(s, "i-teama1"),
+            refused,
+            "the refused namespace's instance was read again"
+        );
+    })
+    .await;
+}
+
 /// A selector the API server cannot parse stops `run` at once, naming the flag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unparsable_shared_credentials_selector_stops_the_controller_naming_the_flag() {
