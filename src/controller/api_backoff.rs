@@ -5,12 +5,15 @@
 //! status write itself fails, that window is never recorded, and a fixed requeue would make the
 //! next mutating call a few seconds later, again and again. This memory is the floor under it:
 //! exponential, capped, jittered, and forgotten on the first success or when the spec changes.
+//! An object deleted while failing never succeeds: its entry is dropped once it has not failed
+//! for [`FORGET_AFTER`], so the map does not grow with every such delete.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use kube::ResourceExt;
+use tokio::time::Instant;
 
 use super::backoff::Schedule;
 use crate::api::EcsInstance;
@@ -21,6 +24,10 @@ pub(crate) const SCHEDULE: Schedule = Schedule {
     ceiling: Duration::from_secs(300),
 };
 
+/// An object still failing is looked at again within [`SCHEDULE`]'s ceiling; one whose last
+/// failure is this old is gone (deleted, or moved to another replica).
+const FORGET_AFTER: Duration = SCHEDULE.ceiling.saturating_mul(3);
+
 /// One object: namespace, name and uid (a recreated object starts afresh).
 type Key = (Option<String>, String, Option<String>);
 
@@ -28,6 +35,7 @@ type Key = (Option<String>, String, Option<String>);
 struct Failures {
     generation: Option<i64>,
     count: u32,
+    last: Instant,
 }
 
 /// Consecutive Kubernetes-side failures, per object.
@@ -40,24 +48,32 @@ impl ApiBackoff {
     /// Counts a failure of `obj`; returns how long to wait before looking again (`jitter` in
     /// `[0, 1)`). A changed spec (generation) starts the count again.
     pub(crate) fn failed(&self, obj: &EcsInstance, jitter: f64) -> Duration {
+        let now = Instant::now();
         let mut failures = self.lock();
-        let entry = failures.entry(key(obj)).or_insert(Failures {
+        failures.retain(|_, f| now.saturating_duration_since(f.last) < FORGET_AFTER);
+        let fresh = Failures {
             generation: obj.metadata.generation,
             count: 0,
-        });
+            last: now,
+        };
+        let entry = failures.entry(key(obj)).or_insert(fresh);
         if entry.generation != obj.metadata.generation {
-            *entry = Failures {
-                generation: obj.metadata.generation,
-                count: 0,
-            };
+            entry.generation = obj.metadata.generation;
+            entry.count = 0;
         }
         entry.count = entry.count.saturating_add(1);
+        entry.last = now;
         SCHEDULE.delay(entry.count, jitter)
     }
 
     /// A reconcile of `obj` went through: forget its failures.
     pub(crate) fn succeeded(&self, obj: &EcsInstance) {
         self.lock().remove(&key(obj));
+    }
+
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.lock().len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Failures>> {
@@ -123,5 +139,30 @@ mod tests {
         let mut recreated = object(2);
         recreated.metadata.uid = Some("uid-2".into());
         assert_eq!(backoff.failed(&recreated, 0.0), secs(5));
+    }
+
+    /// An object deleted while its reconciles kept failing: its entry goes once nothing has
+    /// failed for it in three ceilings, and one that keeps failing keeps its count.
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_objects_failures_are_forgotten_and_a_failing_ones_are_not() {
+        let backoff = ApiBackoff::default();
+        let deleted = object(1);
+        let mut failing = object(1);
+        failing.metadata.name = Some("web-2".into());
+        backoff.failed(&deleted, 0.0);
+        for _ in 0..8 {
+            backoff.failed(&failing, 0.0);
+            tokio::time::advance(SCHEDULE.ceiling).await;
+        }
+        assert_eq!(
+            backoff.remembered(),
+            1,
+            "only the failing object is remembered"
+        );
+        assert_eq!(
+            backoff.failed(&failing, 0.0),
+            secs(300),
+            "its count was kept"
+        );
     }
 }
