@@ -7,7 +7,9 @@
 //! every spec flips to Running and the clock runs until every object is Ready for its new
 //! generation. Then steady-state calls over one resync, and the latency from a spec change to
 //! the ECS calls when the quota is not the limit. `--json` writes each run's figures for a
-//! script, `--plot` draws the flips. See `docs/performance.md`.
+//! script, `--plot` draws the flips. With `--schedule` every object follows one EcsPowerSchedule
+//! instead, and the flip is one edit of it: a boundary for the whole fleet at once (08:00 for
+//! a development fleet). See `docs/performance.md`.
 
 mod plot;
 mod process;
@@ -25,7 +27,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::api::{EcsInstance, EcsInstanceSpec, PowerState};
+use crate::api::{EcsInstance, EcsInstanceSpec, EcsPowerSchedule, PowerState, ScheduleReference};
 use ecs_client::InstanceStatus;
 use ecs_client::command::parse_duration;
 use ecs_sim::{Action, CallRecord, InstanceSpec, Outcome, SimConfig, Simulator};
@@ -97,6 +99,32 @@ pub struct BenchArgs {
     /// Also draw objects Ready over time during each flip, against the quota bound (SVG).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+
+    /// Every object follows one EcsPowerSchedule (`spec.scheduleRef`), and the flip is one edit
+    /// of the schedule, not N spec patches: the whole fleet crosses a boundary at once.
+    #[arg(long)]
+    pub schedule: bool,
+}
+
+/// The schedule the fleet follows with `--schedule`.
+const SCHEDULE: &str = "fleet-hours";
+
+/// A schedule that says `state` all of today (UTC): an exception day over a window that never
+/// runs on its own (so the flip is the exception's edit, whatever the hour).
+fn fleet_hours(state: PowerState) -> serde_json::Value {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    json!({
+        "apiVersion": "ecs.powerctl.io/v1alpha1",
+        "kind": "EcsPowerSchedule",
+        "metadata": {"name": SCHEDULE, "namespace": NAMESPACE},
+        "spec": {
+            "timeZone": "UTC",
+            "running": [{"days": ["Mon"], "from": "00:00", "to": "00:01"}],
+            "exceptions": [{"date": today.to_string(), "powerState": state.as_str()}],
+        },
+    })
 }
 
 pub async fn run(args: BenchArgs) -> ExitCode {
@@ -192,6 +220,7 @@ impl Report {
         json!({
             "objects": self.objects,
             "batching": self.batch,
+            "flip_by": if args.schedule { "one EcsPowerSchedule edit" } else { "spec patches" },
             "converged": self.converged,
             "ready_s": round(self.flip.as_secs_f64(), 2),
             "bound_s": round(self.bound.as_secs_f64(), 2),
@@ -279,7 +308,11 @@ fn seen(obj: &EcsInstance) -> Seen {
                 .any(|c| c.type_ == "Ready" && c.status == "True")
     });
     Seen {
-        desired: obj.spec.power_state,
+        // A scheduled object's desired state is the one its last reconcile worked out.
+        desired: obj
+            .spec
+            .power_state
+            .or_else(|| status.and_then(|s| s.desired_power_state)),
         ready_for_generation: ready,
     }
 }
@@ -357,6 +390,15 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
         sim.set_quota(action, Some(args.quota));
     }
 
+    let schedules: Api<EcsPowerSchedule> = Api::namespaced(client.clone(), NAMESPACE);
+    if args.schedule {
+        let schedule = serde_json::from_value(fleet_hours(PowerState::Stopped))
+            .map_err(|e| format!("the bench's schedule: {e}"))?;
+        schedules
+            .create(&PostParams::default(), &schedule)
+            .await
+            .map_err(|e| format!("creating the EcsPowerSchedule: {e}"))?;
+    }
     let api: Api<EcsInstance> = Api::namespaced(client.clone(), NAMESPACE);
     let creates = (0..n).map(|i| {
         let api = api.clone();
@@ -367,8 +409,10 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
                 EcsInstanceSpec {
                     instance_id: id.clone(),
                     region_id: REGION.into(),
-                    power_state: Some(PowerState::Stopped),
-                    schedule_ref: None,
+                    power_state: (!args.schedule).then_some(PowerState::Stopped),
+                    schedule_ref: args.schedule.then(|| ScheduleReference {
+                        name: SCHEDULE.into(),
+                    }),
                     reboot: None,
                     start: None,
                     stop: None,
@@ -504,7 +548,14 @@ async fn measure(
     let controller_before = process::usage(pid).unwrap_or_default();
     let servers_before = process::usage("self").unwrap_or_default();
     let started = Instant::now();
-    let patches = (0..n).map(|i| {
+    if args.schedule {
+        let running = fleet_hours(PowerState::Running);
+        Api::<EcsPowerSchedule>::namespaced(api.clone().into_client(), NAMESPACE)
+            .patch(SCHEDULE, &PatchParams::default(), &Patch::Merge(&running))
+            .await
+            .map_err(|e| format!("editing the schedule: {e}"))?;
+    }
+    let patches = (0..n).filter(|_| !args.schedule).map(|i| {
         let api = api.clone();
         async move {
             let patch = json!({ "spec": { "powerState": "Running" } });
@@ -618,7 +669,8 @@ async fn latencies(
     let mut sent = Vec::with_capacity(samples);
     for i in 0..samples {
         let at = jiff::Timestamp::now();
-        let patch = json!({ "spec": { "powerState": "Stopped" } });
+        // (A scheduled object leaves its schedule for a fixed state: exactly one of the two.)
+        let patch = json!({ "spec": { "powerState": "Stopped", "scheduleRef": null } });
         api.patch(
             &instance_id(i),
             &PatchParams::default(),
@@ -678,7 +730,12 @@ fn ms(d: Option<Duration>) -> String {
 fn render(args: &BenchArgs, reports: &[Report]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "Quota {} requests/s per action; controller --qps {}, --concurrency {}, --transition-poll {:?}, --resync {:?}, --batch-window {:?}, --batch-quiet {:?}; a timed spec change every {:?}.\n\n",
+        "{}Quota {} requests/s per action; controller --qps {}, --concurrency {}, --transition-poll {:?}, --resync {:?}, --batch-window {:?}, --batch-quiet {:?}; a timed spec change every {:?}.\n\n",
+        if args.schedule {
+            "The flip: one edit of the EcsPowerSchedule every object follows. "
+        } else {
+            ""
+        },
         args.quota,
         args.qps,
         args.concurrency,
