@@ -120,10 +120,11 @@ fn mutations_of(sim: &Simulator, id: &str, actions: [Action; 2]) -> u64 {
     actions.iter().map(|a| sim.calls().count_all(*a, id)).sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_hundred_stopped_instances_start_in_batches_with_a_describe_per_hundred() {
+/// A sandbox whose simulator has `n` Stopped instances, each with an EcsInstance desiring
+/// Running (not yet reconciled: no controller runs).
+async fn stopped_fleet(prefix: &str, n: usize) -> (Sandbox, Vec<String>, Api<EcsInstance>) {
     let sandbox = Sandbox::start(SimConfig::instant()).await.unwrap();
-    let fleet = ids("start", 300);
+    let fleet = ids(prefix, n);
     sandbox
         .sim
         .add_instances(
@@ -134,6 +135,12 @@ async fn three_hundred_stopped_instances_start_in_batches_with_a_describe_per_hu
         .unwrap();
     let api: Api<EcsInstance> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
     create_objects(&api, &fleet, None).await;
+    (sandbox, fleet, api)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_stopped_instances_start_in_batches_with_a_describe_per_hundred() {
+    let (sandbox, fleet, api) = stopped_fleet("start", 300).await;
     let resync = Duration::from_secs(8);
     let controller = sandbox.spawn_controller(options(resync)).unwrap();
     let started = std::time::Instant::now();
@@ -300,31 +307,14 @@ async fn three_hundred_scheduled_instances_start_at_the_boundary_in_batches() {
     use ecs_power_controller::api::schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
     use ecs_power_controller::api::{EcsPowerSchedule, ScheduleReference};
 
-    let sandbox = Sandbox::start(SimConfig::instant()).await.unwrap();
-    let fleet = ids("sched", 300);
-    sandbox
-        .sim
-        .add_instances(
-            fleet
-                .iter()
-                .map(|id| InstanceSpec::new(id, REGION).status(InstanceStatus::Stopped)),
-        )
-        .unwrap();
+    let (sandbox, fleet, api) = stopped_fleet("sched", 300).await;
     let schedules: Api<EcsPowerSchedule> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
     let mut office_hours = EcsPowerSchedule::new(
         "office-hours",
         EcsPowerScheduleSpec {
             time_zone: "UTC".into(),
             running: vec![RunningWindow {
-                days: vec![
-                    Weekday::Mon,
-                    Weekday::Tue,
-                    Weekday::Wed,
-                    Weekday::Thu,
-                    Weekday::Fri,
-                    Weekday::Sat,
-                    Weekday::Sun,
-                ],
+                days: Weekday::ALL.to_vec(),
                 from: "08:00".into(),
                 to: "20:00".into(),
             }],
@@ -336,8 +326,6 @@ async fn three_hundred_scheduled_instances_start_at_the_boundary_in_batches() {
         .create(&PostParams::default(), &office_hours)
         .await
         .expect("create EcsPowerSchedule");
-    let api: Api<EcsInstance> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
-    create_objects(&api, &fleet, None).await;
     // Follow the schedule instead of a fixed state.
     let follow = serde_json::json!({"spec": {"powerState": null, "scheduleRef": ScheduleReference {
         name: "office-hours".into(),

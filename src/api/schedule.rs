@@ -110,6 +110,19 @@ pub enum Weekday {
     Sun,
 }
 
+impl Weekday {
+    /// Every day of the week, Monday first.
+    pub const ALL: [Weekday; 7] = [
+        Self::Mon,
+        Self::Tue,
+        Self::Wed,
+        Self::Thu,
+        Self::Fri,
+        Self::Sat,
+        Self::Sun,
+    ];
+}
+
 /// One local day with a fixed power state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -28,15 +28,7 @@ const OVERRIDE_UNTIL: &str = "ecs.powerctl.io/override-until";
 
 /// Every day 08:00 to 20:00 UTC.
 pub fn daytime() -> EcsPowerSchedule {
-    let days = vec![
-        Weekday::Mon,
-        Weekday::Tue,
-        Weekday::Wed,
-        Weekday::Thu,
-        Weekday::Fri,
-        Weekday::Sat,
-        Weekday::Sun,
-    ];
+    let days = Weekday::ALL.to_vec();
     EcsPowerSchedule::new(
         "daytime",
         EcsPowerScheduleSpec {
