@@ -38,18 +38,11 @@ async fn create_objects(api: &Api<EcsInstance>, ids: &[String], reboot_token: Op
         let mut obj = EcsInstance::new(
             id,
             EcsInstanceSpec {
-                instance_id: id.clone(),
-                region_id: REGION.into(),
-                power_state: Some(PowerState::Running),
-                schedule_ref: None,
                 reboot: reboot_token.map(|t| RebootRequest {
                     token: t.into(),
                     mode: Default::default(),
                 }),
-                start: None,
-                stop: None,
-                dry_run: false,
-                credentials_secret_ref: None,
+                ..EcsInstanceSpec::new(id, REGION, PowerState::Running)
             },
         );
         obj.metadata.namespace = Some(NAMESPACE.into());

@@ -384,13 +384,13 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::
     serde_saphyr::to_string(crd)
 }
 
-#[cfg(test)]
 impl EcsInstanceSpec {
-    /// Only the required fields (tests): an instance in cn-hangzhou, no token, no options.
-    pub(crate) fn minimal(instance_id: &str, power_state: PowerState) -> Self {
+    /// Only what is required: `instance_id` in `region_id` held in `power_state`, with no
+    /// reboot token, no start or stop options, and the controller's own credentials.
+    pub fn new(instance_id: &str, region_id: &str, power_state: PowerState) -> Self {
         Self {
             instance_id: instance_id.into(),
-            region_id: "cn-hangzhou".into(),
+            region_id: region_id.into(),
             power_state: Some(power_state),
             schedule_ref: None,
             reboot: None,
@@ -399,6 +399,12 @@ impl EcsInstanceSpec {
             dry_run: false,
             credentials_secret_ref: None,
         }
+    }
+
+    /// [`EcsInstanceSpec::new`] in cn-hangzhou (tests).
+    #[cfg(test)]
+    pub(crate) fn minimal(instance_id: &str, power_state: PowerState) -> Self {
+        Self::new(instance_id, "cn-hangzhou", power_state)
     }
 }
 

@@ -404,22 +404,14 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
         let api = api.clone();
         async move {
             let id = instance_id(i);
-            let mut obj = EcsInstance::new(
-                &id,
-                EcsInstanceSpec {
-                    instance_id: id.clone(),
-                    region_id: REGION.into(),
-                    power_state: (!args.schedule).then_some(PowerState::Stopped),
-                    schedule_ref: args.schedule.then(|| ScheduleReference {
-                        name: SCHEDULE.into(),
-                    }),
-                    reboot: None,
-                    start: None,
-                    stop: None,
-                    dry_run: false,
-                    credentials_secret_ref: None,
-                },
-            );
+            let mut spec = EcsInstanceSpec::new(&id, REGION, PowerState::Stopped);
+            if args.schedule {
+                spec.power_state = None;
+                spec.schedule_ref = Some(ScheduleReference {
+                    name: SCHEDULE.into(),
+                });
+            }
+            let mut obj = EcsInstance::new(&id, spec);
             obj.metadata.namespace = Some(NAMESPACE.into());
             api.create(&PostParams::default(), &obj).await.map(|_| ())
         }

@@ -372,20 +372,7 @@ pub fn instance(id: &str, status: InstanceStatus) -> InstanceSpec {
 }
 
 pub fn ecs_instance(name: &str, instance_id: &str, power: PowerState) -> EcsInstance {
-    EcsInstance::new(
-        name,
-        EcsInstanceSpec {
-            instance_id: instance_id.into(),
-            region_id: REGION.into(),
-            power_state: Some(power),
-            schedule_ref: None,
-            reboot: None,
-            start: None,
-            stop: None,
-            dry_run: false,
-            credentials_secret_ref: None,
-        },
-    )
+    EcsInstance::new(name, EcsInstanceSpec::new(instance_id, REGION, power))
 }
 
 pub fn with_token(mut obj: EcsInstance, token: &str) -> EcsInstance {

@@ -18,18 +18,11 @@ fn at(offset_secs: i64) -> Timestamp {
 
 fn spec(power: PowerState, token: Option<&str>) -> EcsInstanceSpec {
     EcsInstanceSpec {
-        instance_id: "i-a".into(),
-        region_id: "cn-hangzhou".into(),
-        power_state: Some(power),
-        schedule_ref: None,
         reboot: token.map(|t| RebootRequest {
             token: t.into(),
             mode: RebootMode::Soft,
         }),
-        start: None,
-        stop: None,
-        dry_run: false,
-        credentials_secret_ref: None,
+        ..EcsInstanceSpec::minimal("i-a", power)
     }
 }
 
