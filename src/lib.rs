@@ -31,6 +31,7 @@ pub mod override_cmd;
 pub mod plugin;
 pub mod schedule;
 mod schedule_cmd;
+mod target;
 pub mod telemetry;
 
 pub use command::Cli;

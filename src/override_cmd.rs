@@ -10,8 +10,8 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use crate::api::{EcsInstance, PowerState};
-use crate::plugin::Target;
 use crate::schedule::overrides::{MAX_AHEAD, OVERRIDE_POWER_STATE, OVERRIDE_UNTIL};
+use crate::target::Target;
 
 /// The field manager of the override patch (visible in `metadata.managedFields`).
 pub const MANAGER: &str = "ecs-power-controller-override";
@@ -204,18 +204,13 @@ pub async fn run(args: OverrideArgs) -> ExitCode {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }
-    let client = match Client::try_default().await {
-        Ok(client) => client,
+    let (client, namespace) = match args.target.connect().await {
+        Ok(connected) => connected,
         Err(err) => {
             eprintln!("error: cannot reach Kubernetes: {err} (set KUBECONFIG)");
             return ExitCode::FAILURE;
         }
     };
-    let namespace = args
-        .target
-        .namespace
-        .clone()
-        .unwrap_or_else(|| client.default_namespace().to_string());
     let name = &args.target.name;
     match request_override(&client, &namespace, name, change, Timestamp::now()).await {
         Ok(OverrideWritten {

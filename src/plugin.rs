@@ -61,16 +61,7 @@ pub enum PluginCommand {
     Status(StatusArgs),
 }
 
-/// One EcsInstance.
-#[derive(clap::Args, Debug)]
-pub struct Target {
-    /// The EcsInstance's name.
-    pub name: String,
-
-    /// Its namespace (default: the kubeconfig context's).
-    #[arg(short = 'n', long)]
-    pub namespace: Option<String>,
-}
+pub use crate::target::Target;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -140,10 +131,7 @@ fn not_found(e: kube::Error, namespace: &str, name: &str) -> PluginError {
 
 /// Sets (or removes) the paused annotation with a merge patch.
 async fn set_paused(t: Target, paused: bool) -> Result<String, PluginError> {
-    let client = client().await?;
-    let namespace = t
-        .namespace
-        .unwrap_or_else(|| client.default_namespace().to_string());
+    let (client, namespace) = t.connect().await.map_err(PluginError::Connect)?;
     let api: Api<EcsInstance> = Api::namespaced(client, &namespace);
     let value = if paused { json!("true") } else { json!(null) };
     let patch = json!({"metadata": {"annotations": {PAUSED_ANNOTATION: value}}});

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::tokens;
 use crate::api::{EcsInstance, RebootMode};
+use crate::target::Target;
 
 /// The field manager of the reboot patch (visible in `metadata.managedFields`).
 pub const MANAGER: &str = "ecs-power-controller-reboot";
@@ -18,12 +19,8 @@ pub const MANAGER: &str = "ecs-power-controller-reboot";
 /// Ask for one reboot of the instance an EcsInstance manages.
 #[derive(clap::Args, Debug)]
 pub struct RebootArgs {
-    /// The EcsInstance's name.
-    pub name: String,
-
-    /// Its namespace (default: the kubeconfig context's).
-    #[arg(short = 'n', long)]
-    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
 
     /// Power-cycle (ForceStop) instead of a clean OS reboot: unwritten data may be lost.
     #[arg(long)]
@@ -163,23 +160,27 @@ async fn served(client: &Client) -> bool {
 
 /// The `reboot` subcommand.
 pub async fn run(args: RebootArgs) -> ExitCode {
-    let client = match Client::try_default().await {
-        Ok(client) => client,
+    let (client, namespace) = match args.target.connect().await {
+        Ok(connected) => connected,
         Err(err) => {
             eprintln!("error: cannot reach Kubernetes: {err} (set KUBECONFIG)");
             return ExitCode::FAILURE;
         }
     };
-    let namespace = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| client.default_namespace().to_string());
     let mode = if args.hard {
         RebootMode::Hard
     } else {
         RebootMode::Soft
     };
-    match request_reboot(&client, &namespace, &args.name, mode, Timestamp::now()).await {
+    match request_reboot(
+        &client,
+        &namespace,
+        &args.target.name,
+        mode,
+        Timestamp::now(),
+    )
+    .await
+    {
         Ok(done) => {
             let kind = match done.mode {
                 RebootMode::Soft => "soft reboot",
