@@ -37,7 +37,8 @@ pub struct RebootRequested {
     /// The token it replaced, if any.
     pub previous_token: Option<String>,
     /// The replaced token when the controller had not settled it yet: that request is
-    /// superseded, and the one reboot after `token` satisfies both (see [`super::tokens`]).
+    /// superseded, and the one reboot after `token` satisfies both (a time token is satisfied
+    /// by any later boot; see the README's "Asking for a reboot").
     pub superseded: Option<String>,
 }
 

@@ -246,8 +246,6 @@ async fn reconcile_until(
         instances_listed,
         followers_changed,
     );
-    let held_stopped =
-        schedules::count_held_stopped(store.clone(), metrics.clone(), Duration::from_secs(10));
     // Objects whose instance the fleet observer saw change (and its periodic reading, which
     // runs only while this run polls it).
     let observed_changes = term.reconciler.observer().changes(store.clone());
@@ -292,7 +290,7 @@ async fn reconcile_until(
             }
         }
     };
-    let gauges = count_conditions(store, gauge_metrics, Duration::from_secs(10));
+    let gauges = count_from_store(store, gauge_metrics, Duration::from_secs(10));
     // The instance controller's end (graceful or not) ends the run; the schedule status
     // controller is dropped then (its writes are idempotent: the next leader recomputes them).
     let schedule_status = async {
@@ -303,7 +301,6 @@ async fn reconcile_until(
         _ = run => {},
         () = schedule_status => {},
         _ = gauges => {},
-        _ = held_stopped => {},
         () = stopped_before_start => {},
     }
 }
@@ -332,10 +329,16 @@ pub(crate) fn error_policy(obj: Arc<EcsInstance>, err: &Error, ctx: Arc<Reconcil
     Action::requeue(delay)
 }
 
-/// Keeps the `objects{condition}` gauge current.
-async fn count_conditions(store: Store<EcsInstance>, metrics: Metrics, every: Duration) {
+/// One pass over the store every `every`: keeps the `objects{condition}` gauge current, and adds
+/// the seconds since the last pass to the savings counter for each instance its schedule holds
+/// stopped (see [`schedules::held_stopped`]).
+async fn count_from_store(store: Store<EcsInstance>, metrics: Metrics, every: Duration) {
+    let mut last = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;
+        let now = tokio::time::Instant::now();
+        let seconds = now.duration_since(last).as_secs_f64();
+        last = now;
         let mut counts = [
             (conditions::READY, 0i64),
             (conditions::RECONCILING, 0),
@@ -361,6 +364,9 @@ async fn count_conditions(store: Store<EcsInstance>, metrics: Metrics, every: Du
             })
             .unwrap_or(3);
             counts[index].1 += 1;
+            if let Some((namespace, schedule)) = schedules::held_stopped(&obj) {
+                metrics.held_stopped(&namespace, &schedule, seconds);
+            }
         }
         metrics.set_objects(&counts);
     }

@@ -9,7 +9,8 @@
 //!   transition, how many instances follow it, Ready or Stalled), requeued at the next
 //!   transition. It is triggered by instances that start or stop following the schedule
 //!   ([`FollowerChanges`]), so the count is current without a second watch of EcsInstances.
-//! - [`count_held_stopped`]: the instance-seconds schedules keep instances stopped.
+//! - [`held_stopped`]: which instances a schedule keeps stopped (the runtime counts their
+//!   instance-seconds in the same periodic pass over the store as the condition gauge).
 //!
 //! All of it runs in the leader-elected part of the controller, next to the EcsInstance
 //! controller.
@@ -40,7 +41,6 @@ use super::desired::Schedules;
 use crate::api::schedule::{EcsPowerScheduleStatus, NextTransition};
 use crate::api::{EcsInstance, EcsPowerSchedule, OverrideState, PowerState};
 use crate::schedule::Schedule;
-use crate::telemetry::Metrics;
 
 /// That a watch has delivered its first full list, for any number of waiters. (kube's
 /// `Store::wait_until_ready` is a oneshot channel underneath: of several tasks waiting on one
@@ -403,31 +403,10 @@ pub(crate) fn status_at(
     (status, at)
 }
 
-/// Keeps the held-stopped counter: every `every`, each instance a schedule keeps stopped (it
-/// follows a schedule, no active override, desired and actual state Stopped) adds the seconds
-/// since the last tick, under its namespace and schedule.
-pub(crate) async fn count_held_stopped(
-    store: Store<EcsInstance>,
-    metrics: Metrics,
-    every: Duration,
-) {
-    let mut last = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(every).await;
-        let now = tokio::time::Instant::now();
-        let seconds = now.duration_since(last).as_secs_f64();
-        last = now;
-        for obj in store.state() {
-            if let Some((namespace, schedule)) = held_stopped(&obj) {
-                metrics.held_stopped(&namespace, &schedule, seconds);
-            }
-        }
-        debug!("held-stopped seconds counted");
-    }
-}
-
-/// The namespace and schedule of an instance its schedule holds stopped.
-fn held_stopped(obj: &EcsInstance) -> Option<(String, String)> {
+/// The namespace and schedule of an instance its schedule holds stopped: it follows a
+/// schedule, no override is active, and both the desired and the actual state are Stopped.
+/// (The runtime's periodic pass over the store adds the seconds to the savings counter.)
+pub(crate) fn held_stopped(obj: &EcsInstance) -> Option<(String, String)> {
     let schedule = followed(obj)?;
     let status = obj.status.as_ref()?;
     let overridden = status
