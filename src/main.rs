@@ -10,9 +10,9 @@ async fn main() -> ExitCode {
     // Installed as `kubectl-ecsi`, the same binary is the kubectl plugin (`kubectl ecsi ...`).
     if std::env::args_os()
         .next()
-        .is_some_and(|argv0| ecs_power_controller::plugin::invoked_as_plugin(&argv0))
+        .is_some_and(|argv0| ecs_power_controller::cli::plugin::invoked_as_plugin(&argv0))
     {
-        return ecs_power_controller::plugin::main().await;
+        return ecs_power_controller::cli::plugin::main().await;
     }
     Cli::parse().run().await
 }

@@ -3,7 +3,7 @@
 
 use clap::CommandFactory;
 use ecs_power_controller::Cli;
-use ecs_power_controller::plugin::PluginCli;
+use ecs_power_controller::cli::plugin::PluginCli;
 
 /// `path: --flag` for each argument without help text, in `cmd` and its subcommands.
 fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {

@@ -26,7 +26,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use ecs_client::InstanceStatus;
 use ecs_power_controller::api::EcsInstance;
-use ecs_power_controller::controller::request_reboot;
+use ecs_power_controller::cli::request_reboot;
 use ecs_sim::{Action, InstanceSpec, SimConfig, Simulator};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};

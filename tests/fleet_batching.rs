@@ -297,7 +297,7 @@ async fn a_batched_reboot_answered_internal_error_is_still_carried_out_exactly_o
 /// clock stands just before 08:00; nothing here depends on how long the boundary takes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_scheduled_instances_start_at_the_boundary_in_batches() {
-    use ecs_power_controller::api::schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
+    use ecs_power_controller::api::power_schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
     use ecs_power_controller::api::{EcsPowerSchedule, ScheduleReference};
 
     let (sandbox, fleet, api) = stopped_fleet("sched", 300).await;

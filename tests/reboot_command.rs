@@ -2,7 +2,7 @@
 //! errors when there is nothing to reboot.
 
 use ecs_power_controller::api::{EcsInstance, RebootMode};
-use ecs_power_controller::controller::{RebootError, RebootRequested, request_reboot};
+use ecs_power_controller::cli::{RebootError, RebootRequested, request_reboot};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

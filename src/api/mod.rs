@@ -4,7 +4,7 @@
 //! The Rust types are the source of truth: `crds/<name>.yaml` is generated from them
 //! (`ecs-power-controller crd <name>`, see [`CRDS`]), and a test fails when the two drift apart.
 
-pub mod schedule;
+pub mod power_schedule;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use ecs_client::{InstanceStatus, PowerAction, StoppedMode};
 
-pub use schedule::{
+pub use power_schedule::{
     EcsPowerSchedule, EcsPowerScheduleSpec, EcsPowerScheduleStatus, NextTransition,
 };
 

@@ -40,7 +40,7 @@ const PER_CALL: usize = 100;
 
 /// Benchmark the controller against the ECS quota bound (in-process API server + simulator).
 #[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Fleet sizes to run with batching on (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     pub objects: Vec<usize>,
@@ -127,7 +127,7 @@ fn fleet_hours(state: PowerState) -> serde_json::Value {
     })
 }
 
-pub async fn run(args: BenchArgs) -> ExitCode {
+pub(crate) async fn run(args: BenchArgs) -> ExitCode {
     let mut reports = Vec::new();
     let runs = args
         .objects

@@ -6,7 +6,7 @@ use std::path::Path;
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Usage {
+pub(super) struct Usage {
     /// `VmHWM`: the peak resident set, in bytes.
     pub peak_rss_bytes: u64,
     /// User + system CPU time.
@@ -14,7 +14,7 @@ pub struct Usage {
 }
 
 /// Usage of process `pid` (`"self"` for this one); `None` where `/proc` is unavailable.
-pub fn usage(pid: &str) -> Option<Usage> {
+pub(super) fn usage(pid: &str) -> Option<Usage> {
     let proc_dir = Path::new("/proc").join(pid);
     let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
     let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::sandbox::{RunningController, Sandbox};
 use crate::api::{EcsInstance, EcsPowerSchedule, PowerState};
-use crate::controller::conditions;
 use crate::controller::config::{Config, Timings};
+use crate::controller::reconcile::conditions;
 use ecs_client::command::parse_duration;
 use ecs_sim::{Action, SimConfig, TransitionTimes};
 

@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 
 use crate::api::EcsInstance;
 use crate::controller::config::Config;
-use crate::controller::connect::ecs_side;
-use crate::controller::runtime::{RunError, run_controller};
+use crate::controller::ecs::connect::ecs_side;
+use crate::controller::k8s::runtime::{RunError, run_controller};
 use crate::telemetry::Metrics;
 use crate::telemetry::server::Readiness;
 use ecs_client::Credentials;

@@ -11,7 +11,7 @@ use jiff::civil::{Date, Time};
 use jiff::tz::TimeZoneDatabase;
 
 use super::{Schedule, Window};
-use crate::api::schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
+use crate::api::power_schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
 
 /// The zone database bundled into the binary (see the module docs for why not the host's).
 static ZONES: LazyLock<TimeZoneDatabase> = LazyLock::new(TimeZoneDatabase::bundled);

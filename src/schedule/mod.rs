@@ -28,7 +28,7 @@ mod compile;
 pub mod overrides;
 pub mod preview;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 mod timeline;
 
 use std::collections::BTreeMap;

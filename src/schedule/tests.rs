@@ -1,6 +1,6 @@
 //! The window arithmetic on an injected clock: every instant is written out with its offset.
 
-use std::collections::BTreeMap;
+use crate::testing::annotations;
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -411,12 +411,6 @@ exceptions:
 // ---- overrides ----
 
 /// Annotations from `(key, value)` pairs.
-pub(crate) fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 #[test]
 fn an_override_holds_until_its_time_and_then_the_schedule_takes_over() {

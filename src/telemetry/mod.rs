@@ -1,9 +1,10 @@
-//! Logs and metrics.
+//! Logs, metrics, and the health endpoints ([`Readiness`]).
 
 pub(crate) mod metrics;
 pub(crate) mod server;
 
 pub use metrics::Metrics;
+pub use server::Readiness;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

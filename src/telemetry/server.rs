@@ -32,7 +32,7 @@ struct Shared {
     readiness: Readiness,
 }
 
-pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
+pub(crate) fn router(metrics: Metrics, readiness: Readiness) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
@@ -59,7 +59,7 @@ async fn ready_handler(State(shared): State<Shared>) -> impl IntoResponse {
 }
 
 /// Binds `addr` and serves until `shutdown` resolves. Returns the bound address.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     metrics: Metrics,
     readiness: Readiness,

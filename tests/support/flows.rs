@@ -18,7 +18,8 @@ use ecs_power_controller::api::{
     PAUSED_ANNOTATION, PowerState, RebootInFlight, RebootMode, RebootOutcome, SecretReference,
     StopSpec,
 };
-use ecs_power_controller::controller::{LeaseSettings, RebootRequested, request_reboot};
+use ecs_power_controller::cli::{RebootRequested, request_reboot};
+use ecs_power_controller::controller::LeaseSettings;
 use ecs_sim::{Action, FaultSpec, InstanceSpec, Outcome};
 use futures::future::join_all;
 use k8s_openapi::api::coordination::v1::Lease;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use ecs_client::InstanceStatus;
-use ecs_power_controller::api::schedule::{
+use ecs_power_controller::api::power_schedule::{
     EcsPowerScheduleSpec, NextTransition, RunningWindow, Weekday,
 };
 use ecs_power_controller::api::{
@@ -17,7 +17,7 @@ use ecs_power_controller::api::{
 };
 use ecs_sim::Action;
 use jiff::{SignedDuration, Timestamp};
-use ecs_power_controller::override_cmd::{OverrideChange, request_override};
+use ecs_power_controller::cli::{OverrideChange, request_override};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::Event;
 
@@ -14,49 +15,20 @@ use crate::api::{
     EcsInstanceSpec, EcsInstanceStatus, PowerState, RebootInFlight, RebootMode, RebootRequest,
     SecretReference,
 };
-use crate::controller::backoff::retry_delay;
-use crate::controller::batch::tests::api_error;
-use crate::controller::cluster::{SecretData, Written};
-use crate::controller::desired::tests::FakeSchedules;
-use crate::controller::observe::{DirectObserver, EcsConnector, Freshness, Lookup, Observer};
-use ecs_client::{Accepted, BatchAccepted, EcsError, InstanceStatus, PowerAction, PowerRequest};
+use crate::controller::ecs::observe::{DirectObserver, EcsConnector, Freshness, Lookup, Observer};
+use crate::controller::k8s::cluster::SecretData;
+use crate::controller::reconcile::ecs_retry::retry_delay;
+use crate::testing::{FakeEcs, FakeSchedules, FixedClock, Log, api_error};
+use ecs_client::{Accepted, EcsError, InstanceStatus, PowerAction};
 
 const NOW: &str = "2026-11-22T10:30:00Z";
-const REGION: &str = "cn-hangzhou";
 const ID: &str = "i-web1";
 const JITTER: f64 = 0.5;
 /// The resourceVersion of the object every test reconciles.
 const OBJECT_VERSION: u64 = 7;
 
-/// Everything that happened, in order: ECS calls and Kubernetes writes share one log.
-type Log = Arc<Mutex<Vec<String>>>;
-
 fn now() -> Timestamp {
     NOW.parse().unwrap()
-}
-
-/// [`NOW`] unless a test moves it on.
-struct FixedClock(Mutex<Timestamp>);
-
-impl Default for FixedClock {
-    fn default() -> Self {
-        Self(Mutex::new(now()))
-    }
-}
-
-impl FixedClock {
-    fn set(&self, to: Timestamp) {
-        *self.0.lock().unwrap() = to;
-    }
-}
-
-impl Clock for FixedClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().unwrap()
-    }
-    fn jitter(&self) -> f64 {
-        JITTER
-    }
 }
 
 /// A cluster in memory: Secrets to read, and every write and event kept. Like the API server,
@@ -153,37 +125,6 @@ impl Cluster for FakeCluster {
     }
 }
 
-/// One instance, as ECS shows it, and what ECS answers a power action.
-struct FakeEcs {
-    log: Log,
-    instance: Option<Instance>,
-    answer: Mutex<Result<Accepted, EcsError>>,
-}
-
-#[async_trait]
-impl EcsApi for FakeEcs {
-    async fn describe_instances(&self, _: &str, ids: &[String]) -> Result<Vec<Instance>, EcsError> {
-        self.log.lock().unwrap().push(format!("describe {ids:?}"));
-        Ok(self.instance.iter().cloned().collect())
-    }
-
-    async fn power(&self, _: &str, id: &str, request: PowerRequest) -> Result<Accepted, EcsError> {
-        let dry = if request.dry_run() { " (dry run)" } else { "" };
-        let name = request.action().single();
-        self.log.lock().unwrap().push(format!("{name} {id}{dry}"));
-        self.answer.lock().unwrap().clone()
-    }
-
-    async fn power_batch(
-        &self,
-        _: &str,
-        _: &[String],
-        _: PowerRequest,
-    ) -> Result<BatchAccepted, EcsError> {
-        unreachable!("reconcile calls one instance at a time")
-    }
-}
-
 struct Connector(Arc<FakeEcs>);
 
 impl EcsConnector for Connector {
@@ -192,10 +133,31 @@ impl EcsConnector for Connector {
     }
 }
 
+/// A reconciler over these fakes, observing through `observer`.
+fn reconciler(
+    cluster: &Arc<FakeCluster>,
+    ecs: &Arc<FakeEcs>,
+    schedules: &Arc<FakeSchedules>,
+    clock: &Arc<FixedClock>,
+    observer: Arc<dyn Observer>,
+) -> Reconciler {
+    Reconciler::with_clock(
+        cluster.clone(),
+        EcsSide {
+            connector: Arc::new(Connector(ecs.clone())),
+            observer,
+        },
+        schedules.clone(),
+        &Config::default(),
+        clock.clone(),
+    )
+}
+
 /// One object, the world around it, and a reconciler over them.
 struct World {
     log: Log,
     cluster: Arc<FakeCluster>,
+    ecs: Arc<FakeEcs>,
     reconciler: Arc<Reconciler>,
     clock: Arc<FixedClock>,
     schedules: Arc<FakeSchedules>,
@@ -214,34 +176,23 @@ impl World {
         let log = Log::default();
         cluster.log = log.clone();
         let cluster = Arc::new(cluster);
-        let ecs = Arc::new(FakeEcs {
-            log: log.clone(),
-            instance,
-            answer: Mutex::new(answer),
-        });
-        let config = Config::default();
-        let clock = Arc::new(FixedClock::default());
+        let ecs = FakeEcs::one(instance, answer, log.clone());
+        let clock = Arc::new(FixedClock::new(now(), JITTER));
         let schedules = Arc::new(FakeSchedules::default());
-        let reconciler = Arc::new(Reconciler {
-            cluster: cluster.clone(),
-            ecs: EcsSide {
-                connector: Arc::new(Connector(ecs)),
-                observer: Arc::new(DirectObserver),
-            },
-            clock: clock.clone(),
-            schedules: schedules.clone(),
-            schedule_offset: config.schedule_clock_offset,
-            resync: config.resync,
-            timings: config.timings,
-            api_backoff: Default::default(),
-        });
+        let reconciler = reconciler(&cluster, &ecs, &schedules, &clock, Arc::new(DirectObserver));
         Self {
             log,
             cluster,
-            reconciler,
+            ecs,
+            reconciler: Arc::new(reconciler),
             clock,
             schedules,
         }
+    }
+
+    /// One reconcile of `obj`, with the gates all open (no other object, no guard).
+    async fn reconcile(&self, obj: &EcsInstance) -> Result<Duration, Error> {
+        self.reconciler.reconcile(obj, &Gates::default()).await
     }
 
     fn log(&self) -> Vec<String> {
@@ -266,16 +217,8 @@ impl World {
 
 fn instance(status: InstanceStatus) -> Instance {
     Instance {
-        instance_id: ID.into(),
-        region_id: REGION.into(),
-        status,
         start_time: Some("2026-11-22T09:00Z".into()),
-        stopped_mode: None,
-        instance_type_family: None,
-        instance_charge_type: None,
-        expired_time: None,
-        locks: Vec::new(),
-        tags: Default::default(),
+        ..crate::testing::instance(ID, status)
     }
 }
 
@@ -329,7 +272,7 @@ async fn a_stopped_instance_wanted_running_is_started_once_and_polled() {
     let world = World::new(Some(instance(InstanceStatus::Stopped)), accepted("req-1"));
     let obj = object(PowerState::Running);
 
-    let next = world.reconciler.reconcile(&obj).await.unwrap();
+    let next = world.reconcile(&obj).await.unwrap();
 
     assert_eq!(
         world.log(),
@@ -361,7 +304,7 @@ async fn a_converged_instance_is_ready_and_an_unchanged_status_is_not_written_ag
     );
     let mut obj = object(PowerState::Running);
 
-    let next = world.reconciler.reconcile(&obj).await.unwrap();
+    let next = world.reconcile(&obj).await.unwrap();
     assert_eq!(next, Config::default().resync);
     let status = world.status();
     assert_eq!(condition(&status, "Ready").status, "True");
@@ -370,7 +313,7 @@ async fn a_converged_instance_is_ready_and_an_unchanged_status_is_not_written_ag
 
     // The next resync finds the same: nothing to write.
     obj.status = Some(status);
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
     let writes = world.log().iter().filter(|l| *l == "write status").count();
     assert_eq!(writes, 1, "{:?}", world.log());
     assert!(!world.log().iter().any(|l| l.starts_with("StartInstance")));
@@ -388,7 +331,7 @@ async fn a_passed_dry_run_is_an_answer_not_a_failure() {
     let mut obj = object(PowerState::Stopped);
     obj.spec.dry_run = true;
 
-    let next = world.reconciler.reconcile(&obj).await.unwrap();
+    let next = world.reconcile(&obj).await.unwrap();
 
     assert!(
         world
@@ -412,7 +355,7 @@ async fn a_reboot_is_recorded_as_intended_before_it_is_sent() {
     let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-r"));
     let obj = with_reboot(object(PowerState::Running), "t1");
 
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
 
     // Both writes went through: the status write was made at the version the intent write left
     // (the fake cluster, like the API server, refuses any other).
@@ -448,7 +391,7 @@ async fn an_object_changed_under_the_intent_is_looked_at_again_without_calling_e
     );
     let obj = with_reboot(object(PowerState::Running), "t1");
 
-    let next = world.reconciler.reconcile(&obj).await.unwrap();
+    let next = world.reconcile(&obj).await.unwrap();
 
     assert_eq!(next, seconds(1));
     assert_eq!(world.log()[1..], ["write intent: conflict".to_string()]);
@@ -463,7 +406,7 @@ async fn a_reboot_whose_fate_is_unknown_stays_in_flight_and_backs_off() {
     );
     let obj = with_reboot(object(PowerState::Running), "t1");
 
-    let next = world.reconciler.reconcile(&obj).await.unwrap();
+    let next = world.reconcile(&obj).await.unwrap();
 
     let status = world.status();
     let in_flight = status.reboot_in_flight.as_ref().expect("still in flight");
@@ -493,7 +436,7 @@ async fn a_reboot_refused_outright_is_forgotten_so_it_is_sent_again() {
     );
     let obj = with_reboot(object(PowerState::Running), "t1");
 
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
 
     let status = world.status();
     assert_eq!(status.reboot_in_flight, None);
@@ -529,7 +472,7 @@ async fn an_open_backoff_window_calls_nothing_and_keeps_the_conditions() {
     };
     obj.status = Some(failed);
 
-    let next = world.reconciler.reconcile(&obj).await.unwrap();
+    let next = world.reconcile(&obj).await.unwrap();
 
     assert_eq!(next, seconds(90));
     assert!(!world.log().iter().any(|l| l.starts_with("StartInstance")));
@@ -547,7 +490,7 @@ async fn a_missing_credentials_secret_stalls_without_calling_ecs() {
         name: "ecs-credentials".into(),
     });
 
-    let next = world.reconciler.reconcile(&obj).await.unwrap();
+    let next = world.reconcile(&obj).await.unwrap();
 
     assert_eq!(world.log(), ["write status"]);
     let status = world.status();
@@ -601,7 +544,7 @@ async fn a_changed_credentials_secret_lifts_the_backoff_at_once() {
         ..EcsInstanceStatus::default()
     });
 
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
 
     assert!(world.log().contains(&format!("StartInstance {ID}")));
     assert_eq!(world.status().retry.count, 0);
@@ -612,7 +555,7 @@ async fn an_unknown_instance_stalls_with_the_fix_in_the_message() {
     let world = World::new(None, accepted("req-1"));
     let obj = object(PowerState::Running);
 
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
 
     let status = world.status();
     assert_eq!(status.instance_status, Some(InstanceStatus::Unknown));
@@ -639,7 +582,7 @@ async fn a_stale_copy_never_overwrites_a_newer_status() {
     );
     let stale = with_reboot(object(PowerState::Running), "t1");
 
-    let next = world.reconciler.reconcile(&stale).await.unwrap();
+    let next = world.reconcile(&stale).await.unwrap();
 
     assert_eq!(
         world.log(),
@@ -671,14 +614,8 @@ async fn failing_status_writes_back_off_in_memory() {
 
     let mut delays = Vec::new();
     for _ in 0..8 {
-        let err = world.reconciler.reconcile(&obj).await.unwrap_err();
-        let action =
-            crate::controller::runtime::error_policy(obj.clone(), &err, world.reconciler.clone());
-        let delay = (1..=600)
-            .map(seconds)
-            .find(|d| action == kube::runtime::controller::Action::requeue(*d))
-            .unwrap_or_else(|| panic!("unexpected {action:?}"));
-        delays.push(delay);
+        let err = world.reconcile(&obj).await.unwrap_err();
+        delays.push(world.reconciler.retry_after(&obj, &err));
     }
 
     let ecs_backoff = retry_delay(ErrorClass::Transient, 1, None, JITTER);
@@ -719,7 +656,7 @@ async fn a_huge_ecs_error_message_is_cut_short_in_status_and_events() {
     let world = World::new(Some(instance(InstanceStatus::Stopped)), Err(err));
     let obj = object(PowerState::Running);
 
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
 
     let status = world.status();
     for c in &status.conditions {
@@ -749,7 +686,7 @@ async fn a_start_that_carries_a_token_waits_out_the_start_minute() {
     let world = World::new(Some(stopped), accepted("req-1"));
     let obj = with_reboot(object(PowerState::Running), "t1");
 
-    let next = world.reconciler.reconcile(&obj).await.unwrap();
+    let next = world.reconcile(&obj).await.unwrap();
 
     assert!(!world.log().iter().any(|l| l.starts_with("StartInstance")));
     // The end of the StartTime minute, plus the default margin.
@@ -768,14 +705,10 @@ async fn a_start_that_carries_a_token_waits_out_the_start_minute() {
 #[tokio::test]
 async fn a_reverted_token_is_not_carried_out_again_and_said_so_once() {
     let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-r"));
-    world
-        .reconciler
-        .reconcile(&object(PowerState::Running))
-        .await
-        .unwrap();
+    world.reconcile(&object(PowerState::Running)).await.unwrap();
     let mut ready = world.status();
     for t in ["t1", "t2"] {
-        crate::controller::tokens::remember(
+        crate::controller::reconcile::tokens::remember(
             &mut ready,
             t,
             crate::api::RebootOutcome::Rebooted,
@@ -789,7 +722,7 @@ async fn a_reverted_token_is_not_carried_out_again_and_said_so_once() {
     reverted.metadata.generation = Some(2);
     reverted.metadata.resource_version = Some((OBJECT_VERSION + 1).to_string());
     reverted.status = Some(ready);
-    world.reconciler.reconcile(&reverted).await.unwrap();
+    world.reconcile(&reverted).await.unwrap();
 
     assert!(
         !world.log().iter().any(|l| l.starts_with("RebootInstance")),
@@ -814,7 +747,7 @@ async fn a_reverted_token_is_not_carried_out_again_and_said_so_once() {
     // The next look (a resync) says nothing more and calls nothing.
     reverted.metadata.resource_version = Some((OBJECT_VERSION + 2).to_string());
     reverted.status = Some(status);
-    world.reconciler.reconcile(&reverted).await.unwrap();
+    world.reconcile(&reverted).await.unwrap();
     assert_eq!(world.event_reasons(), ["RebootTokenAlreadyDone"]);
     assert!(!world.log().iter().any(|l| l.starts_with("RebootInstance")));
 }
@@ -828,7 +761,7 @@ async fn a_token_on_a_fresh_object_is_adopted_without_a_reboot() {
         token: "release-42".into(),
         mode: RebootMode::Soft,
     });
-    world.reconciler.reconcile(&fresh).await.unwrap();
+    world.reconcile(&fresh).await.unwrap();
     assert!(!world.log().iter().any(|l| l.starts_with("RebootInstance")));
     let status = world.status();
     assert_eq!(status.last_reboot_token.as_deref(), Some("release-42"));
@@ -859,7 +792,7 @@ async fn a_duplicate_makes_no_ecs_call_and_names_the_owner() {
 
     let next = world
         .reconciler
-        .reconcile_gated(&duplicate, &gates)
+        .reconcile(&duplicate, &gates)
         .await
         .unwrap();
 
@@ -893,7 +826,7 @@ async fn the_tag_guard_reads_an_unclaimed_instance_and_never_changes_it() {
 
     let next = world
         .reconciler
-        .reconcile_gated(&object(PowerState::Stopped), &gates)
+        .reconcile(&object(PowerState::Stopped), &gates)
         .await
         .unwrap();
 
@@ -924,11 +857,7 @@ async fn the_tag_guard_keeps_a_token_seen_at_first_sight_adopted() {
         mode: RebootMode::Soft,
     });
 
-    world
-        .reconciler
-        .reconcile_gated(&restored, &gates)
-        .await
-        .unwrap();
+    world.reconciler.reconcile(&restored, &gates).await.unwrap();
 
     assert!(!world.log().iter().any(|l| l.starts_with("RebootInstance")));
     let status = world.status();
@@ -961,31 +890,20 @@ impl Observer for ViewObserver {
 impl World {
     /// ECS shows `instance`; the observer's view shows `view`.
     fn viewing(instance: Option<Instance>, view: Option<Instance>) -> Self {
-        let world = Self::new(None, accepted("req-1"));
-        let ecs = Arc::new(FakeEcs {
+        let world = Self::new(instance, accepted("req-1"));
+        let observer = Arc::new(ViewObserver {
             log: world.log.clone(),
-            instance,
-            answer: Mutex::new(accepted("req-1")),
+            view,
         });
-        let config = Config::default();
-        let reconciler = Arc::new(Reconciler {
-            cluster: world.cluster.clone(),
-            ecs: EcsSide {
-                connector: Arc::new(Connector(ecs)),
-                observer: Arc::new(ViewObserver {
-                    log: world.log.clone(),
-                    view,
-                }),
-            },
-            clock: world.clock.clone(),
-            schedules: world.schedules.clone(),
-            schedule_offset: config.schedule_clock_offset,
-            resync: config.resync,
-            timings: config.timings,
-            api_backoff: Default::default(),
-        });
+        let reconciler = reconciler(
+            &world.cluster,
+            &world.ecs,
+            &world.schedules,
+            &world.clock,
+            observer,
+        );
         Self {
-            reconciler,
+            reconciler: Arc::new(reconciler),
             ..world
         }
     }
@@ -1007,7 +925,7 @@ async fn a_resync_with_nothing_due_decides_on_the_fleet_view_without_calling_ecs
     let world = World::viewing(running.clone(), running);
     let obj = looked_at(object(PowerState::Running), InstanceStatus::Running);
 
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
 
     assert_eq!(world.log()[0], "view");
     assert!(!world.log().iter().any(|l| l.starts_with("describe")));
@@ -1023,7 +941,7 @@ async fn a_call_is_made_only_on_a_reading_sent_for_this_reconcile_never_on_the_v
     );
     let obj = looked_at(object(PowerState::Running), InstanceStatus::Stopped);
 
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
 
     assert_eq!(
         world.log(),
@@ -1041,13 +959,13 @@ async fn a_new_reboot_token_and_a_new_generation_are_decided_on_a_fresh_reading(
         looked_at(object(PowerState::Running), InstanceStatus::Running),
         "t1",
     );
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
     assert_eq!(world.log()[0], format!("describe [\"{ID}\"]"));
     assert!(!world.log().contains(&"view".to_string()));
 
     let world = World::viewing(running.clone(), running);
     let mut obj = looked_at(object(PowerState::Running), InstanceStatus::Running);
     obj.metadata.generation = Some(2);
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
     assert_eq!(world.log()[0], format!("describe [\"{ID}\"]"));
 }

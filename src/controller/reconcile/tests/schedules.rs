@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::api::{OverrideState, PAUSED_ANNOTATION, RetryStatus};
-use crate::controller::desired::tests::{office_hours, scheduled};
 use crate::schedule::overrides::{OVERRIDE_POWER_STATE, OVERRIDE_UNTIL};
+use crate::testing::{office_hours, scheduled};
 
 fn at(text: &str) -> Timestamp {
     text.parse().unwrap()
@@ -28,7 +28,7 @@ fn following() -> EcsInstance {
 }
 
 fn annotated(mut obj: EcsInstance, pairs: &[(&str, &str)]) -> EcsInstance {
-    obj.metadata.annotations = Some(crate::schedule::tests::annotations(pairs));
+    obj.metadata.annotations = Some(crate::testing::annotations(pairs));
     obj
 }
 
@@ -36,7 +36,7 @@ fn annotated(mut obj: EcsInstance, pairs: &[(&str, &str)]) -> EcsInstance {
 async fn at_the_evening_boundary_a_running_instance_is_stopped() {
     let world = world_at("2026-11-27T12:00:00Z", InstanceStatus::Running);
 
-    let next = world.reconciler.reconcile(&following()).await.unwrap();
+    let next = world.reconcile(&following()).await.unwrap();
 
     assert_eq!(
         world.log(),
@@ -61,7 +61,7 @@ async fn at_the_evening_boundary_a_running_instance_is_stopped() {
 async fn a_converged_instance_looks_again_exactly_at_the_boundary() {
     let world = world_at("2026-11-27T11:59:30Z", InstanceStatus::Running);
 
-    let next = world.reconciler.reconcile(&following()).await.unwrap();
+    let next = world.reconcile(&following()).await.unwrap();
 
     assert_eq!(next, seconds(30));
     let status = world.status();
@@ -77,7 +77,7 @@ async fn a_converged_instance_looks_again_exactly_at_the_boundary() {
 
     // Half a minute later (the requeue): the boundary, and the stop.
     world.clock.set(at("2026-11-27T12:00:00Z"));
-    world.reconciler.reconcile(&following()).await.unwrap();
+    world.reconcile(&following()).await.unwrap();
     assert!(world.log().contains(&format!("StopInstance {ID}")));
 }
 
@@ -85,7 +85,7 @@ async fn a_converged_instance_looks_again_exactly_at_the_boundary() {
 async fn a_missing_schedule_stalls_without_any_ecs_call() {
     let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-s"));
 
-    let next = world.reconciler.reconcile(&following()).await.unwrap();
+    let next = world.reconcile(&following()).await.unwrap();
 
     assert_eq!(world.log(), ["write status"]);
     assert_eq!(next, Config::default().resync);
@@ -105,13 +105,13 @@ async fn an_invalid_schedule_stalls_naming_the_field_without_any_ecs_call() {
     let mut broken = office_hours();
     broken
         .exceptions
-        .push(crate::api::schedule::ScheduleException {
+        .push(crate::api::power_schedule::ScheduleException {
             date: "2026-02-30".into(),
             power_state: PowerState::Stopped,
         });
     world.schedules.put("default", "office-hours", broken);
 
-    world.reconciler.reconcile(&following()).await.unwrap();
+    world.reconcile(&following()).await.unwrap();
 
     assert_eq!(world.log(), ["write status"]);
     let stalled = condition(&world.status(), "Stalled").clone();
@@ -134,7 +134,7 @@ async fn an_override_holds_an_instance_up_past_the_boundary() {
         ],
     );
 
-    let next = world.reconciler.reconcile(&held).await.unwrap();
+    let next = world.reconcile(&held).await.unwrap();
 
     assert!(!world.log().iter().any(|l| l.starts_with("StopInstance")));
     let status = world.status();
@@ -164,14 +164,14 @@ async fn an_expired_override_is_ignored_and_reported_once() {
         ],
     );
 
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
     assert!(world.log().contains(&format!("StopInstance {ID}")));
     assert_eq!(world.event_reasons(), ["OverrideExpired", "Stopping"]);
 
     // The next look, from the status just written: no second report.
     obj.status = Some(world.status());
     obj.metadata.resource_version = world.cluster.version.lock().unwrap().map(|v| v.to_string());
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
     let expired = world
         .event_reasons()
         .iter()
@@ -185,7 +185,7 @@ async fn an_invalid_override_is_reported_and_the_schedule_decides() {
     let world = world_at("2026-11-27T13:00:00Z", InstanceStatus::Running);
     let obj = annotated(following(), &[(OVERRIDE_POWER_STATE, "Up")]);
 
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
 
     assert!(world.log().contains(&format!("StopInstance {ID}")));
     assert_eq!(world.event_reasons(), ["OverrideInvalid", "Stopping"]);
@@ -211,7 +211,7 @@ async fn a_boundary_lifts_the_backoff_of_the_previous_state() {
         ..EcsInstanceStatus::default()
     });
 
-    world.reconciler.reconcile(&obj).await.unwrap();
+    world.reconcile(&obj).await.unwrap();
 
     assert!(world.log().contains(&format!("StopInstance {ID}")));
 }
@@ -220,14 +220,14 @@ async fn a_boundary_lifts_the_backoff_of_the_previous_state() {
 async fn a_schedule_respects_paused_and_dry_run() {
     let world = world_at("2026-11-27T12:00:00Z", InstanceStatus::Running);
     let paused = annotated(following(), &[(PAUSED_ANNOTATION, "true")]);
-    world.reconciler.reconcile(&paused).await.unwrap();
+    world.reconcile(&paused).await.unwrap();
     assert!(!world.log().iter().any(|l| l.starts_with("StopInstance")));
     assert_eq!(condition(&world.status(), "Ready").reason, "Paused");
 
     let world = world_at("2026-11-27T12:00:00Z", InstanceStatus::Running);
     let mut dry = following();
     dry.spec.dry_run = true;
-    world.reconciler.reconcile(&dry).await.unwrap();
+    world.reconcile(&dry).await.unwrap();
     assert!(
         world
             .log()
@@ -239,11 +239,11 @@ async fn a_schedule_respects_paused_and_dry_run() {
 #[tokio::test]
 async fn a_schedule_starts_and_stops_but_never_reboots() {
     let world = world_at("2026-11-30T00:00:00Z", InstanceStatus::Stopped);
-    world.reconciler.reconcile(&following()).await.unwrap();
+    world.reconcile(&following()).await.unwrap();
     assert!(world.log().contains(&format!("StartInstance {ID}")));
 
     let world = world_at("2026-11-30T00:00:00Z", InstanceStatus::Running);
-    world.reconciler.reconcile(&following()).await.unwrap();
+    world.reconcile(&following()).await.unwrap();
     assert!(
         !world
             .log()
