@@ -1,5 +1,5 @@
 //! The custom resources (`ecs.powerctl.io/v1alpha1`): `EcsInstance` here, `EcsPowerSchedule` in
-//! [`schedule`].
+//! [`power_schedule`].
 //!
 //! The Rust types are the source of truth: `crds/<name>.yaml` is generated from them
 //! (`ecs-power-controller crd <name>`, see [`CRDS`]), and a test fails when the two drift apart.

@@ -493,7 +493,14 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
         return Err(format!("the controller exited ({status}): {tail}"));
     }
 
-    let result = measure(args, n, batch, &sim, &kube, &api, &tracker, &pid).await;
+    let stack = Stack {
+        sim: &sim,
+        kube: &kube,
+        api: &api,
+        tracker: &tracker,
+        pid: &pid,
+    };
+    let result = measure(args, n, batch, &stack).await;
     let _ = child.kill();
     let _ = child.wait();
     follow.abort();
@@ -503,17 +510,29 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one measured run stands on: the two simulated services, the fleet's objects and what
+/// the watch has seen of them, and the controller's process.
+struct Stack<'a> {
+    sim: &'a Simulator,
+    kube: &'a KubeSim,
+    api: &'a Api<EcsInstance>,
+    tracker: &'a Tracker,
+    pid: &'a str,
+}
+
 async fn measure(
     args: &BenchArgs,
     n: usize,
     batch: bool,
-    sim: &Simulator,
-    kube: &KubeSim,
-    api: &Api<EcsInstance>,
-    tracker: &Tracker,
-    pid: &str,
+    stack: &Stack<'_>,
 ) -> Result<Report, String> {
+    let Stack {
+        sim,
+        kube,
+        api,
+        tracker,
+        pid,
+    } = *stack;
     // 1. The controller takes over the fleet: everything Stopped as desired.
     let mut takeover = Vec::new();
     let waited = Instant::now();

@@ -1,6 +1,6 @@
 //! The command line: one binary, one subcommand per job, each in its own module here with its
-//! flags and its `run`: [`run`] (the controller), [`reboot`], [`power_override`],
-//! [`schedule_preview`], [`crd`], and the `kubectl ecsi` [`plugin`]; [`target`] is the
+//! flags and its `run`: `run` (the controller), `reboot`, `power_override`,
+//! `schedule_preview`, `crd`, and the `kubectl ecsi` [`plugin`]; `target` is the
 //! `NAME [-n NAMESPACE]` they share. The developer tools keep theirs beside them (`demo`,
 //! `bench`, behind the `dev-tools` feature), as do the crates (`ecs_client::command`,
 //! `ecs_sim::cli`). This module is the table of them.

@@ -1,6 +1,6 @@
 //! Everything the controller is configured with, in one tree.
 //!
-//! [`Config`] is built from the `run` flags in one place (`run_cmd::config`), and directly by
+//! [`Config`] is built from the `run` flags in one place (`cli::run`), and directly by
 //! the demo, the benchmark and the tests. It is plain data: no clap derives (the flags are the
 //! command's business), no behaviour beyond defaults. Every other controller module reads its
 //! part of the tree; none defines settings of its own.

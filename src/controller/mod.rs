@@ -1,20 +1,20 @@
 //! The controller: observe → decide → act → record, and what runs it.
 //!
 //! Four folders, one concern each (dependencies point down this list, never back):
-//! - [`k8s`]: the Kubernetes side: kube-runtime's Controller and the streams that trigger a
-//!   reconcile (`k8s::runtime`), the [`k8s::cluster::Cluster`] a reconcile reads Secrets from
+//! - `k8s`: the Kubernetes side: kube-runtime's Controller and the streams that trigger a
+//!   reconcile (`k8s::runtime`), the `k8s::cluster::Cluster` a reconcile reads Secrets from
 //!   and writes status through, events, leader election, Secret changes, the schedule cache.
-//! - [`reconcile`]: one object's pass, pure but for the two seams it is handed (the cluster
+//! - `reconcile`: one object's pass, pure but for the two seams it is handed (the cluster
 //!   and the ECS side): admit, resolve the desired state, read credentials, observe, decide,
 //!   act, write. The rules it applies live beside it: `desired`, `decide`, `tokens`,
 //!   `next_status`, `conditions`, and the two retry policies (`ecs_retry`, `api_retry`).
-//! - [`admission`]: whether an object may use ECS at all (one owner per instance, the tenancy
+//! - `admission`: whether an object may use ECS at all (one owner per instance, the tenancy
 //!   guards).
-//! - [`ecs`]: everything that talks to ECS: the observer seam, a connection per credential set,
+//! - `ecs`: everything that talks to ECS: the observer seam, a connection per credential set,
 //!   call metrics, batching and the fleet observer.
 //!
-//! Beside them: [`schedule_status`], the EcsPowerSchedule status controller; [`config`], every
-//! setting in one tree; [`clock`], the injected time; [`truncate`], the bound on outside text.
+//! Beside them: `schedule_status`, the EcsPowerSchedule status controller; `config`, every
+//! setting in one tree; `clock`, the injected time; `truncate`, the bound on outside text.
 
 pub(crate) mod admission;
 pub(crate) mod clock;

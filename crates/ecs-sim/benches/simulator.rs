@@ -5,7 +5,7 @@
 //! SIM_BENCH_INSTANCES (100000). The load generator signs every request (V3, like the SDKs)
 //! in the same process, so the number is a floor for the server alone.
 
-#[path = "../tests/sim_support/mod.rs"]
+#[path = "../tests/sim/support/mod.rs"]
 mod sim_support;
 
 use std::sync::Arc;

@@ -212,17 +212,29 @@ pub(crate) fn render(entries: &[ManagerEntry]) -> Value {
     )
 }
 
-/// Records that a non-apply write by `manager` changed the fields between `old` and `new`:
+/// Who writes, as a `managedFields` entry names it: the field manager, the subresource
+/// (`""` for the main resource), the apiVersion written, and when.
+pub(crate) struct Writer<'a> {
+    pub(crate) manager: &'a str,
+    pub(crate) subresource: &'a str,
+    pub(crate) api_version: &'a str,
+    pub(crate) now: &'a str,
+}
+
+/// Records that a non-apply write by `writer` changed the fields between `old` and `new`:
 /// the writer takes ownership of what it changed, others lose it.
 pub(crate) fn record_update(
     entries: &mut Vec<ManagerEntry>,
-    manager: &str,
-    subresource: &str,
-    api_version: &str,
-    now: &str,
+    writer: &Writer<'_>,
     old: Option<&Value>,
     new: &Value,
 ) {
+    let Writer {
+        manager,
+        subresource,
+        api_version,
+        now,
+    } = *writer;
     let changed = match old {
         Some(o) => changed_paths(o, new),
         None => leaf_paths(new),
@@ -257,22 +269,24 @@ pub(crate) fn record_update(
     entries.retain(|e| !e.fields.is_empty());
 }
 
-/// Server-side apply of `applied` by `manager` onto `live`. `in_scope` picks the fields this
-/// endpoint may touch (status only on `/status`, everything but status on the main resource
-/// when the status subresource is enabled). Returns the merged object, or the conflicts
-/// as (manager, field) pairs.
-#[allow(clippy::too_many_arguments)]
+/// Server-side apply of `applied` by `writer` onto `live` (`force`: take over conflicting
+/// fields). `in_scope` picks the fields this endpoint may touch (status only on `/status`,
+/// everything but status on the main resource when the status subresource is enabled).
+/// Returns the merged object, or the conflicts as (manager, field) pairs.
 pub(crate) fn apply(
     live: &Value,
     applied: &Value,
     entries: &mut Vec<ManagerEntry>,
-    manager: &str,
-    subresource: &str,
-    api_version: &str,
-    now: &str,
+    writer: &Writer<'_>,
     force: bool,
     in_scope: &dyn Fn(&FieldPath) -> bool,
 ) -> Result<Value, Vec<(String, String)>> {
+    let Writer {
+        manager,
+        subresource,
+        api_version,
+        now,
+    } = *writer;
     let applied_paths: BTreeSet<FieldPath> = leaf_paths(applied)
         .into_iter()
         .filter(|p| in_scope(p))
@@ -361,24 +375,30 @@ mod tests {
         true
     }
 
+    fn by(manager: &str) -> Writer<'_> {
+        Writer {
+            manager,
+            subresource: "",
+            api_version: "v1",
+            now: "t",
+        }
+    }
+
     #[test]
     fn apply_removes_fields_the_manager_stopped_applying_and_detects_conflicts() {
         let mut entries = Vec::new();
         let live = json!({"spec": {}});
         let a1 = json!({"spec": {"a": 1, "b": 2}});
-        let merged = apply(&live, &a1, &mut entries, "m1", "", "v1", "t", false, &all).unwrap();
+        let merged = apply(&live, &a1, &mut entries, &by("m1"), false, &all).unwrap();
         assert_eq!(merged, json!({"spec": {"a": 1, "b": 2}}));
         let a2 = json!({"spec": {"a": 1}});
-        let merged = apply(&merged, &a2, &mut entries, "m1", "", "v1", "t", false, &all).unwrap();
+        let merged = apply(&merged, &a2, &mut entries, &by("m1"), false, &all).unwrap();
         assert_eq!(merged, json!({"spec": {"a": 1}}));
         let conflict = apply(
             &merged,
             &json!({"spec": {"a": 5}}),
             &mut entries,
-            "m2",
-            "",
-            "v1",
-            "t",
+            &by("m2"),
             false,
             &all,
         );
@@ -390,10 +410,7 @@ mod tests {
             &merged,
             &json!({"spec": {"a": 5}}),
             &mut entries,
-            "m2",
-            "",
-            "v1",
-            "t",
+            &by("m2"),
             true,
             &all,
         )
@@ -407,10 +424,7 @@ mod tests {
         let mut entries = Vec::new();
         record_update(
             &mut entries,
-            "kubectl",
-            "",
-            "v1",
-            "t",
+            &by("kubectl"),
             None,
             &json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {"x": [1], "y": {"z": true}}}),
         );

@@ -742,10 +742,12 @@ impl State {
                 let mut e = Vec::new();
                 managed::record_update(
                     &mut e,
-                    &ctx.manager(),
-                    ctx.subresource(),
-                    &api_version,
-                    &now_rfc3339(),
+                    &managed::Writer {
+                        manager: &ctx.manager(),
+                        subresource: ctx.subresource(),
+                        api_version: &api_version,
+                        now: &now_rfc3339(),
+                    },
                     None,
                     &body,
                 );
@@ -877,18 +879,15 @@ impl State {
                 match existing {
                     Ok(old) => {
                         let mut entries = managed::parse(&old);
-                        let merged = managed::apply(
-                            &old,
-                            &applied,
-                            &mut entries,
-                            &manager,
-                            ctx.subresource(),
-                            &api_version,
-                            &now,
-                            force,
-                            &in_scope,
-                        )
-                        .map_err(|c| ApiError::apply_conflict(&target(&def, name), &c))?;
+                        let writer = managed::Writer {
+                            manager: &manager,
+                            subresource: ctx.subresource(),
+                            api_version: &api_version,
+                            now: &now,
+                        };
+                        let merged =
+                            managed::apply(&old, &applied, &mut entries, &writer, force, &in_scope)
+                                .map_err(|c| ApiError::apply_conflict(&target(&def, name), &c))?;
                         let obj = self.commit_update(ctx, name, old, merged, Some(entries))?;
                         Ok((obj, false))
                     }
@@ -901,14 +900,17 @@ impl State {
                         if def.namespaced {
                             fresh["metadata"]["namespace"] = Value::String(ctx.namespace.clone());
                         }
+                        let writer = managed::Writer {
+                            manager: &manager,
+                            subresource: "",
+                            api_version: &api_version,
+                            now: &now,
+                        };
                         let merged = managed::apply(
                             &fresh,
                             &applied,
                             &mut entries,
-                            &manager,
-                            "",
-                            &api_version,
-                            &now,
+                            &writer,
                             force,
                             &in_scope,
                         )
@@ -1047,10 +1049,12 @@ impl State {
                 meta_mut(&mut old_plain).remove("managedFields");
                 managed::record_update(
                     &mut e,
-                    &ctx.manager(),
-                    ctx.subresource(),
-                    &def.api_version(),
-                    &now_rfc3339(),
+                    &managed::Writer {
+                        manager: &ctx.manager(),
+                        subresource: ctx.subresource(),
+                        api_version: &def.api_version(),
+                        now: &now_rfc3339(),
+                    },
                     Some(&old_plain),
                     &new,
                 );

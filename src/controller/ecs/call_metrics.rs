@@ -22,7 +22,7 @@ impl CountingEcs {
         Self { inner, metrics }
     }
 
-    async fn metered<T>(
+    async fn counted<T>(
         &self,
         action: &str,
         call: impl Future<Output = Result<T, EcsError>>,
@@ -51,7 +51,7 @@ impl EcsApi for CountingEcs {
         ids: &[String],
     ) -> Result<Vec<Instance>, EcsError> {
         let call = self.inner.describe_instances(region, ids);
-        self.metered("DescribeInstances", call, ok).await
+        self.counted("DescribeInstances", call, ok).await
     }
 
     async fn power(
@@ -61,7 +61,7 @@ impl EcsApi for CountingEcs {
         request: PowerRequest,
     ) -> Result<Accepted, EcsError> {
         let call = self.inner.power(region, id, request);
-        self.metered(request.action().single(), call, |a: &Accepted| {
+        self.counted(request.action().single(), call, |a: &Accepted| {
             if a.dry_run { "DryRunOperation" } else { "OK" }
         })
         .await
@@ -74,6 +74,6 @@ impl EcsApi for CountingEcs {
         request: PowerRequest,
     ) -> Result<BatchAccepted, EcsError> {
         let call = self.inner.power_batch(region, ids, request);
-        self.metered(request.action().batch(), call, ok).await
+        self.counted(request.action().batch(), call, ok).await
     }
 }

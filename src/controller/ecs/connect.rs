@@ -84,11 +84,11 @@ impl EcsConnector for ClientConnector {
             None => self.base.clone(),
         };
         // Metered inside the batching layer: the metrics count the calls ECS actually sees.
-        let metered: Arc<dyn EcsApi> =
+        let counted: Arc<dyn EcsApi> =
             Arc::new(CountingEcs::new(Arc::new(client), self.metrics.clone()));
         let api: Arc<dyn EcsApi> = match self.batch {
-            Some(settings) => Arc::new(BatchingEcs::new(metered, settings)),
-            None => metered,
+            Some(settings) => Arc::new(BatchingEcs::new(counted, settings)),
+            None => counted,
         };
         let api = match &self.fleet {
             Some(fleet) => Arc::new(fleet.invalidating(api, key.clone())),

@@ -555,7 +555,7 @@ mod tests {
     }
 
     /// The controller looks again exactly when the window it records ends: the requeue delay a
-    /// failure returns is `nextAttemptAfter - now`. With `backoff::retry_delay` this is when a
+    /// failure returns is `nextAttemptAfter - now`. With `ecs_retry::retry_delay` this is when a
     /// retry comes (5–6 s, then 10–12 s for InstanceNotReady).
     #[test]
     fn a_failure_requeues_for_exactly_the_window_it_records() {

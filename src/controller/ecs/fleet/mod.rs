@@ -13,7 +13,7 @@
 //!   Pending, Starting or Stopping. When a reading differs from what an object last saw, that
 //!   object is reconciled ([`Observer::changes`], a trigger stream for kube-runtime's
 //!   `reconcile_on`); otherwise nothing happens.
-//! - **Lookups** ask for a [`Freshness`]. A resync accepts the view (no ECS call at all); a spec
+//! - **Lookups** ask for a [`Freshness`](crate::controller::ecs::observe::Freshness). A resync accepts the view (no ECS call at all); a spec
 //!   change, a reboot token or a call about to be made needs a DescribeInstances sent after the
 //!   reconcile began, which goes through the [`BatchingObserver`] (coalesced with other such
 //!   lookups) and has priority: periodic pages of the region wait while one is pending, so they
@@ -224,7 +224,7 @@ impl FleetObserver {
         }
     }
 
-    /// `inner`, noting its power calls so that readings sent before them answer nobody.
+    /// `inner`, invalidating readings at its power calls so that readings sent before them answer nobody.
     pub(crate) fn invalidating(
         &self,
         inner: Arc<dyn ecs_client::EcsApi>,

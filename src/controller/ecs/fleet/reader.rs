@@ -1,4 +1,4 @@
-//! The periodic reading: one loop per fleet, reading what [`Fleet::next_read`] says is due and
+//! The periodic reading: one loop per fleet, reading what [`Fleet::next_read`](super::state::Fleet::next_read) says is due and
 //! triggering the objects whose instance changed.
 
 use std::collections::HashSet;

@@ -1,15 +1,13 @@
 //! Every error of the seed pages happens when its condition holds, with ECS's status and body;
 //! injected faults, random errors, quotas and latency behave as configured.
 
-mod sim_support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{Client, KEY, SECRET};
 use ecs_client::types::InstanceStatus;
 use ecs_sim::{
     Action, ErrorRates, FaultSpec, Flags, InstanceSpec, Latency, Outcome, SimConfig, Simulator,
 };
-use sim_support::{Client, KEY, SECRET};
 
 const REGION: &str = "cn-hangzhou";
 

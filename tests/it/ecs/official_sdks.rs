@@ -1,9 +1,7 @@
 //! The official Alibaba Cloud Python SDKs cannot tell the simulator from ECS: describe, start,
 //! stop and reboot flows and every seed-page error arrive as the right exception code and HTTP
 //! status, with V3 signing, with V1 (`signature_algorithm='v2'`), and with the legacy
-//! `aliyun-python-sdk-core`. The flows live in `tests/sdk/sim_flows.py`.
-
-mod support;
+//! `aliyun-python-sdk-core`. The flows live in `tests/it/ecs/sdk/sim_flows.py`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -52,8 +50,8 @@ fn fleet() -> SimConfig {
 async fn official_sdks_cannot_tell_the_simulator_from_ecs() {
     let sim = Simulator::start(fleet()).await.expect("simulator starts");
     let host = sim.addr().to_string();
-    let python = support::python::sdk_python();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/sim_flows.py");
+    let python = crate::support::python::sdk_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/ecs/sdk/sim_flows.py");
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
             .arg(script)

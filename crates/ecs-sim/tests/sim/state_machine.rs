@@ -1,13 +1,11 @@
 //! The instance state machine as seen over the wire: transitions take their configured time,
 //! StartTime and StoppedMode move as ECS reports them, listings page correctly.
 
-mod sim_support;
-
 use std::time::Duration;
 
+use crate::support::{Client, KEY, SECRET};
 use ecs_client::types::InstanceStatus;
 use ecs_sim::{Action, InstanceSpec, Outcome, SimConfig, Simulator, TransitionTimes};
-use sim_support::{Client, KEY, SECRET};
 
 const REGION: &str = "cn-hangzhou";
 

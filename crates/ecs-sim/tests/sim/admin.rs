@@ -1,10 +1,8 @@
 //! The admin API under /_sim: everything a test or an operator steers from outside.
 
-mod sim_support;
-
+use crate::support::{Client, KEY, SECRET};
 use ecs_sim::{SimConfig, Simulator};
 use serde_json::json;
-use sim_support::{Client, KEY, SECRET};
 
 async fn sim() -> (Simulator, Client) {
     let sim = Simulator::start(SimConfig::instant().with_key(KEY, SECRET))

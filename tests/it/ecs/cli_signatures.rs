@@ -1,8 +1,6 @@
 //! The `ecs` CLI against a server that verifies signatures with the official SDKs' own code
-//! (`tests/sdk/verify_server.py`): every command, both signature versions, accepted; a wrong
+//! (`tests/it/ecs/sdk/verify_server.py`): every command, both signature versions, accepted; a wrong
 //! secret refused with the one-line error an operator reads.
-
-mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -20,8 +18,9 @@ struct VerifyServer {
 
 impl VerifyServer {
     fn start() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/verify_server.py");
-        let mut child = Command::new(support::python::sdk_python())
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/ecs/sdk/verify_server.py");
+        let mut child = Command::new(crate::support::python::sdk_python())
             .arg(script)
             .args([ACCESS_KEY_ID, ACCESS_KEY_SECRET])
             .stdout(Stdio::piped())

@@ -3,10 +3,9 @@
 //! own clock before the other takes over. In both, only the leader calls ECS and every mutating
 //! call is made once. A replica stopped before it got going stops at once.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::scenario::*;
 use ecs_client::InstanceStatus;
 use ecs_power_controller::api::PowerState;
 use ecs_power_controller::controller::LeaseSettings;
@@ -16,7 +15,6 @@ use ecs_sim::Action;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use kubesim::{RequestFilter, Verb};
-use support::scenario::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

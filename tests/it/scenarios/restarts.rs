@@ -1,11 +1,9 @@
-//! The controller end to end over HTTP, on the in-process Kubernetes API server: every shared
-//! scenario (`support::flows`), plus those that need the API server's fault injection: a kill
-//! between call and record, dropped watches, conflicts and 500s, and a 500-object fleet.
-
-mod support;
+//! Scenarios that need the in-process API server's fault injection: a kill between call and
+//! record, dropped watches, conflicts and 500s, a 500-object fleet.
 
 use std::time::Duration;
 
+use crate::support::scenario::*;
 use ecs_client::InstanceStatus;
 use ecs_power_controller::api::PowerState;
 use ecs_power_controller::controller::{BatchSettings, Config};
@@ -14,12 +12,7 @@ use futures::FutureExt;
 use futures::future::join_all;
 use kube::api::ListParams;
 use kubesim::{RequestFilter, Verb};
-use support::scenario::*;
 
-scenario_tests!(Backend::Local);
-
-#[path = "scenarios/tenancy.rs"]
-mod tenancy;
 /// From now on EcsInstance status writes hang (for 30 s): what a controller does next is never
 /// recorded.
 fn hang_status_writes(s: &Scenario) {
@@ -36,7 +29,9 @@ fn hang_status_writes(s: &Scenario) {
 /// shifted schedule clock) finds the instance stopped and makes no second call.
 #[tokio::test]
 async fn a_restart_mid_transition_makes_no_second_call() {
-    use schedule_flows::{at, controller_shifted, create_schedule, daytime, following, settled_in};
+    use crate::flows::schedules::{
+        at, controller_shifted, create_schedule, daytime, following, settled_in,
+    };
     run_flow(Backend::Local, async |s| {
         s.add([instance("i-boundary1", InstanceStatus::Running)]);
         create_schedule(s, &daytime()).await;

@@ -1,11 +1,9 @@
 //! The simulator checks signatures as ECS does: V3 and V1 accepted with the configured keys,
 //! everything else refused with ECS's codes.
 
-mod sim_support;
-
+use crate::support::{Client, KEY, SECRET, Tweak};
 use ecs_client::types::InstanceStatus;
 use ecs_sim::{Action, InstanceSpec, KeySpec, Outcome, Signature, SimConfig, Simulator};
-use sim_support::{Client, KEY, SECRET, Tweak};
 
 async fn sim() -> (Simulator, Client) {
     let mut config = SimConfig::instant()

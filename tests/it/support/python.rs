@@ -2,7 +2,7 @@
 //!
 //! Tests that drive the simulator or our client with the official SDKs call [`sdk_python`];
 //! the venv lives under the target directory and is built once (under a file lock, since test
-//! binaries run in parallel) from `tests/sdk/requirements.txt`.
+//! binaries run in parallel) from `tests/it/ecs/sdk/requirements.txt`.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -16,8 +16,10 @@ fn target_dir() -> PathBuf {
 
 /// Path to the venv's `python`, with the pinned SDKs installed.
 pub fn sdk_python() -> PathBuf {
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/requirements.txt");
-    let wanted = fs::read_to_string(&requirements).expect("tests/sdk/requirements.txt is readable");
+    let requirements =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/ecs/sdk/requirements.txt");
+    let wanted =
+        fs::read_to_string(&requirements).expect("tests/it/ecs/sdk/requirements.txt is readable");
     let venv = target_dir().join("sdk-venv");
     let python = venv.join("bin/python");
     let stamp = venv.join("installed-requirements.txt");

@@ -1,10 +1,8 @@
 //! The official SDKs this project is tested against can be installed and imported.
 
-mod support;
-
 #[test]
 fn official_sdks_import() {
-    let python = support::python::sdk_python();
+    let python = crate::support::python::sdk_python();
     let status = std::process::Command::new(python)
         .args([
             "-c",

@@ -8,15 +8,13 @@
 //! kubectl is on every development and CI machine of this project; when it is missing the
 //! suite fails and says how to install it, it never skips.
 
-mod support;
-
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::scenario::*;
 use ecs_client::InstanceStatus;
 use ecs_power_controller::demo::Sandbox;
-use support::scenario::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecs-power-controller");
 const WAIT: Duration = Duration::from_secs(30);
@@ -657,7 +655,7 @@ fn readme_session() -> Vec<Vec<String>> {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let start = readme
-        .find("<!-- kubectl session: tests/kubectl.rs")
+        .find("<!-- kubectl session: tests/it/cli/kubectl.rs")
         .expect("the README's kubectl session marker");
     let block = readme[start..]
         .split("```sh\n")

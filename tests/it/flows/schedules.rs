@@ -1,4 +1,4 @@
-//! Power schedules end to end, on both backends (see `flows.rs`): a schedule stops and starts a
+//! Power schedules end to end, on both backends (see `flows/mod.rs`): a schedule stops and starts a
 //! fleet at its boundaries, an override holds an instance up, a deleted schedule stalls, and
 //! the API refuses an EcsInstance with both or neither of powerState and scheduleRef.
 //!
@@ -15,9 +15,9 @@ use ecs_power_controller::api::power_schedule::{
 use ecs_power_controller::api::{
     EcsInstance, EcsPowerSchedule, OverrideState, PowerState, ScheduleReference,
 };
+use ecs_power_controller::cli::{OverrideChange, request_override};
 use ecs_sim::Action;
 use jiff::{SignedDuration, Timestamp};
-use ecs_power_controller::cli::{OverrideChange, request_override};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 
@@ -155,8 +155,16 @@ flow!(
                 .await;
         }
         for id in ids {
-            assert_eq!(s.sim.calls().count_all(Action::StartInstance, id), 1, "{id}");
-            assert_eq!(s.sim.calls().count_all(Action::RebootInstance, id), 0, "{id}");
+            assert_eq!(
+                s.sim.calls().count_all(Action::StartInstance, id),
+                1,
+                "{id}"
+            );
+            assert_eq!(
+                s.sim.calls().count_all(Action::RebootInstance, id),
+                0,
+                "{id}"
+            );
         }
     }
 );
@@ -174,7 +182,10 @@ flow!(
         obj.metadata.annotations = Some(
             [
                 (OVERRIDE_POWER_STATE.to_string(), "Running".to_string()),
-                (OVERRIDE_UNTIL.to_string(), "2026-11-27T23:00:00Z".to_string()),
+                (
+                    OVERRIDE_UNTIL.to_string(),
+                    "2026-11-27T23:00:00Z".to_string(),
+                ),
             ]
             .into(),
         );
@@ -193,9 +204,15 @@ flow!(
             power_state: PowerState::Running,
             duration: SignedDuration::from_secs(2),
         };
-        request_override(&s.client, &s.namespace, "release", hold, Timestamp::now() + offset)
-            .await
-            .expect("override written");
+        request_override(
+            &s.client,
+            &s.namespace,
+            "release",
+            hold,
+            Timestamp::now() + offset,
+        )
+        .await
+        .expect("override written");
         let taken_back = s.wait_for("release", settled_in(PowerState::Stopped)).await;
         assert_eq!(
             taken_back.status.unwrap().power_override.unwrap().state,
@@ -205,12 +222,20 @@ flow!(
         s.wait_for_event("release", "OverrideExpired").await;
 
         // `override --clear` removes the annotations; the expired report goes with them.
-        request_override(&s.client, &s.namespace, "release", OverrideChange::Clear, Timestamp::now())
-            .await
-            .expect("override cleared");
+        request_override(
+            &s.client,
+            &s.namespace,
+            "release",
+            OverrideChange::Clear,
+            Timestamp::now(),
+        )
+        .await
+        .expect("override cleared");
         let cleared = s
             .wait_for("release", |o| {
-                o.status.as_ref().is_some_and(|st| st.power_override.is_none())
+                o.status
+                    .as_ref()
+                    .is_some_and(|st| st.power_override.is_none())
             })
             .await;
         assert!(cleared.annotations().get(OVERRIDE_UNTIL).is_none());
@@ -273,7 +298,8 @@ flow!(
                 .expect_err("refused");
             let text = err.to_string();
             assert!(
-                text.contains("exactly one of spec.powerState") && text.contains("spec.scheduleRef"),
+                text.contains("exactly one of spec.powerState")
+                    && text.contains("spec.scheduleRef"),
                 "{text}"
             );
         }
