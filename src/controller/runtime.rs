@@ -142,7 +142,9 @@ async fn run_until(
     ));
     readiness.set(true);
     let Some(lease) = config.lease.clone() else {
-        reconcile_until(client, ctx, &schedules, &config, metrics, shutdown).await;
+        metrics.set_leader(true);
+        reconcile_until(client, ctx, &schedules, &config, metrics.clone(), shutdown).await;
+        metrics.set_leader(false);
         return Ok(());
     };
     let leadership = leader::spawn(client.clone(), lease);
@@ -153,6 +155,7 @@ async fn run_until(
             changed = leading.wait_for(|l| *l) => if changed.is_err() { break },
         }
         info!("leading: reconciling");
+        metrics.set_leader(true);
         let run = reconcile_until(
             client.clone(),
             ctx.clone(),
@@ -161,12 +164,17 @@ async fn run_until(
             metrics.clone(),
             shutdown.clone(),
         );
-        tokio::select! {
+        let stopped = tokio::select! {
             // A graceful stop: in-flight reconciles have finished.
-            _ = run => break,
+            _ = run => true,
             _ = leading.wait_for(|l| !*l) => {
                 warn!("lost leadership: stopped reconciling");
+                false
             }
+        };
+        metrics.set_leader(false);
+        if stopped {
+            break;
         }
     }
     // Nothing of this replica calls ECS any more: hand the lease over now rather than make the
@@ -329,7 +337,8 @@ pub(crate) fn error_policy(obj: Arc<EcsInstance>, err: &Error, ctx: Arc<Reconcil
     Action::requeue(delay)
 }
 
-/// One pass over the store every `every`: keeps the `objects{condition}` gauge current, and adds
+/// One pass over the store every `every`: keeps the `objects{condition}`,
+/// `stalled_objects{namespace,reason}` and `reboots_pending{namespace}` gauges current, and adds
 /// the seconds since the last pass to the savings counter for each instance its schedule holds
 /// stopped (see [`schedules::held_stopped`]).
 async fn count_from_store(store: Store<EcsInstance>, metrics: Metrics, every: Duration) {
@@ -345,7 +354,11 @@ async fn count_from_store(store: Store<EcsInstance>, metrics: Metrics, every: Du
             (conditions::STALLED, 0),
             ("Unknown", 0),
         ];
-        for obj in store.state() {
+        let objects = store.state();
+        let mut stalled = Vec::new();
+        let mut reboots_pending = Vec::new();
+        for obj in &objects {
+            let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
             let conditions = obj
                 .status
                 .as_ref()
@@ -364,10 +377,30 @@ async fn count_from_store(store: Store<EcsInstance>, metrics: Metrics, every: Du
             })
             .unwrap_or(3);
             counts[index].1 += 1;
-            if let Some((namespace, schedule)) = schedules::held_stopped(&obj) {
+            if let Some(c) = conditions
+                .iter()
+                .find(|c| c.type_ == conditions::STALLED && c.status == "True")
+            {
+                stalled.push((namespace, c.reason.as_str()));
+            }
+            // Asked for and neither carried out nor otherwise settled (in flight counts as not
+            // yet carried out).
+            if let Some(reboot) = &obj.spec.reboot {
+                let status = obj.status.as_ref();
+                let settled = status.is_some_and(|s| {
+                    s.last_reboot_token.as_deref() == Some(reboot.token.as_str())
+                        || s.reboot_history.iter().any(|r| r.token == reboot.token)
+                });
+                if !settled {
+                    reboots_pending.push(namespace);
+                }
+            }
+            if let Some((namespace, schedule)) = schedules::held_stopped(obj) {
                 metrics.held_stopped(&namespace, &schedule, seconds);
             }
         }
         metrics.set_objects(&counts);
+        metrics.set_stalled(stalled);
+        metrics.set_reboots_pending(reboots_pending);
     }
 }
