@@ -247,7 +247,10 @@ mod tests {
         m.set_objects(&[("Ready", 3)]);
         m.held_stopped("team", "office-hours", 10.0);
         m.held_stopped("team", "office-hours", 2.5);
-        m.set_stalled([("team", "CredentialsInvalid"), ("team", "CredentialsInvalid")]);
+        m.set_stalled([
+            ("team", "CredentialsInvalid"),
+            ("team", "CredentialsInvalid"),
+        ]);
         m.set_reboots_pending(["team"]);
         m.set_leader(true);
         let text = m.encode();
@@ -261,8 +264,14 @@ mod tests {
         m.set_reboots_pending([]);
         m.set_leader(false);
         let text = m.encode();
-        assert!(!text.contains("ecs_power_controller_stalled_objects{"), "{text}");
-        assert!(!text.contains("ecs_power_controller_reboots_pending{"), "{text}");
+        assert!(
+            !text.contains("ecs_power_controller_stalled_objects{"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("ecs_power_controller_reboots_pending{"),
+            "{text}"
+        );
         assert!(text.contains("ecs_power_controller_leader 0"));
         assert!(text.contains(
             r#"ecs_power_controller_ecs_calls_total{action="StartInstance",code="InstanceNotReady"} 1"#
