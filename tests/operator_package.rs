@@ -85,7 +85,10 @@ fn helms(skipped: &str) -> Vec<(&'static str, PathBuf)> {
     let mut out = Vec::new();
     for (label, env, name) in [("helm 3", "HELM3", "helm3"), ("helm 4", "HELM4", "helm4")] {
         if let Some(path) = tool(env, name, None, skipped) {
-            let version = run_ok(Command::new(&path).args(["version", "--short"]), "helm version");
+            let version = run_ok(
+                Command::new(&path).args(["version", "--short"]),
+                "helm version",
+            );
             let major = if label == "helm 3" { "v3." } else { "v4." };
             assert!(
                 version.trim().starts_with(major),
@@ -218,7 +221,10 @@ fn variants() -> Vec<(&'static str, Vec<&'static str>)> {
             "namespace created by the chart",
             vec!["namespace.create=true"],
         ),
-        ("no aggregated user roles", vec!["rbac.aggregatedRoles=false"]),
+        (
+            "no aggregated user roles",
+            vec!["rbac.aggregatedRoles=false"],
+        ),
     ]
 }
 
@@ -295,7 +301,11 @@ fn each_documented_variant_renders_what_it_promises_with_helm_3_and_4() {
             let ctx = format!("{label}, {variant}: {args:?} {kinds:?}");
             match variant {
                 "defaults" => {
-                    assert_eq!(args, ["run", "--leader-elect", "--log-format=json"], "{ctx}");
+                    assert_eq!(
+                        args,
+                        ["run", "--leader-elect", "--log-format=json"],
+                        "{ctx}"
+                    );
                     assert_eq!(
                         object(&objects, "Deployment")["spec"]["replicas"],
                         2,
@@ -310,7 +320,10 @@ fn each_documented_variant_renders_what_it_promises_with_helm_3_and_4() {
                 }
                 "one replica, no leader election" => {
                     assert_eq!(args, ["run", "--log-format=json"], "{ctx}");
-                    assert!(!kinds.iter().any(|k| k.contains("leader-election")), "{ctx}");
+                    assert!(
+                        !kinds.iter().any(|k| k.contains("leader-election")),
+                        "{ctx}"
+                    );
                 }
                 "tuned run flags" => assert_eq!(
                     args,
@@ -329,26 +342,56 @@ fn each_documented_variant_renders_what_it_promises_with_helm_3_and_4() {
                     assert!(args.contains(&"--namespace=team-a".to_string()), "{ctx}");
                     let role = objects
                         .iter()
-                        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "ecs-power-controller")
+                        .find(|o| {
+                            o["kind"] == "Role" && o["metadata"]["name"] == "ecs-power-controller"
+                        })
                         .unwrap_or_else(|| panic!("no Role for the watched namespace: {ctx}"));
                     assert_eq!(role["metadata"]["namespace"], "team-a");
                     assert!(!kinds.contains("ClusterRole/ecs-power-controller"), "{ctx}");
                 }
                 "both tenancy guards" => {
                     assert!(args.contains(&"--shared-credentials-selector=ecs.powerctl.io/shared-credentials=allowed".to_string()), "{ctx}");
-                    assert!(args.contains(&"--instance-tag-guard=ecs.powerctl.io/namespaces".to_string()), "{ctx}");
-                    assert!(kinds.contains("ClusterRole/ecs-power-controller-namespaces"), "{ctx}");
-                    assert!(kinds.contains("ClusterRoleBinding/ecs-power-controller-namespaces"), "{ctx}");
+                    assert!(
+                        args.contains(
+                            &"--instance-tag-guard=ecs.powerctl.io/namespaces".to_string()
+                        ),
+                        "{ctx}"
+                    );
+                    assert!(
+                        kinds.contains("ClusterRole/ecs-power-controller-namespaces"),
+                        "{ctx}"
+                    );
+                    assert!(
+                        kinds.contains("ClusterRoleBinding/ecs-power-controller-namespaces"),
+                        "{ctx}"
+                    );
                 }
                 "credentials from an existing Secret" => {
-                    assert!(env.contains("ALIBABA_CLOUD_ACCESS_KEY_ID") && env.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"), "{ctx}");
-                    assert!(container(&objects).to_string().contains("\"name\":\"ecs-ak\""), "{ctx}");
+                    assert!(
+                        env.contains("ALIBABA_CLOUD_ACCESS_KEY_ID")
+                            && env.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+                        "{ctx}"
+                    );
+                    assert!(
+                        container(&objects)
+                            .to_string()
+                            .contains("\"name\":\"ecs-ak\""),
+                        "{ctx}"
+                    );
                     assert!(!kinds.iter().any(|k| k.starts_with("Secret/")), "{ctx}");
                 }
                 "credentials Secret created by the chart" => {
-                    assert!(kinds.contains("Secret/ecs-power-controller-credentials"), "{ctx}");
+                    assert!(
+                        kinds.contains("Secret/ecs-power-controller-credentials"),
+                        "{ctx}"
+                    );
                     // The key reaches the pod through the Secret, never as a literal value.
-                    assert!(!object(&objects, "Deployment").to_string().contains("not-a-real-secret"), "{ctx}");
+                    assert!(
+                        !object(&objects, "Deployment")
+                            .to_string()
+                            .contains("not-a-real-secret"),
+                        "{ctx}"
+                    );
                 }
                 "RRSA through the pod identity webhook" => {
                     assert_eq!(
@@ -359,28 +402,62 @@ fn each_documented_variant_renders_what_it_promises_with_helm_3_and_4() {
                     assert!(!env.contains("ALIBABA_CLOUD_ROLE_ARN"), "{ctx}");
                 }
                 "RRSA set by the chart" => {
-                    for var in ["ALIBABA_CLOUD_ROLE_ARN", "ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "ALIBABA_CLOUD_OIDC_TOKEN_FILE"] {
+                    for var in [
+                        "ALIBABA_CLOUD_ROLE_ARN",
+                        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+                        "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+                    ] {
                         assert!(env.contains(var), "{var}: {ctx}");
                     }
-                    let volume = &object(&objects, "Deployment")["spec"]["template"]["spec"]["volumes"][0];
-                    assert_eq!(volume["projected"]["sources"][0]["serviceAccountToken"]["audience"], "sts.aliyuncs.com", "{ctx}");
+                    let volume =
+                        &object(&objects, "Deployment")["spec"]["template"]["spec"]["volumes"][0];
+                    assert_eq!(
+                        volume["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+                        "sts.aliyuncs.com",
+                        "{ctx}"
+                    );
                 }
                 "monitoring: ServiceMonitor, PrometheusRule, dashboard" => {
-                    assert!(kinds.contains("ServiceMonitor/ecs-power-controller"), "{ctx}");
+                    assert!(
+                        kinds.contains("ServiceMonitor/ecs-power-controller"),
+                        "{ctx}"
+                    );
                     let rule = object(&objects, "PrometheusRule");
-                    assert_eq!(rule["spec"], yaml(&format!("{CHART}/files/alerts.yaml")), "{ctx}");
+                    assert_eq!(
+                        rule["spec"],
+                        yaml(&format!("{CHART}/files/alerts.yaml")),
+                        "{ctx}"
+                    );
                     let dashboard = object(&objects, "ConfigMap");
-                    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1", "{ctx}");
-                    let json: Value = serde_json::from_str(dashboard["data"]["ecs-power-controller.json"].as_str().unwrap()).unwrap();
+                    assert_eq!(
+                        dashboard["metadata"]["labels"]["grafana_dashboard"], "1",
+                        "{ctx}"
+                    );
+                    let json: Value = serde_json::from_str(
+                        dashboard["data"]["ecs-power-controller.json"]
+                            .as_str()
+                            .unwrap(),
+                    )
+                    .unwrap();
                     assert_eq!(json["uid"], "ecs-power-controller", "{ctx}");
                 }
                 "namespace created by the chart" => {
                     let ns = object(&objects, "Namespace");
-                    assert_eq!(ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted", "{ctx}");
+                    assert_eq!(
+                        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+                        "restricted",
+                        "{ctx}"
+                    );
                 }
                 "no aggregated user roles" => {
-                    assert!(!kinds.contains("ClusterRole/ecs-power-controller-view"), "{ctx}");
-                    assert!(!kinds.contains("ClusterRole/ecs-power-controller-edit"), "{ctx}");
+                    assert!(
+                        !kinds.contains("ClusterRole/ecs-power-controller-view"),
+                        "{ctx}"
+                    );
+                    assert!(
+                        !kinds.contains("ClusterRole/ecs-power-controller-edit"),
+                        "{ctx}"
+                    );
                 }
                 other => panic!("variant {other} has no expectation"),
             }
@@ -388,11 +465,24 @@ fn each_documented_variant_renders_what_it_promises_with_helm_3_and_4() {
         // A second release in the same namespace gets its own names and its own Lease.
         let other = template(&helm, "night-shift", &[]);
         assert!(names(&other).contains("Deployment/night-shift-ecs-power-controller"));
-        assert!(args(&other).contains(&"--lease-name=night-shift-ecs-power-controller".to_string()));
+        assert!(
+            args(&other).contains(&"--lease-name=night-shift-ecs-power-controller".to_string())
+        );
         // The runbook links follow the operator's copy of the docs.
-        let rule = template(&helm, "ecs-power-controller", &["prometheusRule.enabled=true", "prometheusRule.runbookBaseUrl=https://wiki.example.com/runbooks"]);
+        let rule = template(
+            &helm,
+            "ecs-power-controller",
+            &[
+                "prometheusRule.enabled=true",
+                "prometheusRule.runbookBaseUrl=https://wiki.example.com/runbooks",
+            ],
+        );
         let text = object(&rule, "PrometheusRule").to_string();
-        assert!(text.contains("https://wiki.example.com/runbooks#ecspowercontrollerstalled") && !text.contains(RUNBOOKS), "{label}");
+        assert!(
+            text.contains("https://wiki.example.com/runbooks#ecspowercontrollerstalled")
+                && !text.contains(RUNBOOKS),
+            "{label}"
+        );
     }
 }
 
@@ -428,24 +518,40 @@ fn a_typo_or_a_wrong_type_in_values_fails_the_install_not_the_pod() {
                 err.contains("values") || err.contains("schema"),
                 "{label}, {values}: not a schema error: {err}"
             );
-            assert!(err.contains(says), "{label}, {values}: does not name {says}: {err}");
+            assert!(
+                err.contains(says),
+                "{label}, {values}: does not name {says}: {err}"
+            );
         }
         // Both credential sources at once: refused, and an RRSA ARN without the other.
         run_fails(
             Command::new(&helm).args([
-                "template", "x", CHART, "--set", "credentials.rrsa.enabled=true", "--set",
+                "template",
+                "x",
+                CHART,
+                "--set",
+                "credentials.rrsa.enabled=true",
+                "--set",
                 "credentials.secret.existingSecret=ak",
             ]),
             "secret and rrsa together",
         );
         let err = run_fails(
             Command::new(&helm).args([
-                "template", "x", CHART, "--set", "credentials.rrsa.enabled=true", "--set",
+                "template",
+                "x",
+                CHART,
+                "--set",
+                "credentials.rrsa.enabled=true",
+                "--set",
                 "credentials.rrsa.injectEnv=true",
             ]),
             "rrsa injectEnv without ARNs",
         );
-        assert!(err.contains("credentials.rrsa.roleArn is required"), "{label}: {err}");
+        assert!(
+            err.contains("credentials.rrsa.roleArn is required"),
+            "{label}: {err}"
+        );
     }
 }
 
@@ -557,7 +663,9 @@ fn the_chart_with_default_values_renders_the_objects_of_deploy_base() {
             for (name, want) in &expected {
                 let got = rendered[name];
                 if let Some(diff) = first_difference(&essence(got), &essence(want), "") {
-                    panic!("{label} {values:?}: {name} differs from deploy/base (chart vs base) at {diff}");
+                    panic!(
+                        "{label} {values:?}: {name} differs from deploy/base (chart vs base) at {diff}"
+                    );
                 }
                 // deploy/base's label on everything (Helm installs crds/ as they are); the
                 // chart's selector is its own.
@@ -583,8 +691,14 @@ fn the_charts_crds_are_the_generated_ones() {
             "{path} differs from the generated CRD: `cargo run -- crd {name} > {path}` (and crds/{name}.yaml)"
         );
     }
-    let files = std::fs::read_dir(repo().join(CHART).join("crds")).unwrap().count();
-    assert_eq!(files, CRDS.len(), "{CHART}/crds holds a file that is not a generated CRD");
+    let files = std::fs::read_dir(repo().join(CHART).join("crds"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        files,
+        CRDS.len(),
+        "{CHART}/crds holds a file that is not a generated CRD"
+    );
 }
 
 #[test]
@@ -597,7 +711,8 @@ fn the_alerts_and_the_dashboard_are_the_same_in_the_chart_and_in_deploy() {
         "deploy/prometheus/prometheus-rule.yaml's spec differs from {CHART}/files/alerts.yaml"
     );
     assert!(
-        read("deploy/grafana/ecs-power-controller.json") == read(&format!("{CHART}/files/dashboard.json")),
+        read("deploy/grafana/ecs-power-controller.json")
+            == read(&format!("{CHART}/files/dashboard.json")),
         "{CHART}/files/dashboard.json differs from deploy/grafana/ecs-power-controller.json: cp the latter"
     );
 }
@@ -666,7 +781,11 @@ impl ApiServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        if out.status.success() { Ok(text) } else { Err(text) }
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
     }
 
     /// Applies Namespaces and CRDs for real (what the rest needs to exist), then every other
@@ -709,7 +828,13 @@ impl ApiServer {
             .unwrap_or_else(|e| panic!("{what}: applying the namespaces and CRDs: {e}"));
             self.kubectl(
                 kubectl,
-                &["wait", "--for=condition=Established", "crd", "--all", "--timeout=30s"],
+                &[
+                    "wait",
+                    "--for=condition=Established",
+                    "crd",
+                    "--all",
+                    "--timeout=30s",
+                ],
                 "",
             )
             .unwrap_or_else(|e| panic!("{what}: CRDs not established: {e}"));
@@ -735,7 +860,9 @@ impl ApiServer {
             )
             .unwrap_or_else(|e| panic!("{what}: the API server refuses it:\n{e}"));
         assert_eq!(
-            out.lines().filter(|l| l.contains("(server dry run)")).count(),
+            out.lines()
+                .filter(|l| l.contains("(server dry run)"))
+                .count(),
             count,
             "{what}: not every object was accepted:\n{out}"
         );
@@ -777,9 +904,12 @@ fn the_chart_and_the_flux_example_are_accepted_by_a_real_api_server() {
                 let unsent: BTreeSet<String> = unsent.into_iter().collect();
                 assert_eq!(
                     unsent,
-                    ["PrometheusRule/ecs-power-controller", "ServiceMonitor/ecs-power-controller"]
-                        .map(String::from)
-                        .into(),
+                    [
+                        "PrometheusRule/ecs-power-controller",
+                        "ServiceMonitor/ecs-power-controller"
+                    ]
+                    .map(String::from)
+                    .into(),
                     "{label}"
                 );
             } else {
@@ -815,27 +945,42 @@ fn the_flux_example_installs_the_controller_first_and_waits_for_the_instances() 
     );
     for (name, k) in &kustomizations {
         let spec = &k["spec"];
-        assert_eq!(spec["wait"], true, "{name} must wait (kstatus) for what it applies");
+        assert_eq!(
+            spec["wait"], true,
+            "{name} must wait (kstatus) for what it applies"
+        );
         assert_eq!(spec["prune"], true, "{name}");
         let source = format!(
             "{}/{}",
             spec["sourceRef"]["kind"].as_str().unwrap(),
             spec["sourceRef"]["name"].as_str().unwrap()
         );
-        assert!(sources.contains(&source), "{name}: {source} not in {sources:?}");
+        assert!(
+            sources.contains(&source),
+            "{name}: {source} not in {sources:?}"
+        );
         let path = spec["path"].as_str().unwrap().trim_start_matches("./");
         assert!(
             repo().join(path).join("kustomization.yaml").is_file(),
             "{name}: path {path} is not a kustomization in this repository"
         );
         // Flux renders the path as kustomize does.
-        assert!(!kustomize(&kubectl, path).is_empty(), "{name}: {path} renders nothing");
+        assert!(
+            !kustomize(&kubectl, path).is_empty(),
+            "{name}: {path} renders nothing"
+        );
         for d in spec["dependsOn"].as_array().into_iter().flatten() {
             let dep = d["name"].as_str().unwrap();
-            assert!(kustomizations.contains_key(dep), "{name} depends on unknown {dep}");
+            assert!(
+                kustomizations.contains_key(dep),
+                "{name} depends on unknown {dep}"
+            );
         }
     }
-    assert_eq!(kustomizations["ecs-power-controller"]["spec"]["path"], "./deploy/base");
+    assert_eq!(
+        kustomizations["ecs-power-controller"]["spec"]["path"],
+        "./deploy/base"
+    );
     assert_eq!(
         kustomizations["ecs-instances"]["spec"]["dependsOn"],
         json!([{"name": "ecs-power-controller"}])
@@ -843,7 +988,9 @@ fn the_flux_example_installs_the_controller_first_and_waits_for_the_instances() 
     let instances = kustomize(&kubectl, "deploy/flux/instances");
     assert!(instances.iter().any(|o| o["kind"] == "EcsInstance"));
     assert!(
-        !instances.iter().any(|o| o["kind"] == "CustomResourceDefinition"),
+        !instances
+            .iter()
+            .any(|o| o["kind"] == "CustomResourceDefinition"),
         "the CRDs come from the controller's Kustomization"
     );
 }
@@ -862,8 +1009,12 @@ fn alerts() -> Vec<Value> {
 
 #[test]
 fn promtool_checks_the_alerts_and_every_alert_fires_and_stays_quiet_in_its_unit_tests() {
-    let Some(promtool) = tool("PROMTOOL", "promtool", Some("promtool"), "promtool check/test rules")
-    else {
+    let Some(promtool) = tool(
+        "PROMTOOL",
+        "promtool",
+        Some("promtool"),
+        "promtool check/test rules",
+    ) else {
         return;
     };
     let rules = format!("{CHART}/files/alerts.yaml");
@@ -872,7 +1023,10 @@ fn promtool_checks_the_alerts_and_every_alert_fires_and_stays_quiet_in_its_unit_
         Command::new(&promtool).args(["check", "rules", &rules]),
         "promtool check rules",
     );
-    assert!(out.contains(&format!("SUCCESS: {} rules found", alerts().len())), "{out}");
+    assert!(
+        out.contains(&format!("SUCCESS: {} rules found", alerts().len())),
+        "{out}"
+    );
     run_ok(
         Command::new(&promtool).args(["test", "rules", &tests]),
         "promtool test rules",
@@ -919,7 +1073,9 @@ fn every_alert_says_what_happened_and_links_a_runbook_section() {
         let name = a["alert"].as_str().unwrap();
         for field in ["summary", "description", "runbook_url"] {
             assert!(
-                a["annotations"][field].as_str().is_some_and(|s| !s.trim().is_empty()),
+                a["annotations"][field]
+                    .as_str()
+                    .is_some_and(|s| !s.trim().is_empty()),
                 "{name}: no {field}"
             );
         }
@@ -931,7 +1087,10 @@ fn every_alert_says_what_happened_and_links_a_runbook_section() {
             anchors.contains(anchor),
             "{name}: docs/runbooks.md has no section #{anchor} ({anchors:?})"
         );
-        assert!(["critical", "warning"].contains(&a["labels"]["severity"].as_str().unwrap_or("")), "{name}");
+        assert!(
+            ["critical", "warning"].contains(&a["labels"]["severity"].as_str().unwrap_or("")),
+            "{name}"
+        );
     }
 }
 
@@ -941,14 +1100,65 @@ fn every_alert_says_what_happened_and_links_a_runbook_section() {
 /// label names (inside `{...}` or `by/without (...)`), string contents or durations.
 fn metric_names(expr: &str) -> BTreeSet<String> {
     const WORDS: &[&str] = &[
-        "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
-        "count_values", "group", "by", "without", "on", "ignoring", "group_left", "group_right",
-        "and", "or", "unless", "bool", "offset", "rate", "irate", "increase", "delta", "idelta",
-        "deriv", "absent", "absent_over_time", "histogram_quantile", "label_replace", "label_join",
-        "vector", "scalar", "time", "timestamp", "abs", "ceil", "floor", "round", "clamp",
-        "clamp_min", "clamp_max", "sort", "sort_desc", "min_over_time", "max_over_time",
-        "avg_over_time", "sum_over_time", "count_over_time", "last_over_time",
-        "quantile_over_time", "changes", "resets", "predict_linear", "inf", "nan",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "count",
+        "stddev",
+        "stdvar",
+        "topk",
+        "bottomk",
+        "quantile",
+        "count_values",
+        "group",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "rate",
+        "irate",
+        "increase",
+        "delta",
+        "idelta",
+        "deriv",
+        "absent",
+        "absent_over_time",
+        "histogram_quantile",
+        "label_replace",
+        "label_join",
+        "vector",
+        "scalar",
+        "time",
+        "timestamp",
+        "abs",
+        "ceil",
+        "floor",
+        "round",
+        "clamp",
+        "clamp_min",
+        "clamp_max",
+        "sort",
+        "sort_desc",
+        "min_over_time",
+        "max_over_time",
+        "avg_over_time",
+        "sum_over_time",
+        "count_over_time",
+        "last_over_time",
+        "quantile_over_time",
+        "changes",
+        "resets",
+        "predict_linear",
+        "inf",
+        "nan",
     ];
     let chars: Vec<char> = expr.chars().collect();
     let mut out = BTreeSet::new();
@@ -992,11 +1202,20 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
         }
         if c.is_ascii_alphabetic() || c == '_' || c == ':' {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
-            let grouping = ["by", "without", "on", "ignoring", "group_left", "group_right"];
+            let grouping = [
+                "by",
+                "without",
+                "on",
+                "ignoring",
+                "group_left",
+                "group_right",
+            ];
             if grouping.contains(&word.as_str()) {
                 after_grouping = true;
                 continue;
@@ -1008,7 +1227,9 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
                 if WORDS.contains(&word.as_str()) {
                     // A function, an aggregation or a keyword.
                 } else if is_call {
-                    panic!("unknown PromQL function {word} in {expr}: add it to WORDS if it is one");
+                    panic!(
+                        "unknown PromQL function {word} in {expr}: add it to WORDS if it is one"
+                    );
                 } else {
                     out.insert(word);
                 }
@@ -1056,9 +1277,13 @@ fn the_promql_reader_finds_metrics_and_ignores_everything_else() {
     );
     assert_eq!(
         found,
-        ["ecs_power_controller_ecs_call_duration_seconds_bucket", "up", "x_total"]
-            .map(String::from)
-            .into()
+        [
+            "ecs_power_controller_ecs_call_duration_seconds_bucket",
+            "up",
+            "x_total"
+        ]
+        .map(String::from)
+        .into()
     );
 }
 
@@ -1080,7 +1305,10 @@ fn dashboard_expressions() -> Vec<(String, String)> {
 
 #[test]
 fn the_dashboard_shows_what_operators_look_for() {
-    let titles: BTreeSet<String> = dashboard_expressions().into_iter().map(|(t, _)| t).collect();
+    let titles: BTreeSet<String> = dashboard_expressions()
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     for wanted in [
         "Fleet by condition",
         "Power actions",
@@ -1128,7 +1356,9 @@ async fn the_dashboard_and_the_alerts_read_only_metrics_a_running_controller_exp
     ];
     let sb = Sandbox::start(sim).await.expect("sandbox");
     let ns = sb.namespace.clone();
-    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
     let schedule: EcsPowerSchedule = serde_json::from_value(json!({
         "apiVersion": "ecs.powerctl.io/v1alpha1", "kind": "EcsPowerSchedule",
         "metadata": {"name": "closed", "namespace": ns},
@@ -1290,7 +1520,10 @@ fn argocd_health(lua: &Path, health: &Path, obj: &Value) -> (String, String) {
         lua_string(obj_file.to_str().unwrap()),
         lua_string(health.to_str().unwrap())
     );
-    let out = run_ok(Command::new(lua).args(["-e", &script]), &format!("lua5.1 {}", health.display()));
+    let out = run_ok(
+        Command::new(lua).args(["-e", &script]),
+        &format!("lua5.1 {}", health.display()),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let (status, message) = out.split_once('\n').expect("status and message");
     (status.to_string(), message.to_string())
@@ -1329,7 +1562,10 @@ fn the_argo_cd_health_checks_judge_their_testdata_as_argo_cd_expects() {
             .collect();
         for f in std::fs::read_dir(dir.join("testdata")).unwrap() {
             let name = format!("testdata/{}", f.unwrap().file_name().to_string_lossy());
-            assert!(listed.contains(&name), "{kind}: {name} is not in health_test.yaml");
+            assert!(
+                listed.contains(&name),
+                "{kind}: {name} is not in health_test.yaml"
+            );
         }
     }
     for wanted in [
@@ -1341,7 +1577,10 @@ fn the_argo_cd_health_checks_judge_their_testdata_as_argo_cd_expects() {
         "EcsPowerSchedule/Progressing",
         "EcsPowerSchedule/Degraded",
     ] {
-        assert!(statuses.contains(wanted), "no test case is {wanted}: {statuses:?}");
+        assert!(
+            statuses.contains(wanted),
+            "no test case is {wanted}: {statuses:?}"
+        );
     }
 }
 
