@@ -1,5 +1,6 @@
 //! Prometheus metrics: reconciles by result, ECS calls by action and code, ECS latency,
-//! objects by condition, and the instance-seconds power schedules hold instances stopped.
+//! objects by condition, stalled objects by namespace and reason, reboots not yet carried out,
+//! whether this replica leads, and the instance-seconds power schedules hold instances stopped.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -41,6 +42,18 @@ pub(crate) struct ScheduleLabels {
     pub schedule: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StalledLabels {
+    pub namespace: String,
+    /// The `Stalled` condition's reason (`CredentialsInvalid`, `ScheduleInvalid`, ...).
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct NamespaceLabels {
+    pub namespace: String,
+}
+
 /// Every metric the controller exports. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct Metrics {
@@ -50,6 +63,9 @@ pub struct Metrics {
     ecs_latency: Family<ActionLabels, Histogram>,
     objects: Family<ConditionLabels, Gauge>,
     held_stopped: Family<ScheduleLabels, Counter<f64, AtomicU64>>,
+    stalled: Family<StalledLabels, Gauge>,
+    reboots_pending: Family<NamespaceLabels, Gauge>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -62,6 +78,9 @@ impl Default for Metrics {
         });
         let objects = Family::<ConditionLabels, Gauge>::default();
         let held_stopped = Family::<ScheduleLabels, Counter<f64, AtomicU64>>::default();
+        let stalled = Family::<StalledLabels, Gauge>::default();
+        let reboots_pending = Family::<NamespaceLabels, Gauge>::default();
+        let leader = Gauge::default();
         registry.register(
             "reconciles",
             "Reconciliations by result",
@@ -87,6 +106,21 @@ impl Default for Metrics {
             "Instance-seconds EcsInstances were held stopped by their power schedule (no override), by namespace and schedule: the time not paid for running",
             held_stopped.clone(),
         );
+        registry.register(
+            "stalled_objects",
+            "EcsInstance objects with Stalled=True, by namespace and the condition's reason",
+            stalled.clone(),
+        );
+        registry.register(
+            "reboots_pending",
+            "EcsInstance objects whose spec.reboot token is not yet carried out (not settled in status), by namespace",
+            reboots_pending.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica reconciles (holds the Lease, or runs without leader election), else 0",
+            leader.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconciles,
@@ -94,6 +128,9 @@ impl Default for Metrics {
             ecs_latency,
             objects,
             held_stopped,
+            stalled,
+            reboots_pending,
+            leader,
         }
     }
 }
@@ -132,6 +169,36 @@ impl Metrics {
                 })
                 .set(*count);
         }
+    }
+
+    /// Replaces the stalled-object counts: one `(namespace, reason)` per Stalled object.
+    pub(crate) fn set_stalled<'a>(&self, stalled: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        self.stalled.clear();
+        for (namespace, reason) in stalled {
+            self.stalled
+                .get_or_create(&StalledLabels {
+                    namespace: namespace.to_string(),
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// Replaces the pending-reboot counts: one namespace per object whose reboot is pending.
+    pub(crate) fn set_reboots_pending<'a>(&self, namespaces: impl IntoIterator<Item = &'a str>) {
+        self.reboots_pending.clear();
+        for namespace in namespaces {
+            self.reboots_pending
+                .get_or_create(&NamespaceLabels {
+                    namespace: namespace.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// Whether this replica reconciles now.
+    pub(crate) fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// `seconds` more of one instance held stopped by `schedule` in `namespace`.
@@ -180,7 +247,32 @@ mod tests {
         m.set_objects(&[("Ready", 3)]);
         m.held_stopped("team", "office-hours", 10.0);
         m.held_stopped("team", "office-hours", 2.5);
+        m.set_stalled([
+            ("team", "CredentialsInvalid"),
+            ("team", "CredentialsInvalid"),
+        ]);
+        m.set_reboots_pending(["team"]);
+        m.set_leader(true);
         let text = m.encode();
+        assert!(text.contains(
+            r#"ecs_power_controller_stalled_objects{namespace="team",reason="CredentialsInvalid"} 2"#
+        ), "{text}");
+        assert!(text.contains(r#"ecs_power_controller_reboots_pending{namespace="team"} 1"#));
+        assert!(text.contains("ecs_power_controller_leader 1"));
+        // A refresh replaces: a namespace whose objects recovered leaves the gauge.
+        m.set_stalled([]);
+        m.set_reboots_pending([]);
+        m.set_leader(false);
+        let text = m.encode();
+        assert!(
+            !text.contains("ecs_power_controller_stalled_objects{"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("ecs_power_controller_reboots_pending{"),
+            "{text}"
+        );
+        assert!(text.contains("ecs_power_controller_leader 0"));
         assert!(text.contains(
             r#"ecs_power_controller_ecs_calls_total{action="StartInstance",code="InstanceNotReady"} 1"#
         ));

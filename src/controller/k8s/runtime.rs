@@ -138,7 +138,9 @@ async fn run_until(
     ));
     readiness.set(true);
     let Some(lease) = config.lease.clone() else {
-        reconcile_until(client, ctx, &schedules, &config, metrics, shutdown).await;
+        metrics.set_leader(true);
+        reconcile_until(client, ctx, &schedules, &config, metrics.clone(), shutdown).await;
+        metrics.set_leader(false);
         return Ok(());
     };
     let leadership = leader::spawn(client.clone(), lease);
@@ -149,6 +151,7 @@ async fn run_until(
             changed = leading.wait_for(|l| *l) => if changed.is_err() { break },
         }
         info!("leading: reconciling");
+        metrics.set_leader(true);
         let run = reconcile_until(
             client.clone(),
             ctx.clone(),
@@ -157,12 +160,17 @@ async fn run_until(
             metrics.clone(),
             shutdown.clone(),
         );
-        tokio::select! {
+        let stopped = tokio::select! {
             // A graceful stop: in-flight reconciles have finished.
-            _ = run => break,
+            _ = run => true,
             _ = leading.wait_for(|l| !*l) => {
                 warn!("lost leadership: stopped reconciling");
+                false
             }
+        };
+        metrics.set_leader(false);
+        if stopped {
+            break;
         }
     }
     // Nothing of this replica calls ECS any more: hand the lease over now rather than make the

@@ -10,7 +10,8 @@ use crate::controller::k8s::schedule_cache;
 use crate::controller::reconcile::conditions;
 use crate::telemetry::Metrics;
 
-/// One pass over the store every `every`: keeps the `objects{condition}` gauge current, and adds
+/// One pass over the store every `every`: keeps the `objects{condition}`,
+/// `stalled_objects{namespace,reason}` and `reboots_pending{namespace}` gauges current, and adds
 /// the seconds since the last pass to the savings counter for each instance its schedule holds
 /// stopped (see [`schedule_cache::held_stopped`]).
 pub(crate) async fn count(store: Store<EcsInstance>, metrics: Metrics, every: Duration) {
@@ -26,7 +27,11 @@ pub(crate) async fn count(store: Store<EcsInstance>, metrics: Metrics, every: Du
             (conditions::STALLED, 0),
             ("Unknown", 0),
         ];
-        for obj in store.state() {
+        let objects = store.state();
+        let mut stalled = Vec::new();
+        let mut reboots_pending = Vec::new();
+        for obj in &objects {
+            let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
             let conditions = obj
                 .status
                 .as_ref()
@@ -45,10 +50,33 @@ pub(crate) async fn count(store: Store<EcsInstance>, metrics: Metrics, every: Du
             })
             .unwrap_or(3);
             counts[index].1 += 1;
-            if let Some((namespace, schedule)) = schedule_cache::held_stopped(&obj) {
+            if let Some(c) = conditions
+                .iter()
+                .find(|c| c.type_ == conditions::STALLED && c.status == "True")
+            {
+                stalled.push((namespace, c.reason.as_str()));
+            }
+            if reboot_pending(obj) {
+                reboots_pending.push(namespace);
+            }
+            if let Some((namespace, schedule)) = schedule_cache::held_stopped(obj) {
                 metrics.held_stopped(&namespace, &schedule, seconds);
             }
         }
         metrics.set_objects(&counts);
+        metrics.set_stalled(stalled);
+        metrics.set_reboots_pending(reboots_pending);
     }
+}
+
+/// A reboot asked for and neither carried out nor otherwise settled (one in flight counts as
+/// not yet carried out).
+fn reboot_pending(obj: &EcsInstance) -> bool {
+    let Some(reboot) = &obj.spec.reboot else {
+        return false;
+    };
+    !obj.status.as_ref().is_some_and(|s| {
+        s.last_reboot_token.as_deref() == Some(reboot.token.as_str())
+            || s.reboot_history.iter().any(|r| r.token == reboot.token)
+    })
 }

@@ -1,5 +1,8 @@
-//! What `deploy/` installs: every manifest parses and means what the README says
-//! (`manifests`), and its RBAC grants exactly what the controller calls (`rbac`).
+//! What `deploy/` and the Helm chart install: every manifest parses and means what the README
+//! says (`manifests`), its RBAC grants exactly what the controller calls (`rbac`), and the
+//! operator package (Helm chart, alerts, dashboard, Argo CD and Flux) works with the tools
+//! operators use (`operator_package`).
 
 mod manifests;
+mod operator_package;
 mod rbac;
