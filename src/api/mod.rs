@@ -238,6 +238,11 @@ pub struct EcsInstanceStatus {
     #[serde(default)]
     #[schemars(length(max = REBOOT_HISTORY_LIMIT))]
     pub reboot_history: Vec<RebootRecord>,
+    /// The spec's reboot token while the controller has seen it and not yet carried it out
+    /// (waiting out a recent start, a backoff, a pause): when the spec moves on to another
+    /// token first, this one goes into `rebootHistory` as `Superseded`.
+    #[serde(default)]
+    pub pending_reboot_token: Option<String>,
     /// A reboot recorded before RebootInstance is called, so a controller that dies mid-way
     /// decides from the instance, not from memory, whether the call went out.
     #[serde(default)]
@@ -312,6 +317,9 @@ pub enum RebootOutcome {
     Adopted,
     /// A time token: the instance booted after that time, which satisfies it.
     BootedAfter,
+    /// The controller saw it pending, and the spec moved on to another token before it was
+    /// carried out: the newer request replaces it, and a revert to it is not a request.
+    Superseded,
 }
 
 impl RebootOutcome {
@@ -322,6 +330,7 @@ impl RebootOutcome {
             Self::Skipped => "Skipped",
             Self::Adopted => "Adopted",
             Self::BootedAfter => "BootedAfter",
+            Self::Superseded => "Superseded",
         }
     }
 }

@@ -23,6 +23,10 @@ pub(crate) struct Facts<'a> {
     /// says now. Resolved by the reconciler, so the decision never reads a clock or a schedule.
     pub desired: PowerState,
     pub paused: bool,
+    /// `metadata.generation` of the object decided on (a token is adopted only as created).
+    pub generation: Option<i64>,
+    /// Its `metadata.creationTimestamp`.
+    pub created: Option<Timestamp>,
     pub status: &'a EcsInstanceStatus,
     /// `None`: DescribeInstances does not know the instance.
     pub instance: Option<&'a Instance>,
@@ -132,6 +136,8 @@ pub(crate) enum Settled {
     BootedAfter,
     /// Present when the controller first saw the object.
     Adopted,
+    /// Seen pending, and the spec moved on to another token before it was carried out.
+    Superseded,
 }
 
 /// The decision: a step, plus bookkeeping that holds whatever the step's outcome.
@@ -142,12 +148,36 @@ pub(crate) struct Decision {
     pub settled: Vec<(String, Settled)>,
     /// The in-flight reboot record is stale (no evidence after the grace): forget it.
     pub clear_in_flight: bool,
+    /// The spec's token when it is a request not settled by this decision: recorded as seen
+    /// (`status.pendingRebootToken`), so that if the spec moves on before it is carried out, it
+    /// is superseded, not forgotten.
+    pub pending: Option<String>,
 }
 
 /// The spec's reboot token and what [`tokens::judge`] says of it.
 fn judged<'a>(facts: &Facts<'a>) -> Judged<'a> {
     let token = facts.spec.reboot.as_ref().map(|r| r.token.as_str());
-    tokens::judge(token, facts.status, facts.instance)
+    let seen = tokens::Seen {
+        instance: facts.instance,
+        generation: facts.generation,
+        created: facts.created,
+        now: facts.now,
+    };
+    tokens::judge(token, facts.status, seen)
+}
+
+/// The token the status saw pending, when the spec no longer asks for it and it is not settled:
+/// superseded by the spec's newer token (or its removal).
+fn superseded(facts: &Facts<'_>) -> Option<(String, Settled)> {
+    let pending = facts.status.pending_reboot_token.as_deref()?;
+    let spec_token = facts.spec.reboot.as_ref().map(|r| r.token.as_str());
+    let in_flight = facts
+        .status
+        .reboot_in_flight
+        .as_ref()
+        .map(|f| f.token.as_str());
+    (spec_token != Some(pending) && in_flight != Some(pending))
+        .then(|| (pending.to_string(), Settled::Superseded))
 }
 
 /// A settlement without a call for what [`tokens::judge`] found, if any.
@@ -165,15 +195,21 @@ fn settled_without_call(judged: Judged<'_>) -> Option<(String, Settled)> {
 pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
     let Some(instance) = facts.instance else {
         // A token present at first sight is adopted even before ECS knows the instance.
+        let judged = judged(facts);
         return Decision {
             step: Step::Blocked(Blocker::InstanceNotFound),
-            settled: settled_without_call(judged(facts)).into_iter().collect(),
+            settled: superseded(facts)
+                .into_iter()
+                .chain(settled_without_call(judged))
+                .collect(),
             clear_in_flight: false,
+            pending: pending_of(judged),
         };
     };
 
-    // 1. An in-flight reboot is settled from the instance alone, never from memory.
-    let mut settled = Vec::new();
+    // 1. An in-flight reboot is settled from the instance alone, never from memory; a token
+    //    seen pending that the spec no longer asks for is superseded.
+    let mut settled: Vec<(String, Settled)> = superseded(facts).into_iter().collect();
     let mut clear_in_flight = false;
     if let Some(in_flight) = &facts.status.reboot_in_flight {
         if reboot_evident(instance, in_flight.start_time_before.as_deref()) {
@@ -185,10 +221,13 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
                 reason: WaitReason::RebootUnconfirmed,
                 after: facts.timings.transition_poll,
             };
+            // A newer token waits too, seen: if the spec moves on, it is superseded.
+            let pending = pending_of(judged(facts)).filter(|t| *t != in_flight.token);
             return Decision {
                 step: wait,
                 settled,
                 clear_in_flight: false,
+                pending,
             };
         } else {
             clear_in_flight = true;
@@ -196,7 +235,10 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
     }
 
     // 2. The spec's token: done already (history, a later boot, adoption), or pending.
-    let settled_now = settled.first().map(|(t, _)| t.clone());
+    let settled_now = settled
+        .iter()
+        .find(|(_, how)| *how == Settled::Rebooted)
+        .map(|(t, _)| t.clone());
     let judged = judged(facts);
     let mut token = None;
     match judged {
@@ -226,6 +268,15 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
         step,
         settled,
         clear_in_flight,
+        pending: token.map(str::to_string),
+    }
+}
+
+/// The token `judged` leaves pending.
+fn pending_of(judged: Judged<'_>) -> Option<String> {
+    match judged {
+        Judged::Pending(t) => Some(t.to_string()),
+        _ => None,
     }
 }
 

@@ -397,6 +397,8 @@ impl<'a> Pass<'a> {
                 spec: &self.obj.spec,
                 desired: desired.power_state,
                 paused: self.obj.is_paused(),
+                generation: self.obj.metadata.generation,
+                created: self.obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 status: &self.previous,
                 instance: instance.as_ref(),
                 now: self.next.now(),

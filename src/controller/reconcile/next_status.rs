@@ -169,6 +169,7 @@ impl NextStatus {
         for (token, how) in &decision.settled {
             self.settle_token(token, *how);
         }
+        self.status.pending_reboot_token = decision.pending.clone();
     }
 
     /// Records one token settled without a call, with the event that says why.
@@ -176,10 +177,20 @@ impl NextStatus {
         let in_flight = self.status.reboot_in_flight.take_if(|f| f.token == token);
         let now = Time(self.now);
         let (outcome, reason, note) = match how {
-            // Done when it was sent.
+            Settled::Superseded => {
+                tokens::supersede(&mut self.status, token, now);
+                let note = format!(
+                    "Reboot token {token:?} was replaced in the spec before it was carried out: recorded as superseded (setting it again will not reboot)."
+                );
+                self.event(EventType::Normal, "RebootTokenSuperseded", "Reboot", note);
+                return;
+            }
+            // Done when it was sent (and recorded then, when the call's answer came back).
             Settled::Rebooted => {
-                let sent = in_flight.map_or(now, |f| f.requested_at);
-                tokens::remember(&mut self.status, token, RebootOutcome::Rebooted, sent);
+                if tokens::recorded(&self.status, token).is_none() {
+                    let sent = in_flight.map_or(now, |f| f.requested_at);
+                    tokens::remember(&mut self.status, token, RebootOutcome::Rebooted, sent);
+                }
                 return;
             }
             Settled::AlreadyDone => {
@@ -291,7 +302,8 @@ impl NextStatus {
                 _ => RebootOutcome::Started,
             };
             tokens::remember(&mut self.status, token, outcome, Time(self.now));
-            self.status.reboot_in_flight = None;
+            // The intent stays until ECS shows the boot: until then a new StartTime may be this
+            // one, and is no evidence of a boot after a newer token (see `tokens`).
         }
         let drift = match (action, self.previous_instance_status) {
             (PowerAction::Start, Some(InstanceStatus::Running)) => Some("stopped"),

@@ -63,6 +63,8 @@ fn run_with(
         spec,
         desired: spec.power_state.expect("a fixed power state"),
         paused,
+        generation: Some(1),
+        created: None,
         status,
         instance,
         now: now(),
@@ -547,21 +549,27 @@ fn a_token_at_first_sight_is_adopted_unless_it_is_a_later_time() {
         "{d:?}"
     );
     let earlier = "2026-11-22T09:29:59Z";
-    for status in [&fresh, &seen()] {
+    // Fresh: the boot that carried it out adopts it. Seen before (booted at 09:00 then): the
+    // 09:30 boot is new, after the token.
+    let looked = EcsInstanceStatus {
+        start_time: Some("2026-11-22T09:00Z".into()),
+        ..seen()
+    };
+    for (status, how) in [(&fresh, Settled::Adopted), (&looked, Settled::BootedAfter)] {
         let d = run(
             &spec(PowerState::Running, Some(earlier)),
             status,
             Some(&running),
         );
         assert_eq!(d.step, Step::Converged);
-        assert_eq!(d.settled, [(earlier.into(), Settled::BootedAfter)]);
+        assert_eq!(d.settled, [(earlier.into(), how)]);
         // Satisfied, not skipped, also when the desired state is Stopped.
         let d = run(
             &spec(PowerState::Stopped, Some(earlier)),
             status,
             Some(&running),
         );
-        assert_eq!(d.settled, [(earlier.into(), Settled::BootedAfter)]);
+        assert_eq!(d.settled, [(earlier.into(), how)]);
     }
 }
 
@@ -655,7 +663,8 @@ proptest! {
             }
             // Never a token the history remembers, never one adopted at first sight.
             prop_assert!(tokens::recorded(&st, token).is_none());
-            prop_assert!(!matches!(tokens::judge(Some(token), &st, Some(&i)), Judged::Adopted(_)));
+            let sight = tokens::Seen { instance: Some(&i), generation: Some(1), created: None, now: now() };
+            prop_assert!(!matches!(tokens::judge(Some(token), &st, sight), Judged::Adopted(_)));
             // Never inside the grace of an unconfirmed reboot (one this decision did not settle
             // from the instance's evidence).
             if let Some(f) = &st.reboot_in_flight
@@ -693,6 +702,8 @@ proptest! {
                     spec: &s,
                     desired: s.power_state.expect("a fixed power state"),
                     paused: false,
+                    generation: Some(1),
+                    created: None,
                     status: &st,
                     instance: Some(&i),
                     now: now(),
