@@ -468,10 +468,35 @@ mod tests {
     #[test]
     fn every_schema_format_is_one_kubernetes_knows() {
         const KNOWN: &[&str] = &[
-            "bsonobjectid", "uri", "email", "hostname", "ipv4", "ipv6", "cidr", "mac", "uuid",
-            "uuid3", "uuid4", "uuid5", "isbn", "isbn10", "isbn13", "creditcard", "ssn", "hexcolor",
-            "rgbcolor", "byte", "password", "date", "duration", "datetime", "date-time", "int32",
-            "int64", "float", "double",
+            "bsonobjectid",
+            "uri",
+            "email",
+            "hostname",
+            "ipv4",
+            "ipv6",
+            "cidr",
+            "mac",
+            "uuid",
+            "uuid3",
+            "uuid4",
+            "uuid5",
+            "isbn",
+            "isbn10",
+            "isbn13",
+            "creditcard",
+            "ssn",
+            "hexcolor",
+            "rgbcolor",
+            "byte",
+            "password",
+            "date",
+            "duration",
+            "datetime",
+            "date-time",
+            "int32",
+            "int64",
+            "float",
+            "double",
         ];
         fn walk(path: &str, v: &serde_json::Value, found: &mut Vec<(String, String)>) {
             match v {
@@ -495,8 +520,14 @@ mod tests {
         for (name, crd) in CRDS {
             walk(name, &serde_json::to_value(crd()).unwrap(), &mut found);
         }
-        let unknown: Vec<_> = found.iter().filter(|(_, f)| !KNOWN.contains(&f.as_str())).collect();
-        assert!(unknown.is_empty(), "formats Kubernetes does not know: {unknown:?}");
+        let unknown: Vec<_> = found
+            .iter()
+            .filter(|(_, f)| !KNOWN.contains(&f.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "formats Kubernetes does not know: {unknown:?}"
+        );
         // The u32 counters keep their range: int64 bounded by u32::MAX.
         let crd = serde_json::to_value(EcsInstance::crd()).unwrap();
         let count = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
