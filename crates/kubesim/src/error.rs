@@ -127,6 +127,13 @@ impl ApiError {
         e.details = Some(
             json!({ "causes": [{ "reason": "UnexpectedServerResponse", "message": format!("404 page not found: {path}") }] }),
         );
+        e
+    }
+
+    /// 404 for an unknown resource in a group served by CRDs: the API server's CRD handler
+    /// passes it to the mux, which answers `text/plain` `404 page not found`, not a `Status`.
+    pub(crate) fn no_route_in_custom_group(path: &str) -> Self {
+        let mut e = Self::no_route(path);
         e.plain_text = true;
         e
     }

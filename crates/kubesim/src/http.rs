@@ -129,6 +129,21 @@ fn parse_resource_path(
     path: &str,
 ) -> Result<ResourcePath, ApiError> {
     let lookup = |plural: &str| state.registry.get(group, version, plural);
+    // An unknown group also gets the mux's plain-text 404 from a real server; kubesim answers it
+    // with a `Status` because the reboot command and `kubectl ecsi` recognise a missing CRD by
+    // that Status's message (docs/kubesim.md, "Compared with a real API server").
+    let no_route = || {
+        if state
+            .registry
+            .resources_in(group, version)
+            .iter()
+            .any(|d| d.custom)
+        {
+            ApiError::no_route_in_custom_group(path)
+        } else {
+            ApiError::no_route(path)
+        }
+    };
     let (namespace, rest) = if rest.len() >= 3
         && rest[0] == "namespaces"
         && lookup(rest[2]).is_some_and(|d| d.namespaced)
@@ -138,20 +153,20 @@ fn parse_resource_path(
         (None, rest)
     };
     if rest.is_empty() || rest.len() > 3 {
-        return Err(ApiError::no_route(path));
+        return Err(no_route());
     }
-    let def = lookup(rest[0]).ok_or_else(|| ApiError::no_route(path))?;
+    let def = lookup(rest[0]).ok_or_else(no_route)?;
     let name = rest.get(1).map(|s| s.to_string());
     let status = match rest.get(2) {
         None => false,
         Some(&"status") if def.status_subresource => true,
-        Some(_) => return Err(ApiError::no_route(path)),
+        Some(_) => return Err(no_route()),
     };
     if !def.namespaced && namespace.is_some() {
-        return Err(ApiError::no_route(path));
+        return Err(no_route());
     }
     if def.namespaced && namespace.is_none() && name.is_some() {
-        return Err(ApiError::no_route(path));
+        return Err(no_route());
     }
     Ok(ResourcePath {
         def,
