@@ -644,10 +644,14 @@ impl Drop for Envtest {
     }
 }
 
+/// One line per test binary. Written to stderr directly, not with `eprintln!`: the test harness
+/// captures (and hides, for a passing test) only what the print macros write.
 fn skip_notice() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        eprintln!(
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "envtest: {ASSETS_ENV} unset, real-API-server tests skipped; run them with {ASSETS_ENV}=$(realpath ../shared/envtest/bin) (a directory with kube-apiserver and etcd)"
         );
     });
