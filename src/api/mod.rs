@@ -206,6 +206,7 @@ pub struct ScheduleReference {
 /// clears what is no longer true.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = kubernetes_integer_formats)]
 pub struct EcsInstanceStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default)]
@@ -379,6 +380,33 @@ impl EcsInstance {
     }
 }
 
+/// The integer `format`s Kubernetes knows are `int32` and `int64`; schemars names Rust's widths
+/// (`uint32`, `uint8`, `int16`...), which a real API server accepts with a warning on every apply
+/// (`unrecognized format "uint32"`). Applied (by `#[schemars(transform = ...)]`) to the status
+/// types, so the schema states the Rust type's range instead: `uint32` becomes `int64` with
+/// `maximum` 4294967295 (a value the controller could not read back is refused by the server),
+/// the narrower widths `int32` with their own bounds, `uint64` `int64`.
+pub fn kubernetes_integer_formats(schema: &mut schemars::Schema) {
+    fn rewrite(schema: &mut schemars::Schema) {
+        let (format, maximum) = match schema.get("format").and_then(|f| f.as_str()) {
+            Some("uint32") => ("int64", Some(u64::from(u32::MAX))),
+            Some("uint16") => ("int32", Some(u64::from(u16::MAX))),
+            Some("uint8") => ("int32", Some(u64::from(u8::MAX))),
+            Some("int16" | "int8") => ("int32", None),
+            Some("uint64" | "uint" | "int") => ("int64", None),
+            _ => return,
+        };
+        schema.insert("format".into(), format.into());
+        if let Some(maximum) = maximum
+            && schema.get("maximum").is_none()
+        {
+            schema.insert("maximum".into(), maximum.into());
+        }
+    }
+    use schemars::transform::Transform;
+    schemars::transform::RecursiveTransform(rewrite).transform(schema);
+}
+
 /// Builds one CRD from the Rust types.
 pub type CrdFn = fn() -> CustomResourceDefinition;
 
@@ -441,6 +469,80 @@ mod tests {
             .collect();
         let expected: Vec<String> = CRDS.iter().map(|(n, _)| format!("{n}.yaml")).collect();
         assert_eq!(listed, expected, "crds/kustomization.yaml resources");
+    }
+
+    /// Every `format` in the generated CRDs is one the API server knows (it warns on any other, on
+    /// every apply); the integer ones are int32/int64 (crates/envtest's suite checks the same on a
+    /// real server).
+    #[test]
+    fn every_schema_format_is_one_kubernetes_knows() {
+        const KNOWN: &[&str] = &[
+            "bsonobjectid",
+            "uri",
+            "email",
+            "hostname",
+            "ipv4",
+            "ipv6",
+            "cidr",
+            "mac",
+            "uuid",
+            "uuid3",
+            "uuid4",
+            "uuid5",
+            "isbn",
+            "isbn10",
+            "isbn13",
+            "creditcard",
+            "ssn",
+            "hexcolor",
+            "rgbcolor",
+            "byte",
+            "password",
+            "date",
+            "duration",
+            "datetime",
+            "date-time",
+            "int32",
+            "int64",
+            "float",
+            "double",
+        ];
+        fn walk(path: &str, v: &serde_json::Value, found: &mut Vec<(String, String)>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    if let Some(f) = map.get("format").and_then(|f| f.as_str()) {
+                        found.push((path.to_string(), f.to_string()));
+                    }
+                    for (k, v) in map {
+                        walk(&format!("{path}.{k}"), v, found);
+                    }
+                }
+                serde_json::Value::Array(items) => {
+                    for v in items {
+                        walk(path, v, found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for (name, crd) in CRDS {
+            walk(name, &serde_json::to_value(crd()).unwrap(), &mut found);
+        }
+        let unknown: Vec<_> = found
+            .iter()
+            .filter(|(_, f)| !KNOWN.contains(&f.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "formats Kubernetes does not know: {unknown:?}"
+        );
+        // The u32 counters keep their range: int64 bounded by u32::MAX.
+        let crd = serde_json::to_value(EcsInstance::crd()).unwrap();
+        let count = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"]["retry"]["properties"]["count"];
+        assert_eq!(count["format"], "int64");
+        assert_eq!(count["maximum"].as_f64(), Some(f64::from(u32::MAX)));
     }
 
     #[test]

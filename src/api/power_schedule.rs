@@ -140,6 +140,7 @@ pub struct ScheduleException {
 /// clears what is no longer true.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::kubernetes_integer_formats)]
 pub struct EcsPowerScheduleStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default)]

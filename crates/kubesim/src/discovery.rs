@@ -85,8 +85,12 @@ pub(crate) fn resource_list(reg: &Registry, group: &str, version: &str) -> Optio
             "kind": d.kind,
             "verbs": VERBS,
             "shortNames": d.short_names,
-            "categories": d.categories,
         }));
+        if !d.categories.is_empty()
+            && let Some(r) = resources.last_mut()
+        {
+            r["categories"] = json!(d.categories);
+        }
         if d.status_subresource {
             resources.push(json!({
                 "name": format!("{}/status", d.plural),

@@ -32,6 +32,9 @@ pub(crate) struct ApiError {
     pub message: String,
     pub details: Option<Value>,
     pub retry_after: Option<u64>,
+    /// Answered as the API server's mux answers an unknown path: `text/plain`
+    /// `404 page not found`, not a `Status`.
+    pub plain_text: bool,
 }
 
 /// Group and kind-or-plural naming the object in `Status.details`.
@@ -49,6 +52,7 @@ impl ApiError {
             message,
             details: None,
             retry_after: None,
+            plain_text: false,
         }
     }
 
@@ -70,6 +74,23 @@ impl ApiError {
             "UnsupportedMediaType",
             format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
+            ),
+        )
+    }
+
+    /// 415 for a patch type the resource does not take: custom resources have no strategic
+    /// merge patch (no Go struct tags to drive it), so the API server refuses it.
+    pub(crate) fn unsupported_patch_type(custom_resource: bool) -> Self {
+        let strategic = if custom_resource {
+            ""
+        } else {
+            ", application/strategic-merge-patch+json"
+        };
+        Self::plain(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{strategic}"
             ),
         )
     }
@@ -109,6 +130,14 @@ impl ApiError {
         e
     }
 
+    /// 404 for an unknown resource in a group served by CRDs: the API server's CRD handler
+    /// passes it to the mux, which answers `text/plain` `404 page not found`, not a `Status`.
+    pub(crate) fn no_route_in_custom_group(path: &str) -> Self {
+        let mut e = Self::no_route(path);
+        e.plain_text = true;
+        e
+    }
+
     pub(crate) fn already_exists(t: &Target<'_>) -> Self {
         let mut e = Self::plain(
             409,
@@ -139,7 +168,7 @@ impl ApiError {
     }
 
     /// 409 for server-side apply field manager conflicts.
-    pub(crate) fn apply_conflict(t: &Target<'_>, conflicts: &[(String, String)]) -> Self {
+    pub(crate) fn apply_conflict(conflicts: &[(String, String)]) -> Self {
         let causes: Vec<Value> = conflicts
             .iter()
             .map(|(manager, field)| {
@@ -164,9 +193,8 @@ impl ApiError {
                 listed.join("\n")
             ),
         );
-        let mut d = details(t);
-        d["causes"] = Value::Array(causes);
-        e.details = Some(d);
+        // The API server names no object here, only the conflicting fields.
+        e.details = Some(json!({ "causes": causes }));
         e
     }
 
@@ -192,7 +220,11 @@ impl ApiError {
         } else {
             format!("{kind}.{}", t.group)
         };
-        let mut d = json!({ "name": t.name, "group": t.group, "kind": kind });
+        let mut d = details(&Target {
+            group: t.group,
+            kind,
+            name: t.name,
+        });
         d["causes"] = Value::Array(
             causes
                 .iter()
@@ -205,6 +237,7 @@ impl ApiError {
             message: format!("{kind_name} \"{}\" is invalid: {summary}", t.name),
             details: Some(d),
             retry_after: None,
+            plain_text: false,
         }
     }
 
@@ -238,6 +271,16 @@ fn qualified(kind_or_plural: &str, group: &str) -> String {
     }
 }
 
+/// `Status.details` naming the object; an empty group is left out, as Go's `omitempty` does.
 fn details(t: &Target<'_>) -> Value {
-    json!({ "name": t.name, "group": t.group, "kind": t.kind })
+    let mut d = json!({ "name": t.name, "group": t.group, "kind": t.kind });
+    if let Some(m) = d.as_object_mut() {
+        if t.group.is_empty() {
+            m.remove("group");
+        }
+        if t.name.is_empty() {
+            m.remove("name");
+        }
+    }
+    d
 }

@@ -50,6 +50,13 @@ fn ok_json(code: StatusCode, v: &Value) -> Response {
 
 fn error_response(e: &ApiError) -> Response {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if e.plain_text {
+        return json_response(
+            code,
+            b"404 page not found\n".to_vec(),
+            "text/plain; charset=utf-8",
+        );
+    }
     let mut r = ok_json(code, &e.to_status());
     if let Some(secs) = e.retry_after
         && let Ok(v) = HeaderValue::from_str(&secs.to_string())
@@ -122,6 +129,21 @@ fn parse_resource_path(
     path: &str,
 ) -> Result<ResourcePath, ApiError> {
     let lookup = |plural: &str| state.registry.get(group, version, plural);
+    // An unknown group also gets the mux's plain-text 404 from a real server; kubesim answers it
+    // with a `Status` because the reboot command and `kubectl ecsi` recognise a missing CRD by
+    // that Status's message (docs/kubesim.md, "Compared with a real API server").
+    let no_route = || {
+        if state
+            .registry
+            .resources_in(group, version)
+            .iter()
+            .any(|d| d.custom)
+        {
+            ApiError::no_route_in_custom_group(path)
+        } else {
+            ApiError::no_route(path)
+        }
+    };
     let (namespace, rest) = if rest.len() >= 3
         && rest[0] == "namespaces"
         && lookup(rest[2]).is_some_and(|d| d.namespaced)
@@ -131,20 +153,20 @@ fn parse_resource_path(
         (None, rest)
     };
     if rest.is_empty() || rest.len() > 3 {
-        return Err(ApiError::no_route(path));
+        return Err(no_route());
     }
-    let def = lookup(rest[0]).ok_or_else(|| ApiError::no_route(path))?;
+    let def = lookup(rest[0]).ok_or_else(no_route)?;
     let name = rest.get(1).map(|s| s.to_string());
     let status = match rest.get(2) {
         None => false,
         Some(&"status") if def.status_subresource => true,
-        Some(_) => return Err(ApiError::no_route(path)),
+        Some(_) => return Err(no_route()),
     };
     if !def.namespaced && namespace.is_some() {
-        return Err(ApiError::no_route(path));
+        return Err(no_route());
     }
     if def.namespaced && namespace.is_none() && name.is_some() {
-        return Err(ApiError::no_route(path));
+        return Err(no_route());
     }
     Ok(ResourcePath {
         def,
@@ -395,8 +417,7 @@ fn selectors(
     q: &HashMap<String, String>,
 ) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let labels = match q.get("labelSelector") {
-        Some(s) => LabelSelector::parse(s)
-            .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?,
+        Some(s) => LabelSelector::parse(s).map_err(ApiError::bad_request)?,
         None => LabelSelector::default(),
     };
     let fields = match q.get("fieldSelector") {
@@ -404,7 +425,7 @@ fn selectors(
             &events::field_selector_to_storage(def, s),
             def.field_selectors,
         )
-        .map_err(|e| ApiError::bad_request(format!("unable to parse fieldSelector: {e}")))?,
+        .map_err(ApiError::bad_request)?,
         None => FieldSelector::default(),
     };
     Ok((labels, fields))
@@ -447,6 +468,8 @@ async fn serve_resource(
             .to_string(),
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         strict: q.get("fieldValidation").is_some_and(|v| v == "Strict"),
+        warn: q.get("fieldValidation").is_none_or(|v| v == "Warn"),
+        warnings: Default::default(),
     };
     let name = rp.name.clone().unwrap_or_default();
     let one = |code: StatusCode, obj: &Arc<Value>| {
@@ -454,11 +477,17 @@ async fn serve_resource(
         write_present(&mut out, &def, obj, rendering);
         json_response(code, out, "application/json")
     };
-    match verb {
+    let answer = match verb {
         Verb::Get => {
             let obj = shared.lock().get(&store_def, &ns, &name)?;
             if let Rendering::Table(include) = rendering {
-                let t = table::table(&def, &[present(&def, &obj, rendering)], None, None, include);
+                let t = table::table(
+                    &def,
+                    &[present(&def, &obj, rendering)],
+                    object_rv(&obj),
+                    None,
+                    include,
+                );
                 return Ok(ok_json(StatusCode::OK, &t));
             }
             Ok(one(StatusCode::OK, &obj))
@@ -529,6 +558,9 @@ async fn serve_resource(
             let kind = match media {
                 "application/merge-patch+json" => PatchKind::Merge,
                 "application/json-patch+json" => PatchKind::Json,
+                "application/strategic-merge-patch+json" if def.custom => {
+                    return Err(ApiError::unsupported_patch_type(true));
+                }
                 "application/strategic-merge-patch+json" => PatchKind::Strategic,
                 "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
                     PatchKind::Apply { force }
@@ -585,6 +617,8 @@ async fn serve_resource(
                     default_manager: ctx.default_manager.clone(),
                     dry_run: ctx.dry_run,
                     strict: false,
+                    warn: false,
+                    warnings: Default::default(),
                 };
                 match st.delete(&c, &n, &Value::Null)? {
                     Deleted::Gone(o) | Deleted::Pending(o) => items.push(o),
@@ -598,7 +632,19 @@ async fn serve_resource(
             "the server does not allow this method on the requested resource ({})",
             def.qualified_plural()
         ))),
-    }
+    };
+    // Unknown fields dropped under `fieldValidation=Warn`, one `Warning` header each, as the API
+    // server sends them (`299 - "unknown field \"spec.x\""`).
+    let warnings = std::mem::take(&mut *ctx.warnings.lock().unwrap_or_else(|p| p.into_inner()));
+    answer.map(|mut response| {
+        for w in warnings {
+            let quoted = format!("299 - {}", Value::String(w));
+            if let Ok(v) = HeaderValue::from_str(&quoted) {
+                response.headers_mut().append(header::WARNING, v);
+            }
+        }
+        response
+    })
 }
 
 fn delete_response(
@@ -610,7 +656,8 @@ fn delete_response(
         Deleted::Pending(obj) => {
             let mut out = Vec::new();
             write_present(&mut out, def, &obj, rendering);
-            json_response(StatusCode::ACCEPTED, out, "application/json")
+            // The API server answers 200 with the object, now carrying its deletionTimestamp.
+            json_response(StatusCode::OK, out, "application/json")
         }
         Deleted::Gone(obj) => ok_json(
             StatusCode::OK,
@@ -718,13 +765,26 @@ impl WatchFilter {
     }
 }
 
+/// A one-object Table carries that object's resourceVersion, as the API server's does.
+fn object_rv(obj: &Value) -> Option<u64> {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|rv| rv.parse().ok())
+}
+
 fn event_line(def: &ResourceDef, kind: &str, obj: &Arc<Value>, rendering: Rendering) -> Bytes {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(kind.as_bytes());
     out.extend_from_slice(b"\",\"object\":");
     if let Rendering::Table(include) = rendering {
-        let t = table::table(def, &[present(def, obj, rendering)], None, None, include);
+        let t = table::table(
+            def,
+            &[present(def, obj, rendering)],
+            object_rv(obj),
+            None,
+            include,
+        );
         // Serialising an in-memory Value into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut out, &t);
     } else {

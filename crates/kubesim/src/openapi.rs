@@ -5,7 +5,8 @@
 //! PATCH operations' `fieldValidation` parameter) that the server validates fields itself and
 //! then send `fieldValidation=Strict`; `kubectl explain` walks the component schemas found by
 //! their `x-kubernetes-group-version-kind`; and `kubectl apply` builds strategic merge patches
-//! for built-in kinds from them.
+//! for built-in kinds from them (a kind whose PATCH operation lists no strategic merge patch, a
+//! custom resource, gets a JSON merge patch).
 //!
 //! The schemas of built-in kinds come from `k8s-openapi`'s `JsonSchema` implementations (the
 //! upstream descriptions included); custom resources use the CRD's `openAPIV3Schema` as
@@ -268,8 +269,13 @@ fn op(def: &ResourceDef, action: &str, id: &str, schema_ref: &str, params: Vec<V
             "application/apply-patch+yaml": {"schema": {"type": "object"}},
             "application/json-patch+json": {"schema": {"type": "object"}},
             "application/merge-patch+json": {"schema": {"type": "object"}},
-            "application/strategic-merge-patch+json": {"schema": {"type": "object"}},
         }});
+        // Custom resources take no strategic merge patch (a 415); the API server leaves it out of
+        // their PATCH operation, and that is what makes `kubectl apply` send a merge patch.
+        if !def.custom {
+            o["requestBody"]["content"]["application/strategic-merge-patch+json"] =
+                json!({"schema": {"type": "object"}});
+        }
     }
     o
 }

@@ -502,7 +502,7 @@ impl Schema {
                 "FieldValueForbidden" => "Forbidden".to_string(),
                 "FieldValueRequired" => "Required value".to_string(),
                 "FieldValueDuplicate" => "Duplicate value".to_string(),
-                _ => format!("Invalid value: \"{}\"", json_type(v)),
+                _ => invalid_value(v),
             };
             out.push(Cause::new(
                 reason,
@@ -530,6 +530,16 @@ fn fmt_num(f: f64) -> String {
         format!("{}", f as i64)
     } else {
         format!("{f}")
+    }
+}
+
+/// `Invalid value: <value>` as the API server words a failed rule: a scalar is shown (strings
+/// quoted), an object or array is not (field.OmitValueType).
+fn invalid_value(v: &Value) -> String {
+    match v {
+        Value::Object(_) | Value::Array(_) => "Invalid value".to_string(),
+        Value::String(s) => format!("Invalid value: {s:?}"),
+        other => format!("Invalid value: {other}"),
     }
 }
 

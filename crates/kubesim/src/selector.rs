@@ -12,6 +12,47 @@ enum LabelReq {
     NotExists(String),
 }
 
+/// A label name or value: alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric, at
+/// most 63 characters (values may be empty).
+fn label_word(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.first().is_none_or(u8::is_ascii_alphanumeric)
+        && b.last().is_none_or(u8::is_ascii_alphanumeric)
+}
+
+impl LabelReq {
+    /// The API server refuses (400) a selector whose keys or values are not valid labels
+    /// instead of matching nothing.
+    fn check(&self) -> Result<(), String> {
+        let (key, values): (&str, Vec<&str>) = match self {
+            LabelReq::Eq(k, v) | LabelReq::Ne(k, v) => (k, vec![v.as_str()]),
+            LabelReq::In(k, vs) | LabelReq::NotIn(k, vs) => {
+                (k, vs.iter().map(String::as_str).collect())
+            }
+            LabelReq::Exists(k) | LabelReq::NotExists(k) => (k, Vec::new()),
+        };
+        let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
+        let prefix_ok = prefix.len() <= 253
+            && prefix
+                .split('.')
+                .all(|p| key == name || (!p.is_empty() && label_word(p)));
+        if name.is_empty() || !label_word(name) || !prefix_ok {
+            return Err(format!(
+                "unable to parse requirement: invalid label key {key:?}"
+            ));
+        }
+        if let Some(bad) = values.iter().find(|v| !label_word(v)) {
+            return Err(format!(
+                "unable to parse requirement: invalid label value {bad:?} for key {key:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A parsed `labelSelector`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LabelSelector(Vec<LabelReq>);
@@ -73,6 +114,7 @@ impl LabelSelector {
             } else {
                 LabelReq::Exists(part.to_string())
             };
+            req.check()?;
             reqs.push(req);
         }
         Ok(LabelSelector(reqs))

@@ -54,6 +54,10 @@ pub(crate) struct WriteCtx {
     pub default_manager: String,
     pub dry_run: bool,
     pub strict: bool,
+    /// `fieldValidation` is `Warn` (the API server's default when it is not given): unknown
+    /// fields are dropped and named in `Warning` headers, collected here.
+    pub warn: bool,
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl WriteCtx {
@@ -486,18 +490,28 @@ impl State {
         let mut causes = Vec::new();
         if def.group.is_empty() && def.kind == "Secret" {
             fold_string_data(obj);
+            // The API server's default for a Secret without a type.
+            if obj.get("type").is_none_or(Value::is_null) {
+                obj["type"] = json!("Opaque");
+            }
         }
         if let Some(schema) = &def.schema {
             let mut pruned = Vec::new();
             schema.default_and_prune(obj, "", &mut pruned);
+            if ctx.warn && !pruned.is_empty() {
+                let mut warnings = ctx.warnings.lock().unwrap_or_else(|p| p.into_inner());
+                warnings.extend(pruned.iter().map(|p| format!("unknown field \"{p}\"")));
+            }
             if ctx.strict && !pruned.is_empty() {
                 let listed: Vec<String> = pruned
                     .iter()
                     .map(|p| format!("unknown field \"{p}\""))
                     .collect();
                 return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
-                    listed.join(", ")
+                    "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                    listed.join(", "),
+                    kind = def.kind,
+                    version = def.version,
                 )));
             }
             schema.validate(obj, old, "", &mut causes);
@@ -735,6 +749,11 @@ impl State {
         }
         if is_ns {
             body["status"] = json!({"phase": "Active"});
+            // What the API server's namespace strategy and admission add to every namespace.
+            body["metadata"]["labels"]["kubernetes.io/metadata.name"] = Value::String(name.clone());
+            if body.pointer("/spec/finalizers").is_none() {
+                body["spec"]["finalizers"] = json!(["kubernetes"]);
+            }
         }
         let entries = match apply_entries {
             Some(e) => e,
@@ -805,7 +824,7 @@ impl State {
         body: Value,
     ) -> Result<Arc<Value>, ApiError> {
         let def = ctx.def.clone();
-        let old = self.get(&def, &ctx.namespace, name)?;
+        // The body is checked before the object is looked up, as the API server does.
         Self::check_kind(&def, &body)?;
         let body_name = meta_str(&body, "name").unwrap_or_default();
         if body_name != name {
@@ -813,15 +832,21 @@ impl State {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
+        let old = self.get(&def, &ctx.namespace, name)?;
         let rv = meta_str(&body, "resourceVersion").unwrap_or_default();
         if rv.is_empty() && !def.allow_unconditional_update {
-            return Err(invalid(
-                &def,
-                name,
+            // Worded with the resource (plural), as the API server's update strategy does.
+            return Err(ApiError::invalid(
+                &Target {
+                    group: &def.group,
+                    kind: &def.plural,
+                    name,
+                },
+                &def.plural,
                 vec![Cause::new(
                     "FieldValueInvalid",
                     "metadata.resourceVersion",
-                    "Invalid value: 0x0: must be specified for an update".into(),
+                    "Invalid value: 0: must be specified for an update".into(),
                 )],
             ));
         }
@@ -844,9 +869,13 @@ impl State {
             PatchKind::Apply { force } => {
                 let applied = parse_apply_body(body)?;
                 let manager = ctx.manager.clone().ok_or_else(|| {
-                    invalid(
-                        &def,
-                        name,
+                    ApiError::invalid(
+                        &Target {
+                            group: "meta.k8s.io",
+                            kind: "PatchOptions",
+                            name: "",
+                        },
+                        "PatchOptions",
                         vec![Cause::new(
                             "FieldValueRequired",
                             "fieldManager",
@@ -887,7 +916,7 @@ impl State {
                         };
                         let merged =
                             managed::apply(&old, &applied, &mut entries, &writer, force, &in_scope)
-                                .map_err(|c| ApiError::apply_conflict(&target(&def, name), &c))?;
+                                .map_err(|c| ApiError::apply_conflict(&c))?;
                         let obj = self.commit_update(ctx, name, old, merged, Some(entries))?;
                         Ok((obj, false))
                     }
@@ -914,7 +943,7 @@ impl State {
                             force,
                             &in_scope,
                         )
-                        .map_err(|c| ApiError::apply_conflict(&target(&def, name), &c))?;
+                        .map_err(|c| ApiError::apply_conflict(&c))?;
                         let obj = self.create_inner(ctx, merged, Some(entries))?;
                         Ok((obj, true))
                     }
@@ -936,7 +965,16 @@ impl State {
                         let p: json_patch::Patch =
                             serde_json::from_slice(body).map_err(|e| patch_err(e.to_string()))?;
                         apply_json_patch(&mut doc, p).map_err(|e| {
-                            invalid(&def, name, vec![Cause::new("FieldValueInvalid", "", format!("the server rejected our request due to an error in our request: {e}"))])
+                            tracing::debug!(error = %e, "JSON patch failed");
+                            // The API server says no more than this (the reason is only logged).
+                            let mut e = ApiError::plain(
+                                422,
+                                "Invalid",
+                                "the server rejected our request due to an error in our request"
+                                    .into(),
+                            );
+                            e.details = Some(json!({}));
+                            e
                         })?;
                     }
                 }
@@ -1139,9 +1177,13 @@ impl State {
             let actual = meta_str(&old, "uid").unwrap_or_default();
             if uid != actual {
                 return Err(ApiError::conflict(
-                    &target(&def, name),
+                    &Target {
+                        group: &def.group,
+                        kind: &def.kind,
+                        name,
+                    },
                     &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                        "the UID in the precondition ({uid}) does not match the UID in record ({actual}). The object might have been deleted and then recreated"
                     ),
                 ));
             }
@@ -1153,9 +1195,13 @@ impl State {
             let actual = meta_str(&old, "resourceVersion").unwrap_or_default();
             if rv != actual {
                 return Err(ApiError::conflict(
-                    &target(&def, name),
+                    &Target {
+                        group: &def.group,
+                        kind: &def.kind,
+                        name,
+                    },
                     &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                        "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({actual}). The object might have been modified"
                     ),
                 ));
             }
@@ -1254,6 +1300,8 @@ impl State {
                 default_manager: "namespace-controller".into(),
                 dry_run: false,
                 strict: false,
+                warn: false,
+                warnings: Default::default(),
             };
             let _ = self.delete(&ctx, &name, &Value::Null);
         }

@@ -145,10 +145,18 @@ fn columns(def: &ResourceDef) -> Vec<Column> {
                 .unwrap_or_default()
                 .to_string()
         };
+        // The API server's words for a printer column the CRD does not describe.
+        let description = match s("description") {
+            d if d.is_empty() && def.custom => format!(
+                "Custom resource definition column (in JSONPath format): {}",
+                s("jsonPath")
+            ),
+            d => d,
+        };
         out.push(Column {
             definition: json!({
                 "name": s("name"), "type": s("type"), "format": s("format"),
-                "description": s("description"),
+                "description": description,
                 "priority": c.get("priority").and_then(Value::as_i64).unwrap_or(0),
             }),
             kind: s("type"),
@@ -287,7 +295,8 @@ pub(crate) fn table(
         EVENT_COLUMNS
             .iter()
             .map(|(name, priority)| Column {
-                definition: json!({"name": name, "type": "string", "format": "",
+                definition: json!({"name": name, "type": "string",
+                                   "format": if *name == "Name" { "name" } else { "" },
                                    "description": "", "priority": priority}),
                 kind: "string".into(),
                 path: String::new(),
