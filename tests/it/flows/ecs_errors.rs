@@ -334,7 +334,7 @@ flow!(
         s.create(&ecs_instance("web", "i-reset1", PowerState::Running))
             .await;
         let obj = s
-            .wait_for_reason("web", "Reconciling", "True", "Retrying")
+            .wait_for_reason("web", "Reconciling", "True", "InsufficientCapacity")
             .await;
         let window_end = obj
             .status
