@@ -169,6 +169,14 @@ impl FakeEcs {
         Arc::new(fake)
     }
 
+    /// Adds or replaces an instance (someone changed it in ECS).
+    pub(crate) fn put(&self, instance: Instance) {
+        self.instances
+            .lock()
+            .unwrap()
+            .insert(instance.instance_id.clone(), instance);
+    }
+
     /// When its clock started: call times are measured from here.
     pub(crate) fn started(&self) -> Instant {
         self.started

@@ -112,6 +112,15 @@ pub struct EcsInstanceSpec {
     #[serde(default)]
     pub dry_run: bool,
 
+    /// What to do when the instance leaves the desired state the controller brought it to,
+    /// by another hand (started or stopped in the console, by a script, by ECS): `Correct`
+    /// (default) sets it back; `Report` leaves it and reports `Ready=False`, reason `Drifted`.
+    /// Either way a `DriftCorrected` or `DriftDetected` event and the metric
+    /// `ecs_power_controller_drift_corrections_total` say so. A new desired state (a spec
+    /// change, a schedule boundary) is acted on as usual.
+    #[serde(default)]
+    pub drift_policy: DriftPolicy,
+
     /// A Secret in the same namespace with keys `accessKeyId`, `accessKeySecret` and optionally
     /// `securityToken`. Without it the controller's own credentials (environment, RRSA, RAM role)
     /// are used.
@@ -131,6 +140,28 @@ impl PowerState {
         match self {
             Self::Running => "Running",
             Self::Stopped => "Stopped",
+        }
+    }
+}
+
+/// What the controller does about drift: an instance that left the desired state it was
+/// brought to, by another hand.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum DriftPolicy {
+    /// Set the instance back to the desired state.
+    #[default]
+    Correct,
+    /// Leave it, and report it: `Ready=False` with reason `Drifted`, an event, the metric.
+    Report,
+}
+
+impl DriftPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Correct => "Correct",
+            Self::Report => "Report",
         }
     }
 }
@@ -254,6 +285,11 @@ pub struct EcsInstanceStatus {
     /// Backoff state, kept here so a restarted controller does not hammer the API.
     #[serde(default)]
     pub retry: RetryStatus,
+    /// Set while the instance is out of the desired state the controller had brought it to,
+    /// by another hand (drift): what was seen, and when first. Cleared once it is back (by
+    /// itself, or set back by the controller), or the desired state changes.
+    #[serde(default)]
+    pub drift: Option<DriftStatus>,
     /// `Ready`, `Reconciling`, `Stalled` (kstatus).
     #[serde(default)]
     pub conditions: Vec<Condition>,
@@ -351,6 +387,17 @@ pub struct LastAction {
     pub dry_run: bool,
 }
 
+/// Drift as first seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftStatus {
+    /// What ECS showed when the drift was first seen (`Running` or `Starting` while `Stopped` is
+    /// desired; `Stopped` or `Stopping` while `Running` is).
+    pub instance_status: InstanceStatus,
+    /// When the controller first saw it.
+    pub seen_at: Time,
+}
+
 /// Per-object backoff.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -434,6 +481,7 @@ impl EcsInstanceSpec {
             start: None,
             stop: None,
             dry_run: false,
+            drift_policy: DriftPolicy::Correct,
             credentials_secret_ref: None,
         }
     }

@@ -54,6 +54,13 @@ pub(crate) struct NamespaceLabels {
     pub namespace: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DriftLabels {
+    pub namespace: String,
+    /// What the other hand did: `started` (while `Stopped` is desired) or `stopped`.
+    pub direction: String,
+}
+
 /// Every metric the controller exports. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct Metrics {
@@ -65,6 +72,7 @@ pub struct Metrics {
     held_stopped: Family<ScheduleLabels, Counter<f64, AtomicU64>>,
     stalled: Family<StalledLabels, Gauge>,
     reboots_pending: Family<NamespaceLabels, Gauge>,
+    drift: Family<DriftLabels, Counter>,
     leader: Gauge,
 }
 
@@ -80,6 +88,7 @@ impl Default for Metrics {
         let held_stopped = Family::<ScheduleLabels, Counter<f64, AtomicU64>>::default();
         let stalled = Family::<StalledLabels, Gauge>::default();
         let reboots_pending = Family::<NamespaceLabels, Gauge>::default();
+        let drift = Family::<DriftLabels, Counter>::default();
         let leader = Gauge::default();
         registry.register(
             "reconciles",
@@ -117,6 +126,11 @@ impl Default for Metrics {
             reboots_pending.clone(),
         );
         registry.register(
+            "drift_corrections",
+            "Instances found out of the desired state the controller had brought them to (started or stopped by another hand), by namespace and direction: set back (spec.driftPolicy Correct) or reported (Report)",
+            drift.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica reconciles (holds the Lease, or runs without leader election), else 0",
             leader.clone(),
@@ -130,6 +144,7 @@ impl Default for Metrics {
             held_stopped,
             stalled,
             reboots_pending,
+            drift,
             leader,
         }
     }
@@ -196,6 +211,17 @@ impl Metrics {
         }
     }
 
+    /// One drift corrected (or, under `spec.driftPolicy: Report`, reported) in `namespace`;
+    /// `direction`: `started` or `stopped`.
+    pub(crate) fn drift_corrected(&self, namespace: &str, direction: &str) {
+        self.drift
+            .get_or_create(&DriftLabels {
+                namespace: namespace.to_string(),
+                direction: direction.to_string(),
+            })
+            .inc();
+    }
+
     /// Whether this replica reconciles now.
     pub(crate) fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -217,6 +243,16 @@ impl Metrics {
             .get_or_create(&CallLabels {
                 action: action.to_string(),
                 code: code.to_string(),
+            })
+            .get()
+    }
+
+    /// Drift corrected (or reported) so far in `namespace`, by `direction`.
+    pub fn drift_count(&self, namespace: &str, direction: &str) -> u64 {
+        self.drift
+            .get_or_create(&DriftLabels {
+                namespace: namespace.to_string(),
+                direction: direction.to_string(),
             })
             .get()
     }
@@ -253,7 +289,11 @@ mod tests {
         ]);
         m.set_reboots_pending(["team"]);
         m.set_leader(true);
+        m.drift_corrected("team", "started");
         let text = m.encode();
+        assert!(text.contains(
+            r#"ecs_power_controller_drift_corrections_total{namespace="team",direction="started"} 1"#
+        ), "{text}");
         assert!(text.contains(
             r#"ecs_power_controller_stalled_objects{namespace="team",reason="CredentialsInvalid"} 2"#
         ), "{text}");

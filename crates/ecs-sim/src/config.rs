@@ -293,6 +293,10 @@ pub struct InstanceSpec {
     /// A disk in an abnormal state: Start and Reboot answer `DiskError`.
     #[serde(default)]
     pub disk_fault: bool,
+    /// No stock of the instance's type in its zone: Start of the instance stopped with
+    /// `StopCharging` answers `OperationDenied.NoStock`.
+    #[serde(default)]
+    pub no_stock: bool,
     /// `ExpiredTime` as reported (`yyyy-MM-ddTHH:mmZ`). Default: `2099-12-31T15:59Z`.
     #[serde(default)]
     pub expired_time: Option<String>,
@@ -330,6 +334,7 @@ impl InstanceSpec {
             overdue: false,
             expired: false,
             disk_fault: false,
+            no_stock: false,
             expired_time: None,
             stopped_mode: None,
             start_time: None,

@@ -51,6 +51,10 @@ pub struct Flags {
     pub expired: bool,
     /// Start and Reboot → `DiskError`.
     pub disk_fault: bool,
+    /// The zone has no stock of the instance's type: Start of an instance stopped with
+    /// `StopCharging` (its vCPU and memory released) → `OperationDenied.NoStock`; one stopped
+    /// with `KeepCharging` kept them and starts.
+    pub no_stock: bool,
 }
 
 /// A status that begins at a point in time.
@@ -158,6 +162,7 @@ impl InstanceRecord {
                 overdue: spec.overdue,
                 expired: spec.expired,
                 disk_fault: spec.disk_fault,
+                no_stock: spec.no_stock,
             },
             base: spec.status,
             timeline: Vec::new(),
@@ -405,6 +410,13 @@ impl Fleet {
         if status == InstanceStatus::Pending {
             return Err(SimError::known("InstanceNotReady"));
         }
+        if matches!(op, PowerOp::Start)
+            && record.flags.no_stock
+            && status == InstanceStatus::Stopped
+            && record.stopped_mode == StoppedMode::StopCharging
+        {
+            return Err(SimError::known("OperationDenied.NoStock"));
+        }
         if status != op.required_status() {
             return Err(SimError::incorrect_status(status.as_str()));
         }
@@ -581,6 +593,16 @@ mod tests {
             ..Flags::default()
         };
         assert_eq!(code(&fleet, PowerOp::Start), "DiskError");
+        // No stock: only an instance that released its resources (StopCharging) misses them.
+        let rec = fleet.get_mut("i-a").unwrap();
+        rec.flags = Flags {
+            no_stock: true,
+            ..Flags::default()
+        };
+        rec.stopped_mode = StoppedMode::KeepCharging;
+        assert!(fleet.check("i-a", PowerOp::Start, now).is_ok());
+        fleet.get_mut("i-a").unwrap().stopped_mode = StoppedMode::StopCharging;
+        assert_eq!(code(&fleet, PowerOp::Start), "OperationDenied.NoStock");
         assert_eq!(
             fleet
                 .check("i-x", PowerOp::Start, now)

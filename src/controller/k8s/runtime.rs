@@ -130,12 +130,10 @@ async fn run_until(
         recorder: Publisher::new(client.clone(), reporter),
     };
     let schedules = Arc::new(ScheduleCache::default());
-    let ctx = Arc::new(Reconciler::new(
-        Arc::new(cluster),
-        ecs,
-        schedules.clone(),
-        &config,
-    ));
+    let ctx = Arc::new(
+        Reconciler::new(Arc::new(cluster), ecs, schedules.clone(), &config)
+            .with_metrics(metrics.clone()),
+    );
     readiness.set(true);
     let Some(lease) = config.lease.clone() else {
         metrics.set_leader(true);

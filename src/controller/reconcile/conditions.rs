@@ -27,6 +27,8 @@ pub(crate) enum Progress {
     Rebooting,
     WaitingForInstance,
     Retrying,
+    /// ECS has no stock (or quota) to start the instance now; retried slowly.
+    InsufficientCapacity,
 }
 
 /// Why progress needs a person (`Stalled=True`).
@@ -56,6 +58,7 @@ impl Progress {
             Self::Rebooting => "Rebooting",
             Self::WaitingForInstance => "WaitingForInstance",
             Self::Retrying => "Retrying",
+            Self::InsufficientCapacity => "InsufficientCapacity",
         }
     }
 }
@@ -140,6 +143,7 @@ impl Verdict {
                         .map_or("nothing", |m: &Mutation| m.action().single())
                 ),
             },
+            Step::Drifted { due } => drifted(spec, desired, instance, due.as_ref()),
             Step::Backoff { .. } | Step::Call(_) => return None,
         })
     }
@@ -232,9 +236,13 @@ impl Verdict {
                 Progress::Retrying,
                 "A temporary failure; the controller retries with backoff.",
             ),
+            ErrorClass::Capacity if err.code().starts_with("QuotaExceed") => progressing(
+                Progress::InsufficientCapacity,
+                "The account's quota for this instance type is used up: an instance stopped with StopCharging counts against it again when it starts. The controller retries with a backoff of 1 to 30 minutes. Raise the quota in the Quota Center, or stop with spec.stop.stoppedMode: KeepCharging (the resources stay reserved, and billed, while stopped).",
+            ),
             ErrorClass::Capacity => progressing(
-                Progress::Retrying,
-                "ECS has no capacity for this instance now; the controller retries slowly. Consider StoppedMode KeepCharging.",
+                Progress::InsufficientCapacity,
+                "The zone has no stock of this instance type now: an instance stopped with StopCharging gave up its vCPU and memory and must find them again to start. The controller retries with a backoff of 1 to 30 minutes; capacity usually returns within minutes to hours. To keep the resources across stops, set spec.stop.stoppedMode: KeepCharging (billed while stopped); to start now, change the instance type in ECS.",
             ),
             ErrorClass::Locked => stalled(
                 Stall::InstanceLockedForSecurity,
@@ -317,6 +325,28 @@ fn waiting(reason: WaitReason, instance: Option<&Instance>, rebooting: bool) -> 
         ),
     };
     Verdict::Progressing { why, message }
+}
+
+/// `spec.driftPolicy: Report` and the instance drifted: not ready, not moving, not stuck.
+fn drifted(
+    spec: &EcsInstanceSpec,
+    desired: PowerState,
+    instance: Option<&Instance>,
+    due: Option<&Mutation>,
+) -> Verdict {
+    let status = instance.map_or(InstanceStatus::Unknown, |i| i.status);
+    let due = due.map_or(String::new(), |m| {
+        format!(" ({} not sent)", m.action().single())
+    });
+    Verdict::Idle {
+        reason: "Drifted",
+        message: format!(
+            "Instance {} is {status} but {} is desired: it was changed outside the controller. spec.driftPolicy is Report, so the controller leaves it{due}; the object is Ready again once the instance is {} again. Set spec.driftPolicy: Correct to have it set back.",
+            spec.instance_id,
+            desired.as_str(),
+            desired.as_str(),
+        ),
+    }
 }
 
 fn blocked(blocker: &Blocker, spec: &EcsInstanceSpec) -> Verdict {
@@ -440,6 +470,18 @@ mod tests {
             ),
             ("SignatureDoesNotMatch", 400, "CredentialsInvalid", true),
             ("Forbidden.RAM", 403, "Forbidden", true),
+            (
+                "OperationDenied.NoStock",
+                403,
+                "InsufficientCapacity",
+                false,
+            ),
+            (
+                "QuotaExceed.ElasticQuota",
+                403,
+                "InsufficientCapacity",
+                false,
+            ),
         ];
         for (code, status, reason, stalled) in cases {
             let verdict = Verdict::for_error(&api_error(code, status));

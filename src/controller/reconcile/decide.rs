@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::{EcsInstanceSpec, EcsInstanceStatus, PowerState, RebootMode};
+use crate::api::{DriftPolicy, EcsInstanceSpec, EcsInstanceStatus, PowerState, RebootMode};
 use crate::controller::clock::elapsed;
 use crate::controller::config::Timings;
+use crate::controller::reconcile::conditions;
 use crate::controller::reconcile::tokens::{self, Judged};
 use ecs_client::{
     Instance, InstanceStatus, PowerAction, PowerRequest, RebootOptions, StartOptions, StopOptions,
@@ -121,6 +122,37 @@ pub(crate) enum Step {
     Blocked(Blocker),
     /// The paused annotation is set and a change would be due: report, don't act.
     Paused { due: Option<Mutation> },
+    /// `spec.driftPolicy: Report` and the instance drifted: report, don't act. `due`: what
+    /// `Correct` would call now (`None` while the instance is still moving away).
+    Drifted { due: Option<Mutation> },
+}
+
+/// Which way an instance drifted: what the other hand did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Started (or starting) while `Stopped` is desired.
+    Started,
+    /// Stopped (or stopping) while `Running` is desired.
+    Stopped,
+}
+
+impl Direction {
+    /// The metric's `direction` label.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// The instance left the desired state the controller had brought it to, and not by the
+/// controller's hand (see [`drift`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Drift {
+    pub direction: Direction,
+    /// What ECS shows now.
+    pub seen: InstanceStatus,
 }
 
 /// How a reboot token came to be settled.
@@ -152,6 +184,8 @@ pub(crate) struct Decision {
     /// (`status.pendingRebootToken`), so that if the spec moves on before it is carried out, it
     /// is superseded, not forgotten.
     pub pending: Option<String>,
+    /// The instance drifted (whatever the policy made of it).
+    pub drift: Option<Drift>,
 }
 
 /// The spec's reboot token and what [`tokens::judge`] says of it.
@@ -204,6 +238,7 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
                 .collect(),
             clear_in_flight: false,
             pending: pending_of(judged),
+            drift: None,
         };
     };
 
@@ -228,6 +263,7 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
                 settled,
                 clear_in_flight: false,
                 pending,
+                drift: None,
             };
         } else {
             clear_in_flight = true;
@@ -253,7 +289,18 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
     }
 
     let step = next_step(facts, instance, token);
+    let drift = drift(facts, instance);
     let step = match step {
+        // Report: what Correct would do, not done.
+        Step::Call(due) if drift.is_some() && facts.spec.drift_policy == DriftPolicy::Report => {
+            Step::Drifted { due: Some(due) }
+        }
+        Step::Wait {
+            reason: WaitReason::Transition(_),
+            ..
+        } if drift.is_some() && facts.spec.drift_policy == DriftPolicy::Report => {
+            Step::Drifted { due: None }
+        }
         Step::Call(due) if facts.paused => Step::Paused { due: Some(due) },
         Step::Call(due) => match facts.status.retry.next_attempt_after.as_ref() {
             Some(until) if !facts.backoff_reset && until.0 > facts.now => Step::Backoff {
@@ -269,6 +316,7 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
         settled,
         clear_in_flight,
         pending: token.map(str::to_string),
+        drift,
     }
 }
 
@@ -278,6 +326,42 @@ fn pending_of(judged: Judged<'_>) -> Option<String> {
         Judged::Pending(t) => Some(t.to_string()),
         _ => None,
     }
+}
+
+/// Drift: the instance is out of (or moving out of) the desired state, while the status shows
+/// the controller had brought it there for this same desired state and generation (Ready, or
+/// drift already recorded), with no action of the controller's in flight. A new desired state
+/// (a spec change, a schedule boundary, an override) is never drift: the status then describes
+/// another generation or another desired state.
+pub(crate) fn drift(facts: &Facts<'_>, instance: &Instance) -> Option<Drift> {
+    use InstanceStatus::*;
+    let direction = match (facts.desired, instance.status) {
+        (PowerState::Stopped, Running | Starting) => Direction::Started,
+        (PowerState::Running, Stopped | Stopping) => Direction::Stopped,
+        _ => return None,
+    };
+    let status = facts.status;
+    let same_target = status.observed_generation == facts.generation
+        && status.desired_power_state == Some(facts.desired)
+        && status.reboot_in_flight.is_none();
+    let reached = match facts.desired {
+        PowerState::Running => Running,
+        PowerState::Stopped => Stopped,
+    };
+    let was_converged =
+        status.drift.is_some() || (status.instance_status == Some(reached) && was_ready(status));
+    (same_target && was_converged).then_some(Drift {
+        direction,
+        seen: instance.status,
+    })
+}
+
+/// The status said Ready=True (the instance was in the desired state, nothing pending).
+fn was_ready(status: &EcsInstanceStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == conditions::READY && c.status == "True")
 }
 
 fn next_step(facts: &Facts<'_>, instance: &Instance, token: Option<&str>) -> Step {

@@ -166,6 +166,24 @@ mod tests {
         }
     }
 
+    /// Out of stock (or quota): a minute, doubling, capped at 30 minutes; capacity usually
+    /// returns within minutes to hours, and a start that keeps failing never hammers ECS.
+    #[test]
+    fn no_stock_is_retried_after_a_minute_doubling_to_half_an_hour() {
+        for code in ["OperationDenied.NoStock", "QuotaExceed.ElasticQuota"] {
+            let class = ErrorClass::of(code, 403);
+            assert_eq!(class, ErrorClass::Capacity, "{code}");
+            let d: Vec<_> = (1..=8)
+                .map(|n| retry_delay(class, n, None, 0.0).as_secs())
+                .collect();
+            assert_eq!(d, vec![60, 120, 240, 480, 960, 1800, 1800, 1800], "{code}");
+            for n in 1..30 {
+                let d = retry_delay(class, n, None, 0.999);
+                assert!(d >= secs(60) && d <= secs(1800), "{code} #{n}: {d:?}");
+            }
+        }
+    }
+
     #[test]
     fn huge_failure_counts_do_not_overflow() {
         assert_eq!(

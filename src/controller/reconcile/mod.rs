@@ -45,6 +45,7 @@ use crate::controller::config::{Config, Timings};
 use crate::controller::ecs::observe::{EcsSide, Freshness, Lookup, credentials_key, freshness_for};
 use crate::controller::k8s::cluster::{Cluster, Written};
 use crate::controller::truncate::truncated;
+use crate::telemetry::Metrics;
 use ecs_client::{Credentials, EcsApi, ErrorClass, Instance};
 
 /// How soon to look again after a write found the object changed since it was read: the
@@ -90,6 +91,8 @@ pub(crate) struct Reconciler {
     timings: Timings,
     /// Failures on the Kubernetes side, per object (see [`Reconciler::retry_after`]).
     api_retry: ApiRetry,
+    /// Where drift is counted (a registry of its own unless [`Reconciler::with_metrics`]).
+    metrics: Metrics,
 }
 
 impl Reconciler {
@@ -120,7 +123,14 @@ impl Reconciler {
             resync: config.resync,
             timings: config.timings.clone(),
             api_retry: ApiRetry::default(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts drift in `metrics` (the ones the controller exports).
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The ECS side every pass goes through (its observer's change stream triggers
@@ -410,7 +420,7 @@ impl<'a> Pass<'a> {
                 continue;
             }
             self.next.observed(instance.as_ref());
-            self.next.settle(&decision);
+            self.next.settle(&decision, &self.obj.spec);
             return Ok((instance, decision));
         }
     }
@@ -447,7 +457,7 @@ impl<'a> Pass<'a> {
         let step = &decision.step;
         self.next.step(step, &self.obj.spec, instance);
         Ok(match step {
-            Step::Converged | Step::Paused { .. } => self.reconciler.resync,
+            Step::Converged | Step::Paused { .. } | Step::Drifted { .. } => self.reconciler.resync,
             Step::Wait { after, .. } => *after,
             Step::Backoff { until, due } => {
                 info!(due = ?due, until = %until, "backoff window open; not calling ECS");
@@ -512,6 +522,11 @@ impl<'a> Pass<'a> {
     /// the API server, another writer), the status is not written and the object is looked at
     /// again soon; the events still go out, they report calls that were made.
     async fn write(self, delay: Duration) -> Result<Duration, Error> {
+        if let Some(direction) = self.next.drift_counted() {
+            self.reconciler
+                .metrics
+                .drift_corrected(&self.namespace, direction.as_str());
+        }
         let (status, events) = self.next.finish();
         let cluster = &self.reconciler.cluster;
         let mut next = delay.min(self.reconciler.resync);

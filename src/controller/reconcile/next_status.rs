@@ -12,12 +12,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::{Event, EventType};
 
 use crate::api::{
-    EcsInstanceSpec, EcsInstanceStatus, LastAction, OverrideState, PowerState, RebootInFlight,
-    RebootOutcome, RetryStatus,
+    DriftPolicy, DriftStatus, EcsInstanceSpec, EcsInstanceStatus, LastAction, OverrideState,
+    PowerState, RebootInFlight, RebootOutcome, RetryStatus,
 };
 use crate::controller::admission::Refusal;
-use crate::controller::reconcile::conditions::{self, Stall, Verdict};
-use crate::controller::reconcile::decide::{Decision, Mutation, Settled, Step};
+use crate::controller::reconcile::conditions::{self, Progress, Stall, Verdict};
+use crate::controller::reconcile::decide::{Decision, Direction, Drift, Mutation, Settled, Step};
 use crate::controller::reconcile::desired::{Desired, Problem};
 use crate::controller::reconcile::ecs_retry::retry_delay;
 use crate::controller::reconcile::tokens;
@@ -38,8 +38,10 @@ struct Failure<'a> {
 pub(crate) struct NextStatus {
     status: EcsInstanceStatus,
     previous_conditions: Vec<Condition>,
-    /// What ECS last showed before this reconcile (drift is a change from it).
-    previous_instance_status: Option<InstanceStatus>,
+    /// The drift the decision found, if any (see [`NextStatus::settle`]).
+    drift: Option<Drift>,
+    /// A drift to count in `ecs_power_controller_drift_corrections_total` (its event is out).
+    drift_counted: Option<Direction>,
     generation: Option<i64>,
     now: Timestamp,
     /// In `[0, 1)`: spreads the retries of many objects apart.
@@ -62,7 +64,8 @@ impl NextStatus {
         status.observed_generation = generation;
         Self {
             previous_conditions: previous.conditions.clone(),
-            previous_instance_status: previous.instance_status,
+            drift: None,
+            drift_counted: None,
             status,
             generation,
             now,
@@ -161,8 +164,10 @@ impl NextStatus {
         }
     }
 
-    /// Token bookkeeping the decision settled, whatever the step's outcome.
-    pub(crate) fn settle(&mut self, decision: &Decision) {
+    /// Token bookkeeping the decision settled, and the drift it found, whatever the step's
+    /// outcome. Drift is recorded as first seen; under `Report` its first sight is reported
+    /// (under `Correct`, the correction is: [`NextStatus::carried_out`]).
+    pub(crate) fn settle(&mut self, decision: &Decision, spec: &EcsInstanceSpec) {
         if decision.clear_in_flight {
             self.status.reboot_in_flight = None;
         }
@@ -170,6 +175,53 @@ impl NextStatus {
             self.settle_token(token, *how);
         }
         self.status.pending_reboot_token = decision.pending.clone();
+        self.drift = decision.drift;
+        let Some(drift) = decision.drift else {
+            self.status.drift = None;
+            return;
+        };
+        if self.status.drift.is_some() {
+            return;
+        }
+        self.status.drift = Some(DriftStatus {
+            instance_status: drift.seen,
+            seen_at: Time(self.now),
+        });
+        if spec.drift_policy == DriftPolicy::Report {
+            let note = format!(
+                "{} Not set back: spec.driftPolicy is Report.",
+                self.drift_seen(drift, spec)
+            );
+            self.event(EventType::Warning, "DriftDetected", "Drift", note);
+            self.drift_counted = Some(drift.direction);
+        }
+    }
+
+    /// What was seen and when, for a drift event.
+    fn drift_seen(&self, drift: Drift, spec: &EcsInstanceSpec) -> String {
+        let (seen, at) = self
+            .status
+            .drift
+            .as_ref()
+            .map_or((drift.seen, self.now), |d| (d.instance_status, d.seen_at.0));
+        let desired = self
+            .desired
+            .or(spec.power_state)
+            .unwrap_or(PowerState::Running);
+        let was = match drift.direction {
+            Direction::Started => "started",
+            Direction::Stopped => "stopped",
+        };
+        format!(
+            "Instance {} was {was} outside the controller: seen {seen} at {at}, while {} is desired and the controller had brought it there.",
+            spec.instance_id,
+            desired.as_str(),
+        )
+    }
+
+    /// A drift whose event went out this reconcile, to count in the drift metric.
+    pub(crate) fn drift_counted(&self) -> Option<Direction> {
+        self.drift_counted
     }
 
     /// Records one token settled without a call, with the event that says why.
@@ -305,22 +357,19 @@ impl NextStatus {
             // The intent stays until ECS shows the boot: until then a new StartTime may be this
             // one, and is no evidence of a boot after a newer token (see `tokens`).
         }
-        let drift = match (action, self.previous_instance_status) {
-            (PowerAction::Start, Some(InstanceStatus::Running)) => Some("stopped"),
-            (PowerAction::Stop, Some(InstanceStatus::Stopped)) => Some("started"),
-            _ => None,
-        };
-        if let Some(was) = drift {
-            self.event(
-                EventType::Warning,
-                "DriftDetected",
-                name,
-                format!(
-                    "Instance {} was {was} outside the controller; setting it back to {}.",
-                    spec.instance_id,
-                    action_target(action)
-                ),
+        // A correction of drift: reported with what was seen and when, counted, and over (the
+        // instance now moves by the controller's hand).
+        if let Some(drift) = self.drift.take()
+            && matches!(action, PowerAction::Start | PowerAction::Stop)
+        {
+            let note = format!(
+                "{} Setting it back to {} (RequestId {request_id}).",
+                self.drift_seen(drift, spec),
+                action_target(action)
             );
+            self.event(EventType::Warning, "DriftCorrected", name, note);
+            self.drift_counted = Some(drift.direction);
+            self.status.drift = None;
         }
         let reason = match action {
             PowerAction::Start => "Starting",
@@ -374,14 +423,23 @@ impl NextStatus {
         err: &EcsError,
         secret_version: Option<String>,
     ) -> Duration {
+        let verdict = Verdict::for_error(err);
+        // Out of capacity is rare and unfamiliar: its event says what to do, as the condition.
+        let note = match &verdict {
+            Verdict::Progressing {
+                why: Progress::InsufficientCapacity,
+                message,
+            } => format!("{what} failed: {message}"),
+            _ => format!("{what} failed: {err}"),
+        };
         self.fail(
             Failure {
                 code: err.code(),
                 class: err.class(),
                 retry_after: err.as_api().and_then(|api| api.retry_after),
                 action: what,
-                note: format!("{what} failed: {err}"),
-                verdict: Verdict::for_error(err),
+                note,
+                verdict,
             },
             secret_version,
         )

@@ -12,8 +12,8 @@ use kube::runtime::events::Event;
 
 use super::*;
 use crate::api::{
-    EcsInstanceSpec, EcsInstanceStatus, PowerState, RebootInFlight, RebootMode, RebootRequest,
-    SecretReference,
+    DriftPolicy, EcsInstanceSpec, EcsInstanceStatus, PowerState, RebootInFlight, RebootMode,
+    RebootRequest, SecretReference,
 };
 use crate::controller::ecs::observe::{DirectObserver, EcsConnector, Freshness, Lookup, Observer};
 use crate::controller::k8s::cluster::SecretData;
@@ -973,4 +973,146 @@ async fn a_new_reboot_token_and_a_new_generation_are_decided_on_a_fresh_reading(
     obj.metadata.generation = Some(2);
     world.reconcile(&obj).await.unwrap();
     assert_eq!(world.log()[0], format!("describe [\"{ID}\"]"));
+}
+
+// Drift: an instance started or stopped behind the controller's back after it was Ready.
+
+/// One more look at `obj`, as the cache would then hold it (with the status just written, at
+/// the version that write left).
+async fn look_again(world: &World, obj: &mut EcsInstance) {
+    obj.status = Some(world.status());
+    let version = *world.cluster.version.lock().unwrap();
+    obj.metadata.resource_version = version.map(|v| v.to_string());
+    world.reconcile(obj).await.unwrap();
+}
+
+fn calls(world: &World, action: &str) -> usize {
+    world.log().iter().filter(|l| l.starts_with(action)).count()
+}
+
+/// `driftPolicy: Report`: a VM started outside its stopped state is reported (Ready=False,
+/// reason Drifted, neither Reconciling nor Stalled; one DriftDetected event, counted once) and
+/// left running; stopped again by someone, the object is Ready again; a spec change then acts.
+#[tokio::test]
+async fn under_report_a_vm_started_behind_our_back_is_reported_once_and_left_running() {
+    let world = World::new(Some(instance(InstanceStatus::Stopped)), accepted("req-s"));
+    let mut obj = object(PowerState::Stopped);
+    obj.spec.drift_policy = DriftPolicy::Report;
+    world.reconcile(&obj).await.unwrap();
+    assert_eq!(condition(&world.status(), "Ready").status, "True");
+
+    world.ecs.put(instance(InstanceStatus::Running));
+    look_again(&world, &mut obj).await;
+    let status = world.status();
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "Drifted")
+    );
+    assert!(
+        ready.message.contains("driftPolicy is Report"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(condition(&status, "Reconciling").status, "False");
+    assert_eq!(condition(&status, "Stalled").status, "False");
+    let drift = status.drift.as_ref().expect("drift recorded");
+    assert_eq!(
+        (drift.instance_status, drift.seen_at.0),
+        (InstanceStatus::Running, now())
+    );
+    assert_eq!(world.event_reasons(), ["DriftDetected"]);
+    let metrics = &world.reconciler.metrics;
+    assert_eq!(metrics.drift_count("default", "started"), 1);
+
+    // The next looks report the same, quietly.
+    look_again(&world, &mut obj).await;
+    look_again(&world, &mut obj).await;
+    assert_eq!(world.event_reasons(), ["DriftDetected"]);
+    assert_eq!(metrics.drift_count("default", "started"), 1);
+    assert_eq!(calls(&world, "StopInstance"), 0, "{:?}", world.log());
+
+    // Someone stops it again: Ready, drift over.
+    world.ecs.put(instance(InstanceStatus::Stopped));
+    look_again(&world, &mut obj).await;
+    let status = world.status();
+    assert_eq!(condition(&status, "Ready").status, "True");
+    assert_eq!(status.drift, None);
+
+    // Drift again, then a spec change: acted on as usual.
+    world.ecs.put(instance(InstanceStatus::Running));
+    look_again(&world, &mut obj).await;
+    assert_eq!(world.event_reasons(), ["DriftDetected", "DriftDetected"]);
+    obj.metadata.generation = Some(2);
+    obj.spec.stop = Some(crate::api::StopSpec::default());
+    look_again(&world, &mut obj).await;
+    assert_eq!(calls(&world, "StopInstance"), 1, "{:?}", world.log());
+    assert_eq!(world.status().drift, None);
+    assert_eq!(metrics.drift_count("default", "started"), 2);
+}
+
+/// `driftPolicy: Correct` (the default): a VM stopped behind our back is started again, with
+/// one DriftCorrected Warning naming what was seen and when, counted by direction.
+#[tokio::test]
+async fn under_correct_a_vm_stopped_behind_our_back_is_started_with_a_drift_corrected_event() {
+    let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-s"));
+    let mut obj = object(PowerState::Running);
+    world.reconcile(&obj).await.unwrap();
+    assert_eq!(condition(&world.status(), "Ready").status, "True");
+
+    world.ecs.put(instance(InstanceStatus::Stopped));
+    look_again(&world, &mut obj).await;
+    assert_eq!(calls(&world, "StartInstance"), 1);
+    assert_eq!(world.event_reasons(), ["DriftCorrected", "Starting"]);
+    let notes = world.cluster.notes.lock().unwrap().clone();
+    assert!(
+        notes[0].contains(&format!("seen Stopped at {}", now())) && notes[0].contains("req-s"),
+        "{}",
+        notes[0]
+    );
+    let metrics = &world.reconciler.metrics;
+    assert_eq!(metrics.drift_count("default", "stopped"), 1);
+    assert_eq!(metrics.drift_count("default", "started"), 0);
+    // The correction is the controller's own change: no drift any more.
+    let status = world.status();
+    assert_eq!(status.drift, None);
+    assert_eq!(condition(&status, "Reconciling").reason, "Starting");
+}
+
+/// Out of stock on StartInstance (after a StopCharging stop): Reconciling with reason
+/// InsufficientCapacity, a message that says why and what to do, a Warning event saying the
+/// same, and a window of at least a minute before the next StartInstance.
+#[tokio::test]
+async fn no_stock_on_start_is_insufficient_capacity_retried_after_a_minute() {
+    let world = World::new(
+        Some(instance(InstanceStatus::Stopped)),
+        refused("OperationDenied.NoStock", 403),
+    );
+    let obj = object(PowerState::Running);
+
+    let next = world.reconcile(&obj).await.unwrap();
+
+    assert!(next >= seconds(60), "{next:?}");
+    let status = world.status();
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InsufficientCapacity")
+    );
+    for words in ["no stock", "StopCharging", "KeepCharging", "req-err"] {
+        assert!(
+            ready.message.contains(words),
+            "{words:?} in {}",
+            ready.message
+        );
+    }
+    assert_eq!(condition(&status, "Reconciling").status, "True");
+    assert_eq!(condition(&status, "Stalled").status, "False");
+    assert_eq!(world.event_reasons(), ["OperationDenied.NoStock"]);
+    let notes = world.cluster.notes.lock().unwrap().clone();
+    assert!(notes[0].contains("KeepCharging"), "{}", notes[0]);
+    assert_eq!(
+        status.retry.last_error_code.as_deref(),
+        Some("OperationDenied.NoStock")
+    );
 }

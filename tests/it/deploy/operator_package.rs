@@ -1334,6 +1334,7 @@ const FAMILIES: &[&str] = &[
     "ecs_power_controller_stalled_objects",
     "ecs_power_controller_reboots_pending",
     "ecs_power_controller_leader",
+    "ecs_power_controller_drift_corrections",
 ];
 
 #[tokio::test]
@@ -1344,7 +1345,8 @@ async fn the_dashboard_and_the_alerts_read_only_metrics_a_running_controller_exp
 
     // A controller at work on a fleet where every metric has something to say: an instance
     // kept running, one a schedule holds stopped, one that follows a missing schedule
-    // (Stalled), and a paused one with a reboot waiting.
+    // (Stalled), and a paused one with a reboot waiting; the running one is stopped behind the
+    // controller's back once it is Ready (drift).
     let mut sim = ecs_sim::SimConfig::instant();
     sim.instances = vec![
         ecs_sim::InstanceSpec::new("i-bp1metrics000001", "cn-hangzhou")
@@ -1399,9 +1401,26 @@ async fn the_dashboard_and_the_alerts_read_only_metrics_a_running_controller_exp
     let controller = sb
         .spawn_controller(Config {
             namespace: Some(ns.clone()),
+            // Drift is found by the next look.
+            resync: Duration::from_secs(1),
             ..Config::default()
         })
         .expect("controller");
+    for _ in 0..300 {
+        let web = instances.get("web-1").await.expect("web-1");
+        let ready = web
+            .status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sb.sim
+        .set_status("i-bp1metrics000001", InstanceStatus::Stopped)
+        .expect("the instance is known");
     // What /metrics serves (its handler writes `Metrics::encode`), once every family has a
     // sample: the gauges are refreshed every 10 s.
     let missing = |scrape: &str| -> Vec<&str> {

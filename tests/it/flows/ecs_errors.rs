@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use ecs_client::InstanceStatus;
-use ecs_power_controller::api::PowerState;
-use ecs_sim::{Action, FaultSpec, InstanceSpec, Outcome};
+use ecs_client::{InstanceStatus, StoppedMode};
+use ecs_power_controller::api::{PowerState, StopSpec};
+use ecs_sim::{Action, FaultSpec, Flags, InstanceSpec, Outcome};
 use futures::future::join_all;
 use serde_json::json;
 
@@ -334,7 +334,7 @@ flow!(
         s.create(&ecs_instance("web", "i-reset1", PowerState::Running))
             .await;
         let obj = s
-            .wait_for_reason("web", "Reconciling", "True", "Retrying")
+            .wait_for_reason("web", "Reconciling", "True", "InsufficientCapacity")
             .await;
         let window_end = obj
             .status
@@ -356,6 +356,89 @@ flow!(
         assert!(
             started < window_end,
             "started at {started}, after the window ({window_end})"
+        );
+    }
+);
+
+// A batch VM stopped with StopCharging (its vCPU and memory released) is wanted again while its
+// zone has no stock of the type: StartInstance answers OperationDenied.NoStock. The object says
+// so (Reconciling, reason InsufficientCapacity, a message naming KeepCharging), with a Warning
+// event and the code counted; the next attempt comes a minute later at the earliest (the policy's
+// first window: only this lower bound is asserted), and once stock returns it starts.
+flow!(
+    no_stock_after_a_stop_charging_stop_is_retried_after_a_minute_and_starts_when_stock_returns,
+    async |s| {
+        s.add([instance("i-stock1", InstanceStatus::Running)]);
+        let replica = s.controller();
+        let mut obj = ecs_instance("batch", "i-stock1", PowerState::Stopped);
+        obj.spec.stop = Some(StopSpec {
+            force: false,
+            stopped_mode: StoppedMode::StopCharging,
+        });
+        s.create(&obj).await;
+        s.wait_for("batch", is_ready).await;
+        assert_eq!(
+            s.sim.instance("i-stock1").unwrap().stopped_mode,
+            "StopCharging"
+        );
+
+        // The zone runs out of the type; then the batch is wanted.
+        let no_stock = Flags {
+            no_stock: true,
+            ..Flags::default()
+        };
+        s.sim.set_flags("i-stock1", no_stock).unwrap();
+        s.patch_spec("batch", json!({"powerState": "Running"}))
+            .await;
+        let obj = s
+            .wait_for_reason("batch", "Reconciling", "True", "InsufficientCapacity")
+            .await;
+        let ready = condition(&obj, "Ready").expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InsufficientCapacity")
+        );
+        for words in ["OperationDenied.NoStock", "no stock", "KeepCharging"] {
+            assert!(
+                ready.message.contains(words),
+                "{words:?}: {}",
+                ready.message
+            );
+        }
+        assert_eq!(cond(&obj, "Stalled").0, "False");
+        s.wait_for_event("batch", "OperationDenied.NoStock").await;
+        assert_eq!(
+            replica
+                .metrics
+                .ecs_call_count("StartInstance", "OperationDenied.NoStock"),
+            1
+        );
+
+        // Stock returns.
+        s.sim.set_flags("i-stock1", Flags::default()).unwrap();
+        s.wait_until_within(
+            Duration::from_secs(150),
+            "the retry starts it",
+            async || s.sim.status("i-stock1") == Some(InstanceStatus::Running),
+        )
+        .await;
+        let obj = s.wait_for("batch", is_ready).await;
+        assert_eq!(obj.status.unwrap().retry.count, 0, "the backoff is over");
+        let times = s.call_times(Action::StartInstance, "i-stock1");
+        assert_eq!(times.len(), 2, "one refusal, one start");
+        let gap = secs_between(times[0], times[1]);
+        // nextAttemptAfter has second precision.
+        assert!(
+            gap >= 59.0,
+            "retried after {gap:.1}s, inside the 60 s window"
+        );
+        assert_eq!(
+            s.sim.calls().count(
+                Action::StartInstance,
+                "i-stock1",
+                Outcome::error("OperationDenied.NoStock")
+            ),
+            1
         );
     }
 );

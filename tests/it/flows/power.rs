@@ -1,10 +1,11 @@
-//! Power flows: a stopped instance started, a running one stopped, drift corrected, dry run,
-//! pause, an unknown instance and a security lock stalled. Run on both backends: see `flows/mod.rs`.
+//! Power flows: a stopped instance started, a running one stopped, drift corrected or (under
+//! `driftPolicy: Report`) reported, dry run, pause, an unknown instance and a security lock
+//! stalled. Run on both backends: see `flows/mod.rs`.
 
 use std::time::Duration;
 
 use ecs_client::{InstanceStatus, StoppedMode};
-use ecs_power_controller::api::{PAUSED_ANNOTATION, PowerState, StopSpec};
+use ecs_power_controller::api::{DriftPolicy, PAUSED_ANNOTATION, PowerState, StopSpec};
 use ecs_sim::{Action, Outcome};
 use serde_json::json;
 
@@ -66,10 +67,11 @@ flow!(
         s.add([instance("i-drift1", InstanceStatus::Stopped)]);
         let mut options = s.fast_options();
         options.resync = Duration::from_millis(500);
-        s.controller_with(options);
+        let replica = s.controller_with(options);
         s.create(&ecs_instance("web", "i-drift1", PowerState::Running))
             .await;
         s.wait_for("web", is_ready).await;
+        assert_eq!(replica.metrics.drift_count(&s.namespace, "stopped"), 0);
 
         // Someone stops it in the console.
         s.sim
@@ -83,7 +85,60 @@ flow!(
         })
         .await;
         s.wait_for("web", is_ready).await;
-        s.wait_for_event("web", "DriftDetected").await;
+        s.wait_for_event("web", "DriftCorrected").await;
+        assert_eq!(s.event_count("web", "DriftCorrected").await, 1);
+        assert_eq!(replica.metrics.drift_count(&s.namespace, "stopped"), 1);
+    }
+);
+
+// Under `driftPolicy: Report`, a VM started by hand while it should be stopped is reported
+// (Ready=False, reason Drifted; one DriftDetected event; counted) and left running; stopped
+// again by hand, the object is Ready again.
+flow!(
+    under_report_a_vm_started_behind_our_back_is_reported_and_left_running,
+    async |s| {
+        s.add([instance("i-report1", InstanceStatus::Running)]);
+        let mut options = s.fast_options();
+        options.resync = Duration::from_millis(500);
+        let replica = s.controller_with(options);
+        let mut obj = ecs_instance("batch", "i-report1", PowerState::Stopped);
+        obj.spec.drift_policy = DriftPolicy::Report;
+        s.create(&obj).await;
+        // Stopping it the first time is the spec, not drift.
+        s.wait_for("batch", is_ready).await;
+
+        // Someone starts it in the console.
+        s.sim
+            .set_status("i-report1", InstanceStatus::Running)
+            .unwrap();
+        let obj = s
+            .wait_for_reason("batch", "Ready", "False", "Drifted")
+            .await;
+        assert_eq!(cond(&obj, "Reconciling").0, "False");
+        assert_eq!(cond(&obj, "Stalled").0, "False");
+        let drift = obj.status.unwrap().drift.expect("status.drift");
+        assert_eq!(drift.instance_status, InstanceStatus::Running);
+        s.wait_for_event("batch", "DriftDetected").await;
+        // Several resyncs later: still running, reported once, counted once.
+        tokio::time::sleep(QUIET * 4).await;
+        assert_eq!(s.sim.status("i-report1"), Some(InstanceStatus::Running));
+        assert_eq!(
+            s.sim.calls().count_all(Action::StopInstance, "i-report1"),
+            1
+        );
+        assert_eq!(s.event_count("batch", "DriftDetected").await, 1);
+        assert_eq!(replica.metrics.drift_count(&s.namespace, "started"), 1);
+
+        // Stopped again by hand: Ready, nothing left to report.
+        s.sim
+            .set_status("i-report1", InstanceStatus::Stopped)
+            .unwrap();
+        let obj = s.wait_for("batch", is_ready).await;
+        assert_eq!(obj.status.unwrap().drift, None);
+        assert_eq!(
+            s.sim.calls().count_all(Action::StopInstance, "i-report1"),
+            1
+        );
     }
 );
 

@@ -1,5 +1,7 @@
 use super::*;
-use crate::api::{RebootInFlight, RebootOutcome, RebootRequest, RetryStatus, StopSpec};
+use crate::api::{
+    DriftPolicy, RebootInFlight, RebootOutcome, RebootRequest, RetryStatus, StopSpec,
+};
 use ecs_client::{OperationLock, StoppedMode};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
@@ -732,6 +734,296 @@ proptest! {
             && let Some(not_before) = reboot_not_before(&i, &Timings::default())
         {
             prop_assert!(not_before <= now(), "{m:?} inside the StartTime minute");
+        }
+    }
+}
+
+// Drift: an instance out of the desired state the controller had brought it to, by another hand.
+
+/// The status of a pass that found the instance in the desired state for generation 1:
+/// Ready, nothing in flight.
+fn converged(desired: PowerState) -> EcsInstanceStatus {
+    use crate::controller::reconcile::conditions::{Verdict, conditions};
+    let ready = Verdict::Ready {
+        reason: "InstanceRunning",
+        message: String::new(),
+    };
+    EcsInstanceStatus {
+        observed_generation: Some(1),
+        desired_power_state: Some(desired),
+        instance_status: Some(match desired {
+            PowerState::Running => InstanceStatus::Running,
+            PowerState::Stopped => InstanceStatus::Stopped,
+        }),
+        conditions: conditions(&ready, Some(1), &[], at(-600)),
+        ..Default::default()
+    }
+}
+
+fn with_policy(power: PowerState, policy: DriftPolicy) -> EcsInstanceSpec {
+    EcsInstanceSpec {
+        drift_policy: policy,
+        ..spec(power, None)
+    }
+}
+
+/// One decision for generation `generation` of `spec` (desired: its power state).
+fn decide_at(
+    spec: &EcsInstanceSpec,
+    generation: i64,
+    status: &EcsInstanceStatus,
+    observed: InstanceStatus,
+) -> Decision {
+    let timings = Timings::default();
+    decide(&Facts {
+        spec,
+        desired: spec.power_state.expect("a fixed power state"),
+        paused: false,
+        generation: Some(generation),
+        created: None,
+        status,
+        instance: Some(&instance(observed, EARLY, &[])),
+        now: now(),
+        backoff_reset: false,
+        timings: &timings,
+    })
+}
+
+/// Started or stopped behind the controller's back after it had converged: drift, by
+/// direction. `Correct` makes the call that sets it back; `Report` only reports it.
+#[test]
+fn an_instance_moved_out_of_the_converged_state_is_drift_set_back_or_reported_by_policy() {
+    use InstanceStatus::*;
+    let cases = [
+        (PowerState::Stopped, Running, Direction::Started, "stop"),
+        (PowerState::Running, Stopped, Direction::Stopped, "start"),
+    ];
+    for (desired, seen, direction, call) in cases {
+        let status = converged(desired);
+        let correct = decide_at(
+            &with_policy(desired, DriftPolicy::Correct),
+            1,
+            &status,
+            seen,
+        );
+        assert_eq!(
+            correct.drift,
+            Some(Drift { direction, seen }),
+            "{desired:?}"
+        );
+        let made = match &correct.step {
+            Step::Call(Mutation::Start { .. }) => "start",
+            Step::Call(Mutation::Stop { .. }) => "stop",
+            other => panic!("Correct, {desired:?}/{seen:?}: {other:?}"),
+        };
+        assert_eq!(made, call);
+
+        let report = decide_at(&with_policy(desired, DriftPolicy::Report), 1, &status, seen);
+        assert_eq!(report.drift, Some(Drift { direction, seen }));
+        let Step::Drifted { due: Some(due) } = &report.step else {
+            panic!("Report, {desired:?}/{seen:?}: {:?}", report.step);
+        };
+        assert_eq!(
+            Step::Call(due.clone()),
+            correct.step,
+            "due is what Correct calls"
+        );
+    }
+}
+
+/// Caught moving away (Starting while Stopped is desired): drift already. `Correct` waits for
+/// the transition to end, then sets it back; `Report` reports it at once.
+#[test]
+fn an_instance_caught_moving_away_is_drift_too() {
+    use InstanceStatus::*;
+    for (desired, seen) in [
+        (PowerState::Stopped, Starting),
+        (PowerState::Running, Stopping),
+    ] {
+        let status = converged(desired);
+        let correct = decide_at(
+            &with_policy(desired, DriftPolicy::Correct),
+            1,
+            &status,
+            seen,
+        );
+        assert!(matches!(correct.step, Step::Wait { .. }), "{correct:?}");
+        assert!(correct.drift.is_some());
+        let report = decide_at(&with_policy(desired, DriftPolicy::Report), 1, &status, seen);
+        assert_eq!(report.step, Step::Drifted { due: None });
+    }
+}
+
+/// Drift stays drift while the status records it (Ready is then False): the next looks still
+/// report it under `Report`, and once the instance is back by itself it is converged.
+#[test]
+fn recorded_drift_holds_until_the_instance_comes_back() {
+    let mut status = converged(PowerState::Stopped);
+    status.conditions.clear();
+    status.instance_status = Some(InstanceStatus::Running);
+    status.drift = Some(crate::api::DriftStatus {
+        instance_status: InstanceStatus::Starting,
+        seen_at: Time(at(-300)),
+    });
+    let spec = with_policy(PowerState::Stopped, DriftPolicy::Report);
+    let again = decide_at(&spec, 1, &status, InstanceStatus::Running);
+    assert!(
+        matches!(again.step, Step::Drifted { due: Some(_) }),
+        "{again:?}"
+    );
+    // Someone stops it again: on its way back it is not drift.
+    let back = decide_at(&spec, 1, &status, InstanceStatus::Stopping);
+    assert_eq!(back.drift, None);
+    assert!(matches!(back.step, Step::Wait { .. }));
+    let home = decide_at(&spec, 1, &status, InstanceStatus::Stopped);
+    assert_eq!((home.step, home.drift), (Step::Converged, None));
+}
+
+/// Not drift: a new desired state (a spec change, a schedule boundary or override), a status
+/// that never showed the instance converged (first sight, a change under way, a failure), or a
+/// reboot of ours in flight. `Report` acts on all of these like `Correct`.
+#[test]
+fn a_new_desired_state_or_an_unfinished_change_is_not_drift() {
+    let spec = with_policy(PowerState::Stopped, DriftPolicy::Report);
+    let seen = InstanceStatus::Running;
+    let converged = converged(PowerState::Stopped);
+    let starting = {
+        use crate::controller::reconcile::conditions::{Progress, Verdict, conditions};
+        let verdict = Verdict::Progressing {
+            why: Progress::Starting,
+            message: String::new(),
+        };
+        EcsInstanceStatus {
+            conditions: conditions(&verdict, Some(1), &[], at(-60)),
+            ..converged.clone()
+        }
+    };
+    let cases: [(&str, i64, EcsInstanceStatus); 6] = [
+        ("first sight", 1, EcsInstanceStatus::default()),
+        ("a spec change", 2, converged.clone()),
+        (
+            "a schedule boundary",
+            1,
+            EcsInstanceStatus {
+                desired_power_state: Some(PowerState::Running),
+                instance_status: Some(InstanceStatus::Running),
+                ..converged.clone()
+            },
+        ),
+        ("a change under way", 1, starting),
+        (
+            "a reboot in flight",
+            1,
+            EcsInstanceStatus {
+                reboot_in_flight: Some(RebootInFlight {
+                    token: "t1".into(),
+                    start_time_before: Some(EARLY.into()),
+                    requested_at: Time(at(-3600)),
+                }),
+                ..converged.clone()
+            },
+        ),
+        (
+            "a status that last saw it elsewhere",
+            1,
+            EcsInstanceStatus {
+                instance_status: Some(InstanceStatus::Running),
+                ..converged.clone()
+            },
+        ),
+    ];
+    for (case, generation, status) in cases {
+        let d = decide_at(&spec, generation, &status, seen);
+        assert_eq!(d.drift, None, "{case}");
+        assert!(
+            matches!(d.step, Step::Call(Mutation::Stop { .. })),
+            "{case}: {:?}",
+            d.step
+        );
+    }
+    // In the desired state: converged, whatever the status said.
+    let d = decide_at(&spec, 1, &converged, InstanceStatus::Stopped);
+    assert_eq!((d.step, d.drift), (Step::Converged, None));
+}
+
+/// `Report` never calls on drift, even when paused or after a failure's window ended; the
+/// decision still names the drift so it is reported.
+#[test]
+fn report_wins_over_pause_and_backoff_and_leaves_a_lock_stalled() {
+    let spec = with_policy(PowerState::Running, DriftPolicy::Report);
+    let mut status = converged(PowerState::Running);
+    status.retry.next_attempt_after = Some(Time(at(60)));
+    let timings = Timings::default();
+    let stopped = instance(InstanceStatus::Stopped, EARLY, &[]);
+    let locked = instance(InstanceStatus::Stopped, EARLY, &["security"]);
+    for (paused, observed) in [(true, &stopped), (false, &stopped), (false, &locked)] {
+        let d = decide(&Facts {
+            spec: &spec,
+            desired: PowerState::Running,
+            paused,
+            generation: Some(1),
+            created: None,
+            status: &status,
+            instance: Some(observed),
+            now: now(),
+            backoff_reset: false,
+            timings: &timings,
+        });
+        assert!(d.drift.is_some());
+        if observed.is_security_locked() {
+            assert_eq!(d.step, Step::Blocked(Blocker::SecurityLock));
+        } else {
+            assert!(matches!(d.step, Step::Drifted { due: Some(_) }), "{d:?}");
+        }
+    }
+}
+
+proptest! {
+    /// Under `Report`, no call is ever made on an instance the decision calls drifted; and
+    /// nothing that was never Ready, nor a status of another generation, is drift.
+    #[test]
+    fn report_never_calls_on_drift_and_drift_needs_a_converged_status(
+        (mut s, st, i, paused, reset) in any_facts(),
+        report in any::<bool>(),
+        generation in 1i64..3,
+    ) {
+        if report {
+            s.drift_policy = DriftPolicy::Report;
+        }
+        let timings = Timings::default();
+        let d = decide(&Facts {
+            spec: &s,
+            desired: s.power_state.expect("a fixed power state"),
+            paused,
+            generation: Some(generation),
+            created: None,
+            status: &st,
+            instance: Some(&i),
+            now: now(),
+            backoff_reset: reset,
+            timings: &timings,
+        });
+        // `any_facts` statuses were never Ready and record no drift.
+        prop_assert_eq!(d.drift, None);
+        let mut conv = converged(s.power_state.expect("fixed"));
+        conv.retry = st.retry.clone();
+        let d = decide(&Facts {
+            spec: &s,
+            desired: s.power_state.expect("a fixed power state"),
+            paused,
+            generation: Some(generation),
+            created: None,
+            status: &conv,
+            instance: Some(&i),
+            now: now(),
+            backoff_reset: reset,
+            timings: &timings,
+        });
+        if generation != 1 {
+            prop_assert_eq!(d.drift, None);
+        }
+        if report && d.drift.is_some() {
+            prop_assert!(!matches!(d.step, Step::Call(_)), "{:?}", d);
         }
     }
 }

@@ -29,6 +29,11 @@ if ready == nil then return hs end
 if ready.status == "True" then
   return {status = "Healthy", message = ready.message}
 end
+-- spec.driftPolicy: Report, and the instance was started or stopped outside the controller,
+-- which leaves it so: someone has to look.
+if ready.reason == "Drifted" then
+  return {status = "Degraded", message = said(ready)}
+end
 -- Paused by the ecs.powerctl.io/paused annotation, or spec.dryRun: never Ready, by design.
 if ready.reason == "Paused" or ready.reason == "DryRun" then
   return {status = "Suspended", message = said(ready)}
