@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use jiff::{SignedDuration, Timestamp};
-use kube::{Api, Client};
+use kube::Api;
 use serde_json::Value;
 
 use crate::api::{EcsPowerSchedule, EcsPowerScheduleSpec};
@@ -149,7 +149,7 @@ fn from_file(
 
 async fn from_cluster(args: &PreviewArgs) -> Result<(String, EcsPowerScheduleSpec), PreviewError> {
     let name = args.name.clone().unwrap_or_default();
-    let client = Client::try_default().await.map_err(PreviewError::Connect)?;
+    let client = crate::controller::k8s::client::infer().await.map_err(PreviewError::Connect)?;
     let namespace = args
         .namespace
         .clone()
