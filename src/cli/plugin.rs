@@ -113,7 +113,9 @@ pub async fn main() -> ExitCode {
 }
 
 async fn client() -> Result<Client, PluginError> {
-    Client::try_default().await.map_err(PluginError::Connect)
+    crate::controller::k8s::client::infer()
+        .await
+        .map_err(PluginError::Connect)
 }
 
 fn not_found(e: kube::Error, namespace: &str, name: &str) -> PluginError {

@@ -168,7 +168,7 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn run_inner(args: RunArgs) -> Result<(), String> {
-    let client = kube::Client::try_default().await.map_err(|e| {
+    let client = crate::controller::k8s::client::infer().await.map_err(|e| {
         format!("cannot reach Kubernetes: {e} (set KUBECONFIG, or run inside a cluster)")
     })?;
     let metrics = Metrics::default();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use jiff::{SignedDuration, Timestamp};
-use kube::{Api, Client};
+use kube::{Api, CustomResourceExt};
 use serde_json::Value;
 
 use crate::api::{EcsPowerSchedule, EcsPowerScheduleSpec};
@@ -133,6 +133,17 @@ fn from_file(
             name: name.map(str::to_string),
         });
     };
+    // The API server refuses fields the CRD does not declare (kubectl's strict field
+    // validation); serde would drop them, and a misspelt `exceptions` with them.
+    if let Some((field, known)) = unknown_field(&doc["spec"], &spec_schema(), "spec") {
+        return Err(PreviewError::Field {
+            field,
+            message: format!(
+                "unknown field (expected one of {}); `kubectl apply` refuses it too",
+                known.join(", ")
+            ),
+        });
+    }
     let spec = serde_path_to_error::deserialize(doc["spec"].take()).map_err(|err| {
         let inner = err.path().to_string();
         PreviewError::Field {
@@ -147,9 +158,45 @@ fn from_file(
     Ok((name_of(&doc), spec))
 }
 
+/// The CRD's schema of `spec`, as the API server validates it.
+fn spec_schema() -> Value {
+    let crd = serde_json::to_value(EcsPowerSchedule::crd()).unwrap_or_default();
+    crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec")
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The first field under `path` (holding `value`) that `schema` does not declare, and the
+/// fields it declares there.
+fn unknown_field(value: &Value, schema: &Value, path: &str) -> Option<(String, Vec<String>)> {
+    if schema["x-kubernetes-preserve-unknown-fields"] == true {
+        return None;
+    }
+    match value {
+        Value::Object(fields) => {
+            let properties = schema["properties"].as_object()?;
+            fields
+                .iter()
+                .find_map(|(name, inner)| match properties.get(name) {
+                    Some(declared) => unknown_field(inner, declared, &format!("{path}.{name}")),
+                    None => Some((
+                        format!("{path}.{name}"),
+                        properties.keys().cloned().collect(),
+                    )),
+                })
+        }
+        Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+            unknown_field(item, &schema["items"], &format!("{path}[{index}]"))
+        }),
+        _ => None,
+    }
+}
+
 async fn from_cluster(args: &PreviewArgs) -> Result<(String, EcsPowerScheduleSpec), PreviewError> {
     let name = args.name.clone().unwrap_or_default();
-    let client = Client::try_default().await.map_err(PreviewError::Connect)?;
+    let client = crate::controller::k8s::client::infer()
+        .await
+        .map_err(PreviewError::Connect)?;
     let namespace = args
         .namespace
         .clone()

@@ -18,7 +18,7 @@ impl Target {
     /// A client from the kubeconfig (or in-cluster config), and the target's namespace: the one
     /// given, else the kubeconfig context's, as kubectl does.
     pub(crate) async fn connect(&self) -> Result<(Client, String), kube::Error> {
-        let client = Client::try_default().await?;
+        let client = crate::controller::k8s::client::infer().await?;
         let namespace = self
             .namespace
             .clone()

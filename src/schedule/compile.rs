@@ -16,6 +16,9 @@ use crate::api::power_schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
 /// The zone database bundled into the binary (see the module docs for why not the host's).
 static ZONES: LazyLock<TimeZoneDatabase> = LazyLock::new(TimeZoneDatabase::bundled);
 
+/// The zone tzdata ships for a machine whose zone was never set (`-00`): not a place.
+const PLACEHOLDER_ZONE: &str = "Factory";
+
 /// Exception dates outside these years are refused: they are typos, and the bound keeps all
 /// date arithmetic far inside jiff's range.
 const YEARS: std::ops::RangeInclusive<i16> = 2000..=2999;
@@ -67,6 +70,21 @@ impl Schedule {
             None
         } else {
             match ZONES.get(&spec.time_zone) {
+                // tzdata's placeholder for an unset clock: local time there means nothing.
+                Ok(zone)
+                    if zone
+                        .iana_name()
+                        .is_some_and(|name| name.eq_ignore_ascii_case(PLACEHOLDER_ZONE)) =>
+                {
+                    problems.add(
+                        "spec.timeZone",
+                        format!(
+                            "{:?} is tzdata's placeholder for a machine whose zone was never set, not a place: name the instances' zone (e.g. Asia/Shanghai, Europe/Berlin, UTC)",
+                            spec.time_zone
+                        ),
+                    );
+                    None
+                }
                 Ok(zone) => Some(zone),
                 Err(_) => {
                     problems.add(

@@ -60,10 +60,21 @@ pub enum OverrideError {
         "metadata.annotations[\"{OVERRIDE_UNTIL}\"]: {0:?} is not an RFC 3339 time, e.g. 2026-11-28T08:00:00Z"
     )]
     BadUntil(String),
+    /// `until` as written (a time past what can be represented, 9999-12-31T23:59:59Z, is
+    /// valid RFC 3339 and simply too far ahead).
     #[error(
         "metadata.annotations[\"{OVERRIDE_UNTIL}\"]: {until} is more than 7 days ahead: an override may reach at most 7 days ahead"
     )]
-    TooFarAhead { until: Timestamp },
+    TooFarAhead { until: String },
+}
+
+/// The most bytes of an annotation's value quoted back in an [`OverrideError`]: the message
+/// lands in status and events, and a value may be 256 KB.
+pub const QUOTED_LIMIT: usize = 64;
+
+/// `value` as an error quotes it: its beginning only when it is long.
+fn quoted(value: &str) -> String {
+    crate::controller::truncate::truncated_to(value.to_string(), QUOTED_LIMIT)
 }
 
 impl Override {
@@ -79,10 +90,18 @@ impl Override {
         let power_state = match state {
             "Running" => PowerState::Running,
             "Stopped" => PowerState::Stopped,
-            other => return Override::Invalid(OverrideError::BadPowerState(other.to_string())),
+            other => return Override::Invalid(OverrideError::BadPowerState(quoted(other))),
         };
-        let Ok(until_at) = until.parse::<Timestamp>() else {
-            return Override::Invalid(OverrideError::BadUntil(until.to_string()));
+        let until_at = match until.parse::<Timestamp>() {
+            Ok(at) => at,
+            // RFC 3339 allows up to 9999-12-31T23:59:59Z; the last day or so is past what a
+            // Timestamp holds, and far past the 7 days an override may reach.
+            Err(_) if beyond_representable(until) => {
+                return Override::Invalid(OverrideError::TooFarAhead {
+                    until: quoted(until),
+                });
+            }
+            Err(_) => return Override::Invalid(OverrideError::BadUntil(quoted(until))),
         };
         if until_at <= now {
             Override::Expired {
@@ -90,7 +109,9 @@ impl Override {
                 until: until_at,
             }
         } else if until_at.duration_since(now) > MAX_AHEAD {
-            Override::Invalid(OverrideError::TooFarAhead { until: until_at })
+            Override::Invalid(OverrideError::TooFarAhead {
+                until: until_at.to_string(),
+            })
         } else {
             Override::Active {
                 power_state,
@@ -98,6 +119,14 @@ impl Override {
             }
         }
     }
+}
+
+/// A well-formed time with an offset in the year 9999, which jiff cannot hold past
+/// 9999-12-30T22:00:00Z.
+fn beyond_representable(text: &str) -> bool {
+    jiff::fmt::temporal::Pieces::parse(text).is_ok_and(|pieces| {
+        pieces.date().year() == 9999 && pieces.time().is_some() && pieces.offset().is_some()
+    })
 }
 
 /// The power state an object following a schedule should be in, and until when.

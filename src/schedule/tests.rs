@@ -492,7 +492,7 @@ fn malformed_overrides_are_ignored_with_the_annotation_named() {
                 (OVERRIDE_UNTIL, "2026-12-04T12:00:01Z"),
             ],
             OverrideError::TooFarAhead {
-                until: at("2026-12-04T12:00:01Z"),
+                until: "2026-12-04T12:00:01Z".into(),
             },
             "more than 7 days ahead",
         ),
@@ -515,6 +515,65 @@ fn malformed_overrides_are_ignored_with_the_annotation_named() {
     ));
 }
 
+/// RFC 3339 reaches 9999-12-31T23:59:59Z (past the last instant jiff holds): a valid time,
+/// only too far ahead, and the message says so.
+#[test]
+fn an_override_until_the_end_of_time_is_too_far_ahead_not_malformed() {
+    let now = at("2026-11-27T12:00:00Z");
+    for until in [
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59+14:00",
+        "9999-12-30T21:00:00Z",
+    ] {
+        let ov = Override::read(
+            Some(&annotations(&[
+                (OVERRIDE_POWER_STATE, "Running"),
+                (OVERRIDE_UNTIL, until),
+            ])),
+            now,
+        );
+        let Override::Invalid(error) = ov else {
+            panic!("{until}: {ov:?}");
+        };
+        assert!(
+            matches!(error, OverrideError::TooFarAhead { .. }),
+            "{until}: {error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("{until} is more than 7 days ahead")),
+            "{error}"
+        );
+    }
+}
+
+/// A 200 KB annotation value is quoted by its beginning only: the message goes to status and
+/// events.
+#[test]
+fn a_huge_override_value_is_quoted_by_its_beginning() {
+    let now = at("2026-11-27T12:00:00Z");
+    let huge = format!("2026-11-28T08:00:00Z{}", "x".repeat(200_000));
+    for pairs in [
+        [
+            (OVERRIDE_POWER_STATE, "Running"),
+            (OVERRIDE_UNTIL, huge.as_str()),
+        ],
+        [
+            (OVERRIDE_POWER_STATE, huge.as_str()),
+            (OVERRIDE_UNTIL, "2026-11-28T08:00:00Z"),
+        ],
+    ] {
+        let Override::Invalid(error) = Override::read(Some(&annotations(&pairs)), now) else {
+            panic!("a huge value is not an override");
+        };
+        let message = error.to_string();
+        assert!(message.len() < 300, "{} bytes: {message}", message.len());
+        assert!(message.contains("\"2026-11-28T08:00:00Z"), "{message}");
+        assert!(message.contains("(truncated)"), "{message}");
+    }
+}
+
 // ---- invalid specs ----
 
 #[test]
@@ -527,6 +586,10 @@ fn every_invalid_field_is_named_with_the_fix() {
         (
             "timeZone: \"\"\nrunning: [{days: [Mon], from: \"08:00\", to: \"20:00\"}]",
             "spec.timeZone: empty",
+        ),
+        (
+            "timeZone: Factory\nrunning: [{days: [Mon], from: \"08:00\", to: \"20:00\"}]",
+            "spec.timeZone: \"Factory\" is tzdata's placeholder",
         ),
         ("timeZone: UTC\nrunning: []", "spec.running: no window"),
         (

@@ -22,6 +22,7 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::controller::truncate::truncated;
@@ -118,13 +119,12 @@ impl Publisher {
             .namespace
             .clone()
             .unwrap_or_else(|| "default".to_string());
-        let name = format!(
-            "{}.{:x}",
+        let name = event_name(
             regarding
                 .name
                 .as_deref()
                 .unwrap_or(&self.reporter.controller),
-            now.as_nanosecond()
+            now,
         );
         let event = K8sEvent {
             action: Some(ev.action.clone()),
@@ -161,6 +161,32 @@ impl Publisher {
             },
         );
         Ok(())
+    }
+}
+
+/// The longest name the API server takes for an event (a DNS subdomain).
+const NAME_LIMIT: usize = 253;
+
+/// An event's name: kube's `<object>.<time in hex>`, which a series keeps. An object's name may
+/// itself be 253 characters, and a name past the limit is refused (every event of the object
+/// lost): then it is the object name's beginning, 8 hex digits of its SHA-256 (two long names
+/// that begin alike stay apart), and the time.
+fn event_name(object: &str, now: Timestamp) -> String {
+    let time = format!(".{:x}", now.as_nanosecond());
+    if object.len() + time.len() <= NAME_LIMIT {
+        return format!("{object}{time}");
+    }
+    let digest = hex::encode(&Sha256::digest(object.as_bytes())[..4]);
+    let mut end = NAME_LIMIT - time.len() - digest.len() - 1;
+    while !object.is_char_boundary(end) {
+        end -= 1;
+    }
+    // A subdomain's parts start and end with a letter or digit.
+    let beginning = object[..end].trim_end_matches(['.', '-']);
+    if beginning.is_empty() {
+        format!("{digest}{time}")
+    } else {
+        format!("{beginning}.{digest}{time}")
     }
 }
 
@@ -233,6 +259,72 @@ mod tests {
             ]
         );
         api.shutdown().await;
+    }
+
+    /// An object's name may be 253 characters: its events' names still fit, stay apart for
+    /// two names that begin alike, and a repeat still joins its series.
+    #[tokio::test]
+    async fn an_object_with_the_longest_name_keeps_its_events() {
+        let (api, client, publisher) = on_kubesim().await;
+        let long = |last: char| format!("{}{last}", "web-".repeat(63));
+        let (first, second) = (long('a'), long('b'));
+        assert_eq!(first.len(), 253);
+        for name in [&first, &second, &first] {
+            let regarding = ObjectReference {
+                kind: Some("EcsInstance".into()),
+                name: Some(name.clone()),
+                namespace: Some("default".into()),
+                uid: Some(format!("u-{name}")),
+                ..ObjectReference::default()
+            };
+            publisher
+                .publish(&event("passed (RequestId A)"), &regarding)
+                .await
+                .unwrap();
+        }
+        for (name, count) in [(&first, Some(2)), (&second, None)] {
+            let listed = Api::<K8sEvent>::namespaced(client.clone(), "default")
+                .list(&ListParams::default().fields(&format!("regarding.name={name}")))
+                .await
+                .unwrap()
+                .items;
+            assert_eq!(listed.len(), 1, "one event for {name}");
+            let event_name = listed[0].metadata.name.clone().unwrap();
+            assert!(event_name.len() <= NAME_LIMIT, "{event_name}");
+            assert_eq!(listed[0].series.as_ref().map(|s| s.count), count);
+        }
+        api.shutdown().await;
+    }
+
+    #[test]
+    fn event_names_are_subdomains_at_every_length() {
+        let now: Timestamp = "2026-11-27T12:00:00.123456789Z".parse().unwrap();
+        assert_eq!(
+            event_name("canary-1", now),
+            format!("canary-1.{:x}", now.as_nanosecond())
+        );
+        for length in 200..=253 {
+            // Cut points land on a dot and on a dash.
+            for filler in ["a.b-c", "abcd.", "ab-cd"] {
+                let name: String = filler.repeat(64)[..length]
+                    .trim_end_matches(['.', '-'])
+                    .to_string()
+                    + "z";
+                let event = event_name(&name, now);
+                assert!(
+                    event.len() <= NAME_LIMIT,
+                    "{length}: {} characters",
+                    event.len()
+                );
+                assert!(
+                    event.split('.').all(|part| !part.is_empty()
+                        && !part.starts_with('-')
+                        && !part.ends_with('-')),
+                    "{event}"
+                );
+                assert_eq!(event, event_name(&name, now), "stable");
+            }
+        }
     }
 
     /// Events come from many places (a reconcile, the reboot command): whatever the note, the

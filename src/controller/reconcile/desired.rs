@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::{
     EcsInstanceSpec, EcsPowerSchedule, NextTransition, OverrideState, OverrideStatus, PowerState,
 };
+use crate::controller::truncate::truncated;
 use crate::schedule::overrides::{OVERRIDE_POWER_STATE, OVERRIDE_UNTIL};
 use crate::schedule::{InvalidSchedule, Override, Schedule};
 
@@ -131,8 +132,9 @@ pub(crate) fn follow(schedule: &Schedule, ov: &Override, now: Timestamp) -> Desi
                     Some(*power_state),
                     Some(*until),
                 )),
+                // The message quotes annotation values: bounded like every message in status.
                 Override::Invalid(err) => Some(OverrideStatus {
-                    message: Some(err.to_string()),
+                    message: Some(truncated(err.to_string())),
                     ..override_status(OverrideState::Invalid, None, None)
                 }),
                 Override::None | Override::Active { .. } => None,
@@ -269,6 +271,24 @@ mod tests {
         let ov = d.power_override.unwrap();
         assert_eq!(ov.state, OverrideState::Invalid);
         assert!(ov.message.unwrap().contains(OVERRIDE_UNTIL));
+    }
+
+    /// The audit's 200 KB `override-until` became a 200,130-character status message.
+    #[test]
+    fn a_huge_override_value_leaves_a_bounded_status_message() {
+        let schedules = FakeSchedules::default();
+        schedules.put("team", "office-hours", office_hours());
+        let spec = scheduled("i-a", "office-hours");
+        let huge = "9".repeat(200_000);
+        let bad = annotations(&[(OVERRIDE_POWER_STATE, "Running"), (OVERRIDE_UNTIL, &huge)]);
+        let d = resolve(&spec, &bad, "team", &schedules, at("2026-11-27T13:00:00Z")).unwrap();
+        let message = d.power_override.unwrap().message.unwrap();
+        assert!(
+            message.len() <= crate::controller::truncate::MESSAGE_LIMIT,
+            "{} bytes",
+            message.len()
+        );
+        assert!(message.contains(OVERRIDE_UNTIL), "{message}");
     }
 
     #[test]

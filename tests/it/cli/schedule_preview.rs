@@ -193,6 +193,36 @@ spec:
         "{stderr}"
     );
 
+    // A misspelt field is refused with its name, as the API server refuses it (serde alone
+    // dropped it: the exceptions vanished from the preview without a word).
+    for (body, field) in [
+        (
+            "  timeZone: UTC\n  running: [{days: [Mon], from: \"08:00\", to: \"20:00\"}]\n  exeptions: [{date: \"2026-12-25\", powerState: Stopped}]\n",
+            "spec.exeptions",
+        ),
+        (
+            "  timeZone: UTC\n  running: [{days: [Mon], from: \"08:00\", to: \"20:00\", form: \"09:00\"}]\n",
+            "spec.running[0].form",
+        ),
+    ] {
+        std::fs::write(
+            &file,
+            format!("kind: EcsPowerSchedule\nmetadata: {{name: typo}}\nspec:\n{body}"),
+        )
+        .unwrap();
+        let out = preview(&["--file", file.to_str().unwrap()]);
+        let (stdout, stderr) = text(&out);
+        assert!(!out.status.success(), "{stdout}");
+        assert!(
+            stderr.starts_with(&format!("error: {field}: unknown field (expected one of ")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("`kubectl apply` refuses it too"),
+            "{stderr}"
+        );
+    }
+
     // No schedule in the file at all.
     let out = preview(&[
         "--file",

@@ -944,6 +944,30 @@ fn user_roles() -> Vec<(String, String, Grants)> {
         .collect()
 }
 
+/// `status.rebootHistory` and `status.lastRebootToken` are what keep a settled reboot token
+/// from running again: whoever may write `ecsinstances/status` can erase them and replay a
+/// token. No user role may (the README's Security section says so and cites this test);
+/// `grants` already refuses wildcards, so the triples are the whole grant.
+#[test]
+fn no_user_role_may_write_the_status_that_remembers_reboot_tokens() {
+    let roles = user_roles();
+    assert!(!roles.is_empty());
+    for (name, into, grants) in roles {
+        let writes: Vec<_> = grants
+            .iter()
+            .filter(|(group, resource, verb)| {
+                group == "ecs.powerctl.io"
+                    && resource == "ecsinstances/status"
+                    && !["get", "list", "watch"].contains(&verb.as_str())
+            })
+            .collect();
+        assert!(
+            writes.is_empty(),
+            "{name} (aggregated into {into}) may write ecsinstances/status: {writes:?}"
+        );
+    }
+}
+
 /// Runs `kubectl-ecsi ARGS` (the binary under its plugin name) against `kubeconfig`.
 async fn plugin(dir: &Path, kubeconfig: &Path, args: &[&str]) {
     let link = dir.join("kubectl-ecsi");
