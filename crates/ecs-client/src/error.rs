@@ -113,6 +113,10 @@ pub enum EcsError {
     /// A request the client refuses to send (empty instance id, too many ids, …).
     #[error("invalid request: {0}")]
     InvalidInput(String),
+    /// A mutating call held back and then not sent: the caller's admission was withdrawn before
+    /// it left (see `EcsApi::power_if`). Nothing reached ECS.
+    #[error("{0}: not sent: no longer admitted")]
+    NotSent(String),
 }
 
 impl EcsError {
@@ -125,7 +129,7 @@ impl EcsError {
             | Self::Decode { .. }
             | Self::CredentialSourceUnavailable { .. } => ErrorClass::Transient,
             Self::Credentials(_) => ErrorClass::Credentials,
-            Self::InvalidInput(_) => ErrorClass::InvalidRequest,
+            Self::InvalidInput(_) | Self::NotSent(_) => ErrorClass::InvalidRequest,
         }
     }
 
@@ -139,6 +143,7 @@ impl EcsError {
             Self::Credentials(_) => "CredentialsUnavailable",
             Self::CredentialSourceUnavailable { .. } => "CredentialSourceUnavailable",
             Self::InvalidInput(_) => "InvalidInput",
+            Self::NotSent(_) => "NotSent",
         }
     }
 

@@ -29,6 +29,11 @@ pub use types::*;
 /// on a batch. Every method is one logical call; the implementation owns chunking, paging,
 /// retries and rate limiting. Few methods, so decorators (metering, batching) and fakes stay
 /// short.
+/// Whether a mutating call may still go out: asked again by whatever holds a call back before
+/// sending it (batching), so a permission withdrawn meanwhile stops it. See
+/// [`EcsApi::power_if`].
+pub type Admission = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
 #[async_trait]
 pub trait EcsApi: Send + Sync {
     /// DescribeInstances for these ids (any number: chunked by 100, every page read).
@@ -47,6 +52,22 @@ pub trait EcsApi: Send + Sync {
         instance_id: &str,
         request: PowerRequest,
     ) -> Result<Accepted, EcsError>;
+
+    /// [`power`](Self::power), unless `admitted` says no by the time the call would leave:
+    /// `Err(EcsError::NotSent)` then, and nothing was sent. A decorator that holds calls back
+    /// before sending (batching) asks again just before they leave.
+    async fn power_if(
+        &self,
+        region: &str,
+        instance_id: &str,
+        request: PowerRequest,
+        admitted: &Admission,
+    ) -> Result<Accepted, EcsError> {
+        if !admitted() {
+            return Err(EcsError::NotSent(request.action().single().into()));
+        }
+        self.power(region, instance_id, request).await
+    }
 
     /// StartInstances, StopInstances or RebootInstances with `BatchOptimization=SuccessFirst`
     /// (at most 100 ids; a reboot's `force` is sent as `ForceReboot`).

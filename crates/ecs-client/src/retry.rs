@@ -96,7 +96,7 @@ pub fn is_retryable(kind: CallKind, error: &EcsError) -> bool {
             | EcsError::Connect { .. }
             | EcsError::Decode { .. }
             | EcsError::CredentialSourceUnavailable { .. } => true,
-            EcsError::Credentials(_) | EcsError::InvalidInput(_) => false,
+            EcsError::Credentials(_) | EcsError::InvalidInput(_) | EcsError::NotSent(_) => false,
         },
         CallKind::Mutation => proves_not_executed(error),
     }
@@ -114,8 +114,10 @@ pub fn proves_not_executed(error: &EcsError) -> bool {
                 || (api.http_status == 429
                     && ErrorClass::of(&api.code, 429) == ErrorClass::Throttled)
         }
-        // No credentials, no request: ECS never saw it.
-        EcsError::Connect { .. } | EcsError::CredentialSourceUnavailable { .. } => true,
+        // No credentials, no request, or held back: ECS never saw it.
+        EcsError::Connect { .. }
+        | EcsError::CredentialSourceUnavailable { .. }
+        | EcsError::NotSent(_) => true,
         _ => false,
     }
 }

@@ -108,6 +108,13 @@ impl Gates {
         before_lookup(obj, namespace, &owner, shared)
     }
 
+    /// [`Gates::before_lookup`] as a check a held-back call makes again just before it leaves
+    /// (see `EcsApi::power_if`): the permission of this instant, not of the reconcile's start.
+    pub(crate) fn admission(&self, obj: &EcsInstance, namespace: &str) -> ecs_client::Admission {
+        let (gates, obj, namespace) = (self.clone(), obj.clone(), namespace.to_string());
+        Arc::new(move || gates.before_lookup(&obj, &namespace).is_none())
+    }
+
     /// With the tag guard on: refused unless the instance's tag lists `namespace`.
     pub(crate) fn after_observe(&self, namespace: &str, instance: &Instance) -> Option<Refusal> {
         let tag = self.tag_guard.as_deref()?;

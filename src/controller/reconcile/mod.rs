@@ -9,7 +9,8 @@
 //! 3. [`Pass::read_credentials`]: the referenced Secret, or the controller's own chain.
 //! 4. [`Pass::observe_and_decide`]: the instance as ECS reports it, and the [`decide`]d step.
 //! 5. [`Pass::check_claim`]: the tag guard, between the observation and any mutating call.
-//! 6. [`Pass::act`]: the step carried out (a reboot's intent recorded first).
+//! 6. [`Pass::act`]: the step carried out: the gates asked again, a reboot's intent recorded,
+//!    the call made (and not sent if the gates close while it is held in a batch).
 //! 7. [`Pass::write`]: the status [`next_status`] built, written conditionally on the version
 //!    the decision was made from, and its events.
 //!
@@ -46,7 +47,7 @@ use crate::controller::ecs::observe::{EcsSide, Freshness, Lookup, credentials_ke
 use crate::controller::k8s::cluster::{Cluster, Written};
 use crate::controller::truncate::truncated;
 use crate::telemetry::Metrics;
-use ecs_client::{Credentials, EcsApi, ErrorClass, Instance};
+use ecs_client::{Credentials, EcsApi, EcsError, ErrorClass, Instance};
 
 /// How soon to look again after a write found the object changed since it was read: the
 /// cache has (or soon has) the newer copy.
@@ -286,8 +287,8 @@ impl<'a> Pass<'a> {
         self.act(&decision, instance.as_ref(), &lookup.ecs).await
     }
 
-    /// Admission, before any ECS request (not even a lookup): a duplicate, or a namespace not
-    /// allowed the shared credentials, ends the pass.
+    /// Admission, before any ECS request (not even a lookup), and again before a mutating call:
+    /// a duplicate, or a namespace not allowed the shared credentials, ends the pass.
     fn admit(&mut self) -> Result<(), End> {
         let Some(refusal) = self.gates.before_lookup(self.obj, &self.namespace) else {
             return Ok(());
@@ -465,8 +466,13 @@ impl<'a> Pass<'a> {
             }
             Step::Blocked(_) => ecs_retry::policy(ErrorClass::Locked).first,
             Step::Call(mutation) => {
+                // The gates again, immediately before the call: a Namespace that lost the
+                // shared credentials (or an owner that changed) while the instance was being
+                // read stops it. (Held back in a batch, it is asked once more as the batch
+                // leaves: `call`.)
+                self.admit()?;
                 self.record_intent(mutation, instance).await?;
-                self.call(mutation, ecs).await
+                self.call(mutation, ecs).await?
             }
         })
     }
@@ -494,13 +500,26 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// Makes the mutating call and records its outcome. Returns when to look again.
-    async fn call(&mut self, mutation: &Mutation, ecs: &Arc<dyn EcsApi>) -> Duration {
+    /// Makes the mutating call and records its outcome. Returns when to look again. The call
+    /// carries the gates: held back (batched), it is not sent if they close before it leaves.
+    async fn call(&mut self, mutation: &Mutation, ecs: &Arc<dyn EcsApi>) -> Result<Duration, End> {
         let spec = &self.obj.spec;
+        let admission = self.gates.admission(self.obj, &self.namespace);
         let result = ecs
-            .power(&spec.region_id, &spec.instance_id, mutation.request())
+            .power_if(
+                &spec.region_id,
+                &spec.instance_id,
+                mutation.request(),
+                &admission,
+            )
             .await;
-        match result {
+        Ok(match result {
+            Err(EcsError::NotSent(_)) => {
+                info!("not sent: the object may no longer use ECS");
+                self.next.not_sent(mutation);
+                self.admit()?;
+                CONFLICT_RETRY
+            }
             Ok(accepted) if accepted.dry_run => {
                 self.next.dry_run_passed(mutation, &accepted);
                 self.reconciler.resync
@@ -514,7 +533,7 @@ impl<'a> Pass<'a> {
                 let version = self.secret_version.clone();
                 self.next.not_carried_out(mutation, &err, version)
             }
-        }
+        })
     }
 
     /// Writes the finished status (unless nothing changed), publishes its events, and says

@@ -330,6 +330,14 @@ impl NextStatus {
         Some(intent)
     }
 
+    /// The call was not sent (the gates closed while it waited in a batch): a reboot's intent is
+    /// taken back, nothing reached ECS.
+    pub(crate) fn not_sent(&mut self, mutation: &Mutation) {
+        if let Some(token) = mutation.carried_token() {
+            self.status.reboot_in_flight.take_if(|f| f.token == token);
+        }
+    }
+
     /// ECS accepted the call (for real: see [`NextStatus::dry_run_passed`]). `spec` words the drift
     /// event.
     pub(crate) fn carried_out(

@@ -1116,3 +1116,72 @@ async fn no_stock_on_start_is_insufficient_capacity_retried_after_a_minute() {
         Some("OperationDenied.NoStock")
     );
 }
+
+/// Issue 24 item 6: with ECS slow to answer, the namespace lost the `shared-credentials`
+/// label while the DescribeInstances was in flight. The gates are asked again right before the
+/// call: no StartInstance goes out with the controller's credentials, and the object says why.
+#[tokio::test]
+async fn a_namespace_withdrawn_while_the_instance_is_read_makes_no_call() {
+    use crate::controller::admission::{Gates, SharedCredentials};
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::{reflector, watcher};
+
+    /// Reads the instance, and meanwhile the administrator removes the label.
+    struct WithdrawnWhileReading {
+        writer: Mutex<reflector::store::Writer<PartialObjectMeta<Namespace>>>,
+        namespace: PartialObjectMeta<Namespace>,
+    }
+
+    #[async_trait]
+    impl Observer for WithdrawnWhileReading {
+        async fn observe(&self, lookup: &Lookup) -> Result<Option<Instance>, EcsError> {
+            let read = DirectObserver.observe(lookup).await;
+            let gone = watcher::Event::Delete(self.namespace.clone());
+            self.writer.lock().unwrap().apply_watcher_event(&gone);
+            read
+        }
+    }
+
+    let world = World::new(Some(instance(InstanceStatus::Stopped)), accepted("req-s"));
+    let (permitted, mut writer) = reflector::store();
+    let mut namespace = PartialObjectMeta::<Namespace>::default();
+    namespace.metadata.name = Some("default".into());
+    // The namespace watch's first list: the namespace is selected.
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(namespace.clone()));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    let gates = Gates {
+        shared_credentials: Some(SharedCredentials {
+            selector: "ecs.powerctl.io/shared-credentials=allowed".into(),
+            permitted,
+        }),
+        ..Gates::default()
+    };
+    let observer = Arc::new(WithdrawnWhileReading {
+        writer: Mutex::new(writer),
+        namespace,
+    });
+    let reconciler = reconciler(
+        &world.cluster,
+        &world.ecs,
+        &world.schedules,
+        &world.clock,
+        observer,
+    );
+
+    reconciler
+        .reconcile(&object(PowerState::Running), &gates)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        world.log(),
+        [format!("describe [\"{ID}\"]"), "write status".into()]
+    );
+    let stalled = condition(&world.status(), "Stalled").clone();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "CredentialsNotPermitted")
+    );
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{BatchSettings, Coalescer, Waiter, all_gone, still_waiting};
-use ecs_client::{Accepted, BatchAccepted, EcsApi, EcsError, Instance, PowerRequest};
+use ecs_client::{Accepted, Admission, BatchAccepted, EcsApi, EcsError, Instance, PowerRequest};
 
 type Answer = Result<Accepted, EcsError>;
 
@@ -34,9 +34,26 @@ fn batchable(request: PowerRequest) -> bool {
 /// A batch mutation is never sent again after a failure that may have executed it (the client's
 /// retry rule); only a failure before anything was sent (a request the client refused) falls
 /// back to single calls. A batch of one goes out as the single call.
+///
+/// A call made with [`EcsApi::power_if`] is asked again when its batch leaves: one no longer
+/// admitted (its namespace lost the shared credentials while it waited) is left out and answered
+/// `NotSent`.
 pub(crate) struct BatchingEcs {
     inner: Arc<dyn EcsApi>,
-    coalescer: Coalescer<(String, PowerRequest), String, Answer>,
+    coalescer: Coalescer<(String, PowerRequest), Item, Answer>,
+}
+
+/// One call waiting in a batch: its instance, and whether it may still go out.
+#[derive(Clone)]
+pub(crate) struct Item {
+    id: String,
+    admitted: Option<Admission>,
+}
+
+impl Item {
+    fn admitted(&self) -> bool {
+        self.admitted.as_ref().is_none_or(|a| a())
+    }
 }
 
 impl BatchingEcs {
@@ -54,16 +71,27 @@ impl BatchingEcs {
         }
     }
 
-    async fn coalesced(&self, region: &str, id: &str, request: PowerRequest) -> Answer {
+    async fn coalesced(
+        &self,
+        region: &str,
+        id: &str,
+        request: PowerRequest,
+        admitted: Option<&Admission>,
+    ) -> Answer {
+        let single = async || match admitted {
+            Some(admitted) => self.inner.power_if(region, id, request, admitted).await,
+            None => self.inner.power(region, id, request).await,
+        };
         if !batchable(request) {
-            return self.inner.power(region, id, request).await;
+            return single().await;
         }
         let key = (region.to_string(), request);
+        let item = Item {
+            id: id.to_string(),
+            admitted: admitted.cloned(),
+        };
         // The same instance twice in one batch: the second call goes on its own.
-        match self
-            .coalescer
-            .submit(key, id.to_string(), |other| other == id)
-        {
+        match self.coalescer.submit(key, item, |other| other.id == id) {
             Some(answer) => answer.await.unwrap_or_else(|_| {
                 Err(EcsError::Transport {
                     action: request.action().batch().into(),
@@ -71,7 +99,7 @@ impl BatchingEcs {
                     detail: "the batch ended without an answer; it may have been sent".into(),
                 })
             }),
-            None => self.inner.power(region, id, request).await,
+            None => single().await,
         }
     }
 }
@@ -81,11 +109,19 @@ async fn act(
     ecs: Arc<dyn EcsApi>,
     region: String,
     request: PowerRequest,
-    waiters: Vec<Waiter<String, Answer>>,
+    waiters: Vec<Waiter<Item, Answer>>,
 ) {
-    let mut waiters = still_waiting(waiters);
+    // Asked again as the batch leaves: a call no longer admitted is not sent.
+    let (waiters, refused): (Vec<_>, Vec<_>) = still_waiting(waiters)
+        .into_iter()
+        .partition(|w| w.item.admitted());
+    for waiter in refused {
+        let action = request.action().single().to_string();
+        let _ = waiter.reply.send(Err(EcsError::NotSent(action)));
+    }
+    let mut waiters = waiters;
     if let [only] = waiters.as_mut_slice() {
-        let id = only.item.clone();
+        let id = only.item.id.clone();
         let answer = tokio::select! {
             biased;
             answer = ecs.power(&region, &id, request) => answer,
@@ -99,7 +135,7 @@ async fn act(
     if waiters.is_empty() {
         return;
     }
-    let ids: Vec<String> = waiters.iter().map(|w| w.item.clone()).collect();
+    let ids: Vec<String> = waiters.iter().map(|w| w.item.id.clone()).collect();
     let sent = tokio::select! {
         biased;
         sent = ecs.power_batch(&region, &ids, request) => sent,
@@ -108,7 +144,7 @@ async fn act(
     match sent {
         Ok(batch) => {
             for waiter in waiters {
-                let answer = item_answer(request, &batch, &waiter.item);
+                let answer = item_answer(request, &batch, &waiter.item.id);
                 let _ = waiter.reply.send(answer);
             }
         }
@@ -116,7 +152,7 @@ async fn act(
         // each call may still be made on its own.
         Err(EcsError::InvalidInput(_)) => {
             for waiter in waiters {
-                let answer = ecs.power(&region, &waiter.item, request).await;
+                let answer = ecs.power(&region, &waiter.item.id, request).await;
                 let _ = waiter.reply.send(answer);
             }
         }
@@ -159,7 +195,18 @@ impl EcsApi for BatchingEcs {
     }
 
     async fn power(&self, region: &str, instance_id: &str, request: PowerRequest) -> Answer {
-        self.coalesced(region, instance_id, request).await
+        self.coalesced(region, instance_id, request, None).await
+    }
+
+    async fn power_if(
+        &self,
+        region: &str,
+        instance_id: &str,
+        request: PowerRequest,
+        admitted: &Admission,
+    ) -> Answer {
+        self.coalesced(region, instance_id, request, Some(admitted))
+            .await
     }
 
     async fn power_batch(

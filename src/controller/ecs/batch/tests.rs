@@ -541,3 +541,42 @@ async fn a_batch_that_fell_due_behind_another_is_sent_even_if_joined_again() {
     assert_eq!(answers, (2, 3));
     assert_eq!(*sent.lock().unwrap(), vec![vec![1], vec![2, 3]]);
 }
+
+/// Issue 24 item 6, in a batch: a call whose admission is withdrawn while it waits for its
+/// batch is left out when the batch leaves (answered `NotSent`); the others go.
+#[tokio::test(start_paused = true)]
+async fn a_call_no_longer_admitted_when_its_batch_leaves_is_not_sent() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ecs = FakeEcs::new();
+    let batching = Arc::new(BatchingEcs::new(ecs.clone(), BatchSettings::default()));
+    let admitted = Arc::new(AtomicBool::new(true));
+    let start = PowerRequest::Start(StartOptions::default());
+    let calls: Vec<_> = (0..3)
+        .map(|n| {
+            let batching = batching.clone();
+            let flag = admitted.clone();
+            tokio::spawn(async move {
+                let admission: ecs_client::Admission = match n {
+                    0 => Arc::new(move || flag.load(Ordering::SeqCst)),
+                    _ => Arc::new(|| true),
+                };
+                batching.power_if(REGION, &id(n), start, &admission).await
+            })
+        })
+        .collect();
+    // The three wait for their batch; meanwhile the first one's namespace is withdrawn.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(ecs.calls().is_empty(), "nothing left before the window");
+    admitted.store(false, Ordering::SeqCst);
+    let answers = futures::future::join_all(calls).await;
+
+    assert!(
+        matches!(answers[0].as_ref().unwrap(), Err(EcsError::NotSent(_))),
+        "{:?}",
+        answers[0]
+    );
+    assert!(answers[1].as_ref().unwrap().is_ok() && answers[2].as_ref().unwrap().is_ok());
+    let sent = ecs.calls_of("StartInstances");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].ids, [id(1), id(2)]);
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::Shared;
-use ecs_client::{Accepted, BatchAccepted, EcsApi, EcsError, Instance, PowerRequest};
+use ecs_client::{Accepted, Admission, BatchAccepted, EcsApi, EcsError, Instance, PowerRequest};
 
 /// An [`EcsApi`] that tells the observer of every power call it made (whatever the answer: a
 /// failed call may have been carried out), so the next lookup of the instance reads afresh
@@ -56,6 +56,23 @@ impl EcsApi for InvalidatingEcs {
     ) -> Result<Accepted, EcsError> {
         let answer = self.inner.power(region, instance_id, request).await;
         self.note(region, &[instance_id.to_string()], request);
+        answer
+    }
+
+    async fn power_if(
+        &self,
+        region: &str,
+        instance_id: &str,
+        request: PowerRequest,
+        admitted: &Admission,
+    ) -> Result<Accepted, EcsError> {
+        let answer = self
+            .inner
+            .power_if(region, instance_id, request, admitted)
+            .await;
+        if !matches!(answer, Err(EcsError::NotSent(_))) {
+            self.note(region, &[instance_id.to_string()], request);
+        }
         answer
     }
 
