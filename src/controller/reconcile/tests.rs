@@ -42,6 +42,7 @@ struct FakeCluster {
     version: Mutex<Option<u64>>,
     statuses: Mutex<Vec<EcsInstanceStatus>>,
     intents: Mutex<Vec<RebootInFlight>>,
+    claims: Mutex<Vec<Timestamp>>,
     /// The reasons of the events published.
     events: Mutex<Vec<String>>,
     /// Their notes.
@@ -91,6 +92,19 @@ impl Cluster for FakeCluster {
         let written = self.write_at(version, "write intent");
         if written != Written::Conflict {
             self.intents.lock().unwrap().push(intent.clone());
+        }
+        Ok(written)
+    }
+
+    async fn write_claim(
+        &self,
+        _: &EcsInstance,
+        version: Option<&str>,
+        at: &MicroTime,
+    ) -> Result<Written, kube::Error> {
+        let written = self.write_at(version, "write claim");
+        if written != Written::Conflict {
+            self.claims.lock().unwrap().push(at.0);
         }
         Ok(written)
     }
@@ -237,10 +251,13 @@ fn with_reboot(mut obj: EcsInstance, token: &str) -> EcsInstance {
         token: token.into(),
         mode: RebootMode::Soft,
     });
-    obj.status
-        .get_or_insert_with(Default::default)
+    let status = obj.status.get_or_insert_with(Default::default);
+    status
         .instance_status
         .get_or_insert(InstanceStatus::Running);
+    status
+        .claimed_at
+        .get_or_insert(MicroTime("2026-11-22T09:00:00Z".parse().unwrap()));
     obj
 }
 
@@ -278,12 +295,17 @@ async fn a_stopped_instance_wanted_running_is_started_once_and_polled() {
         world.log(),
         [
             format!("describe [\"{ID}\"]"),
+            "write claim".into(),
             format!("StartInstance {ID}"),
             "write status".into()
         ]
     );
     assert_eq!(next, Config::default().timings.transition_poll);
     let status = world.status();
+    // The claim written before the call stays in the status written after it.
+    let claims = world.cluster.claims.lock().unwrap().clone();
+    assert_eq!(claims, [now()]);
+    assert_eq!(status.claimed_at.as_ref().map(|t| t.0), Some(now()));
     let last = status.last_action.as_ref().unwrap();
     assert_eq!(
         (last.action, last.request_id.as_str(), last.dry_run),
@@ -310,6 +332,8 @@ async fn a_converged_instance_is_ready_and_an_unchanged_status_is_not_written_ag
     assert_eq!(condition(&status, "Ready").status, "True");
     assert_eq!(condition(&status, "Ready").reason, "InstanceRunning");
     assert_eq!(status.instance_status, Some(InstanceStatus::Running));
+    // The owner claims its instance in its first status write (no call needed).
+    assert_eq!(status.claimed_at.as_ref().map(|t| t.0), Some(now()));
 
     // The next resync finds the same: nothing to write.
     obj.status = Some(status);
@@ -610,7 +634,13 @@ async fn failing_status_writes_back_off_in_memory() {
         .cluster
         .failing_status_writes
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let obj = Arc::new(object(PowerState::Running));
+    // It has claimed the instance (no call is made before a claim is recorded).
+    let mut obj = object(PowerState::Running);
+    obj.status = Some(EcsInstanceStatus {
+        claimed_at: Some(MicroTime("2026-11-22T09:00:00Z".parse().unwrap())),
+        ..EcsInstanceStatus::default()
+    });
+    let obj = Arc::new(obj);
 
     let mut delays = Vec::new();
     for _ in 0..8 {
@@ -810,6 +840,7 @@ async fn a_duplicate_makes_no_ecs_call_and_names_the_owner() {
         stalled.message
     );
     assert_eq!(condition(&status, "Ready").status, "False");
+    assert_eq!(status.claimed_at, None, "a duplicate claims nothing");
     assert_eq!(world.event_reasons(), ["DuplicateInstance"]);
 }
 
@@ -864,6 +895,7 @@ async fn the_tag_guard_keeps_a_token_seen_at_first_sight_adopted() {
     assert_eq!(status.last_reboot_token.as_deref(), Some("restored"));
     assert_eq!(condition(&status, "Stalled").reason, "InstanceNotClaimed");
 }
+mod owners;
 mod schedules;
 // ---- the fleet observer's view -------------------------------------------------------------
 
@@ -914,6 +946,7 @@ fn looked_at(mut obj: EcsInstance, instance_status: InstanceStatus) -> EcsInstan
     obj.status = Some(EcsInstanceStatus {
         observed_generation: obj.metadata.generation,
         instance_status: Some(instance_status),
+        claimed_at: Some(MicroTime("2026-11-22T09:00:00Z".parse().unwrap())),
         ..EcsInstanceStatus::default()
     });
     obj

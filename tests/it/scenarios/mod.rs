@@ -1,6 +1,7 @@
 //! Scenarios only kubesim can stage (its fault injection, a lagging watch) or that need a
-//! large fleet: restarts mid-call (`restarts`), shared-credentials tenancy (`tenancy`), batching
-//! at fleet scale (`fleet`), leader election across replicas (`leader_election`).
+//! large fleet: restarts mid-call (`restarts`), shared-credentials tenancy and one owner per
+//! instance (`tenancy`), batching at fleet scale (`fleet`), leader election across replicas
+//! (`leader_election`).
 
 mod fleet;
 mod leader_election;
