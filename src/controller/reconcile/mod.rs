@@ -46,7 +46,9 @@ use crate::controller::admission::owners::claim_time;
 use crate::controller::admission::{Gates, Refusal};
 use crate::controller::clock::{Clock, ScheduleClock, SystemClock, elapsed};
 use crate::controller::config::{Config, Timings};
-use crate::controller::ecs::observe::{EcsSide, Freshness, Lookup, credentials_key, freshness_for};
+use crate::controller::ecs::observe::{
+    EcsSide, Freshness, Lookup, credentials_key, freshness_for, observe_confirmed,
+};
 use crate::controller::k8s::cluster::{Cluster, Written};
 use crate::controller::truncate::truncated;
 use ecs_client::{Credentials, EcsApi, ErrorClass, Instance};
@@ -389,7 +391,8 @@ impl<'a> Pass<'a> {
             self.next.reset_backoff();
         }
         loop {
-            let instance = match self.reconciler.ecs.observer.observe(&lookup).await {
+            let observer = self.reconciler.ecs.observer.as_ref();
+            let instance = match observe_confirmed(observer, &lookup).await {
                 Ok(instance) => instance,
                 Err(err) => {
                     let version = self.secret_version.clone();

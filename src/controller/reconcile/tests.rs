@@ -1002,3 +1002,42 @@ async fn a_new_reboot_token_and_a_new_generation_are_decided_on_a_fresh_reading(
     world.reconcile(&obj).await.unwrap();
     assert_eq!(world.log()[0], format!("describe [\"{ID}\"]"));
 }
+
+/// Issue 24 item 8: the fleet view lost the instance's row (one page's answer left it out).
+/// The miss is checked with a DescribeInstances of that id alone before anything is
+/// concluded: the instance is there, the object stays Ready, never Stalled.
+#[tokio::test]
+async fn a_row_missing_from_the_view_is_asked_for_alone_and_does_not_stall() {
+    let world = World::viewing(Some(instance(InstanceStatus::Running)), None);
+    let obj = looked_at(object(PowerState::Running), InstanceStatus::Running);
+
+    world.reconcile(&obj).await.unwrap();
+
+    assert_eq!(
+        world.log(),
+        ["view", &format!("describe [\"{ID}\"]"), "write status"]
+    );
+    let status = world.status();
+    assert_eq!(condition(&status, "Stalled").status, "False");
+    assert_eq!(condition(&status, "Ready").status, "True");
+    assert_eq!(status.instance_status, Some(InstanceStatus::Running));
+}
+
+/// An instance ECS does not know, asked for alone too: it is gone, the object is Stalled.
+#[tokio::test]
+async fn an_instance_missing_from_the_view_and_from_a_lookup_by_id_stalls() {
+    let world = World::viewing(None, None);
+    let obj = looked_at(object(PowerState::Running), InstanceStatus::Running);
+
+    world.reconcile(&obj).await.unwrap();
+
+    assert_eq!(
+        world.log(),
+        ["view", &format!("describe [\"{ID}\"]"), "write status"]
+    );
+    let stalled = condition(&world.status(), "Stalled").clone();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "InstanceNotFound")
+    );
+}
