@@ -6,7 +6,9 @@
 //! credentials, makes no ECS request of any kind (not even DescribeInstances, so a batching or
 //! fleet-wide observer never registers it). [`Gates::after_observe`] sits between the
 //! observation and any mutating call: with the tag guard on, an instance whose ECS tag does
-//! not list the object's namespace is only ever read. The rules are pure functions
+//! not list the object's namespace is only ever read. Right before its first mutating call, an
+//! object that has recorded its claim on the instance asks [`Gates::after_claim`] whether it
+//! still owns it once the owner index has seen that claim ([`owners`]). The rules are pure functions
 //! ([`before_lookup`], [`claimed`]) over what the watch caches hold; [`Gates`] reads the caches.
 
 pub(crate) mod owners;

@@ -163,16 +163,16 @@ pub(crate) struct OwnerIndex {
     applied: Notify,
 }
 
+/// Each object's instance and place.
+type ByObject = HashMap<ObjectRef<EcsInstance>, (InstanceKey, Candidate)>;
+
 #[derive(Default)]
 struct Members {
-    by_object: HashMap<ObjectRef<EcsInstance>, (InstanceKey, Candidate)>,
+    by_object: ByObject,
     by_key: HashMap<InstanceKey, BTreeSet<Candidate>>,
     /// The objects of a relist in progress (between `Init` and `InitDone`), and the sequence
     /// number of what it shows for the first time.
-    relist: Option<(
-        u64,
-        HashMap<ObjectRef<EcsInstance>, (InstanceKey, Candidate)>,
-    )>,
+    relist: Option<(u64, ByObject)>,
     /// The last sequence number handed out.
     sequence: u64,
 }
