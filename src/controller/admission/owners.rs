@@ -28,9 +28,9 @@
 //! [`OwnerIndex`] is maintained from the EcsInstance watch (the same events that fill the
 //! reflector store), so the check is a map lookup, not a List or a scan of the store per
 //! reconcile. When the members of an instance change (an owner deleted, an object pointed at
-//! another instance, a claim recorded or withdrawn), the index names the objects to reconcile at
-//! once, so the next owner takes over without waiting for a resync. Other status writes change
-//! no membership and wake nobody.
+//! another instance, a claim that changes the owner), the index names the objects to reconcile
+//! at once, so the next owner takes over without waiting for a resync (a claim wakes the others,
+//! never the object that wrote it). Other status writes change no membership and wake nobody.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -222,9 +222,12 @@ impl OwnerIndex {
     pub(crate) fn apply(&self, event: &watcher::Event<EcsInstance>) -> Vec<ObjectRef<EcsInstance>> {
         let woken = {
             let mut members = self.lock();
-            let changed = match event {
+            match event {
                 watcher::Event::Apply(obj) => members.upsert(obj),
-                watcher::Event::Delete(obj) => members.remove(&ObjectRef::from_obj(obj)),
+                watcher::Event::Delete(obj) => {
+                    let changed = members.remove(&ObjectRef::from_obj(obj));
+                    members.wake(changed)
+                }
                 watcher::Event::Init => {
                     let sequence = members.next();
                     members.relist = Some((sequence, HashMap::new()));
@@ -234,9 +237,11 @@ impl OwnerIndex {
                     members.relisted(obj);
                     Vec::new()
                 }
-                watcher::Event::InitDone => members.finish_relist(),
-            };
-            members.wake(changed)
+                watcher::Event::InitDone => {
+                    let changed = members.finish_relist();
+                    members.wake(changed)
+                }
+            }
         };
         self.applied.notify_waiters();
         woken
@@ -317,27 +322,52 @@ impl Members {
         Candidate::new(obj, claim, seen, arrival)
     }
 
-    /// Adds or moves an object; returns the instances whose members changed.
-    fn upsert(&mut self, obj: &EcsInstance) -> Vec<InstanceKey> {
+    /// Adds or moves an object; returns the objects to wake: those naming the instances whose
+    /// members changed, or, when only the object's claim changed (a status write), the others
+    /// naming its instance if that changed its owner. Never the object itself for a change of
+    /// its claim: its own pass wrote it, and an immediate second pass would decide on a copy
+    /// that may not have the rest of that pass's status yet.
+    fn upsert(&mut self, obj: &EcsInstance) -> Vec<ObjectRef<EcsInstance>> {
         let object = ObjectRef::from_obj(obj);
         let key = instance_key(obj);
-        let previous = self.by_object.get(&object).map(|(_, c)| c.clone());
-        if let Some((known, p)) = self.by_object.get(&object)
-            && *known == key
-            && Self::candidate(obj, Some(p), UNSEEN) == *p
-        {
-            return Vec::new();
-        }
+        let previous = self.by_object.get(&object).cloned();
+        let claim_only = match &previous {
+            Some((known, p)) if *known == key => {
+                if Self::candidate(obj, Some(p), UNSEEN) == *p {
+                    return Vec::new();
+                }
+                true
+            }
+            _ => false,
+        };
+        let owner_before = self.owner_ref(&key);
         let sequence = self.next();
-        let candidate = Self::candidate(obj, previous.as_ref(), sequence);
+        let candidate = Self::candidate(obj, previous.as_ref().map(|(_, c)| c), sequence);
         let mut changed = self.remove(&object);
         self.by_key
             .entry(key.clone())
             .or_default()
             .insert(candidate.clone());
         changed.push(key.clone());
-        self.by_object.insert(object, (key, candidate));
-        changed
+        self.by_object
+            .insert(object.clone(), (key.clone(), candidate));
+        if !claim_only {
+            return self.wake(changed);
+        }
+        if self.owner_ref(&key) == owner_before {
+            return Vec::new();
+        }
+        let mut woken = self.wake(changed);
+        woken.retain(|o| *o != object);
+        woken
+    }
+
+    /// Who owns `key` now.
+    fn owner_ref(&self, key: &InstanceKey) -> Option<ObjectRef<EcsInstance>> {
+        self.by_key
+            .get(key)
+            .and_then(BTreeSet::first)
+            .map(Candidate::object_ref)
     }
 
     /// An object of the relist in progress.
@@ -501,10 +531,9 @@ mod tests {
         let late = object("team-a", "db", "i-a", T2);
         index.apply(&watcher::Event::Apply(late.clone()));
         let late = claimed(late, T2);
-        assert_eq!(
-            names(index.apply(&watcher::Event::Apply(late.clone()))),
-            ["team-a/db"],
-            "a claim recorded is a change of the members"
+        assert!(
+            index.apply(&watcher::Event::Apply(late.clone())).is_empty(),
+            "a claim that changes no owner wakes nobody (its own pass wrote it)"
         );
         let older = object("team-0", "db", "i-a", T1);
         index.apply(&watcher::Event::Apply(older.clone()));
@@ -514,10 +543,13 @@ mod tests {
         let older = claimed(older, T1);
         index.apply(&watcher::Event::Apply(older.clone()));
         assert_eq!(index.owner_of(&older).display(), "team-a/db");
-        // Withdrawn: the older one owns again.
+        // Withdrawn: the older one owns again, and is woken (not the one that withdrew).
         let mut withdrawn = late.clone();
         withdrawn.status.as_mut().unwrap().claimed_at = None;
-        index.apply(&watcher::Event::Apply(withdrawn));
+        assert_eq!(
+            names(index.apply(&watcher::Event::Apply(withdrawn))),
+            ["team-0/db"]
+        );
         assert_eq!(index.owner_of(&late).display(), "team-0/db");
 
         // After a restart (one list), the claims are seen together: the earlier one owns.
