@@ -7,7 +7,7 @@
 pub mod power_schedule;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -282,6 +282,13 @@ pub struct EcsInstanceStatus {
     /// The last mutating call ECS accepted.
     #[serde(default)]
     pub last_action: Option<LastAction>,
+    /// When this object claimed its ECS instance: written by its first reconcile as the owner
+    /// and, at the latest, before its first StartInstance, StopInstance or RebootInstance. Among
+    /// EcsInstances naming one instance, an object that has claimed it keeps it: another object
+    /// never takes it over while this one exists (see "Security" in the README). Cleared on an
+    /// object that finds another one owns its instance.
+    #[serde(default)]
+    pub claimed_at: Option<MicroTime>,
     /// Backoff state, kept here so a restarted controller does not hammer the API.
     #[serde(default)]
     pub retry: RetryStatus,

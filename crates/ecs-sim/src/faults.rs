@@ -25,6 +25,10 @@ pub struct FaultState {
     /// Faults of the HTTP answer still pending.
     #[serde(default)]
     pub wire: Vec<WireFault>,
+    /// Instances left out of the next DescribeInstances answers that would show them (a row
+    /// missing, as an eventually consistent read may have it), with how many answers remain.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub omitted: BTreeMap<String, u32>,
 }
 
 /// The next `count` calls of `action` get a broken or hostile HTTP answer instead of ECS's:
@@ -118,6 +122,7 @@ impl Faults {
                 quotas: config.quotas.clone(),
                 latency: config.latency,
                 wire: Vec::new(),
+                omitted: BTreeMap::new(),
             },
             windows: HashMap::new(),
         }
@@ -163,6 +168,25 @@ impl Faults {
             self.state.scripted.remove(index);
         }
         Some(fired)
+    }
+
+    /// Leaves `id` out of the next `times` DescribeInstances answers that would show it.
+    pub(crate) fn omit(&mut self, id: &str, times: u32) {
+        if times > 0 {
+            *self.state.omitted.entry(id.to_string()).or_default() += times;
+        }
+    }
+
+    /// Whether this answer leaves `id` out (consuming one count).
+    pub(crate) fn take_omission(&mut self, id: &str) -> bool {
+        let Some(left) = self.state.omitted.get_mut(id) else {
+            return false;
+        };
+        *left -= 1;
+        if *left == 0 {
+            self.state.omitted.remove(id);
+        }
+        true
     }
 
     pub(crate) fn add_wire(&mut self, fault: WireFault) {
@@ -306,6 +330,17 @@ mod tests {
                 .validate("fault")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn an_omission_leaves_its_instance_out_the_given_number_of_times() {
+        let mut faults = Faults::default();
+        faults.omit("i-a", 2);
+        assert!(!faults.take_omission("i-b"));
+        assert!(faults.take_omission("i-a"));
+        assert!(faults.take_omission("i-a"));
+        assert!(!faults.take_omission("i-a"));
+        assert!(faults.state.omitted.is_empty());
     }
 
     #[test]

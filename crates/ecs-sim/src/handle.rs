@@ -174,6 +174,14 @@ impl SimHandle {
         let mut faults = lock(&self.shared.faults);
         faults.state.scripted.clear();
         faults.state.wire.clear();
+        faults.state.omitted.clear();
+    }
+
+    /// Leaves instance `id` out of the next `times` DescribeInstances answers that would show
+    /// it (the call succeeds; its row is just missing, as an eventually consistent read may
+    /// have it).
+    pub fn omit_from_describe(&self, id: &str, times: u32) {
+        lock(&self.shared.faults).omit(id, times);
     }
 
     /// Adds a fault of the HTTP answer itself (see [`WireFault`]).

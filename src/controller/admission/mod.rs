@@ -6,7 +6,9 @@
 //! credentials, makes no ECS request of any kind (not even DescribeInstances, so a batching or
 //! fleet-wide observer never registers it). [`Gates::after_observe`] sits between the
 //! observation and any mutating call: with the tag guard on, an instance whose ECS tag does
-//! not list the object's namespace is only ever read. The rules are pure functions
+//! not list the object's namespace is only ever read. Right before its first mutating call, an
+//! object that has recorded its claim on the instance asks [`Gates::after_claim`] whether it
+//! still owns it once the owner index has seen that claim ([`owners`]). The rules are pure functions
 //! ([`before_lookup`], [`claimed`]) over what the watch caches hold; [`Gates`] reads the caches.
 
 pub(crate) mod owners;
@@ -19,7 +21,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::EcsInstance;
-use crate::controller::admission::owners::{Claim, OwnerIndex};
+use crate::controller::admission::owners::{Candidate, OwnerIndex};
 use ecs_client::Instance;
 
 /// Why an object may not use ECS (each is a `Stalled=True` reason, see `conditions`).
@@ -34,19 +36,22 @@ pub(crate) enum Refusal {
     InstanceNotClaimed { tag: String, namespace: String },
 }
 
+/// The owner index has not seen an object's claim in time (a watch that lags far behind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the controller's watch has not shown the claim yet")]
+pub(crate) struct ClaimNotSeen;
+
 /// The refusal, if any, before any ECS request: `owner` is the owner of the object's instance
 /// (the object itself when it owns); `shared_credentials` is the selector and whether the
 /// object's namespace matches it, when that guard is on.
 pub(crate) fn before_lookup(
     obj: &EcsInstance,
     namespace: &str,
-    owner: &Claim,
+    owner: &Candidate,
     shared_credentials: Option<(&str, bool)>,
 ) -> Option<Refusal> {
-    if *owner != Claim::of(obj) {
-        return Some(Refusal::DuplicateInstance {
-            owner: owner.display(),
-        });
+    if let Some(refusal) = duplicate(obj, owner) {
+        return Some(refusal);
     }
     match shared_credentials {
         Some((selector, false)) if obj.spec.credentials_secret_ref.is_none() => {
@@ -57,6 +62,13 @@ pub(crate) fn before_lookup(
         }
         _ => None,
     }
+}
+
+/// The refusal of an object that does not own its instance (`owner` does).
+pub(crate) fn duplicate(obj: &EcsInstance, owner: &Candidate) -> Option<Refusal> {
+    (!owner.is(obj)).then(|| Refusal::DuplicateInstance {
+        owner: owner.display(),
+    })
 }
 
 /// Whether the instance's tag `key` lists `namespace`: its value split on commas, each entry
@@ -115,6 +127,24 @@ impl Gates {
         Arc::new(move || gates.before_lookup(&obj, &namespace).is_none())
     }
 
+    /// After `obj` recorded its claim on its instance, made `at`, and before it acts on it:
+    /// waits until the owner index has seen the claim (so it has seen every object created, and
+    /// every claim written, before it), then whether `obj` still owns the instance
+    /// (see [`owners`]). `Err(ClaimNotSeen)` when the index has not seen it within `within`.
+    pub(crate) async fn after_claim(
+        &self,
+        obj: &EcsInstance,
+        at: jiff::Timestamp,
+        within: std::time::Duration,
+    ) -> Result<Option<Refusal>, ClaimNotSeen> {
+        let owner = self
+            .owners
+            .owner_once_seen(obj, at, within)
+            .await
+            .ok_or(ClaimNotSeen)?;
+        Ok(duplicate(obj, &owner))
+    }
+
     /// With the tag guard on: refused unless the instance's tag lists `namespace`.
     pub(crate) fn after_observe(&self, namespace: &str, instance: &Instance) -> Option<Refusal> {
         let tag = self.tag_guard.as_deref()?;
@@ -153,20 +183,23 @@ mod tests {
         let obj = object("team-b", None);
         let mut older = object("team-a", None);
         older.metadata.creation_timestamp = Some(Time("2026-11-27T00:00:00Z".parse().unwrap()));
-        let owner = Claim::of(&older);
+        let owner = Candidate::of(&older);
         assert_eq!(
             before_lookup(&obj, "team-b", &owner, Some(("shared=yes", false))),
             Some(Refusal::DuplicateInstance {
                 owner: "team-a/db".into()
             })
         );
-        assert_eq!(before_lookup(&obj, "team-b", &Claim::of(&obj), None), None);
+        assert_eq!(
+            before_lookup(&obj, "team-b", &Candidate::of(&obj), None),
+            None
+        );
     }
 
     #[test]
     fn the_shared_credentials_need_a_matching_namespace_a_secret_of_its_own_does_not() {
         let own_chain = object("team-b", None);
-        let own = Claim::of(&own_chain);
+        let own = Candidate::of(&own_chain);
         assert_eq!(
             before_lookup(&own_chain, "team-b", &own, Some(("shared=yes", false))),
             Some(Refusal::CredentialsNotPermitted {
@@ -183,7 +216,7 @@ mod tests {
             before_lookup(
                 &with_secret,
                 "team-b",
-                &Claim::of(&with_secret),
+                &Candidate::of(&with_secret),
                 Some(("shared=yes", false))
             ),
             None

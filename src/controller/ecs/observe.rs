@@ -94,6 +94,23 @@ pub(crate) trait Observer: Send + Sync {
     }
 }
 
+/// Observes through `observer`; an instance it does not find is looked up once more, on its
+/// own, by a DescribeInstances of that id alone sent after the miss: one row missing from one
+/// answer (a batched or fleet-wide read, an eventually consistent one) is not enough to call
+/// the instance gone. `Ok(None)` only when both agree.
+pub(crate) async fn observe_confirmed(
+    observer: &dyn Observer,
+    lookup: &Lookup,
+) -> Result<Option<Instance>, EcsError> {
+    match observer.observe(lookup).await? {
+        Some(instance) => Ok(Some(instance)),
+        None => {
+            tracing::info!(instance = %lookup.instance_id, "not in ECS's answer; asking for it alone before calling it gone");
+            DirectObserver.observe(lookup).await
+        }
+    }
+}
+
 /// One DescribeInstances call per observation.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct DirectObserver;
@@ -192,6 +209,46 @@ mod tests {
             freshness_for(&in_flight, started),
             Freshness::After(started)
         );
+    }
+
+    /// An observer whose answers left the instance out (a batched or fleet-wide read that
+    /// lost one row).
+    struct LostRow;
+
+    #[async_trait]
+    impl Observer for LostRow {
+        async fn observe(&self, _: &Lookup) -> Result<Option<Instance>, EcsError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_miss_is_confirmed_by_a_lookup_of_that_id_alone_before_it_counts() {
+        let ecs = crate::testing::FakeEcs::new();
+        let known = crate::testing::target(&ecs, "default", crate::testing::REGION, "i-7");
+        let found = observe_confirmed(&LostRow, &known).await.unwrap();
+        assert_eq!(found.map(|i| i.instance_id), Some("i-7".to_string()));
+
+        let gone = crate::testing::target(&ecs, "default", crate::testing::REGION, "i-gone");
+        assert_eq!(observe_confirmed(&LostRow, &gone).await.unwrap(), None);
+        let lookups: Vec<Vec<String>> = ecs
+            .calls_of("DescribeInstances")
+            .into_iter()
+            .map(|c| c.ids)
+            .collect();
+        assert_eq!(
+            lookups,
+            [vec!["i-7".to_string()], vec!["i-gone".to_string()]]
+        );
+
+        // A reading that finds it is not asked again.
+        assert!(
+            observe_confirmed(&DirectObserver, &known)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(ecs.calls_of("DescribeInstances").len(), 3);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The Kubernetes side of one reconcile: the credentials Secret it reads, the status it writes,
+//! The Kubernetes side of one reconcile: the credentials Secret it reads, the status it writes
+//! (the reboot intent and the claim on the instance first, when it needs them),
 //! the events it publishes.
 //!
 //! Behind a trait so that reconcile is unit-tested against an in-memory cluster; [`KubeCluster`]
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::Event;
 
@@ -51,6 +53,15 @@ pub(crate) trait Cluster: Send + Sync {
         obj: &EcsInstance,
         version: Option<&str>,
         intent: &RebootInFlight,
+    ) -> Result<Written, kube::Error>;
+
+    /// Records `obj`'s claim on its instance (`status.claimedAt`), conditional on `obj` still
+    /// being at `version`.
+    async fn write_claim(
+        &self,
+        obj: &EcsInstance,
+        version: Option<&str>,
+        at: &MicroTime,
     ) -> Result<Written, kube::Error>;
 
     /// Writes the whole status, conditional on `obj` still being at `version`.
@@ -143,6 +154,21 @@ impl Cluster for KubeCluster {
             &obj.name_any(),
             version,
             json!({ "rebootInFlight": intent }),
+        )
+        .await
+    }
+
+    async fn write_claim(
+        &self,
+        obj: &EcsInstance,
+        version: Option<&str>,
+        at: &MicroTime,
+    ) -> Result<Written, kube::Error> {
+        patch_status_at(
+            &self.objects(obj),
+            &obj.name_any(),
+            version,
+            json!({ "claimedAt": at }),
         )
         .await
     }

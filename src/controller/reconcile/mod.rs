@@ -9,8 +9,10 @@
 //! 3. [`Pass::read_credentials`]: the referenced Secret, or the controller's own chain.
 //! 4. [`Pass::observe_and_decide`]: the instance as ECS reports it, and the [`decide`]d step.
 //! 5. [`Pass::check_claim`]: the tag guard, between the observation and any mutating call.
-//! 6. [`Pass::act`]: the step carried out: the gates asked again, a reboot's intent recorded,
-//!    the call made (and not sent if the gates close while it is held in a batch).
+//! 6. [`Pass::act`]: the step carried out: before a call, the gates asked again and
+//!    [`Pass::claim_instance`] (the object's claim on its instance recorded and seen by the
+//!    owner index, and the object still its owner), then a reboot's intent recorded, then the
+//!    call (not sent if the gates close while it is held in a batch).
 //! 7. [`Pass::write`]: the status [`next_status`] built, written conditionally on the version
 //!    the decision was made from, and its events.
 //!
@@ -30,6 +32,7 @@ pub(crate) mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tokio::time::Instant;
@@ -40,10 +43,13 @@ use self::decide::{Decision, Facts, Mutation, Step};
 use self::desired::{Desired, Schedules};
 use self::next_status::NextStatus;
 use crate::api::{EcsInstance, EcsInstanceStatus};
+use crate::controller::admission::owners::claim_time;
 use crate::controller::admission::{Gates, Refusal};
 use crate::controller::clock::{Clock, ScheduleClock, SystemClock, elapsed};
 use crate::controller::config::{Config, Timings};
-use crate::controller::ecs::observe::{EcsSide, Freshness, Lookup, credentials_key, freshness_for};
+use crate::controller::ecs::observe::{
+    EcsSide, Freshness, Lookup, credentials_key, freshness_for, observe_confirmed,
+};
 use crate::controller::k8s::cluster::{Cluster, Written};
 use crate::controller::truncate::truncated;
 use crate::telemetry::Metrics;
@@ -56,6 +62,10 @@ const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 /// How often an instance the tag guard refused is read again (at most): claiming it is a tag
 /// edit in ECS, which no watch reports.
 const CLAIM_RECHECK: Duration = Duration::from_secs(60);
+
+/// How long a pass about to act waits for the owner index to see the claim it wrote (the
+/// EcsInstance watch's lag); then it ends without acting and looks again.
+const CLAIM_SEEN: Duration = Duration::from_secs(10);
 
 /// How long a reconcile of a scheduled object waits for the schedules' first list.
 const SCHEDULES_LISTED: Duration = Duration::from_secs(10);
@@ -392,7 +402,8 @@ impl<'a> Pass<'a> {
             self.next.reset_backoff();
         }
         loop {
-            let instance = match self.reconciler.ecs.observer.observe(&lookup).await {
+            let observer = self.reconciler.ecs.observer.as_ref();
+            let instance = match observe_confirmed(observer, &lookup).await {
                 Ok(instance) => instance,
                 Err(err) => {
                     let version = self.secret_version.clone();
@@ -471,10 +482,50 @@ impl<'a> Pass<'a> {
                 // read stops it. (Held back in a batch, it is asked once more as the batch
                 // leaves: `call`.)
                 self.admit()?;
+                self.claim_instance().await?;
                 self.record_intent(mutation, instance).await?;
                 self.call(mutation, ecs).await?
             }
         })
+    }
+
+    /// Before the first mutating call, one owner made to stick (`admission::owners`): the
+    /// object's claim on its instance is recorded unless it already is (conditional on the
+    /// version the decision was made from, like the reboot intent); the pass goes on only once
+    /// the owner index has seen the claim, and so every object created before it, and still
+    /// names this object the owner. Otherwise it ends without calling ECS: a duplicate after
+    /// all (it withdraws its claim), or a watch too far behind (looked at again soon).
+    async fn claim_instance(&mut self) -> Result<(), End> {
+        let at = match self.previous.claimed_at.as_ref() {
+            Some(at) => at.0,
+            None => {
+                let at = claim_time(self.next.now());
+                let cluster = &self.reconciler.cluster;
+                match cluster
+                    .write_claim(self.obj, self.version.as_deref(), &MicroTime(at))
+                    .await?
+                {
+                    Written::At(version) => self.version = version,
+                    Written::Conflict => return Err(End::Raced),
+                }
+                self.next.claimed(at);
+                at
+            }
+        };
+        match self.gates.after_claim(self.obj, at, CLAIM_SEEN).await {
+            Ok(None) => Ok(()),
+            Ok(Some(refusal)) => {
+                self.reconciler
+                    .ecs
+                    .observer
+                    .forget(&ObjectRef::from_obj(self.obj));
+                Err(End::LookAgain(self.refuse(&refusal)))
+            }
+            Err(not_seen) => {
+                warn!(error = %not_seen, "not acting before the owner index has seen this object's claim; looking again");
+                Err(End::LookAgain(CONFLICT_RETRY))
+            }
+        }
     }
 
     /// Before a reboot, its intent, conditional on the version the decision was made from: a

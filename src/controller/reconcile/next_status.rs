@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::runtime::events::{Event, EventType};
 
 use crate::api::{
@@ -16,6 +16,7 @@ use crate::api::{
     PowerState, RebootInFlight, RebootOutcome, RetryStatus,
 };
 use crate::controller::admission::Refusal;
+use crate::controller::admission::owners::claim_time;
 use crate::controller::reconcile::conditions::{self, Progress, Stall, Verdict};
 use crate::controller::reconcile::decide::{Decision, Direction, Drift, Mutation, Settled, Step};
 use crate::controller::reconcile::desired::{Desired, Problem};
@@ -48,6 +49,8 @@ pub(crate) struct NextStatus {
     jitter: f64,
     /// `None`: keep the conditions as they are.
     verdict: Option<Verdict>,
+    /// Another object owns the instance: this one holds no claim on it.
+    duplicate: bool,
     /// The desired state this reconcile works towards (see [`NextStatus::desired`]).
     desired: Option<PowerState>,
     events: Vec<Event>,
@@ -71,6 +74,7 @@ impl NextStatus {
             now,
             jitter,
             verdict: None,
+            duplicate: false,
             desired: None,
             events: Vec::new(),
         }
@@ -472,9 +476,18 @@ impl NextStatus {
         )
     }
 
+    /// The object's claim on its instance, recorded (before a call) at `at`.
+    pub(crate) fn claimed(&mut self, at: Timestamp) {
+        self.status.claimed_at = Some(MicroTime(at));
+    }
+
     /// The gates refused the object the use of ECS (see `admission`): stalled, and a Warning
-    /// event when it was not already stalled for this reason.
+    /// event when it was not already stalled for this reason. A duplicate withdraws its claim.
     pub(crate) fn refused(&mut self, refusal: &Refusal, spec: &EcsInstanceSpec) {
+        if let Refusal::DuplicateInstance { .. } = refusal {
+            self.duplicate = true;
+            self.status.claimed_at = None;
+        }
         let verdict = Verdict::refused(refusal, spec);
         if let Verdict::Stalled { why, message } = &verdict {
             let reason = why.reason();
@@ -543,8 +556,12 @@ impl NextStatus {
             .unwrap_or(Timestamp::MAX)
     }
 
-    /// The finished status and the events to publish.
+    /// The finished status and the events to publish. An owner that has not claimed its
+    /// instance yet claims it now (see `admission::owners`).
     pub(crate) fn finish(mut self) -> (EcsInstanceStatus, Vec<Event>) {
+        if !self.duplicate && self.status.claimed_at.is_none() {
+            self.status.claimed_at = Some(MicroTime(claim_time(self.now)));
+        }
         if let Some(verdict) = &self.verdict {
             self.status.conditions = conditions::conditions(
                 verdict,

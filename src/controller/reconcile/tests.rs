@@ -42,6 +42,7 @@ struct FakeCluster {
     version: Mutex<Option<u64>>,
     statuses: Mutex<Vec<EcsInstanceStatus>>,
     intents: Mutex<Vec<RebootInFlight>>,
+    claims: Mutex<Vec<Timestamp>>,
     /// The reasons of the events published.
     events: Mutex<Vec<String>>,
     /// Their notes.
@@ -91,6 +92,19 @@ impl Cluster for FakeCluster {
         let written = self.write_at(version, "write intent");
         if written != Written::Conflict {
             self.intents.lock().unwrap().push(intent.clone());
+        }
+        Ok(written)
+    }
+
+    async fn write_claim(
+        &self,
+        _: &EcsInstance,
+        version: Option<&str>,
+        at: &MicroTime,
+    ) -> Result<Written, kube::Error> {
+        let written = self.write_at(version, "write claim");
+        if written != Written::Conflict {
+            self.claims.lock().unwrap().push(at.0);
         }
         Ok(written)
     }
@@ -237,10 +251,13 @@ fn with_reboot(mut obj: EcsInstance, token: &str) -> EcsInstance {
         token: token.into(),
         mode: RebootMode::Soft,
     });
-    obj.status
-        .get_or_insert_with(Default::default)
+    let status = obj.status.get_or_insert_with(Default::default);
+    status
         .instance_status
         .get_or_insert(InstanceStatus::Running);
+    status
+        .claimed_at
+        .get_or_insert(MicroTime("2026-11-22T09:00:00Z".parse().unwrap()));
     obj
 }
 
@@ -278,12 +295,17 @@ async fn a_stopped_instance_wanted_running_is_started_once_and_polled() {
         world.log(),
         [
             format!("describe [\"{ID}\"]"),
+            "write claim".into(),
             format!("StartInstance {ID}"),
             "write status".into()
         ]
     );
     assert_eq!(next, Config::default().timings.transition_poll);
     let status = world.status();
+    // The claim written before the call stays in the status written after it.
+    let claims = world.cluster.claims.lock().unwrap().clone();
+    assert_eq!(claims, [now()]);
+    assert_eq!(status.claimed_at.as_ref().map(|t| t.0), Some(now()));
     let last = status.last_action.as_ref().unwrap();
     assert_eq!(
         (last.action, last.request_id.as_str(), last.dry_run),
@@ -310,6 +332,8 @@ async fn a_converged_instance_is_ready_and_an_unchanged_status_is_not_written_ag
     assert_eq!(condition(&status, "Ready").status, "True");
     assert_eq!(condition(&status, "Ready").reason, "InstanceRunning");
     assert_eq!(status.instance_status, Some(InstanceStatus::Running));
+    // The owner claims its instance in its first status write (no call needed).
+    assert_eq!(status.claimed_at.as_ref().map(|t| t.0), Some(now()));
 
     // The next resync finds the same: nothing to write.
     obj.status = Some(status);
@@ -614,7 +638,13 @@ async fn failing_status_writes_back_off_in_memory() {
         .cluster
         .failing_status_writes
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let obj = Arc::new(object(PowerState::Running));
+    // It has claimed the instance (no call is made before a claim is recorded).
+    let mut obj = object(PowerState::Running);
+    obj.status = Some(EcsInstanceStatus {
+        claimed_at: Some(MicroTime("2026-11-22T09:00:00Z".parse().unwrap())),
+        ..EcsInstanceStatus::default()
+    });
+    let obj = Arc::new(obj);
 
     let mut delays = Vec::new();
     for _ in 0..8 {
@@ -814,6 +844,7 @@ async fn a_duplicate_makes_no_ecs_call_and_names_the_owner() {
         stalled.message
     );
     assert_eq!(condition(&status, "Ready").status, "False");
+    assert_eq!(status.claimed_at, None, "a duplicate claims nothing");
     assert_eq!(world.event_reasons(), ["DuplicateInstance"]);
 }
 
@@ -869,6 +900,7 @@ async fn the_tag_guard_keeps_a_token_seen_at_first_sight_adopted() {
     assert_eq!(condition(&status, "Stalled").reason, "InstanceNotClaimed");
 }
 mod model;
+mod owners;
 mod schedules;
 // ---- the fleet observer's view -------------------------------------------------------------
 
@@ -919,6 +951,7 @@ fn looked_at(mut obj: EcsInstance, instance_status: InstanceStatus) -> EcsInstan
     obj.status = Some(EcsInstanceStatus {
         observed_generation: obj.metadata.generation,
         instance_status: Some(instance_status),
+        claimed_at: Some(MicroTime("2026-11-22T09:00:00Z".parse().unwrap())),
         ..EcsInstanceStatus::default()
     });
     obj
@@ -1183,5 +1216,44 @@ async fn a_namespace_withdrawn_while_the_instance_is_read_makes_no_call() {
     assert_eq!(
         (stalled.status.as_str(), stalled.reason.as_str()),
         ("True", "CredentialsNotPermitted")
+    );
+}
+
+/// Issue 24 item 8: the fleet view lost the instance's row (one page's answer left it out).
+/// The miss is checked with a DescribeInstances of that id alone before anything is
+/// concluded: the instance is there, the object stays Ready, never Stalled.
+#[tokio::test]
+async fn a_row_missing_from_the_view_is_asked_for_alone_and_does_not_stall() {
+    let world = World::viewing(Some(instance(InstanceStatus::Running)), None);
+    let obj = looked_at(object(PowerState::Running), InstanceStatus::Running);
+
+    world.reconcile(&obj).await.unwrap();
+
+    assert_eq!(
+        world.log(),
+        ["view", &format!("describe [\"{ID}\"]"), "write status"]
+    );
+    let status = world.status();
+    assert_eq!(condition(&status, "Stalled").status, "False");
+    assert_eq!(condition(&status, "Ready").status, "True");
+    assert_eq!(status.instance_status, Some(InstanceStatus::Running));
+}
+
+/// An instance ECS does not know, asked for alone too: it is gone, the object is Stalled.
+#[tokio::test]
+async fn an_instance_missing_from_the_view_and_from_a_lookup_by_id_stalls() {
+    let world = World::viewing(None, None);
+    let obj = looked_at(object(PowerState::Running), InstanceStatus::Running);
+
+    world.reconcile(&obj).await.unwrap();
+
+    assert_eq!(
+        world.log(),
+        ["view", &format!("describe [\"{ID}\"]"), "write status"]
+    );
+    let stalled = condition(&world.status(), "Stalled").clone();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "InstanceNotFound")
     );
 }

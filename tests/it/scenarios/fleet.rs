@@ -148,9 +148,13 @@ async fn three_hundred_stopped_instances_start_in_batches_with_a_describe_per_hu
             "{id} was started exactly once"
         );
     }
+    // Each new object writes its claim and waits for the watch to show it before its first
+    // call (one owner per instance): the starts leave as the claims come back, spread over the
+    // API server's time to write 300 of them, so they fill fewer calls than one burst would
+    // (about 20 here, 3 at best; one call per object would be 300).
     let starts = requests(sim, Action::StartInstances);
     assert!(
-        (3..=12).contains(&starts),
+        (3..=40).contains(&starts),
         "300 starts went out as {starts} StartInstances calls"
     );
     // Two passes: see Stopped, then see Running. The first pass is one burst: about
@@ -377,9 +381,13 @@ async fn three_hundred_scheduled_instances_start_at_the_boundary_in_batches() {
             "a schedule never reboots ({id})"
         );
     }
+    // Each new object writes its claim and waits for the watch to show it before its first
+    // call (one owner per instance): the starts leave as the claims come back, spread over the
+    // API server's time to write 300 of them, so they fill fewer calls than one burst would
+    // (about 20 here, 3 at best; one call per object would be 300).
     let starts = requests(sim, Action::StartInstances);
     assert!(
-        (3..=12).contains(&starts),
+        (3..=40).contains(&starts),
         "300 starts at the boundary went out as {starts} StartInstances calls"
     );
     controller.stop().await.unwrap();

@@ -289,6 +289,12 @@ async fn a_panicking_flow_is_still_torn_down() {
 async fn failing_status_writes_do_not_repeat_the_mutating_call() {
     run_flow(Backend::Local, async |s| {
         s.add([instance("i-broke1", InstanceStatus::Stopped)]);
+        s.controller();
+        // The object has claimed the VM (a claim is recorded before any mutating call: with no
+        // status write going through, none would be made at all).
+        s.create(&ecs_instance("app", "i-broke1", PowerState::Stopped))
+            .await;
+        s.wait_for("app", is_ready).await;
         s.sim
             .inject(
                 FaultSpec::new(Action::StartInstance, "InsufficientBalance")
@@ -302,8 +308,7 @@ async fn failing_status_writes_do_not_repeat_the_mutating_call() {
                 .verb(Verb::Patch)
                 .resource("ecsinstances/status"),
         );
-        s.controller();
-        s.create(&ecs_instance("app", "i-broke1", PowerState::Running))
+        s.patch_spec("app", serde_json::json!({"powerState": "Running"}))
             .await;
         let starts = || s.sim.calls().count_all(Action::StartInstance, "i-broke1");
         s.wait_for("app", |_| starts() >= 1).await;

@@ -434,3 +434,79 @@ async fn the_tag_guard_only_reads_an_unclaimed_instance_and_acts_once_the_tag_cl
     })
     .await;
 }
+
+/// Waits until just after a whole second of the wall clock, so that two objects created half a
+/// second later and a second after that share one `creationTimestamp` (whole seconds).
+async fn start_of_a_second() {
+    let now = jiff::Timestamp::now();
+    let into = now.subsec_nanosecond() as u64;
+    tokio::time::sleep(Duration::from_nanos(1_000_000_000 - into) + Duration::from_millis(50))
+        .await;
+}
+
+/// Issue 24 item 4: two objects naming one VM, created half a second apart (the same
+/// `creationTimestamp` second), the first wanting the VM Running and the second Stopped, with
+/// the EcsInstance watch `lag` behind the API server. Whatever their names, the first one
+/// created owns the VM: exactly one object ever sends a mutating call (one StartInstance,
+/// never a StopInstance), and the second is Stalled naming the first.
+async fn two_objects_half_a_second_apart(first: &str, second: &str, lag: Option<Duration>) {
+    run_flow(Backend::Local, async |s| {
+        s.add([instance("i-twins1", InstanceStatus::Stopped)]);
+        if let Some(lag) = lag {
+            s.kube()
+                .faults()
+                .lag_watches(lag, RequestFilter::any().resource("ecsinstances"));
+        }
+        s.controller();
+
+        start_of_a_second().await;
+        s.create(&ecs_instance(first, "i-twins1", PowerState::Running))
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.create(&ecs_instance(second, "i-twins1", PowerState::Stopped))
+            .await;
+
+        let stalled = s
+            .wait_for_reason(second, "Stalled", "True", "DuplicateInstance")
+            .await;
+        let message = condition(&stalled, "Stalled").unwrap().message;
+        assert!(
+            message.contains(&format!("{}/{first}", s.namespace)),
+            "{message}"
+        );
+        assert_eq!(
+            stalled.status.as_ref().unwrap().claimed_at,
+            None,
+            "the duplicate holds no claim"
+        );
+        let owner = s.wait_for(first, is_ready).await;
+        assert!(owner.status.as_ref().unwrap().claimed_at.is_some());
+        // Long enough for a takeover to have sent its call (the lag included).
+        tokio::time::sleep(QUIET + lag.unwrap_or_default() * 2).await;
+        assert_eq!(s.sim.status("i-twins1"), Some(InstanceStatus::Running));
+        let calls = s.sim.calls();
+        assert_eq!(
+            (
+                calls.count_all(Action::StartInstance, "i-twins1"),
+                calls.count_all(Action::StopInstance, "i-twins1"),
+            ),
+            (1, 0),
+            "only the first object acts"
+        );
+        s.kube().faults().clear();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_objects_created_within_a_second_the_first_owns_whatever_the_names() {
+    two_objects_half_a_second_apart("zz-own", "aa-own", None).await;
+    two_objects_half_a_second_apart("aa-own", "zz-own", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_objects_created_within_a_second_behind_a_lagging_watch_only_the_first_acts() {
+    let lag = Some(Duration::from_millis(1500));
+    two_objects_half_a_second_apart("zz-own", "aa-own", lag).await;
+    two_objects_half_a_second_apart("aa-own", "zz-own", lag).await;
+}

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::runtime::events::Event;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -132,6 +132,15 @@ impl Cluster for ModelCluster {
         intent: &RebootInFlight,
     ) -> Result<Written, kube::Error> {
         self.write(obj, version, |s| s.reboot_in_flight = Some(intent.clone()))
+    }
+
+    async fn write_claim(
+        &self,
+        obj: &EcsInstance,
+        version: Option<&str>,
+        at: &MicroTime,
+    ) -> Result<Written, kube::Error> {
+        self.write(obj, version, |s| s.claimed_at = Some(at.clone()))
     }
 
     async fn write_status(

@@ -42,6 +42,7 @@ async fn at_the_evening_boundary_a_running_instance_is_stopped() {
         world.log(),
         [
             format!("describe [\"{ID}\"]"),
+            "write claim".into(),
             format!("StopInstance {ID}"),
             "write status".into()
         ]
@@ -75,9 +76,13 @@ async fn a_converged_instance_looks_again_exactly_at_the_boundary() {
         condition(&status, "Ready")
     );
 
-    // Half a minute later (the requeue): the boundary, and the stop.
+    // Half a minute later (the requeue, on the copy the first write left): the boundary, and
+    // the stop.
     world.clock.set(at("2026-11-27T12:00:00Z"));
-    world.reconcile(&following()).await.unwrap();
+    let mut seen = following();
+    seen.status = Some(status);
+    seen.metadata.resource_version = Some((OBJECT_VERSION + 1).to_string());
+    world.reconcile(&seen).await.unwrap();
     assert!(world.log().contains(&format!("StopInstance {ID}")));
 }
 
