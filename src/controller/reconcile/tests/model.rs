@@ -27,7 +27,6 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
-use kube::runtime::events::Event;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -152,7 +151,7 @@ impl Cluster for ModelCluster {
         self.write(obj, version, |s| *s = status.clone())
     }
 
-    async fn publish(&self, _: &EcsInstance, _: &Event) {}
+    async fn publish(&self, _: &EcsInstance, _: &kube::runtime::events::Event) {}
 }
 
 /// One running instance. A reboot boots it now, as ECS's clock (the controller's, shifted by
@@ -349,9 +348,10 @@ impl World {
             .and_then(|o| o.spec.reboot.map(|r| r.token))
     }
 
-    fn fresh_token(&mut self, rng: &mut StdRng) -> String {
+    /// A token never used before: the time of the request, as `reboot` writes it, or a name.
+    fn fresh_token(&mut self, time: bool) -> String {
         self.tokens += 1;
-        if rng.random_bool(0.5) {
+        if time {
             // As `reboot` writes it: the time of the request, with nanoseconds.
             let now = self
                 .now()
@@ -404,31 +404,18 @@ impl World {
     }
 
     /// One random event.
-    async fn step(&mut self, rng: &mut StdRng) {
-        let exists = self.cluster.current().is_some();
-        match rng.random_range(0..100) {
-            _ if !exists => {
-                // Created with no token, a plain token (adopted), or a time written now (a new
-                // object asking for a reboot).
-                let token = match rng.random_range(0..3) {
-                    0 => None,
-                    1 => Some(format!("created-{}", rng.random_range(0..1000))),
-                    _ => Some(self.fresh_token(rng)).filter(|t| t.parse::<Timestamp>().is_ok()),
-                };
-                self.trace.push(format!("create with {token:?}"));
-                self.cluster
-                    .create(Self::spec_with(token.clone()), self.now());
-                self.model
-                    .requests
-                    .extend(token.filter(|t| t.parse::<Timestamp>().is_ok()));
-            }
-            0..10 => {
-                let token = self.fresh_token(rng);
-                self.trace.push(format!("set token {token}"));
-                self.cluster
-                    .edit(|s| *s = Self::spec_with(Some(token.clone())));
-                self.model.requests.insert(token);
-            }
+    fn pick(&mut self, rng: &mut StdRng) -> Option<Event> {
+        if self.cluster.current().is_none() {
+            // Created with no token, a plain token (adopted), or a time written now (a new
+            // object asking for a reboot).
+            return Some(Event::Create(match rng.random_range(0..3) {
+                0 => None,
+                1 => Some(format!("created-{}", rng.random_range(0..1000))),
+                _ => Some(self.fresh_token(true)),
+            }));
+        }
+        Some(match rng.random_range(0..100) {
+            0..10 => Event::Set(self.fresh_token(rng.random_bool(0.5))),
             10..14 => {
                 let current = self.spec_token();
                 let earlier: Vec<_> = self
@@ -439,10 +426,38 @@ impl World {
                     .cloned()
                     .collect();
                 if earlier.is_empty() {
-                    return;
+                    return None;
                 }
-                let token = earlier[rng.random_range(0..earlier.len())].clone();
-                self.trace.push(format!("revert to {token}"));
+                Event::Revert(earlier[rng.random_range(0..earlier.len())].clone())
+            }
+            14..17 => Event::Recreate {
+                after: SignedDuration::from_secs(rng.random_range(61..600)),
+            },
+            17..20 => Event::Restart,
+            20..26 => Event::StatusWritesFail(!self.cluster.server().failing),
+            26..45 => Event::Pass(SignedDuration::from_millis(rng.random_range(300..150_000))),
+            45..55 => Event::Reconcile { stale: true },
+            _ => Event::Reconcile { stale: false },
+        })
+    }
+
+    /// Applies one event, and what the model learns of it.
+    async fn apply(&mut self, event: Event) {
+        self.trace.push(format!("{event:?}"));
+        match event {
+            Event::Create(token) => {
+                self.cluster
+                    .create(Self::spec_with(token.clone()), self.now());
+                self.model
+                    .requests
+                    .extend(token.filter(|t| t.parse::<Timestamp>().is_ok()));
+            }
+            Event::Set(token) => {
+                self.cluster
+                    .edit(|s| *s = Self::spec_with(Some(token.clone())));
+                self.model.requests.insert(token);
+            }
+            Event::Revert(token) => {
                 self.cluster
                     .edit(|s| *s = Self::spec_with(Some(token.clone())));
                 // Not seen on this object (it was, on an earlier one): new to the controller.
@@ -450,13 +465,11 @@ impl World {
                     self.model.requests.insert(token);
                 }
             }
-            14..17 => {
+            Event::Recreate { after } => {
                 // Deleted and created again with the same spec (a restore, a GitOps re-create),
                 // a while later.
-                self.advance(SignedDuration::from_secs(rng.random_range(61..600)));
+                self.advance(after);
                 let token = self.spec_token();
-                self.trace
-                    .push(format!("delete and re-create with {token:?}"));
                 self.cluster.create(Self::spec_with(token), self.now());
                 let ever_seen = std::mem::take(&mut self.model.ever_seen);
                 self.model = Model {
@@ -464,29 +477,22 @@ impl World {
                     ..Model::default()
                 };
             }
-            17..20 => {
-                self.trace.push("controller restart / leader change".into());
+            Event::Restart => {
                 self.reconciler = Self::controller(&self.clock, &self.cluster, &self.ecs);
             }
-            20..26 => {
-                let failing = !self.cluster.server().failing;
-                self.trace.push(format!("status writes failing: {failing}"));
-                self.cluster.server().failing = failing;
-            }
-            26..45 => {
-                let by = SignedDuration::from_millis(rng.random_range(300..150_000));
-                self.trace.push(format!("{by:#} pass"));
-                self.advance(by);
-            }
-            45..55 => {
-                self.trace.push("reconcile on a lagging cache".into());
-                self.reconcile(true).await;
-            }
-            _ => {
-                self.trace.push("reconcile".into());
-                self.reconcile(false).await;
-            }
+            Event::StatusWritesFail(failing) => self.cluster.server().failing = failing,
+            Event::Pass(by) => self.advance(by),
+            Event::Reconcile { stale } => self.reconcile(stale).await,
         }
+    }
+
+    /// Applies `event` and checks the RebootInstance calls it made against the model.
+    async fn step(&mut self, event: Event) -> Result<(), String> {
+        let before = self.ecs.state.lock().unwrap().reboots.len();
+        let open = self.model.open(self.spec_token().as_ref());
+        self.apply(event).await;
+        self.check(before, open)
+            .map_err(|e| format!("{e}\nafter:\n  {}", self.trace.join("\n  ")))
     }
 
     /// The model's verdict on the RebootInstance calls made in the last step (`before` calls
@@ -540,29 +546,138 @@ impl World {
     }
 }
 
+/// What happens to the object, one thing at a time.
+#[derive(Debug)]
+enum Event {
+    /// Created (it did not exist) with this token.
+    Create(Option<String>),
+    /// A new token set on the object.
+    Set(String),
+    /// The spec put back to an earlier token.
+    Revert(String),
+    /// Deleted and created again with the same spec, `after` later.
+    Recreate { after: SignedDuration },
+    /// The controller restarted, or another replica took the lease over.
+    Restart,
+    /// From now on status writes fail (or succeed again).
+    StatusWritesFail(bool),
+    /// Time passes.
+    Pass(SignedDuration),
+    /// One reconcile, on the current object or on an older copy a lagging cache still has.
+    Reconcile { stale: bool },
+}
+
+/// A world whose ECS clock is `skew` off the controller's.
+fn world_with_skew(skew: SignedDuration) -> World {
+    let mut world = World::new();
+    world.ecs.state.lock().unwrap().skew = skew;
+    world.trace.push(format!("ECS clock {skew:#} off"));
+    world
+}
+
 /// One walk of `steps` events from `seed`; the trace on failure. ECS's clock is off by the
 /// same amount for the whole walk (up to five minutes ahead or behind), as a real one is.
 async fn walk(seed: u64, steps: usize) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut world = World::new();
     let skew = match rng.random_range(0..4) {
         0 | 1 => 0,
         _ => rng.random_range(-300..=300),
     };
-    world.ecs.state.lock().unwrap().skew = SignedDuration::from_secs(skew);
-    world.trace.push(format!("ECS clock {skew:+} s"));
+    let mut world = world_with_skew(SignedDuration::from_secs(skew));
     for _ in 0..steps {
-        let before = world.ecs.state.lock().unwrap().reboots.len();
-        let open = world.model.open(world.spec_token().as_ref());
-        world.step(&mut rng).await;
-        if let Err(e) = world.check(before, open) {
-            return Err(format!("{e}\nafter:\n  {}", world.trace.join("\n  ")));
+        if let Some(event) = world.pick(&mut rng) {
+            world.step(event).await?;
         }
     }
     world
         .settle()
         .await
         .map_err(|e| format!("{e}\nafter:\n  {}", world.trace.join("\n  ")))
+}
+
+/// The audit's reproductions (issue 24 items 1 to 3), each as a scripted walk the model judges.
+async fn scripted(skew: SignedDuration, events: Vec<Event>) -> Result<(), String> {
+    let mut world = world_with_skew(skew);
+    for event in events {
+        world.step(event).await?;
+    }
+    Ok(())
+}
+
+fn secs(s: i64) -> SignedDuration {
+    SignedDuration::from_secs(s)
+}
+
+/// Item 1: `reboot` wrote a time token and it was carried out; ECS's StartTime reads that
+/// minute. Deleted and created again with the same spec 75 s later (and a week later): no
+/// second reboot.
+#[tokio::test]
+async fn the_audits_re_create_of_a_carried_out_time_token() {
+    use super::model::Event::*;
+    for later in [75, 7 * 24 * 3600] {
+        let token = "2026-12-07T15:00:14.125Z".to_string();
+        let events = vec![
+            Create(None),
+            Reconcile { stale: false },
+            Pass(secs(14)),
+            Set(token.clone()),
+            Reconcile { stale: false },
+            Pass(secs(30)),
+            Reconcile { stale: false },
+            Recreate { after: secs(later) },
+            Reconcile { stale: false },
+            Pass(secs(120)),
+            Reconcile { stale: false },
+        ];
+        scripted(SignedDuration::ZERO, events).await.unwrap();
+    }
+}
+
+/// Item 2: tokens set one after another while the controller waits out a recent start; it
+/// carries out the first and the last, and a GitOps revert to one in between is no request.
+#[tokio::test]
+async fn the_audits_revert_to_a_superseded_token() {
+    use super::model::Event::*;
+    let mut events = vec![Create(None), Reconcile { stale: false }, Set("r1".into())];
+    events.push(Reconcile { stale: false });
+    for n in 2..=20 {
+        events.push(Pass(SignedDuration::from_millis(300)));
+        events.push(Set(format!("r{n}")));
+        events.push(Reconcile { stale: false });
+    }
+    events.extend([
+        Pass(secs(90)),
+        Reconcile { stale: false },
+        Pass(secs(30)),
+        Reconcile { stale: false },
+        Revert("r5".into()),
+        Reconcile { stale: false },
+        Pass(secs(120)),
+        Reconcile { stale: false },
+    ]);
+    scripted(SignedDuration::ZERO, events).await.unwrap();
+}
+
+/// Item 3: created without a token, given one in generation 2 while every status write failed:
+/// the token is a request (carried out once), not adopted at first sight.
+#[tokio::test]
+async fn the_audits_token_set_while_status_writes_failed() {
+    use super::model::Event::*;
+    let events = vec![
+        StatusWritesFail(true),
+        Create(None),
+        Reconcile { stale: false },
+        Set("sf-tok-1".into()),
+        Reconcile { stale: false },
+        StatusWritesFail(false),
+        Pass(secs(30)),
+        Reconcile { stale: false },
+    ];
+    let mut world = world_with_skew(SignedDuration::ZERO);
+    for event in events {
+        world.step(event).await.unwrap();
+    }
+    world.settle().await.unwrap();
 }
 
 /// 300 walks of 120 events each: a few seconds. `MODEL_WALKS=N` walks more (the seeds are
