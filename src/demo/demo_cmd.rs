@@ -181,8 +181,16 @@ async fn apply(client: &Client, docs: &[Value]) -> Result<(), String> {
                 kind(doc)
             ));
         }
-        let obj: EcsInstance = serde_json::from_value(doc.clone())
+        let mut obj: EcsInstance = serde_json::from_value(doc.clone())
             .map_err(|e| format!("an EcsInstance manifest is invalid: {e}"))?;
+        // A time token in an example is a request made as the object is created: written now,
+        // as `ecs-power-controller reboot` would. (A time older than the object is a copy of an
+        // earlier object's request, a restore, and is adopted: see the README.)
+        if let Some(reboot) = obj.spec.reboot.as_mut()
+            && reboot.token.parse::<jiff::Timestamp>().is_ok()
+        {
+            reboot.token = jiff::Timestamp::now().to_string();
+        }
         Api::<EcsInstance>::namespaced(client.clone(), &namespace(doc))
             .create(&PostParams::default(), &obj)
             .await

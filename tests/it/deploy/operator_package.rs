@@ -1353,8 +1353,13 @@ async fn the_dashboard_and_the_alerts_read_only_metrics_a_running_controller_exp
             .status(InstanceStatus::Running),
         ecs_sim::InstanceSpec::new("i-bp1metrics000002", "cn-hangzhou")
             .status(InstanceStatus::Stopped),
-        ecs_sim::InstanceSpec::new("i-bp1metrics000003", "cn-hangzhou")
-            .status(InstanceStatus::Running),
+        {
+            // Booted before the reboot below is asked for.
+            let mut spec = ecs_sim::InstanceSpec::new("i-bp1metrics000003", "cn-hangzhou")
+                .status(InstanceStatus::Running);
+            spec.start_time = Some("2026-11-01T00:00Z".into());
+            spec
+        },
     ];
     let sb = Sandbox::start(sim).await.expect("sandbox");
     let ns = sb.namespace.clone();
@@ -1384,8 +1389,8 @@ async fn the_dashboard_and_the_alerts_read_only_metrics_a_running_controller_exp
                "spec": {"instanceId": "i-bp1metrics000004", "regionId": "cn-hangzhou", "scheduleRef": {"name": "missing"}}}),
         json!({"metadata": {"name": "held-1", "annotations": {"ecs.powerctl.io/paused": "true"}},
                "spec": {"instanceId": "i-bp1metrics000003", "regionId": "cn-hangzhou", "powerState": "Running",
-                        // A time token: a request (a plain token present at first sight is
-                        // adopted as done).
+                        // A time token written as the object is created, after the last boot:
+                        // a request (a plain token present at first sight is adopted as done).
                         "reboot": {"token": jiff::Timestamp::now().to_string()}}}),
     ] {
         let mut obj = obj;
