@@ -277,8 +277,12 @@ async fn a_schedule_on_a_real_api_server_previews_by_name() {
         return;
     };
     let (sandbox, warnings) = crate::support::scenario::real_sandbox(server, Vec::new()).await;
-    previews_the_example_by_name(&sandbox.client, &server.kubeconfig_path(), &sandbox.namespace)
-        .await;
+    previews_the_example_by_name(
+        &sandbox.client,
+        &server.kubeconfig_path(),
+        &sandbox.namespace,
+    )
+    .await;
     sandbox.shutdown().await;
     assert_eq!(warnings.take(), Vec::new(), "the server's warnings");
 }
