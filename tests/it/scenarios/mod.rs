@@ -1,7 +1,9 @@
 //! Scenarios only kubesim can stage (its fault injection, a lagging watch) or that need a
 //! large fleet: restarts mid-call (`restarts`), shared-credentials tenancy (`tenancy`), batching
-//! at fleet scale (`fleet`), leader election across replicas (`leader_election`).
+//! at fleet scale (`fleet`), leader election across replicas (`leader_election`); and one only a
+//! real API server can stage: kube-apiserver restarting mid-reboot (`api_server_restart`).
 
+mod api_server_restart;
 mod fleet;
 mod leader_election;
 mod restarts;
