@@ -5,7 +5,8 @@
 //! kubeconfig holding only that token, ECS the simulator.
 //!
 //! - With the RBAC as shipped, an EcsInstance settles: started, Ready, an event, the Lease held,
-//!   and nothing in the log is forbidden.
+//!   and nothing in the log is forbidden; likewise with the single-namespace overlay's Role
+//!   in place of the ClusterRole.
 //! - With one rule taken out, what needs it fails, and the log names the missing permission as
 //!   the server refused it (`cannot patch resource "ecsinstances/status" in API group …`).
 //!
@@ -40,10 +41,21 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// A permission taken out of `deploy/base`'s RBAC: (apiGroup, resource, verb).
 type Permission = (&'static str, &'static str, &'static str);
 
+/// Which of `deploy/`'s RBAC the controller gets.
+#[derive(Clone, Copy)]
+enum Rbac {
+    /// `deploy/base`: a ClusterRole bound cluster-wide, minus a permission if given.
+    Base(Option<Permission>),
+    /// `deploy/overlays/single-namespace`: no cluster-scoped object, a Role in its namespace.
+    SingleNamespace,
+}
+
 fn base<T: DeserializeOwned>(file: &str) -> T {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("deploy/base")
-        .join(file);
+    manifest(&format!("deploy/base/{file}"))
+}
+
+fn manifest<T: DeserializeOwned>(file: &str) -> T {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -92,9 +104,10 @@ fn without(rules: Option<Vec<PolicyRule>>, missing: Option<Permission>) -> Optio
 }
 
 /// `deploy/base`'s ServiceAccount, ClusterRole, ClusterRoleBinding, leader-election Role and
-/// RoleBinding, moved into `ns` (the cluster-scoped ones named after it), minus `missing`.
+/// RoleBinding, moved into `ns` (the cluster-scoped ones named after it), minus `missing`; or,
+/// for the single-namespace overlay, its Role and RoleBinding instead of the cluster-scoped pair.
 /// Returns the cluster-scoped objects' name.
-async fn install_rbac(client: &Client, ns: &str, missing: Option<Permission>) -> String {
+async fn install_rbac(client: &Client, ns: &str, rbac: Rbac) -> String {
     let name = format!("ecs-power-controller-{ns}");
     let pp = PostParams::default();
 
@@ -104,6 +117,30 @@ async fn install_rbac(client: &Client, ns: &str, missing: Option<Permission>) ->
         .create(&pp, &sa)
         .await
         .unwrap();
+
+    let missing = match rbac {
+        Rbac::Base(missing) => missing,
+        Rbac::SingleNamespace => {
+            let overlay = "deploy/overlays/single-namespace";
+            let mut role: Role = manifest(&format!("{overlay}/role.yaml"));
+            role.metadata.namespace = Some(ns.into());
+            Api::<Role>::namespaced(client.clone(), ns)
+                .create(&pp, &role)
+                .await
+                .unwrap();
+            let mut binding: RoleBinding = manifest(&format!("{overlay}/rolebinding.yaml"));
+            binding.metadata.namespace = Some(ns.into());
+            for subject in binding.subjects.iter_mut().flatten() {
+                subject.namespace = Some(ns.into());
+            }
+            Api::<RoleBinding>::namespaced(client.clone(), ns)
+                .create(&pp, &binding)
+                .await
+                .unwrap();
+            install_leader_election(client, ns, None).await;
+            return name;
+        }
+    };
 
     let mut cluster_role: ClusterRole = base("clusterrole.yaml");
     cluster_role.metadata.name = Some(name.clone());
@@ -124,6 +161,13 @@ async fn install_rbac(client: &Client, ns: &str, missing: Option<Permission>) ->
         .await
         .unwrap();
 
+    install_leader_election(client, ns, missing).await;
+    name
+}
+
+/// `deploy/base`'s leader-election Role and RoleBinding in `ns`, minus `missing`.
+async fn install_leader_election(client: &Client, ns: &str, missing: Option<Permission>) {
+    let pp = PostParams::default();
     let mut role: Role = base("leader-election-role.yaml");
     role.metadata.namespace = Some(ns.into());
     role.rules = without(role.rules, missing);
@@ -141,7 +185,6 @@ async fn install_rbac(client: &Client, ns: &str, missing: Option<Permission>) ->
         .create(&pp, &role_binding)
         .await
         .unwrap();
-    name
 }
 
 /// One test's world: a sandbox (namespace, CRDs, simulator) on envtest, the RBAC installed and
@@ -156,10 +199,7 @@ struct World {
 
 impl World {
     /// `None` (skipped, with a line) without envtest.
-    async fn start(
-        missing: Option<Permission>,
-        instances: Vec<ecs_sim::InstanceSpec>,
-    ) -> Option<World> {
+    async fn start(rbac: Rbac, instances: Vec<ecs_sim::InstanceSpec>) -> Option<World> {
         let server = real_server_or_skip("the controller as its ServiceAccount")?;
         let RealServer::Envtest(env) = server else {
             eprintln!("the controller as its ServiceAccount: envtest only (it installs RBAC)");
@@ -167,7 +207,7 @@ impl World {
         };
         let (sb, warnings) = real_sandbox(server, instances).await;
         let ns = sb.namespace.clone();
-        let cluster_scoped = install_rbac(&sb.client, &ns, missing).await;
+        let cluster_scoped = install_rbac(&sb.client, &ns, rbac).await;
         let token = env.sa_token(&ns, SERVICE_ACCOUNT).await.unwrap();
         let dir = std::env::temp_dir().join(format!("service-account-{}-{ns}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -273,12 +313,17 @@ impl World {
         let _ = Api::<ClusterRole>::all(client.clone())
             .delete(&self.cluster_scoped, &dp)
             .await;
-        let _ = Api::<RoleBinding>::namespaced(client.clone(), &ns)
-            .delete("ecs-power-controller-leader-election", &dp)
-            .await;
-        let _ = Api::<Role>::namespaced(client.clone(), &ns)
-            .delete("ecs-power-controller-leader-election", &dp)
-            .await;
+        for name in [
+            "ecs-power-controller-leader-election",
+            "ecs-power-controller",
+        ] {
+            let _ = Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                .delete(name, &dp)
+                .await;
+            let _ = Api::<Role>::namespaced(client.clone(), &ns)
+                .delete(name, &dp)
+                .await;
+        }
         let _ = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
             .delete(SERVICE_ACCOUNT, &dp)
             .await;
@@ -316,7 +361,20 @@ async fn events_of(world: &World, name: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_deploy_base_rbac_an_instance_settles_and_nothing_is_forbidden() {
-    let Some(w) = World::start(None, vec![instance("i-sa0000001", InstanceStatus::Stopped)]).await
+    settles_with_nothing_forbidden(Rbac::Base(None)).await;
+}
+
+/// `deploy/overlays/single-namespace`: a Role instead of the ClusterRole; the controller stays
+/// inside its namespace, so nothing it does is refused either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_single_namespace_overlays_role_an_instance_settles_and_nothing_is_forbidden() {
+    settles_with_nothing_forbidden(Rbac::SingleNamespace).await;
+}
+
+/// An EcsInstance asked to run is started and Ready, with an event and the Lease held, and
+/// the controller's log shows no refusal.
+async fn settles_with_nothing_forbidden(rbac: Rbac) {
+    let Some(w) = World::start(rbac, vec![instance("i-sa0000001", InstanceStatus::Stopped)]).await
     else {
         return;
     };
@@ -353,7 +411,7 @@ async fn with_deploy_base_rbac_an_instance_settles_and_nothing_is_forbidden() {
 async fn without_patch_on_ecsinstances_status_nothing_is_reported_and_the_log_says_why() {
     let missing = ("ecs.powerctl.io", "ecsinstances/status", "patch");
     let Some(w) = World::start(
-        Some(missing),
+        Rbac::Base(Some(missing)),
         vec![instance("i-sa0000002", InstanceStatus::Running)],
     )
     .await
@@ -370,7 +428,7 @@ async fn without_patch_on_ecsinstances_status_nothing_is_reported_and_the_log_sa
 async fn without_create_on_events_the_instance_settles_but_the_log_says_what_was_lost() {
     let missing = ("events.k8s.io", "events", "create");
     let Some(w) = World::start(
-        Some(missing),
+        Rbac::Base(Some(missing)),
         vec![instance("i-sa0000003", InstanceStatus::Stopped)],
     )
     .await
@@ -392,7 +450,7 @@ async fn without_create_on_events_the_instance_settles_but_the_log_says_what_was
 async fn without_create_on_leases_the_controller_never_leads_and_the_log_says_why() {
     let missing = ("coordination.k8s.io", "leases", "create");
     let Some(w) = World::start(
-        Some(missing),
+        Rbac::Base(Some(missing)),
         vec![instance("i-sa0000004", InstanceStatus::Stopped)],
     )
     .await
