@@ -3,4 +3,4 @@
 pub(crate) mod demo_cmd;
 mod sandbox;
 
-pub use sandbox::{RunningController, Sandbox, SandboxError};
+pub use sandbox::{RunningController, Sandbox, SandboxError, delete_namespace_and_contents};

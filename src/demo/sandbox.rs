@@ -179,13 +179,46 @@ impl Sandbox {
         match self.kube {
             Some(kube) => kube.shutdown().await,
             None => {
-                let namespaces: Api<Namespace> = Api::all(self.client.clone());
-                let _ = namespaces
-                    .delete(&self.namespace, &Default::default())
-                    .await;
+                let _ = delete_namespace_and_contents(&self.client, &self.namespace).await;
             }
         }
     }
+}
+
+/// Deletes what a sandbox can have made in `namespace` on a real cluster (EcsInstances,
+/// EcsPowerSchedules, Secrets, ConfigMaps, Leases, Events), then the namespace. The contents
+/// go first: a server without a namespace controller (envtest: a bare kube-apiserver and
+/// etcd) never empties a deleted namespace, which would stay `Terminating` for ever.
+pub async fn delete_namespace_and_contents(
+    client: &Client,
+    namespace: &str,
+) -> Result<(), kube::Error> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
+    let params = kube::api::DeleteParams::default();
+    let all = kube::api::ListParams::default();
+    Api::<EcsInstance>::namespaced(client.clone(), namespace)
+        .delete_collection(&params, &all)
+        .await?;
+    Api::<crate::api::EcsPowerSchedule>::namespaced(client.clone(), namespace)
+        .delete_collection(&params, &all)
+        .await?;
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .delete_collection(&params, &all)
+        .await?;
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .delete_collection(&params, &all)
+        .await?;
+    Api::<Lease>::namespaced(client.clone(), namespace)
+        .delete_collection(&params, &all)
+        .await?;
+    Api::<Event>::namespaced(client.clone(), namespace)
+        .delete_collection(&params, &all)
+        .await?;
+    Api::<Namespace>::all(client.clone())
+        .delete(namespace, &params)
+        .await?;
+    Ok(())
 }
 
 /// A controller running in this process.

@@ -38,6 +38,12 @@ mod warnings;
 
 pub use warnings::{Warning, WarningLayer, WarningService, Warnings, kubectl_warnings};
 
+/// A client for any kube config (a real cluster's, say) that keeps the `Warning` headers its
+/// server sends, as [`Envtest::client_with_warnings`] does for envtest's.
+pub fn client_with_warnings(config: kube::Config) -> Result<(kube::Client, Warnings), Error> {
+    warnings::client(config)
+}
+
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};

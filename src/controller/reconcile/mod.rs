@@ -78,7 +78,8 @@ pub(crate) enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     /// The status write failed: what the reconcile recorded (an ECS backoff among it) is lost,
-    /// so the next look must wait at least `wanted`, the delay it asked for.
+    /// so the next look must wait at least `wanted`: the delay it asked for when that status
+    /// held an ECS backoff, zero otherwise.
     #[error("writing status: {source}")]
     Status {
         #[source]
@@ -607,7 +608,16 @@ impl<'a> Pass<'a> {
                 .await
                 .map_err(|source| Error::Status {
                     source,
-                    wanted: next,
+                    // Only an ECS backoff must not be cut short by an early retry of the write.
+                    // A status with none (settled: its next look the resync, or a schedule's
+                    // next transition) is written again on the API backoff; else an API server
+                    // outage that ends just after a reboot leaves the object Rebooting, its
+                    // outcome unrecorded, until the resync.
+                    wanted: if status.retry.next_attempt_after.is_some() {
+                        next
+                    } else {
+                        Duration::ZERO
+                    },
                 })?
                 == Written::Conflict
         {

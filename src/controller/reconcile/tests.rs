@@ -677,6 +677,35 @@ async fn failing_status_writes_back_off_in_memory() {
     assert_eq!(starts, 8, "one call per look");
 }
 
+/// The API server is away when a settled status (nothing pending, its next look the resync)
+/// is to be written, as after a reboot finishes during a control-plane restart: the write is
+/// retried on the API backoff, not an hour later at the resync.
+#[tokio::test]
+async fn a_settled_status_that_cannot_be_written_is_retried_on_the_api_backoff() {
+    let world = World::new(
+        Some(instance(InstanceStatus::Running)),
+        refused("NeverCalled", 500),
+    );
+    world
+        .cluster
+        .failing_status_writes
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let obj = Arc::new(object(PowerState::Running));
+
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let err = world.reconcile(&obj).await.unwrap_err();
+        delays.push(world.reconciler.retry_after(&obj, &err));
+    }
+
+    assert_eq!(
+        delays,
+        [5500, 11000, 22000].map(Duration::from_millis),
+        "5 s doubling with 10% jitter"
+    );
+    assert!(world.log().iter().all(|l| !l.starts_with("StartInstance")));
+}
+
 /// A hostile or broken endpoint answers with a 5 MB error message (multi-byte characters, so a
 /// cut at a byte count lands inside one): status and events get its beginning, about 1 KB, cut
 /// on a character boundary, never the whole (the API server would refuse the status write, and

@@ -5,6 +5,13 @@
 //! `kubectl events --for` showing the controller's events, create namespace and secret
 //! (protobuf bodies), delete, and the `kubectl ecsi` plugin found through `PATH`.
 //!
+//! Every check but the namespace one and the README session also runs against a real API server
+//! (crates/envtest's kube-apiserver, `…::real_api_server`), in a namespace of its own that the
+//! session's kubeconfig makes kubectl's default, the examples rewritten into it; skipped with a
+//! line when `KUBEBUILDER_ASSETS` is unset outside CI. The namespace check deletes a namespace and
+//! expects it gone, which needs a namespace controller envtest does not have; the README session
+//! is the demo's by definition.
+//!
 //! kubectl is on every development and CI machine of this project; when it is missing the
 //! suite fails and says how to install it, it never skips.
 
@@ -90,12 +97,17 @@ async fn first_line(
     (first, lines, child)
 }
 
-/// One kubectl session: its own kubeconfig, discovery cache and `PATH` (with the plugin).
+/// One kubectl session: its own kubeconfig, discovery cache and `PATH` (with the plugin), and
+/// the examples (`deploy/examples`) rewritten into the session's namespace.
 struct Session {
     sb: Sandbox,
     kubectl: PathBuf,
     dir: PathBuf,
     path: OsString,
+    /// What the real server warned the sandbox's client about (`None` on kubesim).
+    warnings: Option<envtest::Warnings>,
+    /// The `Warning:` lines kubectl printed, with the command.
+    kubectl_warnings: std::sync::Mutex<Vec<String>>,
 }
 
 struct Run {
@@ -105,37 +117,87 @@ struct Run {
 }
 
 impl Session {
-    async fn start(instances: Vec<ecs_sim::InstanceSpec>) -> Session {
+    /// On kubesim (`default`), or on a real API server in a fresh namespace that the session's
+    /// kubeconfig makes kubectl's default; `None` (the test is skipped) when there is no real
+    /// server to run on.
+    async fn start(backend: Backend, instances: Vec<ecs_sim::InstanceSpec>) -> Option<Session> {
         let kubectl = kubectl_binary();
-        let sb = sandbox(Backend::Local, instances).await;
         let dir = std::env::temp_dir().join(format!(
             "ecs-power-controller-kubectl-{}-{:08x}",
             std::process::id(),
             rand::random::<u32>()
         ));
+        let (sb, warnings) = match backend {
+            Backend::Local => (sandbox(Backend::Local, instances).await, None),
+            Backend::Cluster => {
+                let server = real_server_or_skip("kubectl on a real API server")?;
+                let (sb, warnings) = real_sandbox(server, instances).await;
+                (sb, Some((server, warnings)))
+            }
+        };
         // kubectl finds `kubectl-ecsi` on PATH; the binary answers to that name.
         let path = path_with_plugin(&dir.join("bin"));
-        local(&sb)
-            .write_kubeconfig(&dir.join("kubeconfig"))
-            .unwrap();
-        Session {
+        let kubeconfig = dir.join("kubeconfig");
+        let warnings = match warnings {
+            None => {
+                local(&sb).write_kubeconfig(&kubeconfig).unwrap();
+                None
+            }
+            Some((server, warnings)) => {
+                std::fs::copy(server.kubeconfig_path(), &kubeconfig).unwrap();
+                let set = std::process::Command::new(&kubectl)
+                    .args(["config", "set-context", "--current"])
+                    .arg(format!("--namespace={}", sb.namespace))
+                    .env("KUBECONFIG", &kubeconfig)
+                    .output()
+                    .unwrap();
+                assert!(set.status.success(), "{set:?}");
+                Some(warnings)
+            }
+        };
+        let examples = dir.join("examples");
+        std::fs::create_dir_all(&examples).unwrap();
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples");
+        for entry in std::fs::read_dir(source).unwrap() {
+            let entry = entry.unwrap().path();
+            let text = std::fs::read_to_string(&entry).unwrap();
+            let text = text.replace(
+                "namespace: default",
+                &format!("namespace: {}", sb.namespace),
+            );
+            std::fs::write(examples.join(entry.file_name().unwrap()), text).unwrap();
+        }
+        Some(Session {
             sb,
             kubectl,
             dir,
             path,
-        }
+            warnings,
+            kubectl_warnings: Default::default(),
+        })
+    }
+
+    /// `deploy/examples/NAME` in the session's namespace (`""`: the directory).
+    fn example(&self, name: &str) -> String {
+        self.dir.join("examples").join(name).display().to_string()
+    }
+
+    /// The session's namespace: `default` on kubesim.
+    fn ns(&self) -> &str {
+        &self.sb.namespace
     }
 
     /// A session whose controller runs and whose `web-1` (deploy/examples/running.yaml) was
     /// applied with kubectl and is Ready.
     async fn with_web1_ready(
+        backend: Backend,
         instances: Vec<ecs_sim::InstanceSpec>,
-    ) -> (Session, ecs_power_controller::demo::RunningController) {
-        let s = Session::start(instances).await;
+    ) -> Option<(Session, ecs_power_controller::demo::RunningController)> {
+        let s = Session::start(backend, instances).await?;
         let controller = s.sb.spawn_controller(fast_options(&s.sb)).unwrap();
-        s.ok(&["apply", "-f", &example("running.yaml")]).await;
+        s.ok(&["apply", "-f", &s.example("running.yaml")]).await;
         s.wait("condition=Ready", "ecsi/web-1").await;
-        (s, controller)
+        Some((s, controller))
     }
 
     /// `kubectl wait --for=FOR TARGET --timeout=30s`.
@@ -170,10 +232,16 @@ impl Session {
             .await
             .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish"))
             .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        self.kubectl_warnings.lock().unwrap().extend(
+            envtest::kubectl_warnings(&stderr)
+                .into_iter()
+                .map(|w| format!("kubectl {args:?}: {w}")),
+        );
         Run {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stderr,
         }
     }
 
@@ -184,6 +252,26 @@ impl Session {
         r.stdout
     }
 
+    /// `kubectl ARGS` until it succeeds (within [`WAIT`]); its stdout. For what a real server
+    /// publishes a little after the CRD is Established: its schema in the OpenAPI documents
+    /// that `kubectl explain` reads.
+    async fn eventually_ok(&self, args: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = self.run(args, None).await;
+            if r.ok {
+                return r.stdout;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kubectl {args:?} failed:\n{}\n{}",
+                r.stdout,
+                r.stderr
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// `kubectl ARGS`, which must fail; its stderr.
     async fn fails(&self, args: &[&str], input: Option<&str>) -> String {
         let r = self.run(args, input).await;
@@ -191,18 +279,48 @@ impl Session {
         r.stderr
     }
 
+    /// Removes the session's files and shuts the sandbox down (on a real server: what the
+    /// session made in its namespace, then the namespace); any warning the real server sent
+    /// the sandbox's client fails the test.
     async fn end(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
         self.sb.shutdown().await;
+        if let Some(warnings) = self.warnings {
+            assert_eq!(warnings.take(), Vec::new(), "the server's warnings");
+            // kubectl's own warning when `apply` meets an object `create`d earlier (the apply
+            // check does this on purpose) is not the server's.
+            let printed: Vec<String> = self
+                .kubectl_warnings
+                .into_inner()
+                .unwrap()
+                .into_iter()
+                .filter(|w| {
+                    !w.contains("missing the kubectl.kubernetes.io/last-applied-configuration")
+                })
+                .collect();
+            assert_eq!(printed, Vec::<String>::new(), "warnings kubectl printed");
+        }
     }
 }
 
-fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("deploy/examples")
-        .join(name)
-        .display()
-        .to_string()
+/// `mod NAME { kubesim, real_api_server }`: the check `NAME(backend)` on kubesim and on a real
+/// API server (crates/envtest's; skipped with a line when `KUBEBUILDER_ASSETS` is unset).
+macro_rules! on_both_servers {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kubesim() {
+                super::$name(Backend::Local).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn real_api_server() {
+                super::$name(Backend::Cluster).await;
+            }
+        }
+    };
 }
 
 /// The instance `deploy/examples/running.yaml` and `stopped.yaml` name.
@@ -232,9 +350,12 @@ fn headers(table: &str) -> Vec<&str> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_shows_the_printer_columns_wide_across_namespaces_and_while_watching() {
-    let (s, controller) = Session::with_web1_ready(example_instances()).await;
+on_both_servers!(get_shows_the_printer_columns_wide_across_namespaces_and_while_watching);
+
+async fn get_shows_the_printer_columns_wide_across_namespaces_and_while_watching(backend: Backend) {
+    let Some((s, controller)) = Session::with_web1_ready(backend, example_instances()).await else {
+        return;
+    };
 
     let table = s.ok(&["get", "ecsi"]).await;
     assert_eq!(
@@ -265,10 +386,13 @@ async fn get_shows_the_printer_columns_wide_across_namespaces_and_while_watching
 
     let wide = s.ok(&["get", "ecsinstances", "-o", "wide", "-A"]).await;
     assert_eq!(headers(&wide)[..2], ["NAMESPACE", "NAME"]);
-    assert_eq!(
-        row(&wide, "web-1")[..3],
-        ["default", "web-1", "i-bp1demorunning01"]
-    );
+    // All namespaces: on a shared real server, other sessions' web-1 too; this one's is there.
+    let mine = wide
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&s.ns()) && cells.get(1) == Some(&"web-1"))
+        .unwrap_or_else(|| panic!("no row for {}/web-1 in\n{wide}", s.ns()));
+    assert_eq!(mine[2], "i-bp1demorunning01");
 
     // `get -w`: the table, then a row for each change (here: asking for Stopped).
     let (first, mut lines, child) =
@@ -303,10 +427,13 @@ async fn get_shows_the_printer_columns_wide_across_namespaces_and_while_watching
     s.end().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explain_reads_the_descriptions_from_the_crd() {
-    let s = Session::start(Vec::new()).await;
-    let out = s.ok(&["explain", "ecsi.spec.reboot"]).await;
+on_both_servers!(explain_reads_the_descriptions_from_the_crd);
+
+async fn explain_reads_the_descriptions_from_the_crd(backend: Backend) {
+    let Some(s) = Session::start(backend, Vec::new()).await else {
+        return;
+    };
+    let out = s.eventually_ok(&["explain", "ecsi.spec.reboot"]).await;
     assert!(out.contains("KIND:       EcsInstance"), "{out}");
     assert!(out.contains("FIELD: reboot <Object>"), "{out}");
     assert!(out.contains("token\t<string> -required-"), "{out}");
@@ -348,10 +475,13 @@ spec:
   powerState: Sleeping
 ";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_create_and_replace_validate_on_the_server_and_name_the_bad_field() {
-    let s = Session::start(example_instances()).await;
-    let running = example("running.yaml");
+on_both_servers!(apply_create_and_replace_validate_on_the_server_and_name_the_bad_field);
+
+async fn apply_create_and_replace_validate_on_the_server_and_name_the_bad_field(backend: Backend) {
+    let Some(s) = Session::start(backend, example_instances()).await else {
+        return;
+    };
+    let running = s.example("running.yaml");
     assert_eq!(
         s.ok(&["apply", "-f", &running]).await.trim(),
         "ecsinstance.ecs.powerctl.io/web-1 created"
@@ -376,7 +506,7 @@ async fn apply_create_and_replace_validate_on_the_server_and_name_the_bad_field(
             .contains("web-1 replaced")
     );
     assert!(
-        s.ok(&["create", "-f", &example("stopped.yaml")])
+        s.ok(&["create", "-f", &s.example("stopped.yaml")])
             .await
             .contains("batch-1 created")
     );
@@ -389,10 +519,15 @@ async fn apply_create_and_replace_validate_on_the_server_and_name_the_bad_field(
         &["create", "-f", "-"],
     ] {
         let err = s.fails(args, Some(BAD_FIELD)).await;
-        assert!(
-            err.contains(r#"unknown field "spec.rebooot""#),
-            "{args:?}: {err}"
-        );
+        // A real server's server-side apply words it its own way (structured-merge-diff's
+        // typed patch); kubesim says it as the other paths do.
+        let real_ssa = matches!(backend, Backend::Cluster) && args.contains(&"--server-side");
+        let expected = if real_ssa {
+            ".spec.rebooot: field not declared in schema"
+        } else {
+            r#"unknown field "spec.rebooot""#
+        };
+        assert!(err.contains(expected), "{args:?}: {err}");
     }
     // A bad value is refused with the field and what it may be.
     let err = s.fails(&["apply", "-f", "-"], Some(BAD_VALUE)).await;
@@ -418,7 +553,7 @@ async fn apply_create_and_replace_validate_on_the_server_and_name_the_bad_field(
     assert!(!stored.contains("rebooot"), "{stored}");
 
     // A kustomization applies too.
-    let all = s.ok(&["apply", "-k", &example("")]).await;
+    let all = s.ok(&["apply", "-k", &s.example("")]).await;
     assert!(
         all.contains("ecsinstance.ecs.powerctl.io/app-1 created"),
         "{all}"
@@ -433,9 +568,12 @@ async fn apply_create_and_replace_validate_on_the_server_and_name_the_bad_field(
     s.end().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn patch_wait_describe_and_events_show_what_the_controller_did() {
-    let (s, controller) = Session::with_web1_ready(example_instances()).await;
+on_both_servers!(patch_wait_describe_and_events_show_what_the_controller_did);
+
+async fn patch_wait_describe_and_events_show_what_the_controller_did(backend: Backend) {
+    let Some((s, controller)) = Session::with_web1_ready(backend, example_instances()).await else {
+        return;
+    };
     s.ok(&[
         "patch",
         "ecsi",
@@ -524,7 +662,9 @@ spec: {instanceId: i-bp1demostopped01, regionId: cn-hangzhou, powerState: Stoppe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_namespace_secret_and_configmap_then_delete_them() {
-    let s = Session::start(Vec::new()).await;
+    // kubesim only: a real server without a namespace controller (envtest) keeps a deleted
+    // namespace Terminating, so its last step (NotFound) is kubesim's alone.
+    let s = Session::start(Backend::Local, Vec::new()).await.unwrap();
     assert_eq!(
         s.ok(&["create", "namespace", "team-z"]).await.trim(),
         "namespace/team-z created"
@@ -580,13 +720,21 @@ async fn create_namespace_secret_and_configmap_then_delete_them() {
     s.end().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ecsi_plugin_reboots_pauses_resumes_and_summarizes_through_kubectl() {
-    let (s, controller) = Session::with_web1_ready(vec![
-        instance("i-bp1demorunning01", InstanceStatus::Running),
-        instance("i-bp1demolocked001", InstanceStatus::Stopped).lock("security"),
-    ])
-    .await;
+on_both_servers!(the_ecsi_plugin_reboots_pauses_resumes_and_summarizes_through_kubectl);
+
+async fn the_ecsi_plugin_reboots_pauses_resumes_and_summarizes_through_kubectl(backend: Backend) {
+    let Some((s, controller)) = Session::with_web1_ready(
+        backend,
+        vec![
+            instance("i-bp1demorunning01", InstanceStatus::Running),
+            instance("i-bp1demolocked001", InstanceStatus::Stopped).lock("security"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let ns = s.ns().to_string();
     let locked = "apiVersion: ecs.powerctl.io/v1alpha1
 kind: EcsInstance
 metadata: {name: locked-1}
@@ -600,7 +748,9 @@ spec: {instanceId: i-bp1demolocked001, regionId: cn-hangzhou, powerState: Runnin
 
     let out = s.ok(&["ecsi", "reboot", "web-1", "--hard"]).await;
     assert!(
-        out.contains("ecsinstance default/web-1 hard reboot (power cycle) requested"),
+        out.contains(&format!(
+            "ecsinstance {ns}/web-1 hard reboot (power cycle) requested"
+        )),
         "{out}"
     );
     let mode = s
@@ -609,7 +759,10 @@ spec: {instanceId: i-bp1demolocked001, regionId: cn-hangzhou, powerState: Runnin
     assert_eq!(mode, "Hard");
 
     let out = s.ok(&["ecsi", "pause", "web-1"]).await;
-    assert!(out.contains("ecsinstance default/web-1 paused"), "{out}");
+    assert!(
+        out.contains(&format!("ecsinstance {ns}/web-1 paused")),
+        "{out}"
+    );
     let annotation = s
         .ok(&[
             "get",
@@ -623,14 +776,17 @@ spec: {instanceId: i-bp1demolocked001, regionId: cn-hangzhou, powerState: Runnin
 
     let status = s.ok(&["ecsi", "status"]).await;
     assert!(
-        status.starts_with("EcsInstances in namespace default: 2\n"),
+        status.starts_with(&format!("EcsInstances in namespace {ns}: 2\n")),
         "{status}"
     );
     assert!(
-        status.contains("Stalled, needs a person (1):\n  default/locked-1  "),
+        status.contains(&format!("Stalled, needs a person (1):\n  {ns}/locked-1  ")),
         "{status}"
     );
-    assert!(status.contains("Paused (1):\n  default/web-1"), "{status}");
+    assert!(
+        status.contains(&format!("Paused (1):\n  {ns}/web-1")),
+        "{status}"
+    );
 
     assert!(s.ok(&["ecsi", "resume", "web-1"]).await.contains("resumed"));
     let annotations = s
@@ -645,7 +801,10 @@ spec: {instanceId: i-bp1demolocked001, regionId: cn-hangzhou, powerState: Runnin
     assert!(!annotations.contains("paused"), "{annotations}");
 
     let err = s.fails(&["ecsi", "reboot", "nope"], None).await;
-    assert!(err.contains("EcsInstance default/nope not found"), "{err}");
+    assert!(
+        err.contains(&format!("EcsInstance {ns}/nope not found")),
+        "{err}"
+    );
     controller.stop().await.unwrap();
     s.end().await;
 }

@@ -261,24 +261,49 @@ async fn a_schedule_in_the_cluster_previews_by_name() {
         .create(&PostParams::default(), &ops)
         .await
         .unwrap();
-    let text_of_example = std::fs::read_to_string(example()).unwrap();
-    let mut schedule: EcsPowerSchedule = serde_saphyr::from_str(&text_of_example).unwrap();
-    schedule.metadata.namespace = Some("ops".into());
-    Api::<EcsPowerSchedule>::namespaced(client.clone(), "ops")
-        .create(&PostParams::default(), &schedule)
-        .await
-        .unwrap();
-
     let dir = scratch("cluster");
     let kubeconfig = dir.join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).unwrap();
+    previews_the_example_by_name(&client, &kubeconfig, "ops").await;
+    let _ = std::fs::remove_dir_all(&dir);
+    sim.shutdown().await;
+}
+
+/// The same on a real API server (crates/envtest's): the CRDs applied server-side, the
+/// schedule in a namespace of its own, `preview` reading it with the admin kubeconfig.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_on_a_real_api_server_previews_by_name() {
+    let Some(server) = crate::support::scenario::real_server_or_skip("schedule preview") else {
+        return;
+    };
+    let (sandbox, warnings) = crate::support::scenario::real_sandbox(server, Vec::new()).await;
+    previews_the_example_by_name(
+        &sandbox.client,
+        &server.kubeconfig_path(),
+        &sandbox.namespace,
+    )
+    .await;
+    sandbox.shutdown().await;
+    assert_eq!(warnings.take(), Vec::new(), "the server's warnings");
+}
+
+/// `schedule preview office-hours -n NAMESPACE` after the example schedule is created there;
+/// without `-n`, the kubeconfig's namespace (`default`), where there is none.
+async fn previews_the_example_by_name(client: &kube::Client, kubeconfig: &Path, namespace: &str) {
+    let text_of_example = std::fs::read_to_string(example()).unwrap();
+    let mut schedule: EcsPowerSchedule = serde_saphyr::from_str(&text_of_example).unwrap();
+    schedule.metadata.namespace = Some(namespace.into());
+    Api::<EcsPowerSchedule>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &schedule)
+        .await
+        .unwrap();
     // The child talks to kubesim, which runs on this test's runtime: wait for it off-runtime.
     let run = |args: &[&str]| {
         let mut command = Command::new(BIN);
         command
             .args(["schedule", "preview"])
             .args(args)
-            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn");
         tokio::task::spawn_blocking(move || command.output().expect("the binary runs"))
     };
@@ -286,7 +311,7 @@ async fn a_schedule_in_the_cluster_previews_by_name() {
     let out = run(&[
         "office-hours",
         "-n",
-        "ops",
+        namespace,
         "--from",
         "2026-11-27T10:00:00Z",
         "--days",
@@ -313,6 +338,4 @@ async fn a_schedule_in_the_cluster_previews_by_name() {
         stderr.contains("EcsPowerSchedule default/office-hours not found"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
-    sim.shutdown().await;
 }

@@ -8,3 +8,4 @@ mod krew;
 mod manifests;
 mod operator_package;
 mod rbac;
+mod service_account;

@@ -719,45 +719,26 @@ fn the_alerts_and_the_dashboard_are_the_same_in_the_chart_and_in_deploy() {
 
 // ---- a real API server ----
 
-/// A kube-apiserver and etcd from `$KUBEBUILDER_ASSETS/../start.sh`, stopped on drop.
+/// The test binary's shared kube-apiserver and etcd (crates/envtest, from `KUBEBUILDER_ASSETS`):
+/// only the Namespaces and CRDs are applied for real, the rest is a server-side dry run.
 struct ApiServer {
     kubeconfig: PathBuf,
-    stop: PathBuf,
 }
 
 impl ApiServer {
     fn start(skipped: &str) -> Option<ApiServer> {
-        let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS") else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but KUBEBUILDER_ASSETS is not: {skipped} cannot be skipped"
-            );
-            eprintln!(
-                "SKIPPED {skipped}: set KUBEBUILDER_ASSETS=../shared/envtest/bin (a real kube-apiserver and etcd with start.sh beside them)"
-            );
-            return None;
-        };
-        let start = PathBuf::from(assets).join("../start.sh");
-        let dir = std::env::temp_dir().join(format!(
-            "ecs-power-controller-operator-package-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        let out = Command::new("bash")
-            .arg(&start)
-            .arg(&dir)
-            .output()
-            .unwrap_or_else(|e| panic!("{}: {e}", start.display()));
-        assert!(
-            out.status.success(),
-            "{} failed: {}",
-            start.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(ApiServer {
-            kubeconfig: dir.join("kubeconfig"),
-            stop: dir.join("stop.sh"),
-        })
+        match envtest::Envtest::shared() {
+            Ok(Some(env)) => Some(ApiServer {
+                kubeconfig: env.kubeconfig_path().to_path_buf(),
+            }),
+            Ok(None) => {
+                eprintln!(
+                    "SKIPPED {skipped}: set KUBEBUILDER_ASSETS (a directory with kube-apiserver and etcd)"
+                );
+                None
+            }
+            Err(e) => panic!("{skipped} cannot be skipped: {e}"),
+        }
     }
 
     fn kubectl(&self, kubectl: &Path, args: &[&str], stdin: &str) -> Result<String, String> {
@@ -867,12 +848,6 @@ impl ApiServer {
             "{what}: not every object was accepted:\n{out}"
         );
         objects.iter().filter(|o| !served(o)).map(key).collect()
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(&self.stop).arg("--rm").status();
     }
 }
 

@@ -29,15 +29,93 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub enum Backend {
     /// The in-process Kubernetes API server (every `cargo test`).
     Local,
-    /// The cluster `KUBECONFIG` points at (the ignored `real_cluster` suite).
+    /// A real Kubernetes API server ([`real_server`]): crates/envtest's, one per test binary,
+    /// from `KUBEBUILDER_ASSETS` (every CI run), or, with `REAL_CLUSTER=kubeconfig`, the cluster
+    /// `KUBECONFIG` points at (kind in `.github/workflows/real-cluster.yml`).
     Cluster,
+}
+
+/// `REAL_CLUSTER=kubeconfig`: the real-server tests run on the cluster `KUBECONFIG` points at
+/// instead of starting envtest's kube-apiserver.
+pub const REAL_CLUSTER_ENV: &str = "REAL_CLUSTER";
+
+/// The real API server the [`Backend::Cluster`] tests run on.
+#[derive(Clone, Copy, Debug)]
+pub enum RealServer {
+    /// crates/envtest's kube-apiserver + etcd, shared by the test binary.
+    Envtest(&'static envtest::Envtest),
+    /// The cluster `KUBECONFIG` (or `~/.kube/config`) points at.
+    Kubeconfig,
+}
+
+/// The real API server for this test binary; `None` when there is none to run on
+/// (`KUBEBUILDER_ASSETS` unset outside CI: envtest prints one line saying so). With `CI=true`
+/// and no `KUBEBUILDER_ASSETS` it panics: CI never skips the real server silently.
+pub fn real_server() -> Option<RealServer> {
+    if std::env::var(REAL_CLUSTER_ENV).is_ok_and(|v| v == "kubeconfig") {
+        return Some(RealServer::Kubeconfig);
+    }
+    match envtest::Envtest::shared() {
+        Ok(Some(env)) => Some(RealServer::Envtest(env)),
+        Ok(None) => None,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+impl RealServer {
+    /// An admin kube config for the server.
+    pub async fn config(&self) -> kube::Config {
+        match self {
+            RealServer::Envtest(env) => env.config().await.expect("envtest's kubeconfig"),
+            RealServer::Kubeconfig => kube::Config::infer()
+                .await
+                .expect("KUBECONFIG points at a reachable cluster"),
+        }
+    }
+
+    /// An admin client (built in the calling runtime) and the `Warning` headers the server
+    /// sends it.
+    pub async fn client_with_warnings(&self) -> (Client, envtest::Warnings) {
+        envtest::client_with_warnings(self.config().await).expect("a kube client")
+    }
+
+    /// The kubeconfig file for kubectl and child processes.
+    pub fn kubeconfig_path(&self) -> std::path::PathBuf {
+        match self {
+            RealServer::Envtest(env) => env.kubeconfig_path().to_path_buf(),
+            RealServer::Kubeconfig => std::env::var_os("KUBECONFIG")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".kube/config")
+                }),
+        }
+    }
+}
+
+/// [`real_server`], or one line saying the test is skipped.
+pub fn real_server_or_skip(test: &str) -> Option<RealServer> {
+    let server = real_server();
+    if server.is_none() {
+        eprintln!("{test}: skipped, no real API server (set KUBEBUILDER_ASSETS)");
+    }
+    server
 }
 
 /// Runs one flow on a fresh [`Scenario`]; a flow that returns has its controllers stopped
 /// gracefully (each must stop cleanly) and its sandbox shut down. A flow that panics is torn
-/// down by the scenario's `Drop`.
+/// down by the scenario's `Drop`. On [`Backend::Cluster`] without a real server the flow is
+/// skipped (it passes, having printed why); with one, any `Warning` the server sent about the
+/// scenario's requests (the CRDs' install, the flow's and the controller's writes) fails it.
 pub async fn run_flow(backend: Backend, flow: impl AsyncFnOnce(&Scenario)) {
-    let scenario = Scenario::start(backend).await;
+    let real = match backend {
+        Backend::Local => None,
+        Backend::Cluster => match real_server_or_skip("flow") {
+            Some(real) => Some(real),
+            None => return,
+        },
+    };
+    let scenario = Scenario::start_on(real).await;
     flow(&scenario).await;
     scenario.finish().await;
 }
@@ -55,6 +133,8 @@ pub struct Scenario {
     /// `None` once [`Scenario::finish`] has shut it down.
     sandbox: Option<Sandbox>,
     controllers: Mutex<Vec<Option<RunningController>>>,
+    /// The real server, if any, and the warnings it sent the scenario's client.
+    real: Option<(RealServer, envtest::Warnings)>,
 }
 
 /// A controller replica started by [`Scenario::controller`].
@@ -64,11 +144,22 @@ pub struct Replica {
 }
 
 impl Scenario {
-    /// A sandbox without instances (add them with [`Scenario::add`]).
-    pub async fn start(backend: Backend) -> Self {
-        Self {
-            sandbox: Some(sandbox(backend, Vec::new()).await),
-            controllers: Mutex::new(Vec::new()),
+    /// A sandbox without instances (add them with [`Scenario::add`]), in-process or on `real`.
+    pub async fn start_on(real: Option<RealServer>) -> Self {
+        match real {
+            None => Self {
+                sandbox: Some(sandbox(Backend::Local, Vec::new()).await),
+                controllers: Mutex::new(Vec::new()),
+                real: None,
+            },
+            Some(server) => {
+                let (sandbox, warnings) = real_sandbox(server, Vec::new()).await;
+                Self {
+                    sandbox: Some(sandbox),
+                    controllers: Mutex::new(Vec::new()),
+                    real: Some((server, warnings)),
+                }
+            }
         }
     }
 
@@ -130,8 +221,20 @@ impl Scenario {
                 .await
                 .expect("the controller stops cleanly");
         }
+        let warnings = self.real.as_ref().map(|(_, w)| w.take());
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await;
+        }
+        if let Some(warnings) = warnings {
+            assert!(
+                warnings.is_empty(),
+                "the API server sent warnings about the scenario's requests:\n{}",
+                warnings
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
         }
     }
 
@@ -308,8 +411,8 @@ impl Drop for Scenario {
         let Some(sandbox) = self.sandbox.take() else {
             return;
         };
-        if sandbox.kube.is_none() {
-            delete_namespace_blocking(sandbox.namespace.clone());
+        if let Some((server, _)) = &self.real {
+            delete_namespace_blocking(*server, sandbox.namespace.clone());
         }
         // In-process: KubeSim and the simulator stop serving when dropped.
         drop(sandbox);
@@ -318,18 +421,17 @@ impl Drop for Scenario {
 
 /// Deletes a real cluster's scenario namespace without the test's runtime, which may be
 /// unwinding a panic (or gone).
-fn delete_namespace_blocking(namespace: String) {
+fn delete_namespace_blocking(server: RealServer, namespace: String) {
     let deleted = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
         runtime.block_on(async {
-            let client = Client::try_default().await.map_err(|e| e.to_string())?;
-            let namespaces: Api<Namespace> = Api::all(client);
+            let client = Client::try_from(server.config().await).map_err(|e| e.to_string())?;
             tokio::time::timeout(
                 Duration::from_secs(30),
-                namespaces.delete(&namespace, &Default::default()),
+                ecs_power_controller::demo::delete_namespace_and_contents(&client, &namespace),
             )
             .await
             .map_err(|_| format!("deleting namespace {namespace} timed out"))?
@@ -449,21 +551,32 @@ pub fn fast_options(sb: &Sandbox) -> Config {
 // ---- sandbox-level helpers, for suites that hold a `Sandbox` of their own (several
 // replicas, the real kubectl) rather than a `Scenario` ----
 
-/// A sandbox on `backend` with the simulator serving `instances`.
+/// A sandbox on `backend` with the simulator serving `instances`; on [`Backend::Cluster`] it
+/// needs a real server (see [`real_sandbox`] for one that may be missing).
 pub async fn sandbox(backend: Backend, instances: Vec<InstanceSpec>) -> Sandbox {
     let mut config = SimConfig::instant();
     config.instances = instances;
     match backend {
         Backend::Local => Sandbox::start(config).await.expect("sandbox starts"),
         Backend::Cluster => {
-            let client = Client::try_default()
-                .await
-                .expect("KUBECONFIG points at a reachable cluster");
-            Sandbox::on_cluster(client, config)
-                .await
-                .expect("sandbox starts on the cluster")
+            let server = real_server().expect("a real API server (KUBEBUILDER_ASSETS)");
+            real_sandbox(server, config.instances).await.0
         }
     }
+}
+
+/// A sandbox on a real server, in a fresh namespace, whose client keeps the server's warnings.
+pub async fn real_sandbox(
+    server: RealServer,
+    instances: Vec<InstanceSpec>,
+) -> (Sandbox, envtest::Warnings) {
+    let mut config = SimConfig::instant();
+    config.instances = instances;
+    let (client, warnings) = server.client_with_warnings().await;
+    let sandbox = Sandbox::on_cluster(client, config)
+        .await
+        .expect("sandbox starts on the real API server");
+    (sandbox, warnings)
 }
 
 /// The in-process API server of a local sandbox (for its fault injection).
