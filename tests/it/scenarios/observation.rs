@@ -26,18 +26,20 @@ const QUIET: Duration = Duration::from_millis(500);
 fn ever_stalled(s: &Scenario, name: &str) -> Arc<AtomicBool> {
     let stalled = Arc::new(AtomicBool::new(false));
     let seen = stalled.clone();
+    // With a backoff: a watch that fails must not spin the test's runtime.
     let objects = watcher(
         s.api(),
         watcher::Config::default().fields(&format!("metadata.name={name}")),
     )
+    .default_backoff()
     .applied_objects();
     tokio::spawn(async move {
         let mut objects = std::pin::pin!(objects);
         while let Some(obj) = objects.next().await {
-            if let Ok(obj) = obj
-                && cond(&obj, "Stalled").0 == "True"
-            {
-                seen.store(true, Ordering::SeqCst);
+            match obj {
+                Ok(obj) if cond(&obj, "Stalled").0 == "True" => seen.store(true, Ordering::SeqCst),
+                Ok(_) => {}
+                Err(err) => eprintln!("ever_stalled: the watch failed: {err}"),
             }
         }
     });
