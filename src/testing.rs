@@ -391,6 +391,7 @@ pub(crate) fn office_hours() -> EcsPowerScheduleSpec {
             to: "20:00".into(),
         }],
         exceptions: Vec::new(),
+        calendars: Vec::new(),
     }
 }
 

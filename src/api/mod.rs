@@ -4,6 +4,7 @@
 //! The Rust types are the source of truth: `crds/<name>.yaml` is generated from them
 //! (`ecs-power-controller crd <name>`, see [`CRDS`]), and a test fails when the two drift apart.
 
+pub mod holiday_calendar;
 pub mod power_schedule;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -13,8 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use ecs_client::{InstanceStatus, PowerAction, StoppedMode};
 
+pub use holiday_calendar::{
+    CalendarDay, EcsHolidayCalendar, EcsHolidayCalendarSpec, EcsHolidayCalendarStatus,
+};
 pub use power_schedule::{
-    EcsPowerSchedule, EcsPowerScheduleSpec, EcsPowerScheduleStatus, NextTransition,
+    CalendarReference, EcsPowerSchedule, EcsPowerScheduleSpec, EcsPowerScheduleStatus,
+    NextTransition,
 };
 
 /// API group of every resource this controller serves.
@@ -126,6 +131,16 @@ pub struct EcsInstanceSpec {
     /// are used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretReference>,
+
+    /// EcsInstances in the same namespace this one starts after: a start of this instance
+    /// (from a schedule, a `powerState` edit, an override or a drift correction) waits until
+    /// each of them is `Running` and `Ready`, and a stop of one of them waits until this one
+    /// is `Stopped` (down in reverse order). While waiting: `Ready=False`, reason
+    /// `WaitingForDependency`. A cycle stalls (reason `DependencyCycle`). Reboots are not
+    /// ordered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "set"))]
+    pub start_after: Vec<String>,
 }
 
 /// The power states a user can ask for.
@@ -468,6 +483,7 @@ pub type CrdFn = fn() -> CustomResourceDefinition;
 pub const CRDS: &[(&str, CrdFn)] = &[
     ("ecsinstance", EcsInstance::crd),
     ("ecspowerschedule", EcsPowerSchedule::crd),
+    ("ecsholidaycalendar", EcsHolidayCalendar::crd),
 ];
 
 /// A CRD as YAML, exactly as `crds/<name>.yaml` holds it.
@@ -490,6 +506,7 @@ impl EcsInstanceSpec {
             dry_run: false,
             drift_policy: DriftPolicy::Correct,
             credentials_secret_ref: None,
+            start_after: Vec::new(),
         }
     }
 

@@ -67,6 +67,30 @@ pub struct EcsPowerScheduleSpec {
     #[serde(default)]
     #[schemars(length(max = 400), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["date"]))]
     pub exceptions: Vec<ScheduleException>,
+
+    /// EcsHolidayCalendars in this namespace whose days are exception days of this schedule,
+    /// with the power state each holds. A date in `exceptions` wins over a calendar's; two
+    /// calendars that disagree on a date: `Stopped` wins. A calendar that does not exist stalls
+    /// the schedule (reason `CalendarNotFound`) and nothing is started or stopped until it does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub calendars: Vec<CalendarReference>,
+}
+
+/// A holiday calendar a schedule uses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CalendarReference {
+    /// The EcsHolidayCalendar's name, in the schedule's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The power state on the calendar's days (default `Stopped`).
+    #[serde(default = "stopped")]
+    pub power_state: PowerState,
+}
+
+fn stopped() -> PowerState {
+    PowerState::Stopped
 }
 
 /// A weekly window. `to` earlier than `from` runs past midnight into the next day; the window

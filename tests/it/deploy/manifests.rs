@@ -260,6 +260,7 @@ fn the_base_renders_the_whole_installation_in_its_namespace() {
         "Namespace/ecs-power-controller",
         "CustomResourceDefinition/ecsinstances.ecs.powerctl.io",
         "CustomResourceDefinition/ecspowerschedules.ecs.powerctl.io",
+        "CustomResourceDefinition/ecsholidaycalendars.ecs.powerctl.io",
         "ServiceAccount/ecs-power-controller",
         "ClusterRole/ecs-power-controller",
         "ClusterRoleBinding/ecs-power-controller",
@@ -426,6 +427,7 @@ fn the_cluster_admin_part_is_the_crd_and_the_aggregated_user_roles() {
     let expected: BTreeSet<String> = [
         "CustomResourceDefinition/ecsinstances.ecs.powerctl.io",
         "CustomResourceDefinition/ecspowerschedules.ecs.powerctl.io",
+        "CustomResourceDefinition/ecsholidaycalendars.ecs.powerctl.io",
         "ClusterRole/ecs-power-controller-view",
         "ClusterRole/ecs-power-controller-edit",
     ]

@@ -39,6 +39,7 @@ pub fn daytime() -> EcsPowerSchedule {
                 to: "20:00".into(),
             }],
             exceptions: Vec::new(),
+            calendars: Vec::new(),
         },
     )
 }

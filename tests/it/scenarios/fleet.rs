@@ -316,6 +316,7 @@ async fn three_hundred_scheduled_instances_start_at_the_boundary_in_batches() {
                 to: "20:00".into(),
             }],
             exceptions: Vec::new(),
+            calendars: Vec::new(),
         },
     );
     office_hours.metadata.namespace = Some(NAMESPACE.into());
