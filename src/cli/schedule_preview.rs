@@ -1,5 +1,5 @@
-//! `ecs-power-controller schedule preview (NAME | --file FILE) [--days 7]`: what a schedule will
-//! do, before (with `--file`, offline) or after it is applied.
+//! `ecs-power-controller schedule preview (NAME | --file FILE) [--days 7] [-o table|json|yaml]`:
+//! what a schedule will do, before (with `--file`, offline) or after it is applied.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,7 +9,8 @@ use kube::{Api, CustomResourceExt};
 use serde_json::Value;
 
 use crate::api::{EcsPowerSchedule, EcsPowerScheduleSpec};
-use crate::schedule::{InvalidSchedule, Schedule, preview};
+use crate::cli::output::{OutputError, OutputFormat, serialized};
+use crate::schedule::{InvalidSchedule, Schedule, preview, report};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum ScheduleCommand {
@@ -39,6 +40,10 @@ pub(crate) struct PreviewArgs {
     /// Start here instead of now (RFC 3339, e.g. 2027-03-26T00:00:00Z to see a DST change).
     #[arg(long)]
     pub from: Option<Timestamp>,
+
+    /// Output: the table for people, or the documented JSON/YAML document for pipelines.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +74,8 @@ pub(crate) enum PreviewError {
     NotFound { namespace: String, name: String },
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 pub(crate) async fn run(command: ScheduleCommand) -> ExitCode {
@@ -98,7 +105,10 @@ async fn preview_text(args: &PreviewArgs, now: Timestamp) -> Result<String, Prev
     let until = from
         .checked_add(SignedDuration::from_hours(24 * i64::from(args.days)))
         .unwrap_or(Timestamp::MAX);
-    Ok(preview::render(&schedule, &name, from, until))
+    match serialized(args.output, &report::preview(&schedule, &name, from, until)) {
+        Some(text) => Ok(text?),
+        None => Ok(preview::render(&schedule, &name, from, until)),
+    }
 }
 
 /// The one EcsPowerSchedule of a YAML file (other kinds in it are skipped).

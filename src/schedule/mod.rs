@@ -27,6 +27,7 @@
 mod compile;
 pub mod overrides;
 pub mod preview;
+pub(crate) mod report;
 #[cfg(test)]
 mod tests;
 mod timeline;

@@ -339,3 +339,49 @@ async fn previews_the_example_by_name(client: &kube::Client, kubeconfig: &Path, 
         "{stderr}"
     );
 }
+
+/// `-o json` and `-o yaml`: the documented document (docs/schedules.md), the same in both.
+#[test]
+fn the_preview_prints_the_documented_json_and_yaml() {
+    let file = example();
+    let args = |format: &'static str| {
+        [
+            "--file",
+            file.to_str().unwrap(),
+            "--from",
+            "2026-12-24T00:00:00Z",
+            "--days",
+            "3",
+            "-o",
+            format,
+        ]
+        .map(String::from)
+    };
+    let out = preview(&args("json").each_ref().map(String::as_str));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["apiVersion"], "cli.ecs.powerctl.io/v1");
+    assert_eq!(json["kind"], "SchedulePreview");
+    assert_eq!(json["schedule"], "office-hours");
+    assert_eq!(json["powerState"], "Running");
+    assert_eq!(
+        json["entries"][0],
+        serde_json::json!({
+            "time": "2026-12-24T12:00:00Z",
+            "localTime": "2026-12-24T20:00:00+08:00",
+            "event": "Transition",
+            "powerState": "Stopped",
+            "cause": {"type": "WindowCloses", "index": 0},
+            "why": "running[0] closes",
+        })
+    );
+    assert_eq!(json["entries"][1]["event"], "ExceptionDay");
+    assert_eq!(json["next"]["time"], "2026-12-28T00:00:00Z");
+
+    let out = preview(&args("yaml").each_ref().map(String::as_str));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let yaml: serde_json::Value = serde_saphyr::from_str(&stdout).unwrap();
+    assert_eq!(yaml, json);
+}
