@@ -5,7 +5,7 @@
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Cause, Schedule, Shift, Transition};
+use super::{Schedule, Shift, Transition};
 
 /// One line of the table.
 struct Row {
@@ -100,14 +100,7 @@ fn utc(at: Timestamp) -> String {
 }
 
 fn why(t: &Transition) -> String {
-    let mut text = match t.cause {
-        Cause::WindowOpens { index } => format!("running[{index}] opens"),
-        Cause::WindowCloses { index } => format!("running[{index}] closes"),
-        Cause::Exception { index, date } => format!("exception {date} (exceptions[{index}])"),
-        Cause::ExceptionOver { index, date } => {
-            format!("exception {date} (exceptions[{index}]) over: the windows decide again")
-        }
-    };
+    let mut text = t.cause.to_string();
     match t.shift {
         Some(Shift::Gap { wall, by }) => text.push_str(&format!(
             "; {} is skipped by the DST change: moved {} later",
@@ -134,15 +127,16 @@ fn quiet_exception_days(
     schedule
         .exceptions
         .range(schedule.date_of(from)..=schedule.date_of(until))
-        .filter_map(|(date, (state, index))| {
+        .filter_map(|(date, day)| {
             let at = schedule.day_start(*date)?;
             let quiet = from < at && at <= until && !transitions.iter().any(|r| r.at == at);
             quiet.then(|| Row {
                 at,
                 state: "-",
                 why: format!(
-                    "exception {date} (exceptions[{index}]): {} all day, as it already was",
-                    state.as_str()
+                    "{}: {} all day, as it already was",
+                    day.cause(*date, false),
+                    day.power_state.as_str()
                 ),
             })
         })
