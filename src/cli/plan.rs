@@ -12,7 +12,7 @@ use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{EcsInstance, EcsPowerSchedule};
+use crate::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule};
 use crate::cli::output::{OutputError, OutputFormat, serialized};
 use crate::plan::{self, Fleet};
 
@@ -38,7 +38,7 @@ pub struct PlanArgs {
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 
-    /// Read EcsInstances and EcsPowerSchedules from these YAML files (or every `*.yaml` of a
+    /// Read EcsInstances, EcsPowerSchedules and EcsHolidayCalendars from these YAML files (or every `*.yaml` of a
     /// directory) instead of the cluster (works offline). Objects without a namespace are in
     /// `default`.
     #[arg(short = 'f', long, value_name = "FILE")]
@@ -123,6 +123,7 @@ async fn plan_text(args: &PlanArgs, now: Timestamp) -> Result<String, PlanError>
         Fleet {
             instances: &objects.instances,
             schedules: &objects.schedules,
+            calendars: &objects.calendars,
         },
         from,
         until,
@@ -138,6 +139,7 @@ async fn plan_text(args: &PlanArgs, now: Timestamp) -> Result<String, PlanError>
 struct Objects {
     instances: Vec<EcsInstance>,
     schedules: Vec<EcsPowerSchedule>,
+    calendars: Vec<EcsHolidayCalendar>,
 }
 
 async fn from_cluster(args: &PlanArgs) -> Result<(Objects, String), PlanError> {
@@ -156,6 +158,7 @@ async fn from_cluster(args: &PlanArgs) -> Result<(Objects, String), PlanError> {
     let objects = Objects {
         instances: list(&client, namespace.as_deref(), "EcsInstances").await?,
         schedules: list(&client, namespace.as_deref(), "EcsPowerSchedules").await?,
+        calendars: list(&client, namespace.as_deref(), "EcsHolidayCalendars").await?,
     };
     Ok((objects, scope))
 }
@@ -224,7 +227,7 @@ fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, PlanError> {
     Ok(files)
 }
 
-/// The EcsInstances and EcsPowerSchedules of one file (in `namespace`, if given), other kinds
+/// The EcsInstances, EcsPowerSchedules and EcsHolidayCalendars of one file (in `namespace`, if given), other kinds
 /// skipped.
 fn read_file(path: &Path, namespace: Option<&str>, objects: &mut Objects) -> Result<(), PlanError> {
     let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
@@ -240,7 +243,10 @@ fn read_file(path: &Path, namespace: Option<&str>, objects: &mut Objects) -> Res
         let Some(kind) = doc["kind"].as_str().map(str::to_string) else {
             continue;
         };
-        if !matches!(kind.as_str(), "EcsInstance" | "EcsPowerSchedule") {
+        if !matches!(
+            kind.as_str(),
+            "EcsInstance" | "EcsPowerSchedule" | "EcsHolidayCalendar"
+        ) {
             continue;
         }
         if doc["metadata"]["namespace"].as_str().is_none() && doc["metadata"].is_object() {
@@ -264,8 +270,11 @@ fn read_file(path: &Path, namespace: Option<&str>, objects: &mut Objects) -> Res
             "EcsInstance" => objects
                 .instances
                 .push(serde_path_to_error::deserialize(doc).map_err(field_error)?),
-            _ => objects
+            "EcsPowerSchedule" => objects
                 .schedules
+                .push(serde_path_to_error::deserialize(doc).map_err(field_error)?),
+            _ => objects
+                .calendars
                 .push(serde_path_to_error::deserialize(doc).map_err(field_error)?),
         }
     }

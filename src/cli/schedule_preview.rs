@@ -1,5 +1,7 @@
 //! `ecs-power-controller schedule preview (NAME | --file FILE) [--days 7] [-o table|json|yaml]`:
-//! what a schedule will do, before (with `--file`, offline) or after it is applied.
+//! what a schedule will do, before (with `--file`, offline) or after it is applied. The
+//! EcsHolidayCalendars it uses come from the same file (offline) or from the schedule's
+//! namespace.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,9 +10,11 @@ use jiff::{SignedDuration, Timestamp};
 use kube::{Api, CustomResourceExt};
 use serde_json::Value;
 
-use crate::api::{EcsPowerSchedule, EcsPowerScheduleSpec};
+use crate::api::{
+    EcsHolidayCalendar, EcsHolidayCalendarSpec, EcsPowerSchedule, EcsPowerScheduleSpec,
+};
 use crate::cli::output::{OutputError, OutputFormat, serialized};
-use crate::schedule::{InvalidSchedule, Schedule, preview, report};
+use crate::schedule::{Calendars, CompileError, InvalidSchedule, Schedule, preview, report};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum ScheduleCommand {
@@ -66,6 +70,16 @@ pub(crate) enum PreviewError {
         name: String,
         source: InvalidSchedule,
     },
+    #[error(
+        "EcsPowerSchedule {name} uses EcsHolidayCalendar {calendar} (spec.calendars[{index}]), which {missing}"
+    )]
+    CalendarNotFound {
+        name: String,
+        calendar: String,
+        index: usize,
+        /// Where it was looked for, and the fix.
+        missing: String,
+    },
     #[error("cannot reach Kubernetes: {0} (set KUBECONFIG, or preview a file with --file)")]
     Connect(kube::Error),
     #[error(
@@ -92,14 +106,40 @@ pub(crate) async fn run(command: ScheduleCommand) -> ExitCode {
     }
 }
 
+/// A schedule to preview, with the calendars found beside it.
+struct Loaded {
+    name: String,
+    spec: EcsPowerScheduleSpec,
+    calendars: Vec<(String, EcsHolidayCalendarSpec)>,
+    /// How a calendar not found is missing, and the fix (`is not in FILE: add …`).
+    missing: String,
+}
+
 async fn preview_text(args: &PreviewArgs, now: Timestamp) -> Result<String, PreviewError> {
-    let (name, spec) = match &args.file {
+    let loaded = match &args.file {
         Some(path) => from_file(path, args.name.as_deref())?,
         None => from_cluster(args).await?,
     };
-    let schedule = Schedule::compile(&spec).map_err(|source| PreviewError::Invalid {
-        name: name.clone(),
-        source,
+    let calendars: Calendars<'_> = loaded
+        .calendars
+        .iter()
+        .map(|(name, spec)| (name.as_str(), spec))
+        .collect();
+    let name = loaded.name.clone();
+    let schedule = Schedule::compile(&loaded.spec, &calendars).map_err(|error| match error {
+        CompileError::CalendarNotFound {
+            name: calendar,
+            index,
+        } => PreviewError::CalendarNotFound {
+            name: name.clone(),
+            calendar,
+            index,
+            missing: loaded.missing.clone(),
+        },
+        CompileError::Invalid(source) => PreviewError::Invalid {
+            name: name.clone(),
+            source,
+        },
     })?;
     let from = args.from.unwrap_or(now);
     let until = from
@@ -111,11 +151,9 @@ async fn preview_text(args: &PreviewArgs, now: Timestamp) -> Result<String, Prev
     }
 }
 
-/// The one EcsPowerSchedule of a YAML file (other kinds in it are skipped).
-fn from_file(
-    path: &Path,
-    name: Option<&str>,
-) -> Result<(String, EcsPowerScheduleSpec), PreviewError> {
+/// The one EcsPowerSchedule of a YAML file, with the EcsHolidayCalendars of the same file (other
+/// kinds in it are skipped).
+fn from_file(path: &Path, name: Option<&str>) -> Result<Loaded, PreviewError> {
     let text = std::fs::read_to_string(path).map_err(|source| PreviewError::Read {
         path: path.to_path_buf(),
         source,
@@ -126,6 +164,18 @@ fn from_file(
             message: e.to_string(),
         })?;
     let name_of = |doc: &Value| doc["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let calendars = documents
+        .iter()
+        .filter(|doc| doc["kind"] == "EcsHolidayCalendar")
+        .map(|doc| {
+            let calendar = name_of(doc);
+            let spec = typed_spec(
+                doc["spec"].clone(),
+                &format!("EcsHolidayCalendar {calendar} spec"),
+            )?;
+            Ok((calendar, spec))
+        })
+        .collect::<Result<Vec<_>, PreviewError>>()?;
     let mut schedules: Vec<Value> = documents
         .into_iter()
         .filter(|doc| doc["kind"] == "EcsPowerSchedule")
@@ -154,18 +204,31 @@ fn from_file(
             ),
         });
     }
-    let spec = serde_path_to_error::deserialize(doc["spec"].take()).map_err(|err| {
+    let spec = typed_spec(doc["spec"].take(), "spec")?;
+    Ok(Loaded {
+        name: name_of(&doc),
+        spec,
+        calendars,
+        missing: format!(
+            "is not in {}: add it to the file (a document of kind EcsHolidayCalendar), or remove it from spec.calendars",
+            path.display()
+        ),
+    })
+}
+
+/// `value` as a spec, a problem named by its path under `at` (`spec.running[0].days`).
+fn typed_spec<T: serde::de::DeserializeOwned>(value: Value, at: &str) -> Result<T, PreviewError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
         let inner = err.path().to_string();
         PreviewError::Field {
             field: if inner == "." {
-                "spec".to_string()
+                at.to_string()
             } else {
-                format!("spec.{inner}")
+                format!("{at}.{inner}")
             },
             message: err.into_inner().to_string(),
         }
-    })?;
-    Ok((name_of(&doc), spec))
+    })
 }
 
 /// The CRD's schema of `spec`, as the API server validates it.
@@ -202,7 +265,7 @@ fn unknown_field(value: &Value, schema: &Value, path: &str) -> Option<(String, V
     }
 }
 
-async fn from_cluster(args: &PreviewArgs) -> Result<(String, EcsPowerScheduleSpec), PreviewError> {
+async fn from_cluster(args: &PreviewArgs) -> Result<Loaded, PreviewError> {
     let name = args.name.clone().unwrap_or_default();
     let client = crate::controller::k8s::client::infer()
         .await
@@ -211,9 +274,23 @@ async fn from_cluster(args: &PreviewArgs) -> Result<(String, EcsPowerScheduleSpe
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
-    let api: Api<EcsPowerSchedule> = Api::namespaced(client, &namespace);
-    match api.get_opt(&name).await? {
-        Some(obj) => Ok((name, obj.spec)),
-        None => Err(PreviewError::NotFound { namespace, name }),
+    let api: Api<EcsPowerSchedule> = Api::namespaced(client.clone(), &namespace);
+    let Some(obj) = api.get_opt(&name).await? else {
+        return Err(PreviewError::NotFound { namespace, name });
+    };
+    let calendar_api: Api<EcsHolidayCalendar> = Api::namespaced(client, &namespace);
+    let mut calendars = Vec::new();
+    for reference in &obj.spec.calendars {
+        if let Some(calendar) = calendar_api.get_opt(&reference.name).await? {
+            calendars.push((reference.name.clone(), calendar.spec));
+        }
     }
+    Ok(Loaded {
+        name,
+        spec: obj.spec,
+        calendars,
+        missing: format!(
+            "does not exist in namespace {namespace} (list them with `kubectl get ecshc -n {namespace}`): create it, or remove it from spec.calendars"
+        ),
+    })
 }

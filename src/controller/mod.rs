@@ -13,10 +13,12 @@
 //! - `ecs`: everything that talks to ECS: the observer seam, a connection per credential set,
 //!   call metrics, batching and the fleet observer.
 //!
-//! Beside them: `schedule_status`, the EcsPowerSchedule status controller; `config`, every
+//! Beside them: `schedule_status` and `calendar_status`, the EcsPowerSchedule and
+//! EcsHolidayCalendar status controllers; `config`, every
 //! setting in one tree; `clock`, the injected time; `truncate`, the bound on outside text.
 
 pub(crate) mod admission;
+pub(crate) mod calendar_status;
 pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod ecs;

@@ -25,11 +25,11 @@ use jiff::tz::TimeZone;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use crate::api::{EcsInstance, EcsPowerSchedule, PowerState};
+use crate::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule, PowerState};
 use crate::controller::reconcile::desired::{self, Problem, Schedules};
 use crate::schedule::overrides::OVERRIDE_UNTIL;
 use crate::schedule::report::{API_VERSION, CauseReport, NextChange, local_rfc3339};
-use crate::schedule::{Override, Schedule, Transition, preview};
+use crate::schedule::{Cause, Override, Schedule, Transition, preview};
 
 pub(crate) use table::render;
 
@@ -38,6 +38,7 @@ pub(crate) use table::render;
 pub(crate) struct Fleet<'a> {
     pub(crate) instances: &'a [EcsInstance],
     pub(crate) schedules: &'a [EcsPowerSchedule],
+    pub(crate) calendars: &'a [EcsHolidayCalendar],
 }
 
 /// `plan -o json`: the coming changes in `(from, until]`, and the instances without any.
@@ -122,7 +123,7 @@ const RECOMPUTED_REASONS: &[&str] = &["ScheduleNotFound", "ScheduleInvalid"];
 
 /// The plan of `fleet` for the changes in `(from, until]`.
 pub(crate) fn plan(fleet: Fleet<'_>, from: Timestamp, until: Timestamp) -> PlanReport {
-    let schedules = ByName::new(fleet.schedules);
+    let schedules = ByName::new(fleet.schedules, fleet.calendars);
     let mut changes = Vec::new();
     let mut unchanged = Vec::new();
     for instance in fleet.instances {
@@ -184,7 +185,8 @@ fn instance_plan(
     if let Err(problem) = &resolved {
         let reason = match problem {
             Problem::NotFound { .. } => "ScheduleNotFound",
-            Problem::Invalid { .. } => "ScheduleInvalid",
+            // As the controller says it: the schedule cannot be followed as it is.
+            Problem::Invalid { .. } | Problem::CalendarNotFound { .. } => "ScheduleInvalid",
             Problem::NeitherOrBoth => "InvalidSpec",
         };
         return Outcome::Unchanged(unchanged(
@@ -241,7 +243,11 @@ fn instance_plan(
             t.at,
             t.power_state,
             CauseReport::from(&t.cause),
-            format!("schedule {}: {}", reference.name, preview::why(t)),
+            match t.cause {
+                // `calendar cn-holidays: New Year`: the calendar says why, not the schedule.
+                Cause::Calendar { .. } | Cause::CalendarOver { .. } => preview::why(t),
+                _ => format!("schedule {}: {}", reference.name, preview::why(t)),
+            },
         )
     };
     let mut found = Vec::new();
@@ -320,27 +326,38 @@ fn stalled_condition(instance: &EcsInstance) -> Option<(String, String)> {
         .then(|| (condition.reason.clone(), condition.message.clone()))
 }
 
-/// The fleet's schedules by namespace and name, as the controller's cache serves them.
-struct ByName(HashMap<(String, String), Arc<EcsPowerSchedule>>);
+/// The fleet's schedules and calendars by namespace and name, as the controller's caches serve
+/// them.
+struct ByName {
+    schedules: HashMap<(String, String), Arc<EcsPowerSchedule>>,
+    calendars: HashMap<(String, String), Arc<EcsHolidayCalendar>>,
+}
+
+/// `objects` by (namespace, name).
+fn by_name<K: kube::Resource + Clone>(objects: &[K]) -> HashMap<(String, String), Arc<K>> {
+    objects
+        .iter()
+        .map(|o| {
+            (
+                (o.namespace().unwrap_or_default(), o.name_any()),
+                Arc::new(o.clone()),
+            )
+        })
+        .collect()
+}
 
 impl ByName {
-    fn new(schedules: &[EcsPowerSchedule]) -> Self {
-        Self(
-            schedules
-                .iter()
-                .map(|s| {
-                    (
-                        (s.namespace().unwrap_or_default(), s.name_any()),
-                        Arc::new(s.clone()),
-                    )
-                })
-                .collect(),
-        )
+    fn new(schedules: &[EcsPowerSchedule], calendars: &[EcsHolidayCalendar]) -> Self {
+        Self {
+            schedules: by_name(schedules),
+            calendars: by_name(calendars),
+        }
     }
 
+    /// The schedule `name` compiled with its calendars, as the controller compiles it.
     fn compiled(&self, namespace: &str, name: &str) -> Option<Schedule> {
         let object = self.get(namespace, name)?;
-        Schedule::compile(&object.spec).ok()
+        desired::compile(&object.spec, namespace, self).ok()
     }
 }
 
@@ -349,7 +366,13 @@ impl Schedules for ByName {
     async fn ready(&self) {}
 
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>> {
-        self.0
+        self.schedules
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    fn calendar(&self, namespace: &str, name: &str) -> Option<Arc<EcsHolidayCalendar>> {
+        self.calendars
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
     }

@@ -50,6 +50,7 @@ fn plan_of(instances: &[EcsInstance], from: &str, until: &str) -> PlanReport {
         Fleet {
             instances,
             schedules: &schedules,
+            calendars: &[],
         },
         at(from),
         at(until),
@@ -270,6 +271,7 @@ fn instances_where_nothing_will_happen_say_why() {
         Fleet {
             instances: &fleet,
             schedules: &schedules,
+            calendars: &[],
         },
         at("2026-11-27T10:00:00Z"),
         at("2026-11-27T13:00:00Z"),
@@ -381,5 +383,96 @@ fn the_json_document_has_the_documented_shape() {
                 "next": null,
             }],
         })
+    );
+}
+
+/// A holiday calendar's day is a change named after the calendar and the day; a schedule whose
+/// calendar is missing stalls its followers, as in the controller.
+#[test]
+fn a_calendar_day_is_a_change_named_after_it_and_a_missing_calendar_stalls() {
+    use crate::api::EcsHolidayCalendar;
+    let with_calendar = |calendar: &str| {
+        let mut spec = office_hours();
+        spec.calendars =
+            serde_json::from_value(json!([{"name": calendar, "powerState": "Running"}])).unwrap();
+        spec
+    };
+    let schedules = [
+        schedule("with-holidays", with_calendar("cn-holidays")),
+        schedule("with-missing", with_calendar("no-such-calendar")),
+    ];
+    let mut holidays: EcsHolidayCalendar = serde_json::from_value(json!({
+        "apiVersion": "ecs.powerctl.io/v1alpha1", "kind": "EcsHolidayCalendar",
+        "metadata": {"name": "cn-holidays", "namespace": "shop"},
+        // A release Saturday in Shanghai, a day off otherwise.
+        "spec": {"days": [{"date": "2026-11-28", "name": "Release Day"}]},
+    }))
+    .unwrap();
+    holidays.metadata.namespace = Some("shop".into());
+    let fleet = [
+        following("app-1", "with-holidays"),
+        following("app-2", "with-missing"),
+    ];
+    let report = plan(
+        Fleet {
+            instances: &fleet,
+            schedules: &schedules,
+            calendars: &[holidays],
+        },
+        // Friday 2026-11-27 18:00 in Shanghai, for two days.
+        at("2026-11-27T10:00:00Z"),
+        at("2026-11-29T10:00:00Z"),
+    );
+    assert_eq!(
+        lines(&report),
+        [
+            (
+                "2026-11-27T12:00:00Z",
+                "shop/app-1",
+                "Stopped",
+                "schedule with-holidays: running[0] closes"
+            ),
+            (
+                "2026-11-27T16:00:00Z",
+                "shop/app-1",
+                "Running",
+                "calendar cn-holidays: Release Day"
+            ),
+            (
+                "2026-11-28T16:00:00Z",
+                "shop/app-1",
+                "Stopped",
+                "calendar cn-holidays: Release Day over: the windows decide again"
+            ),
+        ]
+        .map(|(t, n, s, w)| (t.to_string(), n.to_string(), s, w.to_string()))
+    );
+    assert_eq!(
+        report.changes[1].cause,
+        CauseReport::Calendar {
+            calendar: "cn-holidays".into(),
+            date: "2026-11-28".into(),
+            day: Some("Release Day".into()),
+        }
+    );
+    assert_eq!(
+        serde_json::to_value(&report.changes[2].cause).unwrap(),
+        json!({"type": "CalendarOver", "calendar": "cn-holidays", "date": "2026-11-28", "day": "Release Day"})
+    );
+    let stalled = &report.unchanged[0];
+    assert_eq!(
+        (
+            stalled.name.as_str(),
+            stalled.state,
+            stalled.reason.as_str()
+        ),
+        ("app-2", UnchangedState::Stalled, "ScheduleInvalid")
+    );
+    assert!(
+        stalled
+            .message
+            .contains("EcsHolidayCalendar shop/no-such-calendar"),
+        "{}",
+        stalled.message
     );
 }

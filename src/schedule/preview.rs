@@ -6,7 +6,7 @@
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Cause, Schedule, Shift, Transition};
+use super::{Schedule, Shift, Transition};
 
 /// One line of the table.
 pub(crate) struct Row {
@@ -119,14 +119,7 @@ pub(crate) fn utc(at: Timestamp) -> String {
 
 /// What a transition's cause says, e.g. `running[0] closes`, with a DST shift's note.
 pub(crate) fn why(t: &Transition) -> String {
-    let mut text = match t.cause {
-        Cause::WindowOpens { index } => format!("running[{index}] opens"),
-        Cause::WindowCloses { index } => format!("running[{index}] closes"),
-        Cause::Exception { index, date } => format!("exception {date} (exceptions[{index}])"),
-        Cause::ExceptionOver { index, date } => {
-            format!("exception {date} (exceptions[{index}]) over: the windows decide again")
-        }
-    };
+    let mut text = t.cause.to_string();
     match t.shift {
         Some(Shift::Gap { wall, by }) => text.push_str(&format!(
             "; {} is skipped by the DST change: moved {} later",
@@ -153,7 +146,7 @@ fn quiet_exception_days(
     schedule
         .exceptions
         .range(schedule.date_of(from)..=schedule.date_of(until))
-        .filter_map(|(date, (state, index))| {
+        .filter_map(|(date, day)| {
             let at = schedule.day_start(*date)?;
             let quiet = from < at && at <= until && !transitions.iter().any(|r| r.at == at);
             quiet.then(|| Row {
@@ -161,8 +154,9 @@ fn quiet_exception_days(
                 state: "-",
                 kind: RowKind::QuietException,
                 why: format!(
-                    "exception {date} (exceptions[{index}]): {} all day, as it already was",
-                    state.as_str()
+                    "{}: {} all day, as it already was",
+                    day.cause(*date, false),
+                    day.power_state.as_str()
                 ),
             })
         })

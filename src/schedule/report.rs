@@ -31,6 +31,19 @@ pub(crate) enum CauseReport {
     Exception { index: usize, date: String },
     /// That exception day is over: the windows decide again.
     ExceptionOver { index: usize, date: String },
+    /// A day (`date`) of the holiday calendar `calendar` (`spec.calendars`) begins; `day` is its
+    /// name in the calendar (`null` when it has none).
+    Calendar {
+        calendar: String,
+        date: String,
+        day: Option<String>,
+    },
+    /// That calendar day is over: the windows decide again.
+    CalendarOver {
+        calendar: String,
+        date: String,
+        day: Option<String>,
+    },
     /// An override (annotation `ecs.powerctl.io/override-until`) ends: the schedule decides
     /// again (`plan` only).
     OverrideEnds,
@@ -38,16 +51,34 @@ pub(crate) enum CauseReport {
 
 impl From<&Cause> for CauseReport {
     fn from(cause: &Cause) -> Self {
-        match *cause {
-            Cause::WindowOpens { index } => Self::WindowOpens { index },
-            Cause::WindowCloses { index } => Self::WindowCloses { index },
+        match cause {
+            Cause::WindowOpens { index } => Self::WindowOpens { index: *index },
+            Cause::WindowCloses { index } => Self::WindowCloses { index: *index },
             Cause::Exception { index, date } => Self::Exception {
-                index,
+                index: *index,
                 date: date.to_string(),
             },
             Cause::ExceptionOver { index, date } => Self::ExceptionOver {
-                index,
+                index: *index,
                 date: date.to_string(),
+            },
+            Cause::Calendar {
+                calendar,
+                day,
+                date,
+            } => Self::Calendar {
+                calendar: calendar.clone(),
+                date: date.to_string(),
+                day: day.clone(),
+            },
+            Cause::CalendarOver {
+                calendar,
+                day,
+                date,
+            } => Self::CalendarOver {
+                calendar: calendar.clone(),
+                date: date.to_string(),
+                day: day.clone(),
             },
         }
     }
@@ -181,7 +212,7 @@ mod tests {
             "exceptions": [{"date": "2026-03-30", "powerState": "Stopped"}],
         }))
         .unwrap();
-        let schedule = Schedule::compile(&spec).unwrap();
+        let schedule = Schedule::compile(&spec, &super::super::Calendars::none()).unwrap();
         let from: Timestamp = "2026-03-28T12:00:00Z".parse().unwrap();
         let until: Timestamp = "2026-03-30T12:00:00Z".parse().unwrap();
         assert_eq!(

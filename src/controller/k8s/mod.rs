@@ -4,6 +4,7 @@
 //! EcsPowerSchedule cache the reconciles read ([`schedule_cache`]), and the metrics read from
 //! the watch cache ([`store_metrics`]).
 
+pub(crate) mod calendar_cache;
 pub(crate) mod client;
 pub(crate) mod cluster;
 pub(crate) mod events;

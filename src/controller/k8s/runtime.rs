@@ -17,17 +17,18 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::{EcsInstance, EcsPowerSchedule};
+use crate::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule};
 use crate::controller::admission::owners::{self, OwnerIndex};
 use crate::controller::admission::{Gates, tenancy};
 use crate::controller::config::Config;
 use crate::controller::ecs::observe::EcsSide;
+use crate::controller::k8s::calendar_cache;
 use crate::controller::k8s::cluster::{KubeCluster, scoped_api};
 use crate::controller::k8s::events::Publisher;
 use crate::controller::k8s::schedule_cache::{self, FollowerChanges, Listed, ScheduleCache};
 use crate::controller::k8s::{leader, secret_changes, store_metrics};
 use crate::controller::reconcile::{Error, Reconciler};
-use crate::controller::schedule_status;
+use crate::controller::{calendar_status, schedule_status};
 use crate::telemetry::Metrics;
 use crate::telemetry::server::Readiness;
 
@@ -41,6 +42,10 @@ pub enum RunError {
         "the EcsPowerSchedule CRD is not installed in this cluster: kubectl apply -f crds/ecspowerschedule.yaml (or `ecs-power-controller crd ecspowerschedule | kubectl apply -f -`)"
     )]
     ScheduleCrdMissing,
+    #[error(
+        "the EcsHolidayCalendar CRD is not installed in this cluster: kubectl apply -f crds/ecsholidaycalendar.yaml (or `ecs-power-controller crd ecsholidaycalendar | kubectl apply -f -`)"
+    )]
+    CalendarCrdMissing,
     #[error("cannot list EcsInstances or EcsPowerSchedules: {0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
@@ -111,6 +116,8 @@ async fn run_until(
     let checked = async {
         ensure_crd_installed::<EcsInstance>(&client, namespace, RunError::CrdMissing).await?;
         ensure_crd_installed::<EcsPowerSchedule>(&client, namespace, RunError::ScheduleCrdMissing)
+            .await?;
+        ensure_crd_installed::<EcsHolidayCalendar>(&client, namespace, RunError::CalendarCrdMissing)
             .await
     };
     tokio::select! {
@@ -182,7 +189,7 @@ async fn run_until(
 async fn reconcile_until(
     client: Client,
     reconciler: Arc<Reconciler>,
-    schedule_cache: &ScheduleCache,
+    schedule_cache: &Arc<ScheduleCache>,
     config: &Config,
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
@@ -206,14 +213,24 @@ async fn reconcile_until(
     let controller = Controller::for_stream(instances.triggers, instances.store);
     let store = controller.store();
     let schedule_store = store.clone();
+    let schedule_changes = schedule_cache::changes(
+        client.clone(),
+        config.namespace.as_deref(),
+        schedule_cache.fresh(),
+    );
+    let calendars =
+        calendar_cache::CalendarWatch::start(client.clone(), config, schedule_cache, store.clone());
     let schedule_status = schedule_status::run(
         client.clone(),
         config,
         reconciler.schedule_clock().clone(),
         store.clone(),
         instances.listed,
-        instances.follower_changes,
+        futures::stream::select(instances.follower_changes, calendars.users),
+        schedule_cache.clone(),
     );
+    let calendar_status =
+        calendar_status::run(client.clone(), config, reconciler.schedule_clock().clone());
     let run = controller
         .with_config(controller::Config::default().concurrency(config.concurrency))
         // A credentials Secret changed under an object backing off (Secrets are only ever
@@ -228,10 +245,11 @@ async fn reconcile_until(
         // A namespace joined or left the shared-credentials selection.
         .reconcile_on(namespace_changes)
         // A schedule's spec changed, or it was deleted: its followers.
-        .watches_stream(
-            schedule_cache::changes(client, config.namespace.as_deref(), schedule_cache.fresh()),
-            move |schedule| schedule_cache::followers(&schedule_store, &schedule),
-        )
+        .watches_stream(schedule_changes, move |schedule| {
+            schedule_cache::followers(&schedule_store, &schedule)
+        })
+        // A calendar appeared, changed or was deleted: the followers of the schedules using it.
+        .reconcile_on(calendars.followers)
         // The fleet observer saw an instance change (its periodic reading runs only while
         // this run polls it).
         .reconcile_on(reconciler.ecs().observer.changes(store.clone()))
@@ -246,7 +264,7 @@ async fn reconcile_until(
     // The instance controller's end (graceful or not) ends the run; the schedule status
     // controller is dropped then (its writes are idempotent: the next leader recomputes them).
     let schedule_status = async {
-        schedule_status.await;
+        futures::join!(schedule_status, calendar_status);
         std::future::pending::<()>().await;
     };
     tokio::select! {

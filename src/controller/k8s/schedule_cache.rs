@@ -21,7 +21,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
-use crate::api::{EcsInstance, EcsPowerSchedule, OverrideState, PowerState};
+use crate::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule, OverrideState, PowerState};
+use crate::controller::k8s::calendar_cache::CalendarCache;
 use crate::controller::k8s::cluster::scoped_api;
 use crate::controller::reconcile::desired::Schedules;
 
@@ -46,8 +47,12 @@ impl Listed {
 }
 
 /// The schedules the reconciles read: the store of the current controller run. Each run (each
-/// leadership term) watches afresh, so the cache swaps its store when a run starts.
-pub(crate) struct ScheduleCache(RwLock<(Store<EcsPowerSchedule>, Listed)>);
+/// leadership term) watches afresh, so the cache swaps its store when a run starts. The
+/// calendars the schedules use are cached beside them.
+pub(crate) struct ScheduleCache {
+    schedules: RwLock<(Store<EcsPowerSchedule>, Listed)>,
+    calendars: CalendarCache,
+}
 
 /// What fills a [`ScheduleCache`] for one run (see [`changes`]).
 pub(crate) struct ScheduleWriter {
@@ -57,7 +62,10 @@ pub(crate) struct ScheduleWriter {
 
 impl Default for ScheduleCache {
     fn default() -> Self {
-        Self(RwLock::new((reflector::store().0, Listed::new().1)))
+        Self {
+            schedules: RwLock::new((reflector::store().0, Listed::new().1)),
+            calendars: CalendarCache::default(),
+        }
     }
 }
 
@@ -66,7 +74,7 @@ impl ScheduleCache {
     pub(crate) fn fresh(&self) -> ScheduleWriter {
         let (reader, writer) = reflector::store();
         let (sender, listed) = Listed::new();
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = (reader, listed);
+        *self.schedules.write().unwrap_or_else(|p| p.into_inner()) = (reader, listed);
         ScheduleWriter {
             writer,
             listed: sender,
@@ -74,7 +82,20 @@ impl ScheduleCache {
     }
 
     fn current(&self) -> (Store<EcsPowerSchedule>, Listed) {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.schedules
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The schedule store of the current run (after [`Self::fresh`]).
+    pub(crate) fn store(&self) -> Store<EcsPowerSchedule> {
+        self.current().0
+    }
+
+    /// The calendars the schedules use.
+    pub(crate) fn calendars(&self) -> &CalendarCache {
+        &self.calendars
     }
 }
 
@@ -82,12 +103,17 @@ impl ScheduleCache {
 impl Schedules for ScheduleCache {
     async fn ready(&self) {
         self.current().1.wait().await;
+        self.calendars.ready().await;
     }
 
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>> {
         self.current()
             .0
             .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    fn calendar(&self, namespace: &str, name: &str) -> Option<Arc<EcsHolidayCalendar>> {
+        self.calendars.get(namespace, name)
     }
 }
 

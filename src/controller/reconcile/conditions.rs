@@ -48,6 +48,9 @@ pub(crate) enum Stall {
     InstanceNotClaimed,
     ScheduleNotFound,
     ScheduleInvalid,
+    /// An EcsPowerSchedule uses an EcsHolidayCalendar that does not exist (the schedule's own
+    /// status; its followers say `ScheduleInvalid`).
+    CalendarNotFound,
 }
 
 impl Progress {
@@ -80,6 +83,7 @@ impl Stall {
             Self::InstanceNotClaimed => "InstanceNotClaimed",
             Self::ScheduleNotFound => "ScheduleNotFound",
             Self::ScheduleInvalid => "ScheduleInvalid",
+            Self::CalendarNotFound => "CalendarNotFound",
         }
     }
 }
