@@ -32,6 +32,8 @@ pub mod cli;
 pub mod controller;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
+// Ordered start and stop (`spec.startAfter`), pure: the reconcile and the `plan` command read it.
+pub(crate) mod ordering;
 pub mod schedule;
 pub mod telemetry;
 #[cfg(test)]
