@@ -291,3 +291,56 @@ fn the_waiting_message_names_each_neighbour_and_its_state() {
         "Waiting before stopping (they start after this one): app (now Running) to be Stopped."
     );
 }
+
+#[test]
+fn gathering_reads_only_what_the_change_needs() {
+    let fleet = peers(&[
+        ("db", up(&[])),
+        ("app", up(&["db"])),
+        ("web", up(&["app"])),
+        ("unrelated", up(&[])),
+    ]);
+    let get = |n: &str| fleet.get(n).cloned();
+    let dependents = |name: &str| {
+        let fleet = fleet.clone();
+        let name = name.to_string();
+        move || {
+            fleet
+                .started_after(&name)
+                .into_iter()
+                .map(|n| (n.to_string(), fleet.get(n).cloned().unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    // A start of web: web, app and db (the chain it reaches), never who starts after it.
+    let start = Peers::gather(
+        "web",
+        Change::Start,
+        up(&["app"]),
+        get,
+        || -> Vec<(String, Peer)> { panic!("a start does not list dependents") },
+    );
+    let names: Vec<&str> = start.0.keys().map(String::as_str).collect();
+    assert_eq!(names, ["app", "db", "web"]);
+    // A stop of db: db and app (who starts after it).
+    let stop = Peers::gather("db", Change::Stop, up(&[]), get, dependents("db"));
+    let names: Vec<&str> = stop.0.keys().map(String::as_str).collect();
+    assert_eq!(names, ["app", "db"]);
+    assert_eq!(
+        hold("db", Change::Stop, &stop),
+        hold("db", Change::Stop, &fleet)
+    );
+    // A cycle is found through the gathered names alone.
+    let cycle = peers(&[("a", down(&["b"])), ("b", down(&["a"]))]);
+    let gathered = Peers::gather(
+        "a",
+        Change::Start,
+        down(&["b"]),
+        |n| cycle.get(n).cloned(),
+        Vec::new,
+    );
+    assert!(matches!(
+        hold("a", Change::Start, &gathered),
+        Some(Hold::Cycle(_))
+    ));
+}
