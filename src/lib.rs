@@ -33,6 +33,8 @@ pub mod cli;
 pub mod controller;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
+// Ordered start and stop (`spec.startAfter`), pure: the reconcile and the `plan` command read it.
+pub(crate) mod ordering;
 mod plan;
 pub mod schedule;
 pub mod telemetry;

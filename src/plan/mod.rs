@@ -1,5 +1,6 @@
 //! The plan of the fleet: every coming power change of a set of EcsInstances in a time range,
-//! from their schedules, the ends of their overrides and the start order, sorted by time; and,
+//! from their schedules (and their holiday calendars), the ends of their overrides and the
+//! start order (`order`), sorted by time; and,
 //! for every instance where nothing will change, why (paused, stalled, a fixed `powerState`, or
 //! no boundary in the range).
 //!
@@ -12,6 +13,7 @@
 //! The report is also the stable `-o json|yaml` document (see [`crate::schedule::report`]):
 //! its field names are spelled out here and documented in docs/schedules.md.
 
+mod order;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -81,6 +83,12 @@ pub(crate) struct Change {
     pub(crate) why: String,
     /// `spec.dryRun`: the controller sends the call with `DryRun=true`, the VM does not change.
     pub(crate) dry_run: bool,
+    /// The start order (`spec.startAfter`): the instances whose change at the same instant
+    /// comes first (for a start, those it starts after; for a stop, those that start after it).
+    pub(crate) after: Vec<String>,
+    /// The instances this change will wait for past its time: they will not be in the state it
+    /// needs then (`Running` for a start, `Stopped` for a stop), or do not exist.
+    pub(crate) waits_for: Vec<String>,
     #[serde(skip)]
     pub(crate) zone: TimeZone,
 }
@@ -97,7 +105,8 @@ pub(crate) struct Unchanged {
     /// range, or an override holds it past the range).
     pub(crate) state: UnchangedState,
     /// A single word: `Paused`, the Stalled reason (`ScheduleNotFound`, `ScheduleInvalid`,
-    /// `InvalidSpec`, or the one in the object's Stalled condition), `FixedPowerState`,
+    /// `InvalidSpec`, `DependencyCycle`, or the one in the object's Stalled condition),
+    /// `FixedPowerState`,
     /// `NoBoundary`, `OverrideHolds`.
     pub(crate) reason: String,
     /// For people: why, and what to do.
@@ -119,7 +128,7 @@ pub(crate) enum UnchangedState {
 
 /// Stalled reasons the plan works out from the objects themselves: the object's own condition
 /// saying so may be older than the schedule it names.
-const RECOMPUTED_REASONS: &[&str] = &["ScheduleNotFound", "ScheduleInvalid"];
+const RECOMPUTED_REASONS: &[&str] = &["ScheduleNotFound", "ScheduleInvalid", "DependencyCycle"];
 
 /// The plan of `fleet` for the changes in `(from, until]`.
 pub(crate) fn plan(fleet: Fleet<'_>, from: Timestamp, until: Timestamp) -> PlanReport {
@@ -132,8 +141,8 @@ pub(crate) fn plan(fleet: Fleet<'_>, from: Timestamp, until: Timestamp) -> PlanR
             Outcome::Unchanged(quiet) => unchanged.push(quiet),
         }
     }
-    changes.sort_by(|a, b| (a.time, &a.namespace, &a.name).cmp(&(b.time, &b.namespace, &b.name)));
     unchanged.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    order::apply(fleet.instances, &mut changes, &mut unchanged);
     PlanReport {
         api_version: API_VERSION,
         kind: "PowerPlan",
@@ -236,6 +245,8 @@ fn instance_plan(
             why
         },
         dry_run: instance.spec.dry_run,
+        after: Vec::new(),
+        waits_for: Vec::new(),
         zone: schedule.zone().clone(),
     };
     let schedule_change = |t: &Transition| {

@@ -371,6 +371,8 @@ fn the_json_document_has_the_documented_shape() {
                 "cause": {"type": "WindowCloses", "index": 0},
                 "why": "schedule office-hours: running[0] closes",
                 "dryRun": false,
+                "after": [],
+                "waitsFor": [],
             }],
             "unchanged": [{
                 "namespace": "shop",
@@ -474,5 +476,76 @@ fn a_calendar_day_is_a_change_named_after_it_and_a_missing_calendar_stalls() {
             .contains("EcsHolidayCalendar shop/no-such-calendar"),
         "{}",
         stalled.message
+    );
+}
+
+/// Three tiers on one schedule start db → app → web at the opening and stop in reverse at the
+/// closing, each change after the one it waits for; a start that needs a stopped or missing
+/// instance waits past its time; a cycle stalls its instances.
+#[test]
+fn the_start_order_orders_changes_at_one_instant_and_names_what_they_wait_for() {
+    let after = |name: &str, deps: &[&str]| {
+        instance(
+            name,
+            json!({"scheduleRef": {"name": "office-hours"}, "startAfter": deps}),
+            json!({}),
+        )
+    };
+    let fleet = [
+        after("web-1", &["app-1"]),
+        after("app-1", &["db-1"]),
+        after("db-1", &[]),
+        after("x-1", &["db-off", "ghost"]),
+        instance("db-off", json!({"powerState": "Stopped"}), json!({})),
+        after("c-1", &["c-2"]),
+        after("c-2", &["c-1"]),
+    ];
+    let report = plan_of(&fleet, "2026-11-27T10:00:00Z", "2026-11-30T10:00:00Z");
+    let closes = "schedule office-hours: running[0] closes";
+    let opens = "schedule office-hours: running[0] opens";
+    assert_eq!(
+        lines(&report),
+        [
+            ("2026-11-27T12:00:00Z", "shop/web-1", "Stopped", closes.to_string()),
+            ("2026-11-27T12:00:00Z", "shop/x-1", "Stopped", closes.to_string()),
+            ("2026-11-27T12:00:00Z", "shop/app-1", "Stopped", format!("{closes}; after web-1")),
+            ("2026-11-27T12:00:00Z", "shop/db-1", "Stopped", format!("{closes}; after app-1")),
+            ("2026-11-30T00:00:00Z", "shop/db-1", "Running", opens.to_string()),
+            (
+                "2026-11-30T00:00:00Z",
+                "shop/x-1",
+                "Running",
+                format!("{opens}; the start waits (spec.startAfter) for db-off (Stopped then), ghost (no such EcsInstance)"),
+            ),
+            ("2026-11-30T00:00:00Z", "shop/app-1", "Running", format!("{opens}; after db-1")),
+            ("2026-11-30T00:00:00Z", "shop/web-1", "Running", format!("{opens}; after app-1")),
+        ]
+        .map(|(t, n, s, w)| (t.to_string(), n.to_string(), s, w))
+    );
+    let x_start = &report.changes[5];
+    assert_eq!(x_start.waits_for, ["db-off", "ghost"]);
+    assert!(x_start.after.is_empty());
+    assert_eq!(report.changes[6].after, ["db-1"]);
+
+    let cycles: Vec<(&str, &str, &str)> = report
+        .unchanged
+        .iter()
+        .filter(|u| u.state == UnchangedState::Stalled)
+        .map(|u| (u.name.as_str(), u.reason.as_str(), u.message.as_str()))
+        .collect();
+    assert_eq!(
+        cycles,
+        [
+            (
+                "c-1",
+                "DependencyCycle",
+                "spec.startAfter forms a cycle: c-1 → c-2 → c-1. Neither a start nor a stop is made while it stands: remove one of these names from spec.startAfter."
+            ),
+            (
+                "c-2",
+                "DependencyCycle",
+                "spec.startAfter forms a cycle: c-2 → c-1 → c-2. Neither a start nor a stop is made while it stands: remove one of these names from spec.startAfter."
+            ),
+        ]
     );
 }

@@ -26,6 +26,7 @@ use crate::controller::k8s::calendar_cache;
 use crate::controller::k8s::cluster::{KubeCluster, scoped_api};
 use crate::controller::k8s::events::Publisher;
 use crate::controller::k8s::schedule_cache::{self, FollowerChanges, Listed, ScheduleCache};
+use crate::controller::k8s::start_order::{InstanceCache, OrderWakes};
 use crate::controller::k8s::{leader, secret_changes, store_metrics};
 use crate::controller::reconcile::{Error, Reconciler};
 use crate::controller::{calendar_status, schedule_status};
@@ -137,14 +138,20 @@ async fn run_until(
         recorder: Publisher::new(client.clone(), reporter),
     };
     let schedules = Arc::new(ScheduleCache::default());
+    let neighbours = Arc::new(InstanceCache::default());
     let ctx = Arc::new(
         Reconciler::new(Arc::new(cluster), ecs, schedules.clone(), &config)
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_neighbours(neighbours.clone()),
     );
+    let caches = Caches {
+        schedules,
+        instances: neighbours,
+    };
     readiness.set(true);
     let Some(lease) = config.lease.clone() else {
         metrics.set_leader(true);
-        reconcile_until(client, ctx, &schedules, &config, metrics.clone(), shutdown).await;
+        reconcile_until(client, ctx, &caches, &config, metrics.clone(), shutdown).await;
         metrics.set_leader(false);
         return Ok(());
     };
@@ -160,7 +167,7 @@ async fn run_until(
         let run = reconcile_until(
             client.clone(),
             ctx.clone(),
-            &schedules,
+            &caches,
             &config,
             metrics.clone(),
             shutdown.clone(),
@@ -184,17 +191,26 @@ async fn run_until(
     Ok(())
 }
 
+/// The watch caches the reconciles read, shared across runs (each run fills them afresh).
+struct Caches {
+    schedules: Arc<ScheduleCache>,
+    /// The EcsInstances, for `spec.startAfter`.
+    instances: Arc<InstanceCache>,
+}
+
 /// One controller run: watches EcsInstances and reconciles them until `shutdown`, woken by
 /// the triggers named below; keeps the schedules' status beside it.
 async fn reconcile_until(
     client: Client,
     reconciler: Arc<Reconciler>,
-    schedule_cache: &Arc<ScheduleCache>,
+    caches: &Caches,
     config: &Config,
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
+    let schedule_cache = &caches.schedules;
     let instances = InstanceWatch::start(client.clone(), config);
+    caches.instances.set(instances.store.clone());
     let (shared_credentials, namespace_changes) = match &config.shared_credentials_selector {
         Some(selector) => {
             let (gate, changes) = tenancy::watch(client.clone(), selector, instances.store.clone());
@@ -242,6 +258,9 @@ async fn reconcile_until(
         ))
         // An instance's owner changed (the owner deleted, another object pointed at it).
         .reconcile_on(instances.owner_changes)
+        // An instance's part in the ordering changed (its status, startAfter, paused): the
+        // instances it starts after and those that start after it (`spec.startAfter`).
+        .reconcile_on(instances.order_wakes)
         // A namespace joined or left the shared-credentials selection.
         .reconcile_on(namespace_changes)
         // A schedule's spec changed, or it was deleted: its followers.
@@ -288,6 +307,8 @@ struct InstanceWatch {
     owner_changes: BoxStream<'static, ObjectRef<EcsInstance>>,
     /// Schedules that gained or lost a follower, for their status controller.
     follower_changes: mpsc::UnboundedReceiver<ObjectRef<EcsPowerSchedule>>,
+    /// The neighbours of an instance whose part in the ordering changed.
+    order_wakes: mpsc::UnboundedReceiver<ObjectRef<EcsInstance>>,
     /// The first full list has been seen.
     listed: Listed,
 }
@@ -301,6 +322,7 @@ impl InstanceWatch {
         }
         let (store, writer) = reflector::store();
         let (mut followers, follower_changes, listed) = FollowerChanges::new();
+        let (mut wakes, order_wakes) = OrderWakes::new();
         let owners = Arc::new(OwnerIndex::default());
         let events = watcher(objects, watch)
             .default_backoff()
@@ -308,7 +330,10 @@ impl InstanceWatch {
             .modify(|obj| obj.managed_fields_mut().clear())
             .reflect(writer)
             // The follower counts and the owner index are told after the store has the change.
-            .inspect(move |event| followers.inspect(event));
+            .inspect(move |event| {
+                followers.inspect(event);
+                wakes.inspect(event);
+            });
         let (events, owner_changes) = owners::follow(events, owners.clone());
         let triggers = events
             .applied_objects()
@@ -324,6 +349,7 @@ impl InstanceWatch {
             owners,
             owner_changes: owner_changes.boxed(),
             follower_changes,
+            order_wakes,
             listed,
         }
     }

@@ -26,6 +26,7 @@ pub(crate) mod conditions;
 pub(crate) mod decide;
 pub(crate) mod desired;
 pub(crate) mod ecs_retry;
+pub(crate) mod neighbours;
 pub(crate) mod next_status;
 pub(crate) mod tokens;
 
@@ -41,6 +42,7 @@ use tracing::{info, instrument, warn};
 use self::api_retry::ApiRetry;
 use self::decide::{Decision, Facts, Mutation, Step};
 use self::desired::{Desired, Schedules};
+use self::neighbours::{Alone, Neighbours};
 use self::next_status::NextStatus;
 use crate::api::{EcsInstance, EcsInstanceStatus};
 use crate::controller::admission::owners::claim_time;
@@ -105,6 +107,9 @@ pub(crate) struct Reconciler {
     api_retry: ApiRetry,
     /// Where drift is counted (a registry of its own unless [`Reconciler::with_metrics`]).
     metrics: Metrics,
+    /// The other EcsInstances, for `spec.startAfter` (none unless
+    /// [`Reconciler::with_neighbours`]).
+    neighbours: Arc<dyn Neighbours>,
 }
 
 impl Reconciler {
@@ -136,7 +141,15 @@ impl Reconciler {
             timings: config.timings.clone(),
             api_retry: ApiRetry::default(),
             metrics: Metrics::default(),
+            neighbours: Arc::new(Alone),
         }
+    }
+
+    /// Reads the other EcsInstances (for `spec.startAfter`) from `neighbours`: the
+    /// controller's watch cache.
+    pub(crate) fn with_neighbours(mut self, neighbours: Arc<dyn Neighbours>) -> Self {
+        self.neighbours = neighbours;
+        self
     }
 
     /// Counts drift in `metrics` (the ones the controller exports).
@@ -428,6 +441,7 @@ impl<'a> Pass<'a> {
                 backoff_reset,
                 timings: &self.reconciler.timings,
             });
+            let decision = self.ordered(decision);
             if lookup.freshness == Freshness::View && matches!(decision.step, Step::Call(_)) {
                 lookup.freshness = Freshness::After(self.started);
                 continue;
@@ -436,6 +450,17 @@ impl<'a> Pass<'a> {
             self.next.settle(&decision, &self.obj.spec);
             return Ok((instance, decision));
         }
+    }
+
+    /// `spec.startAfter`: a start or stop the decision calls for waits for the other
+    /// EcsInstances it is ordered after (read from the watch cache only then).
+    fn ordered(&self, decision: Decision) -> Decision {
+        let Some(change) = decide::power_change(&decision.step) else {
+            return decision;
+        };
+        let neighbours = self.reconciler.neighbours.as_ref();
+        let peers = neighbours::peers(neighbours, self.obj, &self.namespace, change);
+        decide::ordered(decision, &self.obj.name_any(), &peers)
     }
 
     /// The tag guard: read, never changed, unless the instance's tag lists the namespace. It
@@ -477,6 +502,11 @@ impl<'a> Pass<'a> {
                 elapsed(*until, self.next.now()).max(Duration::from_secs(1))
             }
             Step::Blocked(_) => ecs_retry::policy(ErrorClass::Locked).first,
+            // Woken when a neighbour changes (`k8s::start_order`); the resync is a fallback.
+            Step::Held(hold) => {
+                info!(%hold, "ordered by spec.startAfter; not calling ECS");
+                self.reconciler.resync
+            }
             Step::Call(mutation) => {
                 // The gates again, immediately before the call: a Namespace that lost the
                 // shared credentials (or an owner that changed) while the instance was being
