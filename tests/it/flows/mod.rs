@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+mod calendars;
 mod credentials;
 mod ecs_errors;
 mod leadership;
