@@ -830,6 +830,18 @@ async fn the_ecsi_plugin_plans_the_demos_objects_through_kubectl(backend: Backen
     let json = s.ok(&[&plan[..], &["-o", "json"]].concat()).await;
     let document: serde_json::Value = serde_json::from_str(&json).unwrap();
     super::plan::assert_demo_plan(&document, &ns);
+    // The calendar comes from the cluster too.
+    let json = s
+        .ok(&[
+            "ecsi",
+            "plan",
+            "--from",
+            super::plan::LABOUR_DAY_FROM,
+            "-o",
+            "json",
+        ])
+        .await;
+    super::plan::assert_labour_day(&serde_json::from_str(&json).unwrap());
 
     let table = s.ok(&plan).await;
     assert!(

@@ -111,6 +111,48 @@ fn example_instances() -> Vec<String> {
     names
 }
 
+/// Labour Day 2027 (a Saturday) is a day of the example calendar `cn-holidays`: it cuts
+/// office-hours' Friday night window at midnight. What `plan --from 2027-04-30T00:00:00Z -o
+/// json` says of dev-1: (UTC, state, cause) of each change.
+pub(crate) const LABOUR_DAY_FROM: &str = "2027-04-30T00:00:00Z";
+
+pub(crate) fn assert_labour_day(document: &Value) {
+    let changes: Vec<(&str, &str, Value)> = document["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "dev-1")
+        .map(|c| {
+            (
+                c["time"].as_str().unwrap(),
+                c["powerState"].as_str().unwrap(),
+                c["cause"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (
+                "2027-04-30T12:00:00Z",
+                "Stopped",
+                json!({"type": "WindowCloses", "index": 0})
+            ),
+            (
+                "2027-04-30T14:00:00Z",
+                "Running",
+                json!({"type": "WindowOpens", "index": 1})
+            ),
+            (
+                "2027-04-30T16:00:00Z",
+                "Stopped",
+                json!({"type": "Calendar", "calendar": "cn-holidays", "date": "2027-05-01", "day": "Labour Day"})
+            ),
+        ],
+        "{document:#}"
+    );
+}
+
 #[test]
 fn the_demos_objects_plan_offline_as_a_table_json_and_yaml() {
     let dir = examples();
@@ -154,6 +196,18 @@ fn the_demos_objects_plan_offline_as_a_table_json_and_yaml() {
     );
     assert!(
         stdout.contains("\nA fixed spec.powerState, no change ("),
+        "{stdout}"
+    );
+
+    // The calendar of the file: Labour Day stops the Friday night window at midnight.
+    let out = plan(&["-f", dir, "--from", LABOUR_DAY_FROM, "-o", "json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_labour_day(&serde_json::from_str(&stdout).unwrap());
+    let out = plan(&["-f", dir, "--from", LABOUR_DAY_FROM]);
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("  Stopped  calendar cn-holidays: Labour Day\n"),
         "{stdout}"
     );
 
