@@ -1,7 +1,8 @@
 //! The command line: one binary, one subcommand per job, each in its own module here with its
 //! flags and its `run`: `run` (the controller), `reboot`, `power_override`,
 //! `schedule_preview`, `plan`, `crd`, and the `kubectl ecsi` [`plugin`]; `target` is the
-//! `NAME [-n NAMESPACE]` they share, `output` the `-o table|json|yaml` of preview and plan. The developer tools keep theirs beside them (`demo`,
+//! `NAME [-n NAMESPACE]` they share, `output` the `-o table|json|yaml` of preview and plan, `manifests` the YAML files read
+//! offline. The developer tools keep theirs beside them (`demo`,
 //! `bench`, behind the `dev-tools` feature), as do the crates (`ecs_client::command`,
 //! `ecs_sim::cli`). This module is the table of them.
 
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 use crate::telemetry::{self, LogFormat};
 
 pub(crate) mod crd;
+pub(crate) mod manifests;
 pub(crate) mod output;
 pub(crate) mod plan;
 pub mod plugin;

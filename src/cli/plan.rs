@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule};
+use crate::cli::manifests::{self, ManifestError};
 use crate::cli::output::{OutputError, OutputFormat, serialized};
 use crate::plan::{self, Fleet};
 
@@ -67,13 +68,8 @@ fn parse_range(text: &str) -> Result<SignedDuration, String> {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PlanError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not YAML: {message}")]
-    Yaml { path: PathBuf, message: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error("{path}: {kind} {name}: {field}: {message}")]
     Field {
         path: PathBuf,
@@ -117,7 +113,10 @@ async fn plan_text(args: &PlanArgs, now: Timestamp) -> Result<String, PlanError>
     } else {
         from_files(args)?
     };
-    let from = args.from.unwrap_or(now);
+    // Now to the second: the document's `from` is read by people and pipelines alike.
+    let from = args
+        .from
+        .unwrap_or_else(|| now.round(jiff::Unit::Second).unwrap_or(now));
     let until = from.checked_add(args.range).unwrap_or(Timestamp::MAX);
     let report = plan::plan(
         Fleet {
@@ -206,39 +205,23 @@ fn from_files(args: &PlanArgs) -> Result<(Objects, String), PlanError> {
     Ok((objects, scope))
 }
 
-/// `path` itself, or the `*.yaml`/`*.yml` files of a directory (its kustomization excluded),
-/// in name order.
+/// `path` itself, or the YAML files of a directory.
 fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, PlanError> {
-    let read_error = |source| PlanError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
     if !path.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(read_error)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .filter(|p| p.file_stem().is_none_or(|s| s != "kustomization"))
-        .collect();
-    files.sort();
-    Ok(files)
+    manifests::yaml_files(path).map_err(|source| {
+        PlanError::Manifest(ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
 }
 
-/// The EcsInstances, EcsPowerSchedules and EcsHolidayCalendars of one file (in `namespace`, if given), other kinds
-/// skipped.
+/// The EcsInstances, EcsPowerSchedules and EcsHolidayCalendars of one file (in `namespace`, if
+/// given), other kinds skipped.
 fn read_file(path: &Path, namespace: Option<&str>, objects: &mut Objects) -> Result<(), PlanError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| PlanError::Yaml {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+    let documents = manifests::documents(path)?;
     for mut doc in documents {
         let Some(kind) = doc["kind"].as_str().map(str::to_string) else {
             continue;

@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::api::{
     EcsHolidayCalendar, EcsHolidayCalendarSpec, EcsPowerSchedule, EcsPowerScheduleSpec,
 };
+use crate::cli::manifests::{self, ManifestError};
 use crate::cli::output::{OutputError, OutputFormat, serialized};
 use crate::schedule::{Calendars, CompileError, InvalidSchedule, Schedule, preview, report};
 
@@ -52,13 +53,8 @@ pub(crate) struct PreviewArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PreviewError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not YAML: {message}")]
-    Yaml { path: PathBuf, message: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error("{path} holds no EcsPowerSchedule{}", .name.as_ref().map(|n| format!(" named {n}")).unwrap_or_default())]
     NotInFile { path: PathBuf, name: Option<String> },
     #[error("{path} holds several EcsPowerSchedules ({}): name the one to preview", .names.join(", "))]
@@ -154,15 +150,7 @@ async fn preview_text(args: &PreviewArgs, now: Timestamp) -> Result<String, Prev
 /// The one EcsPowerSchedule of a YAML file, with the EcsHolidayCalendars of the same file (other
 /// kinds in it are skipped).
 fn from_file(path: &Path, name: Option<&str>) -> Result<Loaded, PreviewError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PreviewError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| PreviewError::Yaml {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+    let documents = manifests::documents(path)?;
     let name_of = |doc: &Value| doc["metadata"]["name"].as_str().unwrap_or("").to_string();
     let calendars = documents
         .iter()

@@ -154,26 +154,15 @@ async fn stop(controller: RunningController) {
 
 /// Every YAML document of every `*.yaml` file in `dir` (the kustomization excluded).
 fn read_manifests(dir: &Path) -> Result<Vec<Value>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
+    let files = crate::cli::manifests::yaml_files(dir).map_err(|e| {
         format!(
             "cannot read --manifests {}: {e} (run the demo from the repository root)",
             dir.display()
         )
     })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .filter(|p| p.file_stem().is_none_or(|s| s != "kustomization"))
-        .collect();
-    files.sort();
     let mut docs = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let parsed: Vec<Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| format!("{} is not valid YAML: {e}", file.display()))?;
-        docs.extend(parsed.into_iter().filter(|d| !d.is_null()));
+        docs.extend(crate::cli::manifests::documents(&file).map_err(|e| e.to_string())?);
     }
     if docs.is_empty() {
         return Err(format!("no manifests found in {}", dir.display()));
