@@ -24,10 +24,21 @@ pub(crate) fn documents(path: &Path) -> Result<Vec<Value>, ManifestError> {
         path: path.to_path_buf(),
         source,
     })?;
+    // A fleet's manifests rendered into one file (`kustomize build > fleet.yaml`) hold far more
+    // than the parser's default 1,024 documents; the other limits grow with them.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 100_000,
+            max_nodes: 10_000_000,
+            max_events: 40_000_000,
+        },
+    };
     let documents: Vec<Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| ManifestError::Yaml {
-            path: path.to_path_buf(),
-            message: e.to_string(),
+        serde_saphyr::from_multiple_with_options(&text, options).map_err(|e| {
+            ManifestError::Yaml {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }
         })?;
     Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
 }

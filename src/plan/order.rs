@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use ecs_client::InstanceStatus;
 use jiff::Timestamp;
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 
 use super::{Change, Unchanged, UnchangedState};
 use crate::api::{EcsInstance, PowerState};
@@ -51,13 +51,27 @@ pub(super) fn apply(
         timelines: &timelines,
         steady: &steady,
     };
+    // Who starts after whom, once: asked for every stop.
+    let mut dependents: HashMap<Key, Vec<&str>> = HashMap::new();
+    for o in instances {
+        for dependency in &o.spec.start_after {
+            let list = dependents
+                .entry((o.namespace().unwrap_or_default(), dependency.clone()))
+                .or_default();
+            list.push(o.meta().name.as_deref().unwrap_or_default());
+        }
+    }
+    for list in dependents.values_mut() {
+        list.sort_unstable();
+        list.dedup();
+    }
     for c in changes.iter_mut() {
         let Some(peers) = peers.get(&c.namespace) else {
             continue;
         };
-        let neighbours = match c.power_state {
-            PowerState::Running => peers.start_after(&c.name),
-            PowerState::Stopped => peers.started_after(&c.name),
+        let neighbours: Vec<&str> = match c.power_state {
+            PowerState::Running => peers.start_after(&c.name).into_iter().collect(),
+            PowerState::Stopped => dependents.get(&key(c)).cloned().unwrap_or_default(),
         };
         let mut waits = Vec::new();
         for n in neighbours {
@@ -131,11 +145,15 @@ fn drop_cycles(
     changes: &mut Vec<Change>,
     unchanged: &mut Vec<Unchanged>,
 ) {
+    // One search per instance, not per change.
+    let mut cycles: HashMap<Key, Option<Vec<String>>> = HashMap::new();
     let mut stalled: BTreeMap<Key, Unchanged> = BTreeMap::new();
     changes.retain(|c| {
-        let cycle = peers
-            .get(&c.namespace)
-            .and_then(|p| p.cycle_through(&c.name));
+        let cycle = cycles.entry(key(c)).or_insert_with(|| {
+            peers
+                .get(&c.namespace)
+                .and_then(|p| p.cycle_through(&c.name))
+        });
         let Some(cycle) = cycle else {
             return true;
         };
@@ -145,7 +163,7 @@ fn drop_cycles(
             instance_id: c.instance_id.clone(),
             state: UnchangedState::Stalled,
             reason: "DependencyCycle".to_string(),
-            message: Hold::Cycle(cycle).to_string(),
+            message: Hold::Cycle(cycle.clone()).to_string(),
             power_state: None,
             next: None,
         });
