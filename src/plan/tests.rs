@@ -549,3 +549,60 @@ fn the_start_order_orders_changes_at_one_instant_and_names_what_they_wait_for() 
         ]
     );
 }
+
+/// `spec.startAfter` names instances of the same namespace: a namesake elsewhere neither orders
+/// nor holds a change.
+#[test]
+fn the_start_order_stays_within_a_namespace() {
+    let in_namespace = |namespace: &str, name: &str, spec: serde_json::Value| {
+        instance(name, spec, json!({"metadata": {"namespace": namespace}}))
+    };
+    let follows = json!({"scheduleRef": {"name": "office-hours"}});
+    let fleet = [
+        in_namespace(
+            "shop",
+            "app-1",
+            json!({"scheduleRef": {"name": "office-hours"}, "startAfter": ["db-1"]}),
+        ),
+        in_namespace("shop", "db-1", follows.clone()),
+        // In another namespace, stopped all along: nothing to do with shop's app-1.
+        in_namespace("lab", "db-1", json!({"powerState": "Stopped"})),
+        in_namespace(
+            "lab",
+            "app-1",
+            json!({"powerState": "Running", "startAfter": ["db-1"]}),
+        ),
+    ];
+    let mut lab = schedule("office-hours", office_hours());
+    lab.metadata.namespace = Some("lab".into());
+    let schedules = [schedule("office-hours", office_hours()), lab];
+    let report = plan(
+        Fleet {
+            instances: &fleet,
+            schedules: &schedules,
+            calendars: &[],
+        },
+        at("2026-11-29T23:00:00Z"),
+        at("2026-11-30T01:00:00Z"),
+    );
+    let opens = "schedule office-hours: running[0] opens";
+    assert_eq!(
+        lines(&report),
+        [
+            (
+                "2026-11-30T00:00:00Z",
+                "shop/db-1",
+                "Running",
+                opens.to_string()
+            ),
+            (
+                "2026-11-30T00:00:00Z",
+                "shop/app-1",
+                "Running",
+                format!("{opens}; after db-1")
+            ),
+        ]
+        .map(|(t, n, s, w)| (t.to_string(), n.to_string(), s, w))
+    );
+    assert!(report.changes[1].waits_for.is_empty());
+}
