@@ -3,7 +3,8 @@
 //! Four folders, one concern each (dependencies point down this list, never back):
 //! - `k8s`: the Kubernetes side: kube-runtime's Controller and the streams that trigger a
 //!   reconcile (`k8s::runtime`), the `k8s::cluster::Cluster` a reconcile reads Secrets from
-//!   and writes status through, events, leader election, Secret changes, the schedule cache.
+//!   and writes status through, events, leader election, Secret changes, the schedule and
+//!   calendar caches.
 //! - `reconcile`: one object's pass, pure but for the two seams it is handed (the cluster
 //!   and the ECS side): admit, resolve the desired state, read credentials, observe, decide,
 //!   act, write. The rules it applies live beside it: `desired`, `decide`, `tokens`,
