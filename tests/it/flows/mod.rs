@@ -17,6 +17,7 @@ use std::time::Duration;
 mod credentials;
 mod ecs_errors;
 mod leadership;
+mod ordering;
 mod power;
 mod reboot_tokens;
 pub(crate) mod schedules;
