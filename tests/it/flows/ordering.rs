@@ -98,18 +98,19 @@ flow!(db_app_web_start_in_order_and_stop_in_reverse, async |s| {
     );
 });
 
-// a starts after b and b after a: both are Stalled (DependencyCycle) naming the cycle, and
-// nothing is asked of ECS for either, not even DescribeInstances.
+// a starts after b and b after a, both created before the controller starts (so it sees the
+// cycle whole): both are Stalled (DependencyCycle) naming the cycle, and nothing is asked of
+// ECS for either, not even DescribeInstances.
 flow!(a_start_after_cycle_stalls_without_any_ecs_call, async |s| {
     s.add([
         instance("i-cyc1", InstanceStatus::Stopped),
         instance("i-cyc2", InstanceStatus::Stopped),
     ]);
-    s.controller();
     s.create(&tier("a", "i-cyc1", PowerState::Running, &["b"]))
         .await;
     s.create(&tier("b", "i-cyc2", PowerState::Running, &["a"]))
         .await;
+    s.controller();
     for (name, cycle) in [("a", "a → b → a"), ("b", "b → a → b")] {
         let obj = s
             .wait_for_reason(name, "Stalled", "True", "DependencyCycle")
