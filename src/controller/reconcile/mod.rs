@@ -5,9 +5,11 @@
 //!
 //! 1. [`Pass::admit`]: may the object use ECS at all ([`crate::controller::admission`])?
 //! 2. [`Pass::resolve_desired`]: its power state now ([`desired`]: `spec.powerState`, or a
-//!    schedule and its overrides).
+//!    schedule and its overrides); [`Pass::check_cycle`]: a `spec.startAfter` cycle stalls here.
 //! 3. [`Pass::read_credentials`]: the referenced Secret, or the controller's own chain.
-//! 4. [`Pass::observe_and_decide`]: the instance as ECS reports it, and the [`decide`]d step.
+//! 4. [`Pass::observe_and_decide`]: the instance as ECS reports it, and the [`decide`]d step
+//!    (a start or stop held by `spec.startAfter`: [`decide::ordered`], over the other
+//!    EcsInstances the [`neighbours`] seam reads from the watch cache).
 //! 5. [`Pass::check_claim`]: the tag guard, between the observation and any mutating call.
 //! 6. [`Pass::act`]: the step carried out: before a call, the gates asked again and
 //!    [`Pass::claim_instance`] (the object's claim on its instance recorded and seen by the
@@ -54,6 +56,7 @@ use crate::controller::ecs::observe::{
 };
 use crate::controller::k8s::cluster::{Cluster, Written};
 use crate::controller::truncate::truncated;
+use crate::ordering::{Change, Hold};
 use crate::telemetry::Metrics;
 use ecs_client::{Credentials, EcsApi, EcsError, ErrorClass, Instance};
 
@@ -290,6 +293,7 @@ impl<'a> Pass<'a> {
     async fn steps(&mut self) -> Result<Duration, End> {
         self.admit()?;
         let desired = self.resolve_desired()?;
+        self.check_cycle()?;
         match self.converge(&desired).await {
             // The boundary itself, not a poll: evaluated at the boundary, the schedule gives
             // the new state (a wake-up a little early finds the same boundary again, a moment
@@ -346,6 +350,24 @@ impl<'a> Pass<'a> {
                 Err(End::LookAgain(self.reconciler.resync))
             }
         }
+    }
+
+    /// A `spec.startAfter` cycle through this object is a spec problem, like a schedule that
+    /// cannot be followed: stalled before any ECS request (not even DescribeInstances), until
+    /// one of its objects is edited (which wakes the others: `k8s::start_order`).
+    fn check_cycle(&mut self) -> Result<(), End> {
+        if self.obj.spec.start_after.is_empty() {
+            return Ok(());
+        }
+        let neighbours = self.reconciler.neighbours.as_ref();
+        let peers = neighbours::peers(neighbours, self.obj, &self.namespace, Change::Start);
+        let Some(cycle) = peers.cycle_through(&self.obj.name_any()) else {
+            return Ok(());
+        };
+        let hold = Step::Held(Hold::Cycle(cycle));
+        info!(?hold, "spec.startAfter forms a cycle; not calling ECS");
+        self.next.step(&hold, &self.obj.spec, None);
+        Err(End::LookAgain(self.reconciler.resync))
     }
 
     /// Reads the referenced Secret (and notes its version): `None` when none is referenced

@@ -18,6 +18,7 @@ mod calendars;
 mod credentials;
 mod ecs_errors;
 mod leadership;
+mod ordering;
 mod power;
 mod reboot_tokens;
 pub(crate) mod schedules;
