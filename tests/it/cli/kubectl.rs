@@ -846,7 +846,7 @@ async fn the_ecsi_plugin_plans_the_demos_objects_through_kubectl(backend: Backen
     let table = s.ok(&plan).await;
     assert!(
         table.starts_with(&format!(
-            "Power changes of the EcsInstances in namespace {ns}, after 2026-12-24 00:00Z until 2026-12-25 00:00Z: 1\n"
+            "Power changes of the EcsInstances in namespace {ns}, after 2026-12-24 00:00Z until 2026-12-25 00:00Z: 3\n"
         )),
         "{table}"
     );

@@ -48,9 +48,10 @@ pub(crate) fn assert_demo_plan(document: &Value, namespace: &str) {
     assert_eq!(document["kind"], "PowerPlan");
     assert_eq!(document["from"], FROM);
     assert_eq!(document["until"], "2026-12-25T00:00:00Z");
+    let changes = document["changes"].as_array().unwrap();
     assert_eq!(
-        document["changes"],
-        json!([{
+        changes[0],
+        json!({
             "time": "2026-12-24T12:00:00Z",
             "localTime": "2026-12-24T20:00:00+08:00",
             "timeZone": "Asia/Shanghai",
@@ -64,7 +65,27 @@ pub(crate) fn assert_demo_plan(document: &Value, namespace: &str) {
             "dryRun": false,
             "after": [],
             "waitsFor": [],
-        }]),
+        }),
+        "{document:#}"
+    );
+    // The two tiers of ordered.yaml: the application stops first, then the database.
+    let order: Vec<(&str, &str, &Value)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["time"].as_str().unwrap(),
+                c["name"].as_str().unwrap(),
+                &c["after"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("2026-12-24T12:00:00Z", "dev-1", &json!([])),
+            ("2026-12-24T12:00:00Z", "shop-app", &json!([])),
+            ("2026-12-24T12:00:00Z", "shop-db", &json!(["shop-app"])),
+        ],
         "{document:#}"
     );
     let unchanged = document["unchanged"].as_array().unwrap();
@@ -113,7 +134,7 @@ fn example_instances() -> Vec<String> {
 
 /// Labour Day 2027 (a Saturday) is a day of the example calendar `cn-holidays`: it cuts
 /// office-hours' Friday night window at midnight. What `plan --from 2027-04-30T00:00:00Z -o
-/// json` says of dev-1: (UTC, state, cause) of each change.
+/// json` says of dev-1: (UTC, state, cause) of each change; and shop-db's start order.
 pub(crate) const LABOUR_DAY_FROM: &str = "2027-04-30T00:00:00Z";
 
 pub(crate) fn assert_labour_day(document: &Value) {
@@ -151,6 +172,31 @@ pub(crate) fn assert_labour_day(document: &Value) {
         ],
         "{document:#}"
     );
+    let shop: Vec<(&str, &str, &Value)> = document["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().starts_with("shop-"))
+        .map(|c| {
+            (
+                c["time"].as_str().unwrap(),
+                c["name"].as_str().unwrap(),
+                &c["after"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        shop,
+        [
+            ("2027-04-30T12:00:00Z", "shop-app", &json!([])),
+            ("2027-04-30T12:00:00Z", "shop-db", &json!(["shop-app"])),
+            ("2027-04-30T14:00:00Z", "shop-db", &json!([])),
+            ("2027-04-30T14:00:00Z", "shop-app", &json!(["shop-db"])),
+            ("2027-04-30T16:00:00Z", "shop-app", &json!([])),
+            ("2027-04-30T16:00:00Z", "shop-db", &json!(["shop-app"])),
+        ],
+        "{document:#}"
+    );
 }
 
 #[test]
@@ -182,7 +228,7 @@ fn the_demos_objects_plan_offline_as_a_table_json_and_yaml() {
         lines[..4],
         [
             format!(
-                "Power changes of the EcsInstances in {dir}, after 2026-12-24 00:00Z until 2026-12-25 00:00Z: 1"
+                "Power changes of the EcsInstances in {dir}, after 2026-12-24 00:00Z until 2026-12-25 00:00Z: 3"
             ),
             String::new(),
             "LOCAL UTC ECSINSTANCE INSTANCE STATE WHY".to_string(),
@@ -208,6 +254,10 @@ fn the_demos_objects_plan_offline_as_a_table_json_and_yaml() {
     let (stdout, _) = text(&out);
     assert!(
         stdout.contains("  Stopped  calendar cn-holidays: Labour Day\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  Stopped  calendar cn-holidays: Labour Day; after shop-app\n"),
         "{stdout}"
     );
 
