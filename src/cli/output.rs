@@ -2,6 +2,9 @@
 //! and YAML (the same document) for pipelines. The documents' shapes are in
 //! [`crate::schedule::report`] and docs/schedules.md.
 
+use std::fmt::Display;
+use std::process::ExitCode;
+
 use serde::Serialize;
 
 /// `-o`.
@@ -44,5 +47,19 @@ pub(crate) fn serialized<T: Serialize>(
             format: "YAML",
             message: e.to_string(),
         })),
+    }
+}
+
+/// A command's text on stdout (success), or its error on stderr (failure).
+pub(crate) fn print_outcome(outcome: Result<String, impl Display>) -> ExitCode {
+    match outcome {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule};
 use crate::cli::manifests::{self, ManifestError};
-use crate::cli::output::{OutputError, OutputFormat, serialized};
+use crate::cli::output::{OutputError, OutputFormat, print_outcome, serialized};
 use crate::plan::{self, Fleet};
 
 /// The longest range a plan covers (as `schedule preview --days`).
@@ -95,16 +95,7 @@ pub(crate) enum PlanError {
 }
 
 pub(crate) async fn run(args: PlanArgs) -> ExitCode {
-    match plan_text(&args, Timestamp::now()).await {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    print_outcome(plan_text(&args, Timestamp::now()).await)
 }
 
 async fn plan_text(args: &PlanArgs, now: Timestamp) -> Result<String, PlanError> {

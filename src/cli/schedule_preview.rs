@@ -14,7 +14,7 @@ use crate::api::{
     EcsHolidayCalendar, EcsHolidayCalendarSpec, EcsPowerSchedule, EcsPowerScheduleSpec,
 };
 use crate::cli::manifests::{self, ManifestError};
-use crate::cli::output::{OutputError, OutputFormat, serialized};
+use crate::cli::output::{OutputError, OutputFormat, print_outcome, serialized};
 use crate::schedule::{Calendars, CompileError, InvalidSchedule, Schedule, preview, report};
 
 #[derive(clap::Subcommand, Debug)]
@@ -90,16 +90,7 @@ pub(crate) enum PreviewError {
 
 pub(crate) async fn run(command: ScheduleCommand) -> ExitCode {
     let ScheduleCommand::Preview(args) = command;
-    match preview_text(&args, Timestamp::now()).await {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    print_outcome(preview_text(&args, Timestamp::now()).await)
 }
 
 /// A schedule to preview, with the calendars found beside it.
