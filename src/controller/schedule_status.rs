@@ -250,6 +250,51 @@ mod tests {
         );
     }
 
+    /// A missing calendar: `Stalled`, reason `CalendarNotFound`, naming it; once it exists, the
+    /// calendar's day (today) is what the schedule says now.
+    #[test]
+    fn a_schedule_whose_calendar_is_missing_is_stalled_naming_it() {
+        let mut spec = office_hours();
+        spec.calendars.push(crate::api::CalendarReference {
+            name: "cn-holidays".into(),
+            power_state: PowerState::Stopped,
+        });
+        let schedules = FakeSchedules::default();
+        let now = at("2026-11-27T03:00:00Z");
+        let (status, next) = status_at(&schedule(spec.clone()), &schedules, 2, now);
+        assert_eq!((status.power_state, next), (None, None));
+        let stalled = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "CalendarNotFound")
+        );
+        assert!(
+            stalled.message.starts_with(
+                "EcsHolidayCalendar team/cn-holidays (spec.calendars[0]) does not exist"
+            ),
+            "{}",
+            stalled.message
+        );
+
+        schedules.put_calendar(
+            "team",
+            "cn-holidays",
+            crate::api::EcsHolidayCalendarSpec {
+                days: vec![crate::api::CalendarDay {
+                    date: "2026-11-27".into(),
+                    name: Some("Company day".into()),
+                }],
+            },
+        );
+        let (status, next) = status_at(&schedule(spec), &schedules, 2, now);
+        assert_eq!(status.power_state, Some(PowerState::Stopped));
+        assert_eq!(next, Some(at("2026-11-30T00:00:00Z")), "Monday 08:00 local");
+    }
+
     #[test]
     fn an_invalid_schedule_is_stalled_with_the_field_named() {
         let mut spec = office_hours();

@@ -2,73 +2,25 @@
 //! schedule cache, and what a change of a calendar wakes.
 //!
 //! - [`CalendarCache`]: a reflector store of the calendars (no API request per reconcile).
-//! - [`changes`]: the calendar watch, passed on when a calendar appears, its spec changes or
-//!   it is deleted; [`users`] maps it to the schedules that use it and [`followers`] to their
+//! - [`CalendarWatch`]: the calendar watch, passed on when a calendar appears, its spec changes
+//!   or it is deleted; [`users`] maps it to the schedules that use it and [`followers`] to their
 //!   EcsInstances, which are reconciled at once (a deleted calendar stalls them, a recreated
 //!   one lets them go on: no polling).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-
+use futures::StreamExt;
 use futures::channel::mpsc;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
-use tokio::sync::watch;
-
 use tracing::warn;
 
 use crate::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule};
 use crate::controller::config::Config;
-use crate::controller::k8s::cluster::scoped_api;
-use crate::controller::k8s::schedule_cache::{self, Listed, ScheduleCache};
+use crate::controller::k8s::reflected::{Reflected, spec_changes};
+use crate::controller::k8s::schedule_cache::{self, ScheduleCache};
 
 /// The calendars of the current controller run (each run watches afresh, as the schedules).
-pub(crate) struct CalendarCache(RwLock<(Store<EcsHolidayCalendar>, Listed)>);
-
-/// What fills a [`CalendarCache`] for one run (see [`changes`]).
-pub(crate) struct CalendarWriter {
-    writer: reflector::store::Writer<EcsHolidayCalendar>,
-    listed: watch::Sender<bool>,
-}
-
-impl Default for CalendarCache {
-    fn default() -> Self {
-        Self(RwLock::new((reflector::store().0, Listed::new().1)))
-    }
-}
-
-impl CalendarCache {
-    /// A new, empty store for a run; its writer fills it.
-    pub(crate) fn fresh(&self) -> CalendarWriter {
-        let (reader, writer) = reflector::store();
-        let (sender, listed) = Listed::new();
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = (reader, listed);
-        CalendarWriter {
-            writer,
-            listed: sender,
-        }
-    }
-
-    fn current(&self) -> (Store<EcsHolidayCalendar>, Listed) {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Returns once the calendars have been listed (a calendar not found before that may just
-    /// not be known yet).
-    pub(crate) async fn ready(&self) {
-        self.current().1.wait().await;
-    }
-
-    /// The calendar `name` in `namespace`, if it exists.
-    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsHolidayCalendar>> {
-        self.current()
-            .0
-            .get(&ObjectRef::new(name).within(namespace))
-    }
-}
+pub(crate) type CalendarCache = Reflected<EcsHolidayCalendar>;
 
 /// The calendar watch of one run, fanned out to what a calendar change wakes.
 pub(crate) struct CalendarWatch {
@@ -90,7 +42,7 @@ impl CalendarWatch {
     ) -> Self {
         let schedules = cache.store();
         let (sender, users) = mpsc::unbounded();
-        let followers = changes(
+        let followers = spec_changes(
             client,
             config.namespace.as_deref(),
             cache.calendars().fresh(),
@@ -117,43 +69,6 @@ impl CalendarWatch {
         .boxed();
         Self { followers, users }
     }
-}
-
-/// The calendar watch, reflected into `writer`: yields a calendar when it is new, its spec
-/// changed (a new `generation`) or it was deleted. Its status writes pass nothing on.
-pub(crate) fn changes(
-    client: Client,
-    namespace: Option<&str>,
-    writer: CalendarWriter,
-) -> impl Stream<Item = Result<EcsHolidayCalendar, watcher::Error>> + Send + 'static {
-    let mut seen: HashMap<ObjectRef<EcsHolidayCalendar>, Option<i64>> = HashMap::new();
-    watcher(
-        scoped_api::<EcsHolidayCalendar>(client, namespace),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|obj| obj.managed_fields_mut().clear())
-    .reflect(writer.writer)
-    .filter_map(move |event| {
-        let changed = match event {
-            Ok(watcher::Event::Apply(c) | watcher::Event::InitApply(c)) => {
-                let generation = c.metadata.generation;
-                let previous = seen.insert(ObjectRef::from_obj(&c), generation);
-                (previous != Some(generation)).then_some(Ok(c))
-            }
-            Ok(watcher::Event::Delete(c)) => {
-                seen.remove(&ObjectRef::from_obj(&c));
-                Some(Ok(c))
-            }
-            Ok(watcher::Event::InitDone) => {
-                writer.listed.send_replace(true);
-                None
-            }
-            Ok(watcher::Event::Init) => None,
-            Err(err) => Some(Err(err)),
-        };
-        std::future::ready(changed)
-    })
 }
 
 /// The schedules in `schedules` that use `calendar` (same namespace, named in

@@ -10,6 +10,7 @@ pub(crate) mod client;
 pub(crate) mod cluster;
 pub(crate) mod events;
 pub(crate) mod leader;
+pub(crate) mod reflected;
 pub(crate) mod runtime;
 pub(crate) mod schedule_cache;
 pub(crate) mod secret_changes;

@@ -229,11 +229,7 @@ async fn reconcile_until(
     let controller = Controller::for_stream(instances.triggers, instances.store);
     let store = controller.store();
     let schedule_store = store.clone();
-    let schedule_changes = schedule_cache::changes(
-        client.clone(),
-        config.namespace.as_deref(),
-        schedule_cache.fresh(),
-    );
+    let schedule_changes = schedule_cache.changes(client.clone(), config.namespace.as_deref());
     let calendars =
         calendar_cache::CalendarWatch::start(client.clone(), config, schedule_cache, store.clone());
     let schedule_status = schedule_status::run(
