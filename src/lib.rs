@@ -3,7 +3,8 @@
 //!
 //! Layout by concern: [`api`] (the CRD types), [`controller`] (what runs in the cluster:
 //! `k8s`, `reconcile`, `admission`, `ecs`, see its docs), [`schedule`] (evaluating an
-//! EcsPowerSchedule: windows, exceptions, overrides; pure), [`cli`] (every command, the
+//! EcsPowerSchedule: windows, exceptions, overrides; pure), `plan` (the coming power changes
+//! of a fleet, for `plan`; pure), [`cli`] (every command, the
 //! `kubectl ecsi` plugin among them), [`telemetry`] (logs and metrics). The ECS client lives
 //! in the `ecs-client` crate. With the default `dev-tools` feature: [`demo`] (the no-cluster
 //! quick start and the [`demo::Sandbox`] the tests share) and `bench`, built on the `ecs-sim`
@@ -32,6 +33,9 @@ pub mod cli;
 pub mod controller;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
+// Ordered start and stop (`spec.startAfter`), pure: the reconcile and the `plan` command read it.
+pub(crate) mod ordering;
+mod plan;
 pub mod schedule;
 pub mod telemetry;
 #[cfg(test)]

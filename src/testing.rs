@@ -12,7 +12,10 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::time::Instant;
 
 use crate::api::power_schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
-use crate::api::{EcsInstanceSpec, EcsPowerSchedule, PowerState, ScheduleReference};
+use crate::api::{
+    EcsHolidayCalendar, EcsHolidayCalendarSpec, EcsInstanceSpec, EcsPowerSchedule, PowerState,
+    ScheduleReference,
+};
 use crate::controller::clock::Clock;
 use crate::controller::ecs::observe::{Freshness, Lookup};
 use crate::controller::reconcile::desired::Schedules;
@@ -348,16 +351,26 @@ pub(crate) fn id(n: usize) -> String {
     format!("i-{n}")
 }
 
-/// EcsPowerSchedules in memory, keyed by (namespace, name).
+/// EcsPowerSchedules and EcsHolidayCalendars in memory, keyed by (namespace, name).
 #[derive(Default)]
-pub(crate) struct FakeSchedules(Mutex<HashMap<(String, String), EcsPowerSchedule>>);
+pub(crate) struct FakeSchedules {
+    schedules: Mutex<HashMap<(String, String), EcsPowerSchedule>>,
+    calendars: Mutex<HashMap<(String, String), EcsHolidayCalendar>>,
+}
 
 #[async_trait]
 impl Schedules for FakeSchedules {
     async fn ready(&self) {}
 
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>> {
-        let map = self.0.lock().unwrap();
+        let map = self.schedules.lock().unwrap();
+        map.get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+            .map(Arc::new)
+    }
+
+    fn calendar(&self, namespace: &str, name: &str) -> Option<Arc<EcsHolidayCalendar>> {
+        let map = self.calendars.lock().unwrap();
         map.get(&(namespace.to_string(), name.to_string()))
             .cloned()
             .map(Arc::new)
@@ -368,10 +381,28 @@ impl FakeSchedules {
     pub(crate) fn put(&self, namespace: &str, name: &str, spec: EcsPowerScheduleSpec) {
         let mut obj = EcsPowerSchedule::new(name, spec);
         obj.metadata.namespace = Some(namespace.into());
-        self.0
+        self.schedules
             .lock()
             .unwrap()
             .insert((namespace.into(), name.into()), obj);
+    }
+
+    /// Creates (or replaces) the calendar `name`.
+    pub(crate) fn put_calendar(&self, namespace: &str, name: &str, spec: EcsHolidayCalendarSpec) {
+        let mut obj = EcsHolidayCalendar::new(name, spec);
+        obj.metadata.namespace = Some(namespace.into());
+        self.calendars
+            .lock()
+            .unwrap()
+            .insert((namespace.into(), name.into()), obj);
+    }
+
+    /// Deletes the calendar `name`.
+    pub(crate) fn delete_calendar(&self, namespace: &str, name: &str) {
+        self.calendars
+            .lock()
+            .unwrap()
+            .remove(&(namespace.into(), name.into()));
     }
 }
 

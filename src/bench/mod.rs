@@ -104,6 +104,75 @@ pub(crate) struct BenchArgs {
     /// of the schedule, not N spec patches: the whole fleet crosses a boundary at once.
     #[arg(long)]
     pub schedule: bool,
+
+    /// With `--schedule`: the fleet in this many tiers of equal size (db → app → web for 3),
+    /// object k of each tier starting after object k of the tier before (`spec.startAfter`).
+    /// The boundary then starts them in waves; each wave's start calls are timed.
+    #[arg(long, default_value_t = 1, requires = "schedule", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub tiers: u32,
+}
+
+/// Objects per tier with `--tiers` (the last tier may be smaller).
+fn tier_size(n: usize, tiers: u32) -> usize {
+    n.div_ceil(tiers as usize).max(1)
+}
+
+/// One tier's wave of starts after the boundary.
+#[derive(Debug)]
+struct Wave {
+    /// Start calls (single or batch) that named an instance of the tier.
+    calls: usize,
+    /// The first and the last of them, in seconds after the schedule edit.
+    first_s: f64,
+    last_s: f64,
+}
+
+/// The waves of the flip: for each tier, its accepted start calls after `from` (a sequence
+/// number), timed from `edited`.
+fn waves(
+    records: &[CallRecord],
+    from: u64,
+    n: usize,
+    tiers: u32,
+    edited: jiff::Timestamp,
+) -> Vec<Wave> {
+    let size = tier_size(n, tiers);
+    let mut waves: Vec<Option<Wave>> = (0..tiers).map(|_| None).collect();
+    let starts = records.iter().filter(|r| {
+        r.seq > from
+            && matches!(
+                r.action,
+                Some(Action::StartInstance | Action::StartInstances)
+            )
+    });
+    for record in starts {
+        let Ok(at) = record.time.parse::<jiff::Timestamp>() else {
+            continue;
+        };
+        let at = at.duration_since(edited).as_secs_f64();
+        let mut named: Vec<usize> = record
+            .instances
+            .iter()
+            .filter(|(_, outcome)| *outcome == Outcome::Ok)
+            .filter_map(|(id, _)| id.strip_prefix("i-bench")?.parse::<usize>().ok())
+            .map(|i| i / size)
+            .collect();
+        named.dedup();
+        for tier in named {
+            let Some(wave) = waves.get_mut(tier) else {
+                continue;
+            };
+            let wave = wave.get_or_insert(Wave {
+                calls: 0,
+                first_s: at,
+                last_s: at,
+            });
+            wave.calls += 1;
+            wave.first_s = wave.first_s.min(at);
+            wave.last_s = wave.last_s.max(at);
+        }
+    }
+    waves.into_iter().flatten().collect()
 }
 
 /// The schedule the fleet follows with `--schedule`.
@@ -204,6 +273,8 @@ struct Report {
     latency_mutation: Vec<Duration>,
     /// Objects Ready for the new generation during the flip: (seconds since it began, count).
     ready_curve: Vec<(f64, usize)>,
+    /// With `--tiers`: each tier's wave of starts, in order.
+    waves: Vec<Wave>,
 }
 
 impl Report {
@@ -244,6 +315,12 @@ impl Report {
             "qps": args.qps,
             "resync_s": args.resync.as_secs_f64(),
             "concurrency": args.concurrency,
+            "tiers": args.tiers,
+            "waves": self.waves.iter().map(|w| json!({
+                "start_calls": w.calls,
+                "first_start_s": round(w.first_s, 2),
+                "last_start_s": round(w.last_s, 2),
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -252,7 +329,8 @@ impl Report {
     }
 
     fn summary(&self) -> String {
-        format!(
+        let waves = self.waves_text();
+        let summary = format!(
             "  flip: {:.1}s (bound {:.1}s, ratio {:.2}), ready {}/{}, controller peak RSS {:.1} MB",
             self.flip.as_secs_f64(),
             self.bound.as_secs_f64(),
@@ -260,7 +338,34 @@ impl Report {
             self.ready,
             self.objects,
             self.controller_peak_rss as f64 / 1e6
-        )
+        );
+        if waves.is_empty() {
+            summary
+        } else {
+            format!("{summary}\n  {waves}")
+        }
+    }
+
+    /// The waves, one line: each tier's start calls and when the first and last left.
+    fn waves_text(&self) -> String {
+        let waves: Vec<String> = self
+            .waves
+            .iter()
+            .enumerate()
+            .map(|(tier, w)| {
+                format!(
+                    "tier {}: {} start calls, +{:.1} s to +{:.1} s",
+                    tier + 1,
+                    w.calls,
+                    w.first_s,
+                    w.last_s
+                )
+            })
+            .collect();
+        if waves.is_empty() {
+            return String::new();
+        }
+        format!("waves after the schedule edit: {}", waves.join("; "))
     }
 }
 
@@ -410,6 +515,10 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
                 spec.schedule_ref = Some(ScheduleReference {
                     name: SCHEDULE.into(),
                 });
+                let size = tier_size(n, args.tiers);
+                if args.tiers > 1 && i >= size {
+                    spec.start_after = vec![instance_id(i - size)];
+                }
             }
             let mut obj = EcsInstance::new(&id, spec);
             obj.metadata.namespace = Some(NAMESPACE.into());
@@ -559,6 +668,7 @@ async fn measure(
     let controller_before = process::usage(pid).unwrap_or_default();
     let servers_before = process::usage("self").unwrap_or_default();
     let started = Instant::now();
+    let edited = jiff::Timestamp::now();
     if args.schedule {
         let running = fleet_hours(PowerState::Running);
         Api::<EcsPowerSchedule>::namespaced(api.clone().into_client(), NAMESPACE)
@@ -599,7 +709,13 @@ async fn measure(
     let controller_after = process::usage(pid).unwrap_or_default();
     let servers_after = process::usage("self").unwrap_or_default();
     let kube_after = kube.requests();
-    let ecs_calls = calls_since(&sim.calls().log(), seq_before);
+    let flip_log = sim.calls().log();
+    let ecs_calls = calls_since(&flip_log, seq_before);
+    let waves = if args.tiers > 1 {
+        waves(&flip_log, seq_before, n, args.tiers, edited)
+    } else {
+        Vec::new()
+    };
     let mut kube_by_kind: Vec<(String, u64)> = kube_after
         .0
         .iter()
@@ -665,6 +781,7 @@ async fn measure(
         latency_describe,
         latency_mutation,
         ready_curve,
+        waves,
     })
 }
 
@@ -794,6 +911,9 @@ fn render(args: &BenchArgs, reports: &[Report]) -> String {
             .map(|((a, o), c)| format!("{a} {o}: {c}"))
             .collect();
         out.push_str(&calls.join(", "));
+        if !r.waves.is_empty() {
+            out.push_str(&format!("\n{}", r.waves_text()));
+        }
         out.push_str(&format!(
             "\nAPI-server requests during the flip: {} ({})\n",
             r.kube_requests,
@@ -836,6 +956,37 @@ mod tests {
         assert_eq!(quota_bound(1_000, true, 10), Duration::from_secs(2));
         assert_eq!(quota_bound(1_001, true, 10), Duration::from_millis(2_200));
         assert_eq!(quota_bound(300, false, 10), Duration::from_secs(60));
+    }
+
+    /// Three tiers of two: each call is counted for every tier it named, timed from the edit.
+    #[test]
+    fn waves_split_the_start_calls_by_tier() {
+        let call = |seq: u64, second: u32, action: Action, ids: &[usize]| CallRecord {
+            seq,
+            request_id: format!("req-{seq}"),
+            time: format!("2026-11-27T08:00:{second:02}Z"),
+            action: Some(action),
+            instances: ids.iter().map(|i| (instance_id(*i), Outcome::Ok)).collect(),
+            outcome: Outcome::Ok,
+            http_status: 200,
+            signature: None,
+            access_key_id: None,
+        };
+        let log = [
+            call(1, 0, Action::StartInstances, &[0]),
+            call(2, 1, Action::StartInstances, &[0, 1]),
+            call(3, 2, Action::DescribeInstances, &[2, 3]),
+            call(4, 3, Action::StartInstances, &[2, 3]),
+            call(5, 5, Action::StartInstance, &[4]),
+            call(6, 6, Action::StartInstances, &[3, 5]),
+        ];
+        let edited: jiff::Timestamp = "2026-11-27T08:00:00Z".parse().unwrap();
+        let waves = waves(&log, 1, 6, 3, edited);
+        let got: Vec<(usize, f64, f64)> = waves
+            .iter()
+            .map(|w| (w.calls, w.first_s, w.last_s))
+            .collect();
+        assert_eq!(got, [(1, 1.0, 1.0), (2, 3.0, 6.0), (2, 5.0, 6.0)]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The command line: one binary, one subcommand per job, each in its own module here with its
 //! flags and its `run`: `run` (the controller), `reboot`, `power_override`,
-//! `schedule_preview`, `crd`, and the `kubectl ecsi` [`plugin`]; `target` is the
-//! `NAME [-n NAMESPACE]` they share. The developer tools keep theirs beside them (`demo`,
+//! `schedule_preview`, `plan`, `crd`, and the `kubectl ecsi` [`plugin`]; `target` is the
+//! `NAME [-n NAMESPACE]` they share, `output` the `-o table|json|yaml` of preview and plan, `manifests` the YAML files read
+//! offline. The developer tools keep theirs beside them (`demo`,
 //! `bench`, behind the `dev-tools` feature), as do the crates (`ecs_client::command`,
 //! `ecs_sim::cli`). This module is the table of them.
 
@@ -12,6 +13,9 @@ use clap::{Parser, Subcommand};
 use crate::telemetry::{self, LogFormat};
 
 pub(crate) mod crd;
+pub(crate) mod manifests;
+pub(crate) mod output;
+pub(crate) mod plan;
 pub mod plugin;
 pub(crate) mod power_override;
 pub(crate) mod reboot;
@@ -67,6 +71,9 @@ enum Command {
     /// Power schedules: preview the coming transitions of an EcsPowerSchedule.
     #[command(subcommand)]
     Schedule(schedule_preview::ScheduleCommand),
+    /// Every coming power change of the EcsInstances (schedules, overrides' ends), sorted by
+    /// time, and why nothing will change for the others.
+    Plan(plan::PlanArgs),
     /// Ask for one reboot of an EcsInstance's VM (sets a fresh spec.reboot.token).
     Reboot(reboot::RebootArgs),
     /// Hold an EcsInstance that follows a schedule Running or Stopped for a while (at most 7
@@ -96,6 +103,7 @@ impl Cli {
             Command::Run(args) => run::run(args).await,
             #[cfg(feature = "dev-tools")]
             Command::Demo(args) => crate::demo::demo_cmd::run(args).await,
+            Command::Plan(args) => plan::run(args).await,
             Command::Reboot(args) => reboot::run(args).await,
             Command::Override(args) => power_override::run(args).await,
             #[cfg(feature = "dev-tools")]

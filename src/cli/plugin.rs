@@ -1,7 +1,7 @@
 //! `kubectl ecsi`: the operator's kubectl plugin. The same binary answers as `kubectl-ecsi`
 //! (installed as a symlink or copy of that name on `PATH`), so kubectl's plugin mechanism runs
-//! `kubectl ecsi reboot NAME [--hard]`, `kubectl ecsi pause|resume NAME` and
-//! `kubectl ecsi status`.
+//! `kubectl ecsi reboot NAME [--hard]`, `kubectl ecsi pause|resume NAME`,
+//! `kubectl ecsi status` and `kubectl ecsi plan` (the same as `ecs-power-controller plan`).
 //!
 //! kubectl hands a plugin no flags of its own: the cluster comes from `KUBECONFIG` (or
 //! `~/.kube/config`) as for any kube client, the namespace from `-n` or the context.
@@ -25,6 +25,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::api::{EcsInstance, PAUSED_ANNOTATION};
+use crate::cli::plan::{self, PlanArgs};
 use crate::cli::reboot::{self, RebootArgs};
 
 /// The executable name kubectl looks for on `PATH` for `kubectl ecsi`.
@@ -59,6 +60,9 @@ pub enum PluginCommand {
     Resume(Target),
     /// Fleet summary: Ready counts by reason, stalled objects, objects in backoff, paused ones.
     Status(StatusArgs),
+    /// Every coming power change of the EcsInstances, sorted by time, and why nothing will
+    /// change for the others.
+    Plan(PlanArgs),
 }
 
 pub use crate::cli::target::Target;
@@ -96,6 +100,7 @@ pub async fn main() -> ExitCode {
     let cli = PluginCli::parse();
     let result = match cli.command {
         PluginCommand::Reboot(args) => return reboot::run(args).await,
+        PluginCommand::Plan(args) => return plan::run(args).await,
         PluginCommand::Pause(t) => set_paused(t, true).await,
         PluginCommand::Resume(t) => set_paused(t, false).await,
         PluginCommand::Status(args) => status(args).await,

@@ -58,7 +58,7 @@ impl From<StateArg> for PowerState {
 }
 
 /// `3h`, `90m`, `2d`, `1h30m` (jiff's friendly format) or plain seconds.
-fn parse_span(text: &str) -> Result<SignedDuration, String> {
+pub(crate) fn parse_span(text: &str) -> Result<SignedDuration, String> {
     let text = text.trim();
     let duration = match text.parse::<SignedDuration>() {
         Ok(d) => d,

@@ -1,5 +1,7 @@
-//! `ecs-power-controller schedule preview (NAME | --file FILE) [--days 7]`: what a schedule will
-//! do, before (with `--file`, offline) or after it is applied.
+//! `ecs-power-controller schedule preview (NAME | --file FILE) [--days 7] [-o table|json|yaml]`:
+//! what a schedule will do, before (with `--file`, offline) or after it is applied. The
+//! EcsHolidayCalendars it uses come from the same file (offline) or from the schedule's
+//! namespace.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,8 +10,12 @@ use jiff::{SignedDuration, Timestamp};
 use kube::{Api, CustomResourceExt};
 use serde_json::Value;
 
-use crate::api::{EcsPowerSchedule, EcsPowerScheduleSpec};
-use crate::schedule::{InvalidSchedule, Schedule, preview};
+use crate::api::{
+    EcsHolidayCalendar, EcsHolidayCalendarSpec, EcsPowerSchedule, EcsPowerScheduleSpec,
+};
+use crate::cli::manifests::{self, ManifestError};
+use crate::cli::output::{OutputError, OutputFormat, print_outcome, serialized};
+use crate::schedule::{Calendars, CompileError, InvalidSchedule, Schedule, preview, report};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum ScheduleCommand {
@@ -39,17 +45,16 @@ pub(crate) struct PreviewArgs {
     /// Start here instead of now (RFC 3339, e.g. 2027-03-26T00:00:00Z to see a DST change).
     #[arg(long)]
     pub from: Option<Timestamp>,
+
+    /// Output: the table for people, or the documented JSON/YAML document for pipelines.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PreviewError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not YAML: {message}")]
-    Yaml { path: PathBuf, message: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error("{path} holds no EcsPowerSchedule{}", .name.as_ref().map(|n| format!(" named {n}")).unwrap_or_default())]
     NotInFile { path: PathBuf, name: Option<String> },
     #[error("{path} holds several EcsPowerSchedules ({}): name the one to preview", .names.join(", "))]
@@ -61,6 +66,16 @@ pub(crate) enum PreviewError {
         name: String,
         source: InvalidSchedule,
     },
+    #[error(
+        "EcsPowerSchedule {name} uses EcsHolidayCalendar {calendar} (spec.calendars[{index}]), which {missing}"
+    )]
+    CalendarNotFound {
+        name: String,
+        calendar: String,
+        index: usize,
+        /// Where it was looked for, and the fix.
+        missing: String,
+    },
     #[error("cannot reach Kubernetes: {0} (set KUBECONFIG, or preview a file with --file)")]
     Connect(kube::Error),
     #[error(
@@ -69,53 +84,77 @@ pub(crate) enum PreviewError {
     NotFound { namespace: String, name: String },
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 pub(crate) async fn run(command: ScheduleCommand) -> ExitCode {
     let ScheduleCommand::Preview(args) = command;
-    match preview_text(&args, Timestamp::now()).await {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    print_outcome(preview_text(&args, Timestamp::now()).await)
+}
+
+/// A schedule to preview, with the calendars found beside it.
+struct Loaded {
+    name: String,
+    spec: EcsPowerScheduleSpec,
+    calendars: Vec<(String, EcsHolidayCalendarSpec)>,
+    /// How a calendar not found is missing, and the fix (`is not in FILE: add …`).
+    missing: String,
 }
 
 async fn preview_text(args: &PreviewArgs, now: Timestamp) -> Result<String, PreviewError> {
-    let (name, spec) = match &args.file {
+    let loaded = match &args.file {
         Some(path) => from_file(path, args.name.as_deref())?,
         None => from_cluster(args).await?,
     };
-    let schedule = Schedule::compile(&spec).map_err(|source| PreviewError::Invalid {
-        name: name.clone(),
-        source,
+    let calendars: Calendars<'_> = loaded
+        .calendars
+        .iter()
+        .map(|(name, spec)| (name.as_str(), spec))
+        .collect();
+    let name = loaded.name.clone();
+    let schedule = Schedule::compile(&loaded.spec, &calendars).map_err(|error| match error {
+        CompileError::CalendarNotFound {
+            name: calendar,
+            index,
+        } => PreviewError::CalendarNotFound {
+            name: name.clone(),
+            calendar,
+            index,
+            missing: loaded.missing.clone(),
+        },
+        CompileError::Invalid(source) => PreviewError::Invalid {
+            name: name.clone(),
+            source,
+        },
     })?;
     let from = args.from.unwrap_or(now);
     let until = from
         .checked_add(SignedDuration::from_hours(24 * i64::from(args.days)))
         .unwrap_or(Timestamp::MAX);
-    Ok(preview::render(&schedule, &name, from, until))
+    match serialized(args.output, &report::preview(&schedule, &name, from, until)) {
+        Some(text) => Ok(text?),
+        None => Ok(preview::render(&schedule, &name, from, until)),
+    }
 }
 
-/// The one EcsPowerSchedule of a YAML file (other kinds in it are skipped).
-fn from_file(
-    path: &Path,
-    name: Option<&str>,
-) -> Result<(String, EcsPowerScheduleSpec), PreviewError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PreviewError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| PreviewError::Yaml {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+/// The one EcsPowerSchedule of a YAML file, with the EcsHolidayCalendars of the same file (other
+/// kinds in it are skipped).
+fn from_file(path: &Path, name: Option<&str>) -> Result<Loaded, PreviewError> {
+    let documents = manifests::documents(path)?;
     let name_of = |doc: &Value| doc["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let calendars = documents
+        .iter()
+        .filter(|doc| doc["kind"] == "EcsHolidayCalendar")
+        .map(|doc| {
+            let calendar = name_of(doc);
+            let spec = typed_spec(
+                doc["spec"].clone(),
+                &format!("EcsHolidayCalendar {calendar} spec"),
+            )?;
+            Ok((calendar, spec))
+        })
+        .collect::<Result<Vec<_>, PreviewError>>()?;
     let mut schedules: Vec<Value> = documents
         .into_iter()
         .filter(|doc| doc["kind"] == "EcsPowerSchedule")
@@ -144,18 +183,31 @@ fn from_file(
             ),
         });
     }
-    let spec = serde_path_to_error::deserialize(doc["spec"].take()).map_err(|err| {
+    let spec = typed_spec(doc["spec"].take(), "spec")?;
+    Ok(Loaded {
+        name: name_of(&doc),
+        spec,
+        calendars,
+        missing: format!(
+            "is not in {}: add it to the file (a document of kind EcsHolidayCalendar), or remove it from spec.calendars",
+            path.display()
+        ),
+    })
+}
+
+/// `value` as a spec, a problem named by its path under `at` (`spec.running[0].days`).
+fn typed_spec<T: serde::de::DeserializeOwned>(value: Value, at: &str) -> Result<T, PreviewError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
         let inner = err.path().to_string();
         PreviewError::Field {
             field: if inner == "." {
-                "spec".to_string()
+                at.to_string()
             } else {
-                format!("spec.{inner}")
+                format!("{at}.{inner}")
             },
             message: err.into_inner().to_string(),
         }
-    })?;
-    Ok((name_of(&doc), spec))
+    })
 }
 
 /// The CRD's schema of `spec`, as the API server validates it.
@@ -192,7 +244,7 @@ fn unknown_field(value: &Value, schema: &Value, path: &str) -> Option<(String, V
     }
 }
 
-async fn from_cluster(args: &PreviewArgs) -> Result<(String, EcsPowerScheduleSpec), PreviewError> {
+async fn from_cluster(args: &PreviewArgs) -> Result<Loaded, PreviewError> {
     let name = args.name.clone().unwrap_or_default();
     let client = crate::controller::k8s::client::infer()
         .await
@@ -201,9 +253,23 @@ async fn from_cluster(args: &PreviewArgs) -> Result<(String, EcsPowerScheduleSpe
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
-    let api: Api<EcsPowerSchedule> = Api::namespaced(client, &namespace);
-    match api.get_opt(&name).await? {
-        Some(obj) => Ok((name, obj.spec)),
-        None => Err(PreviewError::NotFound { namespace, name }),
+    let api: Api<EcsPowerSchedule> = Api::namespaced(client.clone(), &namespace);
+    let Some(obj) = api.get_opt(&name).await? else {
+        return Err(PreviewError::NotFound { namespace, name });
+    };
+    let calendar_api: Api<EcsHolidayCalendar> = Api::namespaced(client, &namespace);
+    let mut calendars = Vec::new();
+    for reference in &obj.spec.calendars {
+        if let Some(calendar) = calendar_api.get_opt(&reference.name).await? {
+            calendars.push((reference.name.clone(), calendar.spec));
+        }
     }
+    Ok(Loaded {
+        name,
+        spec: obj.spec,
+        calendars,
+        missing: format!(
+            "does not exist in namespace {namespace} (list them with `kubectl get ecshc -n {namespace}`): create it, or remove it from spec.calendars"
+        ),
+    })
 }

@@ -3,7 +3,8 @@
 //! Four folders, one concern each (dependencies point down this list, never back):
 //! - `k8s`: the Kubernetes side: kube-runtime's Controller and the streams that trigger a
 //!   reconcile (`k8s::runtime`), the `k8s::cluster::Cluster` a reconcile reads Secrets from
-//!   and writes status through, events, leader election, Secret changes, the schedule cache.
+//!   and writes status through, events, leader election, Secret changes, the schedule and
+//!   calendar caches.
 //! - `reconcile`: one object's pass, pure but for the two seams it is handed (the cluster
 //!   and the ECS side): admit, resolve the desired state, read credentials, observe, decide,
 //!   act, write. The rules it applies live beside it: `desired`, `decide`, `tokens`,
@@ -13,10 +14,12 @@
 //! - `ecs`: everything that talks to ECS: the observer seam, a connection per credential set,
 //!   call metrics, batching and the fleet observer.
 //!
-//! Beside them: `schedule_status`, the EcsPowerSchedule status controller; `config`, every
+//! Beside them: `schedule_status` and `calendar_status`, the EcsPowerSchedule and
+//! EcsHolidayCalendar status controllers; `config`, every
 //! setting in one tree; `clock`, the injected time; `truncate`, the bound on outside text.
 
 pub(crate) mod admission;
+pub(crate) mod calendar_status;
 pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod ecs;

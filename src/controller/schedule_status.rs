@@ -5,8 +5,10 @@
 //! A second kube-runtime Controller beside the EcsInstance one, in the same leader-elected run.
 //! It is triggered by instances that start or stop following a schedule
 //! ([`FollowerChanges`](crate::controller::k8s::schedule_cache::FollowerChanges)), so the count
-//! is current without a second watch of EcsInstances; it reads the time from the same
-//! [`ScheduleClock`] as the reconciles, so the two never disagree on which window is open.
+//! is current without a second watch of EcsInstances, and by calendars that appear, change or
+//! vanish ([`CalendarWatch`](crate::controller::k8s::calendar_cache::CalendarWatch)); it reads
+//! the time from the same [`ScheduleClock`] and the calendars from the same cache as the
+//! reconciles, so the two never disagree on which window is open.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,13 +29,17 @@ use crate::controller::config::Config;
 use crate::controller::k8s::cluster::{Written, patch_status_at, scoped_api};
 use crate::controller::k8s::schedule_cache::{Listed, followers};
 use crate::controller::reconcile::conditions::{self, Stall, Verdict};
-use crate::schedule::Schedule;
+use crate::controller::reconcile::desired::{self, Schedules};
+use crate::schedule::CompileError;
 
 /// What the schedule status controller shares.
 struct StatusContext {
     client: Client,
     instances: Store<EcsInstance>,
     instances_listed: Listed,
+    /// The calendars (the schedule cache's): a schedule is compiled as its followers'
+    /// reconciles compile it.
+    schedules: Arc<dyn Schedules>,
     clock: ScheduleClock,
     resync: Duration,
 }
@@ -56,12 +62,14 @@ pub(crate) async fn run(
     instances: Store<EcsInstance>,
     instances_listed: Listed,
     followers_changed: impl Stream<Item = ObjectRef<EcsPowerSchedule>> + Send + 'static,
+    schedules: Arc<dyn Schedules>,
 ) {
     let api = scoped_api(client.clone(), config.namespace.as_deref());
     let ctx = Arc::new(StatusContext {
         client,
         instances,
         instances_listed,
+        schedules,
         clock,
         resync: config.resync,
     });
@@ -86,9 +94,16 @@ async fn reconcile_status(
         .namespace()
         .ok_or_else(|| StatusError::NoNamespace(obj.name_any()))?;
     ctx.instances_listed.wait().await;
+    // Before the calendars are listed, one not found may just not be known yet.
+    ctx.schedules.ready().await;
     let now = ctx.clock.now();
     let count = followers(&ctx.instances, &obj).len();
-    let (status, next) = status_at(&obj, u32::try_from(count).unwrap_or(u32::MAX), now);
+    let (status, next) = status_at(
+        &obj,
+        ctx.schedules.as_ref(),
+        u32::try_from(count).unwrap_or(u32::MAX),
+        now,
+    );
     if obj.status.as_ref() != Some(&status) {
         let api: Api<EcsPowerSchedule> = Api::namespaced(ctx.client.clone(), &namespace);
         let status = serde_json::to_value(&status).map_err(kube::Error::SerdeError)?;
@@ -109,9 +124,11 @@ fn status_error(obj: Arc<EcsPowerSchedule>, err: &StatusError, _: Arc<StatusCont
     Action::requeue(Duration::from_secs(5))
 }
 
-/// The status of `obj` at `now`, followed by `instances` EcsInstances, and when it next changes.
+/// The status of `obj` at `now` (with the calendars `schedules` holds), followed by `instances`
+/// EcsInstances, and when it next changes.
 pub(crate) fn status_at(
     obj: &EcsPowerSchedule,
+    schedules: &dyn Schedules,
     instances: u32,
     now: Timestamp,
 ) -> (EcsPowerScheduleStatus, Option<Timestamp>) {
@@ -121,7 +138,10 @@ pub(crate) fn status_at(
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    let (power_state, next_transition, verdict) = match Schedule::compile(&obj.spec) {
+    let namespace = obj.namespace().unwrap_or_default();
+    let (power_state, next_transition, verdict) = match desired::compile(
+        &obj.spec, &namespace, schedules,
+    ) {
         Ok(schedule) => {
             let state = schedule.state_at(now);
             let next = schedule.next_transition(now);
@@ -148,7 +168,16 @@ pub(crate) fn status_at(
             };
             (Some(state), next, verdict)
         }
-        Err(invalid) => {
+        Err(CompileError::CalendarNotFound { name, index }) => {
+            let verdict = Verdict::Stalled {
+                why: Stall::CalendarNotFound,
+                message: format!(
+                    "EcsHolidayCalendar {namespace}/{name} (spec.calendars[{index}]) does not exist: create it, or remove it from spec.calendars. The EcsInstances that follow this schedule are neither started nor stopped until then."
+                ),
+            };
+            (None, None, verdict)
+        }
+        Err(CompileError::Invalid(invalid)) => {
             let verdict = Verdict::Stalled {
                 why: Stall::ScheduleInvalid,
                 message: format!(
@@ -176,7 +205,7 @@ pub(crate) fn status_at(
 mod tests {
     use super::*;
     use crate::api::PowerState;
-    use crate::testing::office_hours;
+    use crate::testing::{FakeSchedules, office_hours};
 
     fn at(text: &str) -> Timestamp {
         text.parse().unwrap()
@@ -191,7 +220,12 @@ mod tests {
 
     #[test]
     fn a_valid_schedule_says_what_now_and_what_next() {
-        let (status, next) = status_at(&schedule(office_hours()), 12, at("2026-11-27T03:00:00Z"));
+        let (status, next) = status_at(
+            &schedule(office_hours()),
+            &FakeSchedules::default(),
+            12,
+            at("2026-11-27T03:00:00Z"),
+        );
         assert_eq!(status.power_state, Some(PowerState::Running));
         assert_eq!(status.instances, Some(12));
         assert_eq!(status.observed_generation, Some(3));
@@ -216,11 +250,61 @@ mod tests {
         );
     }
 
+    /// A missing calendar: `Stalled`, reason `CalendarNotFound`, naming it; once it exists, the
+    /// calendar's day (today) is what the schedule says now.
+    #[test]
+    fn a_schedule_whose_calendar_is_missing_is_stalled_naming_it() {
+        let mut spec = office_hours();
+        spec.calendars.push(crate::api::CalendarReference {
+            name: "cn-holidays".into(),
+            power_state: PowerState::Stopped,
+        });
+        let schedules = FakeSchedules::default();
+        let now = at("2026-11-27T03:00:00Z");
+        let (status, next) = status_at(&schedule(spec.clone()), &schedules, 2, now);
+        assert_eq!((status.power_state, next), (None, None));
+        let stalled = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "CalendarNotFound")
+        );
+        assert!(
+            stalled.message.starts_with(
+                "EcsHolidayCalendar team/cn-holidays (spec.calendars[0]) does not exist"
+            ),
+            "{}",
+            stalled.message
+        );
+
+        schedules.put_calendar(
+            "team",
+            "cn-holidays",
+            crate::api::EcsHolidayCalendarSpec {
+                days: vec![crate::api::CalendarDay {
+                    date: "2026-11-27".into(),
+                    name: Some("Company day".into()),
+                }],
+            },
+        );
+        let (status, next) = status_at(&schedule(spec), &schedules, 2, now);
+        assert_eq!(status.power_state, Some(PowerState::Stopped));
+        assert_eq!(next, Some(at("2026-11-30T00:00:00Z")), "Monday 08:00 local");
+    }
+
     #[test]
     fn an_invalid_schedule_is_stalled_with_the_field_named() {
         let mut spec = office_hours();
         spec.running[0].to = "25:00".into();
-        let (status, next) = status_at(&schedule(spec), 0, at("2026-11-27T03:00:00Z"));
+        let (status, next) = status_at(
+            &schedule(spec),
+            &FakeSchedules::default(),
+            0,
+            at("2026-11-27T03:00:00Z"),
+        );
         assert_eq!(
             (status.power_state, &status.next_transition, next),
             (None, &None, None)

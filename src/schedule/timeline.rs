@@ -4,11 +4,13 @@
 //! or end, or an exception day's first or last instant. Transitions are the boundaries at which
 //! the state really changes (two adjacent windows make no transition between them).
 
+use std::fmt;
+
 use jiff::civil::{Date, DateTime, Time};
 use jiff::tz::AmbiguousOffset;
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Schedule, Window};
+use super::{DaySource, ExceptionDay, Schedule, Window};
 use crate::api::PowerState;
 
 /// A change of the schedule's power state.
@@ -22,8 +24,9 @@ pub struct Transition {
     pub shift: Option<Shift>,
 }
 
-/// Why the state changes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why the state changes. Its `Display` is the WHY text of `schedule preview` (and `plan`):
+/// `running[0] closes`, `calendar cn-holidays: National Day`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cause {
     /// `spec.running[index]` opens.
     WindowOpens { index: usize },
@@ -33,6 +36,79 @@ pub enum Cause {
     Exception { index: usize, date: Date },
     /// The exception day ended; the windows decide again.
     ExceptionOver { index: usize, date: Date },
+    /// A day of the holiday calendar `calendar` (`spec.calendars`) begins; `day` is its name
+    /// in the calendar, when it has one.
+    Calendar {
+        calendar: String,
+        day: Option<String>,
+        date: Date,
+    },
+    /// The calendar day ended; the windows decide again.
+    CalendarOver {
+        calendar: String,
+        day: Option<String>,
+        date: Date,
+    },
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let calendar_day = |f: &mut fmt::Formatter<'_>,
+                            calendar: &str,
+                            day: &Option<String>,
+                            date: &Date| match day {
+            Some(day) => write!(f, "calendar {calendar}: {day}"),
+            None => write!(f, "calendar {calendar}: {date}"),
+        };
+        match self {
+            Cause::WindowOpens { index } => write!(f, "running[{index}] opens"),
+            Cause::WindowCloses { index } => write!(f, "running[{index}] closes"),
+            Cause::Exception { index, date } => write!(f, "exception {date} (exceptions[{index}])"),
+            Cause::ExceptionOver { index, date } => write!(
+                f,
+                "exception {date} (exceptions[{index}]) over: the windows decide again"
+            ),
+            Cause::Calendar {
+                calendar,
+                day,
+                date,
+            } => calendar_day(f, calendar, day, date),
+            Cause::CalendarOver {
+                calendar,
+                day,
+                date,
+            } => {
+                calendar_day(f, calendar, day, date)?;
+                f.write_str(" over: the windows decide again")
+            }
+        }
+    }
+}
+
+impl ExceptionDay {
+    /// The cause of the day `date` beginning (or, with `over`, ending).
+    pub(super) fn cause(&self, date: Date, over: bool) -> Cause {
+        match (&self.source, over) {
+            (DaySource::Own { index }, false) => Cause::Exception {
+                index: *index,
+                date,
+            },
+            (DaySource::Own { index }, true) => Cause::ExceptionOver {
+                index: *index,
+                date,
+            },
+            (DaySource::Calendar { calendar, name }, false) => Cause::Calendar {
+                calendar: calendar.clone(),
+                day: name.clone(),
+                date,
+            },
+            (DaySource::Calendar { calendar, name }, true) => Cause::CalendarOver {
+                calendar: calendar.clone(),
+                day: name.clone(),
+                date,
+            },
+        }
+    }
 }
 
 /// How a boundary's wall-clock time met a daylight-saving change.
@@ -45,7 +121,7 @@ pub enum Shift {
 }
 
 /// A boundary before we know whether the state changes there.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Boundary {
     at: Timestamp,
     kind: Cause,
@@ -58,8 +134,8 @@ impl Schedule {
     /// The power state the schedule asks for at `now`.
     pub fn state_at(&self, now: Timestamp) -> PowerState {
         let today = self.zone.to_datetime(now).date();
-        if let Some((state, _)) = self.exceptions.get(&today) {
-            return *state;
+        if let Some(day) = self.exceptions.get(&today) {
+            return day.power_state;
         }
         self.windows_state_at(now, today)
     }
@@ -140,7 +216,7 @@ impl Schedule {
             out.push(Transition {
                 at,
                 power_state: state,
-                cause: chosen.kind,
+                cause: chosen.kind.clone(),
                 shift: group.iter().find_map(|b| b.shift),
             });
         }
@@ -164,23 +240,22 @@ impl Schedule {
                     }
                 }
             }
-            if let Some((_, index)) = self.exceptions.get(&day) {
-                let index = *index;
-                if let (Some(start), Some(end)) = (
+            if let Some(exception) = self.exceptions.get(&day)
+                && let (Some(start), Some(end)) = (
                     self.day_start(day),
                     day.tomorrow().ok().and_then(|d| self.day_start(d)),
-                ) {
-                    out.push(Boundary {
-                        at: start,
-                        kind: Cause::Exception { index, date: day },
-                        shift: None,
-                    });
-                    out.push(Boundary {
-                        at: end,
-                        kind: Cause::ExceptionOver { index, date: day },
-                        shift: None,
-                    });
-                }
+                )
+            {
+                out.push(Boundary {
+                    at: start,
+                    kind: exception.cause(day, false),
+                    shift: None,
+                });
+                out.push(Boundary {
+                    at: end,
+                    kind: exception.cause(day, true),
+                    shift: None,
+                });
             }
             match day.tomorrow() {
                 Ok(next) => day = next,
@@ -249,13 +324,13 @@ impl Schedule {
 
 /// Of the boundaries at one instant, the one that explains `state`: an exception beginning
 /// first, then an exception ending, then a window opening (to Running) or closing (to Stopped).
-fn pick_cause(group: &[Boundary], state: PowerState) -> Boundary {
+fn pick_cause(group: &[Boundary], state: PowerState) -> &Boundary {
     let rank = |b: &Boundary| match b.kind {
-        Cause::Exception { .. } => 0,
-        Cause::ExceptionOver { .. } => 1,
+        Cause::Exception { .. } | Cause::Calendar { .. } => 0,
+        Cause::ExceptionOver { .. } | Cause::CalendarOver { .. } => 1,
         Cause::WindowOpens { .. } if state == PowerState::Running => 2,
         Cause::WindowCloses { .. } if state == PowerState::Stopped => 2,
         _ => 3,
     };
-    *group.iter().min_by_key(|b| rank(b)).unwrap_or(&group[0])
+    group.iter().min_by_key(|b| rank(b)).unwrap_or(&group[0])
 }

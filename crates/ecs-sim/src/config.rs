@@ -203,6 +203,10 @@ impl SimConfig {
                 hangzhou("i-bp1demosecret001"),
                 running(hangzhou("i-bp1demopaused001")),
                 running(hangzhou("i-bp1demoschedule1")),
+                // The two-tier pair (deploy/examples/ordered.yaml): down in reverse order
+                // when the schedule says Stopped.
+                running(hangzhou("i-bp1demoorderdb1")),
+                running(hangzhou("i-bp1demoorderapp1")),
                 not_ready,
                 shanghai("i-uf6demolocked001").lock("security"),
                 overdue,

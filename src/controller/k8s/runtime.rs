@@ -17,17 +17,19 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::{EcsInstance, EcsPowerSchedule};
+use crate::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule};
 use crate::controller::admission::owners::{self, OwnerIndex};
 use crate::controller::admission::{Gates, tenancy};
 use crate::controller::config::Config;
 use crate::controller::ecs::observe::EcsSide;
+use crate::controller::k8s::calendar_cache;
 use crate::controller::k8s::cluster::{KubeCluster, scoped_api};
 use crate::controller::k8s::events::Publisher;
 use crate::controller::k8s::schedule_cache::{self, FollowerChanges, Listed, ScheduleCache};
+use crate::controller::k8s::start_order::{InstanceCache, OrderWakes};
 use crate::controller::k8s::{leader, secret_changes, store_metrics};
 use crate::controller::reconcile::{Error, Reconciler};
-use crate::controller::schedule_status;
+use crate::controller::{calendar_status, schedule_status};
 use crate::telemetry::Metrics;
 use crate::telemetry::server::Readiness;
 
@@ -41,6 +43,10 @@ pub enum RunError {
         "the EcsPowerSchedule CRD is not installed in this cluster: kubectl apply -f crds/ecspowerschedule.yaml (or `ecs-power-controller crd ecspowerschedule | kubectl apply -f -`)"
     )]
     ScheduleCrdMissing,
+    #[error(
+        "the EcsHolidayCalendar CRD is not installed in this cluster: kubectl apply -f crds/ecsholidaycalendar.yaml (or `ecs-power-controller crd ecsholidaycalendar | kubectl apply -f -`)"
+    )]
+    CalendarCrdMissing,
     #[error("cannot list EcsInstances or EcsPowerSchedules: {0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
@@ -111,6 +117,8 @@ async fn run_until(
     let checked = async {
         ensure_crd_installed::<EcsInstance>(&client, namespace, RunError::CrdMissing).await?;
         ensure_crd_installed::<EcsPowerSchedule>(&client, namespace, RunError::ScheduleCrdMissing)
+            .await?;
+        ensure_crd_installed::<EcsHolidayCalendar>(&client, namespace, RunError::CalendarCrdMissing)
             .await
     };
     tokio::select! {
@@ -130,14 +138,20 @@ async fn run_until(
         recorder: Publisher::new(client.clone(), reporter),
     };
     let schedules = Arc::new(ScheduleCache::default());
+    let neighbours = Arc::new(InstanceCache::default());
     let ctx = Arc::new(
         Reconciler::new(Arc::new(cluster), ecs, schedules.clone(), &config)
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_neighbours(neighbours.clone()),
     );
+    let caches = Caches {
+        schedules,
+        instances: neighbours,
+    };
     readiness.set(true);
     let Some(lease) = config.lease.clone() else {
         metrics.set_leader(true);
-        reconcile_until(client, ctx, &schedules, &config, metrics.clone(), shutdown).await;
+        reconcile_until(client, ctx, &caches, &config, metrics.clone(), shutdown).await;
         metrics.set_leader(false);
         return Ok(());
     };
@@ -153,7 +167,7 @@ async fn run_until(
         let run = reconcile_until(
             client.clone(),
             ctx.clone(),
-            &schedules,
+            &caches,
             &config,
             metrics.clone(),
             shutdown.clone(),
@@ -177,17 +191,26 @@ async fn run_until(
     Ok(())
 }
 
+/// The watch caches the reconciles read, shared across runs (each run fills them afresh).
+struct Caches {
+    schedules: Arc<ScheduleCache>,
+    /// The EcsInstances, for `spec.startAfter`.
+    instances: Arc<InstanceCache>,
+}
+
 /// One controller run: watches EcsInstances and reconciles them until `shutdown`, woken by
 /// the triggers named below; keeps the schedules' status beside it.
 async fn reconcile_until(
     client: Client,
     reconciler: Arc<Reconciler>,
-    schedule_cache: &ScheduleCache,
+    caches: &Caches,
     config: &Config,
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
+    let schedule_cache = &caches.schedules;
     let instances = InstanceWatch::start(client.clone(), config);
+    caches.instances.set(instances.store.clone());
     let (shared_credentials, namespace_changes) = match &config.shared_credentials_selector {
         Some(selector) => {
             let (gate, changes) = tenancy::watch(client.clone(), selector, instances.store.clone());
@@ -206,14 +229,20 @@ async fn reconcile_until(
     let controller = Controller::for_stream(instances.triggers, instances.store);
     let store = controller.store();
     let schedule_store = store.clone();
+    let schedule_changes = schedule_cache.changes(client.clone(), config.namespace.as_deref());
+    let calendars =
+        calendar_cache::CalendarWatch::start(client.clone(), config, schedule_cache, store.clone());
     let schedule_status = schedule_status::run(
         client.clone(),
         config,
         reconciler.schedule_clock().clone(),
         store.clone(),
         instances.listed,
-        instances.follower_changes,
+        futures::stream::select(instances.follower_changes, calendars.users),
+        schedule_cache.clone(),
     );
+    let calendar_status =
+        calendar_status::run(client.clone(), config, reconciler.schedule_clock().clone());
     let run = controller
         .with_config(controller::Config::default().concurrency(config.concurrency))
         // A credentials Secret changed under an object backing off (Secrets are only ever
@@ -225,13 +254,17 @@ async fn reconcile_until(
         ))
         // An instance's owner changed (the owner deleted, another object pointed at it).
         .reconcile_on(instances.owner_changes)
+        // An instance's part in the ordering changed (its status, startAfter, paused): the
+        // instances it starts after and those that start after it (`spec.startAfter`).
+        .reconcile_on(instances.order_wakes)
         // A namespace joined or left the shared-credentials selection.
         .reconcile_on(namespace_changes)
         // A schedule's spec changed, or it was deleted: its followers.
-        .watches_stream(
-            schedule_cache::changes(client, config.namespace.as_deref(), schedule_cache.fresh()),
-            move |schedule| schedule_cache::followers(&schedule_store, &schedule),
-        )
+        .watches_stream(schedule_changes, move |schedule| {
+            schedule_cache::followers(&schedule_store, &schedule)
+        })
+        // A calendar appeared, changed or was deleted: the followers of the schedules using it.
+        .reconcile_on(calendars.followers)
         // The fleet observer saw an instance change (its periodic reading runs only while
         // this run polls it).
         .reconcile_on(reconciler.ecs().observer.changes(store.clone()))
@@ -246,7 +279,7 @@ async fn reconcile_until(
     // The instance controller's end (graceful or not) ends the run; the schedule status
     // controller is dropped then (its writes are idempotent: the next leader recomputes them).
     let schedule_status = async {
-        schedule_status.await;
+        futures::join!(schedule_status, calendar_status);
         std::future::pending::<()>().await;
     };
     tokio::select! {
@@ -270,6 +303,8 @@ struct InstanceWatch {
     owner_changes: BoxStream<'static, ObjectRef<EcsInstance>>,
     /// Schedules that gained or lost a follower, for their status controller.
     follower_changes: mpsc::UnboundedReceiver<ObjectRef<EcsPowerSchedule>>,
+    /// The neighbours of an instance whose part in the ordering changed.
+    order_wakes: mpsc::UnboundedReceiver<ObjectRef<EcsInstance>>,
     /// The first full list has been seen.
     listed: Listed,
 }
@@ -283,6 +318,7 @@ impl InstanceWatch {
         }
         let (store, writer) = reflector::store();
         let (mut followers, follower_changes, listed) = FollowerChanges::new();
+        let (mut wakes, order_wakes) = OrderWakes::new();
         let owners = Arc::new(OwnerIndex::default());
         let events = watcher(objects, watch)
             .default_backoff()
@@ -290,7 +326,10 @@ impl InstanceWatch {
             .modify(|obj| obj.managed_fields_mut().clear())
             .reflect(writer)
             // The follower counts and the owner index are told after the store has the change.
-            .inspect(move |event| followers.inspect(event));
+            .inspect(move |event| {
+                followers.inspect(event);
+                wakes.inspect(event);
+            });
         let (events, owner_changes) = owners::follow(events, owners.clone());
         let triggers = events
             .applied_objects()
@@ -306,6 +345,7 @@ impl InstanceWatch {
             owners,
             owner_changes: owner_changes.boxed(),
             follower_changes,
+            order_wakes,
             listed,
         }
     }

@@ -1,131 +1,77 @@
 //! EcsPowerSchedules as the EcsInstance reconciles see them: a cache, and what a change of a
 //! schedule (or of who follows it) wakes.
 //!
-//! - [`ScheduleCache`]: a reflector store of the schedules, read by every reconcile of an
-//!   instance that follows one (no API request per reconcile).
-//! - [`changes`]: the schedule watch, passed on when a schedule's spec changes or it is deleted;
-//!   [`followers`] maps it to the instances that follow it, which are reconciled at once.
+//! - [`ScheduleCache`]: a reflector store of the schedules (and of the calendars they use), read
+//!   by every reconcile of an instance that follows one (no API request per reconcile).
+//! - [`ScheduleCache::changes`]: the schedule watch, passed on when a schedule's spec changes or
+//!   it is deleted; [`followers`] maps it to the instances that follow it, which are reconciled
+//!   at once.
 //! - [`FollowerChanges`]: which schedules gained or lost a follower, for the schedule status
 //!   controller ([`crate::controller::schedule_status`]).
 //! - [`held_stopped`]: which instances a schedule keeps stopped (the runtime counts their
 //!   instance-seconds in the same periodic pass over the store as the condition gauge).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::Stream;
 use futures::channel::mpsc;
-use futures::{Stream, StreamExt};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
-use crate::api::{EcsInstance, EcsPowerSchedule, OverrideState, PowerState};
-use crate::controller::k8s::cluster::scoped_api;
+use crate::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule, OverrideState, PowerState};
+use crate::controller::k8s::calendar_cache::CalendarCache;
+pub(crate) use crate::controller::k8s::reflected::Listed;
+use crate::controller::k8s::reflected::{Reflected, spec_changes};
 use crate::controller::reconcile::desired::Schedules;
 
-/// That a watch has delivered its first full list, for any number of waiters. (kube's
-/// `Store::wait_until_ready` is a oneshot channel underneath: of several tasks waiting on one
-/// store only the last to poll is woken, so a reconcile waiting beside the Controller's own
-/// runner could wait forever.)
-#[derive(Clone)]
-pub(crate) struct Listed(watch::Receiver<bool>);
-
-impl Listed {
-    /// The signal and the sender that raises it (`send_replace(true)`).
-    pub(crate) fn new() -> (watch::Sender<bool>, Self) {
-        let (sender, receiver) = watch::channel(false);
-        (sender, Self(receiver))
-    }
-
-    /// Returns once listed (or when the watch is gone: the run is stopping).
-    pub(crate) async fn wait(&self) {
-        let _ = self.0.clone().wait_for(|listed| *listed).await;
-    }
-}
-
-/// The schedules the reconciles read: the store of the current controller run. Each run (each
-/// leadership term) watches afresh, so the cache swaps its store when a run starts.
-pub(crate) struct ScheduleCache(RwLock<(Store<EcsPowerSchedule>, Listed)>);
-
-/// What fills a [`ScheduleCache`] for one run (see [`changes`]).
-pub(crate) struct ScheduleWriter {
-    writer: reflector::store::Writer<EcsPowerSchedule>,
-    listed: watch::Sender<bool>,
-}
-
-impl Default for ScheduleCache {
-    fn default() -> Self {
-        Self(RwLock::new((reflector::store().0, Listed::new().1)))
-    }
+/// The schedules the reconciles read (the store of the current run), and beside them the
+/// calendars the schedules use.
+#[derive(Default)]
+pub(crate) struct ScheduleCache {
+    schedules: Reflected<EcsPowerSchedule>,
+    calendars: CalendarCache,
 }
 
 impl ScheduleCache {
-    /// A new, empty store for a run; its writer fills it.
-    pub(crate) fn fresh(&self) -> ScheduleWriter {
-        let (reader, writer) = reflector::store();
-        let (sender, listed) = Listed::new();
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = (reader, listed);
-        ScheduleWriter {
-            writer,
-            listed: sender,
-        }
+    /// A new, empty schedule store for a run, and the schedule watch that fills it: yields a
+    /// schedule when its spec changed (a new `generation`) or it was deleted.
+    pub(crate) fn changes(
+        &self,
+        client: Client,
+        namespace: Option<&str>,
+    ) -> impl Stream<Item = Result<EcsPowerSchedule, watcher::Error>> + Send + 'static {
+        spec_changes(client, namespace, self.schedules.fresh())
     }
 
-    fn current(&self) -> (Store<EcsPowerSchedule>, Listed) {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The schedule store of the current run (after [`Self::changes`]).
+    pub(crate) fn store(&self) -> Store<EcsPowerSchedule> {
+        self.schedules.store()
+    }
+
+    /// The calendars the schedules use.
+    pub(crate) fn calendars(&self) -> &CalendarCache {
+        &self.calendars
     }
 }
 
 #[async_trait]
 impl Schedules for ScheduleCache {
     async fn ready(&self) {
-        self.current().1.wait().await;
+        self.schedules.ready().await;
+        self.calendars.ready().await;
     }
 
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>> {
-        self.current()
-            .0
-            .get(&ObjectRef::new(name).within(namespace))
+        self.schedules.get(namespace, name)
     }
-}
 
-/// The schedule watch, reflected into `writer`: yields a schedule when its spec changed (a new
-/// `generation`) or it was deleted. Its status writes pass nothing on.
-pub(crate) fn changes(
-    client: Client,
-    namespace: Option<&str>,
-    writer: ScheduleWriter,
-) -> impl Stream<Item = Result<EcsPowerSchedule, watcher::Error>> + Send + 'static {
-    let mut seen: HashMap<ObjectRef<EcsPowerSchedule>, Option<i64>> = HashMap::new();
-    watcher(
-        scoped_api::<EcsPowerSchedule>(client, namespace),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|obj| obj.managed_fields_mut().clear())
-    .reflect(writer.writer)
-    .filter_map(move |event| {
-        let changed = match event {
-            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
-                let generation = s.metadata.generation;
-                let previous = seen.insert(ObjectRef::from_obj(&s), generation);
-                (previous != Some(generation)).then_some(Ok(s))
-            }
-            Ok(watcher::Event::Delete(s)) => {
-                seen.remove(&ObjectRef::from_obj(&s));
-                Some(Ok(s))
-            }
-            Ok(watcher::Event::InitDone) => {
-                writer.listed.send_replace(true);
-                None
-            }
-            Ok(watcher::Event::Init) => None,
-            Err(err) => Some(Err(err)),
-        };
-        std::future::ready(changed)
-    })
+    fn calendar(&self, namespace: &str, name: &str) -> Option<Arc<EcsHolidayCalendar>> {
+        self.calendars.get(namespace, name)
+    }
 }
 
 /// The instances in `store` that follow `schedule`.

@@ -13,6 +13,7 @@ use crate::api::{EcsInstanceSpec, PAUSED_ANNOTATION, PowerState};
 use crate::controller::admission::Refusal;
 use crate::controller::reconcile::decide::{Blocker, Mutation, Step, WaitReason};
 use crate::controller::truncate::truncated;
+use crate::ordering::Hold;
 use ecs_client::{EcsError, ErrorClass, Instance, InstanceStatus, PowerAction};
 
 pub(crate) const READY: &str = "Ready";
@@ -29,6 +30,8 @@ pub(crate) enum Progress {
     Retrying,
     /// ECS has no stock (or quota) to start the instance now; retried slowly.
     InsufficientCapacity,
+    /// `spec.startAfter`: a start or stop waits for other EcsInstances.
+    WaitingForDependency,
 }
 
 /// Why progress needs a person (`Stalled=True`).
@@ -48,6 +51,11 @@ pub(crate) enum Stall {
     InstanceNotClaimed,
     ScheduleNotFound,
     ScheduleInvalid,
+    /// An EcsPowerSchedule uses an EcsHolidayCalendar that does not exist (the schedule's own
+    /// status; its followers say `ScheduleInvalid`).
+    CalendarNotFound,
+    /// `spec.startAfter` forms a cycle through this object.
+    DependencyCycle,
 }
 
 impl Progress {
@@ -59,6 +67,7 @@ impl Progress {
             Self::WaitingForInstance => "WaitingForInstance",
             Self::Retrying => "Retrying",
             Self::InsufficientCapacity => "InsufficientCapacity",
+            Self::WaitingForDependency => "WaitingForDependency",
         }
     }
 }
@@ -80,6 +89,8 @@ impl Stall {
             Self::InstanceNotClaimed => "InstanceNotClaimed",
             Self::ScheduleNotFound => "ScheduleNotFound",
             Self::ScheduleInvalid => "ScheduleInvalid",
+            Self::CalendarNotFound => "CalendarNotFound",
+            Self::DependencyCycle => "DependencyCycle",
         }
     }
 }
@@ -144,6 +155,14 @@ impl Verdict {
                 ),
             },
             Step::Drifted { due } => drifted(spec, desired, instance, due.as_ref()),
+            Step::Held(hold @ Hold::Waiting { .. }) => Verdict::Progressing {
+                why: Progress::WaitingForDependency,
+                message: hold.to_string(),
+            },
+            Step::Held(hold @ Hold::Cycle(_)) => Verdict::Stalled {
+                why: Stall::DependencyCycle,
+                message: hold.to_string(),
+            },
             Step::Backoff { .. } | Step::Call(_) => return None,
         })
     }

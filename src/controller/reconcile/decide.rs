@@ -12,6 +12,7 @@ use crate::controller::clock::elapsed;
 use crate::controller::config::Timings;
 use crate::controller::reconcile::conditions;
 use crate::controller::reconcile::tokens::{self, Judged};
+use crate::ordering::{self, Change, Hold, Peers};
 use ecs_client::{
     Instance, InstanceStatus, PowerAction, PowerRequest, RebootOptions, StartOptions, StopOptions,
 };
@@ -125,6 +126,8 @@ pub(crate) enum Step {
     /// `spec.driftPolicy: Report` and the instance drifted: report, don't act. `due`: what
     /// `Correct` would call now (`None` while the instance is still moving away).
     Drifted { due: Option<Mutation> },
+    /// A start or stop is due, and `spec.startAfter` holds it (see [`ordered`]).
+    Held(Hold),
 }
 
 /// Which way an instance drifted: what the other hand did.
@@ -318,6 +321,28 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
         pending: token.map(str::to_string),
         drift,
     }
+}
+
+/// The ordered power change `step` is about to make: a start or a stop (never a reboot).
+pub(crate) fn power_change(step: &Step) -> Option<Change> {
+    match step {
+        Step::Call(Mutation::Start { .. }) => Some(Change::Start),
+        Step::Call(Mutation::Stop { .. }) => Some(Change::Stop),
+        _ => None,
+    }
+}
+
+/// `spec.startAfter` over a decision: a start or stop that must wait for its neighbours in
+/// `peers` (the namespace's EcsInstances, or those [`Peers::gather`] picked) is
+/// [`Step::Held`], with no call. Everything else the decision settled (tokens, drift) stands:
+/// only the call waits. Reboots are not ordered.
+pub(crate) fn ordered(mut decision: Decision, name: &str, peers: &Peers) -> Decision {
+    if let Some(hold) =
+        power_change(&decision.step).and_then(|change| ordering::hold(name, change, peers))
+    {
+        decision.step = Step::Held(hold);
+    }
+    decision
 }
 
 /// The token `judged` leaves pending.

@@ -15,20 +15,43 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{
-    EcsInstanceSpec, EcsPowerSchedule, NextTransition, OverrideState, OverrideStatus, PowerState,
+    EcsHolidayCalendar, EcsInstanceSpec, EcsPowerSchedule, NextTransition, OverrideState,
+    OverrideStatus, PowerState,
 };
 use crate::controller::truncate::truncated;
 use crate::schedule::overrides::{OVERRIDE_POWER_STATE, OVERRIDE_UNTIL};
-use crate::schedule::{InvalidSchedule, Override, Schedule};
+use crate::schedule::{Calendars, CompileError, InvalidSchedule, Override, Schedule};
 
-/// Where a reconcile finds EcsPowerSchedules by name.
+/// Where a reconcile finds EcsPowerSchedules, and the EcsHolidayCalendars they use, by name.
 #[async_trait]
 pub(crate) trait Schedules: Send + Sync {
-    /// Returns once the schedules have been listed: before that, a schedule that is not found
-    /// may just not be known yet (an instance must not stall at start-up).
+    /// Returns once the schedules and calendars have been listed: before that, one that is not
+    /// found may just not be known yet (an instance must not stall at start-up).
     async fn ready(&self);
     /// The schedule `name` in `namespace`, if it exists.
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>>;
+    /// The holiday calendar `name` in `namespace`, if it exists.
+    fn calendar(&self, namespace: &str, name: &str) -> Option<Arc<EcsHolidayCalendar>>;
+}
+
+/// Compiles the schedule `spec` of `namespace` with the calendars it uses, as `schedules` has
+/// them (the one place the controller compiles a schedule: reconciles and the schedule status
+/// agree on what a calendar means).
+pub(crate) fn compile(
+    spec: &crate::api::EcsPowerScheduleSpec,
+    namespace: &str,
+    schedules: &dyn Schedules,
+) -> Result<Schedule, CompileError> {
+    let found: Vec<Arc<EcsHolidayCalendar>> = spec
+        .calendars
+        .iter()
+        .filter_map(|reference| schedules.calendar(namespace, &reference.name))
+        .collect();
+    let calendars: Calendars<'_> = found
+        .iter()
+        .filter_map(|calendar| Some((calendar.metadata.name.as_deref()?, &calendar.spec)))
+        .collect();
+    Schedule::compile(spec, &calendars)
 }
 
 /// The desired state, and when it next changes.
@@ -58,6 +81,15 @@ pub(crate) enum Problem {
         namespace: String,
         name: String,
         error: InvalidSchedule,
+    },
+    #[error(
+        "EcsPowerSchedule {namespace}/{name} (spec.scheduleRef) uses EcsHolidayCalendar {namespace}/{calendar} (its spec.calendars[{index}]), which does not exist: create it, or remove it from the schedule. Nothing is started or stopped until then."
+    )]
+    CalendarNotFound {
+        namespace: String,
+        name: String,
+        calendar: String,
+        index: usize,
     },
     #[error("set exactly one of spec.powerState and spec.scheduleRef")]
     NeitherOrBoth,
@@ -90,10 +122,21 @@ pub(crate) fn resolve(
             name: reference.name.clone(),
         });
     };
-    let schedule = Schedule::compile(&object.spec).map_err(|error| Problem::Invalid {
-        namespace: namespace.to_string(),
-        name: reference.name.clone(),
-        error,
+    let schedule = compile(&object.spec, namespace, schedules).map_err(|error| match error {
+        CompileError::CalendarNotFound {
+            name: calendar,
+            index,
+        } => Problem::CalendarNotFound {
+            namespace: namespace.to_string(),
+            name: reference.name.clone(),
+            calendar,
+            index,
+        },
+        CompileError::Invalid(error) => Problem::Invalid {
+            namespace: namespace.to_string(),
+            name: reference.name.clone(),
+            error,
+        },
     })?;
     Ok(follow(
         &schedule,
@@ -310,6 +353,57 @@ mod tests {
         assert_eq!(d.look_again_at, None);
         let message = d.power_override.unwrap().message.unwrap();
         assert!(message.contains("spec.powerState"), "{message}");
+    }
+
+    /// A schedule whose calendar is missing: a problem of its own naming both; a deleted and
+    /// recreated calendar takes effect on the next resolve (the cache is read each time).
+    #[test]
+    fn a_missing_calendar_is_a_problem_naming_it_until_it_exists() {
+        let schedules = FakeSchedules::default();
+        let mut spec = office_hours();
+        spec.calendars.push(crate::api::CalendarReference {
+            name: "cn-holidays".into(),
+            power_state: PowerState::Stopped,
+        });
+        schedules.put("team", "office-hours", spec);
+        let follower = scheduled("i-a", "office-hours");
+        let none = BTreeMap::new();
+        let now = at("2026-11-27T03:00:00Z");
+        let err = resolve(&follower, &none, "team", &schedules, now).unwrap_err();
+        assert_eq!(
+            err,
+            Problem::CalendarNotFound {
+                namespace: "team".into(),
+                name: "office-hours".into(),
+                calendar: "cn-holidays".into(),
+                index: 0
+            }
+        );
+        assert!(
+            err.to_string().starts_with("EcsPowerSchedule team/office-hours (spec.scheduleRef) uses EcsHolidayCalendar team/cn-holidays"),
+            "{err}"
+        );
+        let calendar = crate::api::EcsHolidayCalendarSpec {
+            days: vec![crate::api::CalendarDay {
+                date: "2026-11-27".into(),
+                name: None,
+            }],
+        };
+        // One of the same name in another namespace does not count.
+        schedules.put_calendar("other", "cn-holidays", calendar.clone());
+        assert!(resolve(&follower, &none, "team", &schedules, now).is_err());
+        schedules.put_calendar("team", "cn-holidays", calendar);
+        let d = resolve(&follower, &none, "team", &schedules, now).unwrap();
+        assert_eq!(
+            d.power_state,
+            PowerState::Stopped,
+            "today is a calendar day"
+        );
+        schedules.delete_calendar("team", "cn-holidays");
+        assert!(matches!(
+            resolve(&follower, &none, "team", &schedules, now),
+            Err(Problem::CalendarNotFound { .. })
+        ));
     }
 
     #[test]

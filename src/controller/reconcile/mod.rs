@@ -5,9 +5,11 @@
 //!
 //! 1. [`Pass::admit`]: may the object use ECS at all ([`crate::controller::admission`])?
 //! 2. [`Pass::resolve_desired`]: its power state now ([`desired`]: `spec.powerState`, or a
-//!    schedule and its overrides).
+//!    schedule and its overrides); [`Pass::check_cycle`]: a `spec.startAfter` cycle stalls here.
 //! 3. [`Pass::read_credentials`]: the referenced Secret, or the controller's own chain.
-//! 4. [`Pass::observe_and_decide`]: the instance as ECS reports it, and the [`decide`]d step.
+//! 4. [`Pass::observe_and_decide`]: the instance as ECS reports it, and the [`decide`]d step
+//!    (a start or stop held by `spec.startAfter`: [`decide::ordered`], over the other
+//!    EcsInstances the [`neighbours`] seam reads from the watch cache).
 //! 5. [`Pass::check_claim`]: the tag guard, between the observation and any mutating call.
 //! 6. [`Pass::act`]: the step carried out: before a call, the gates asked again and
 //!    [`Pass::claim_instance`] (the object's claim on its instance recorded and seen by the
@@ -26,6 +28,7 @@ pub(crate) mod conditions;
 pub(crate) mod decide;
 pub(crate) mod desired;
 pub(crate) mod ecs_retry;
+pub(crate) mod neighbours;
 pub(crate) mod next_status;
 pub(crate) mod tokens;
 
@@ -41,6 +44,7 @@ use tracing::{info, instrument, warn};
 use self::api_retry::ApiRetry;
 use self::decide::{Decision, Facts, Mutation, Step};
 use self::desired::{Desired, Schedules};
+use self::neighbours::{Alone, Neighbours};
 use self::next_status::NextStatus;
 use crate::api::{EcsInstance, EcsInstanceStatus};
 use crate::controller::admission::owners::claim_time;
@@ -52,6 +56,7 @@ use crate::controller::ecs::observe::{
 };
 use crate::controller::k8s::cluster::{Cluster, Written};
 use crate::controller::truncate::truncated;
+use crate::ordering::{Change, Hold};
 use crate::telemetry::Metrics;
 use ecs_client::{Credentials, EcsApi, EcsError, ErrorClass, Instance};
 
@@ -105,6 +110,9 @@ pub(crate) struct Reconciler {
     api_retry: ApiRetry,
     /// Where drift is counted (a registry of its own unless [`Reconciler::with_metrics`]).
     metrics: Metrics,
+    /// The other EcsInstances, for `spec.startAfter` (none unless
+    /// [`Reconciler::with_neighbours`]).
+    neighbours: Arc<dyn Neighbours>,
 }
 
 impl Reconciler {
@@ -136,7 +144,15 @@ impl Reconciler {
             timings: config.timings.clone(),
             api_retry: ApiRetry::default(),
             metrics: Metrics::default(),
+            neighbours: Arc::new(Alone),
         }
+    }
+
+    /// Reads the other EcsInstances (for `spec.startAfter`) from `neighbours`: the
+    /// controller's watch cache.
+    pub(crate) fn with_neighbours(mut self, neighbours: Arc<dyn Neighbours>) -> Self {
+        self.neighbours = neighbours;
+        self
     }
 
     /// Counts drift in `metrics` (the ones the controller exports).
@@ -277,6 +293,7 @@ impl<'a> Pass<'a> {
     async fn steps(&mut self) -> Result<Duration, End> {
         self.admit()?;
         let desired = self.resolve_desired()?;
+        self.check_cycle()?;
         match self.converge(&desired).await {
             // The boundary itself, not a poll: evaluated at the boundary, the schedule gives
             // the new state (a wake-up a little early finds the same boundary again, a moment
@@ -333,6 +350,24 @@ impl<'a> Pass<'a> {
                 Err(End::LookAgain(self.reconciler.resync))
             }
         }
+    }
+
+    /// A `spec.startAfter` cycle through this object is a spec problem, like a schedule that
+    /// cannot be followed: stalled before any ECS request (not even DescribeInstances), until
+    /// one of its objects is edited (which wakes the others: `k8s::start_order`).
+    fn check_cycle(&mut self) -> Result<(), End> {
+        if self.obj.spec.start_after.is_empty() {
+            return Ok(());
+        }
+        let neighbours = self.reconciler.neighbours.as_ref();
+        let peers = neighbours::peers(neighbours, self.obj, &self.namespace, Change::Start);
+        let Some(cycle) = peers.cycle_through(&self.obj.name_any()) else {
+            return Ok(());
+        };
+        let hold = Step::Held(Hold::Cycle(cycle));
+        info!(?hold, "spec.startAfter forms a cycle; not calling ECS");
+        self.next.step(&hold, &self.obj.spec, None);
+        Err(End::LookAgain(self.reconciler.resync))
     }
 
     /// Reads the referenced Secret (and notes its version): `None` when none is referenced
@@ -428,6 +463,7 @@ impl<'a> Pass<'a> {
                 backoff_reset,
                 timings: &self.reconciler.timings,
             });
+            let decision = self.ordered(decision);
             if lookup.freshness == Freshness::View && matches!(decision.step, Step::Call(_)) {
                 lookup.freshness = Freshness::After(self.started);
                 continue;
@@ -436,6 +472,17 @@ impl<'a> Pass<'a> {
             self.next.settle(&decision, &self.obj.spec);
             return Ok((instance, decision));
         }
+    }
+
+    /// `spec.startAfter`: a start or stop the decision calls for waits for the other
+    /// EcsInstances it is ordered after (read from the watch cache only then).
+    fn ordered(&self, decision: Decision) -> Decision {
+        let Some(change) = decide::power_change(&decision.step) else {
+            return decision;
+        };
+        let neighbours = self.reconciler.neighbours.as_ref();
+        let peers = neighbours::peers(neighbours, self.obj, &self.namespace, change);
+        decide::ordered(decision, &self.obj.name_any(), &peers)
     }
 
     /// The tag guard: read, never changed, unless the instance's tag lists the namespace. It
@@ -477,6 +524,11 @@ impl<'a> Pass<'a> {
                 elapsed(*until, self.next.now()).max(Duration::from_secs(1))
             }
             Step::Blocked(_) => ecs_retry::policy(ErrorClass::Locked).first,
+            // Woken when a neighbour changes (`k8s::start_order`); the resync is a fallback.
+            Step::Held(hold) => {
+                info!(%hold, "ordered by spec.startAfter; not calling ECS");
+                self.reconciler.resync
+            }
             Step::Call(mutation) => {
                 // The gates again, immediately before the call: a Namespace that lost the
                 // shared credentials (or an owner that changed) while the instance was being

@@ -144,7 +144,7 @@ impl NextStatus {
         self.status.next_transition = None;
         let why = match problem {
             Problem::NotFound { .. } => Stall::ScheduleNotFound,
-            Problem::Invalid { .. } => Stall::ScheduleInvalid,
+            Problem::Invalid { .. } | Problem::CalendarNotFound { .. } => Stall::ScheduleInvalid,
             Problem::NeitherOrBoth => Stall::InvalidSpec,
         };
         self.verdict = Some(Verdict::Stalled {

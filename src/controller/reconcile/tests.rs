@@ -929,6 +929,7 @@ async fn the_tag_guard_keeps_a_token_seen_at_first_sight_adopted() {
     assert_eq!(condition(&status, "Stalled").reason, "InstanceNotClaimed");
 }
 mod model;
+mod ordering;
 mod owners;
 mod schedules;
 // ---- the fleet observer's view -------------------------------------------------------------

@@ -809,6 +809,53 @@ spec: {instanceId: i-bp1demolocked001, regionId: cn-hangzhou, powerState: Runnin
     s.end().await;
 }
 
+on_both_servers!(the_ecsi_plugin_plans_the_demos_objects_through_kubectl);
+
+/// `kubectl ecsi plan` of the demo's objects (`deploy/examples`, applied with `kubectl apply
+/// -k`), as JSON and as the table; no controller is needed to plan.
+async fn the_ecsi_plugin_plans_the_demos_objects_through_kubectl(backend: Backend) {
+    let Some(s) = Session::start(backend, Vec::new()).await else {
+        return;
+    };
+    let ns = s.ns().to_string();
+    s.ok(&["apply", "-k", &s.example("")]).await;
+    let plan = [
+        "ecsi",
+        "plan",
+        "--from",
+        "2026-12-24T00:00:00Z",
+        "--for",
+        "24h",
+    ];
+    let json = s.ok(&[&plan[..], &["-o", "json"]].concat()).await;
+    let document: serde_json::Value = serde_json::from_str(&json).unwrap();
+    super::plan::assert_demo_plan(&document, &ns);
+    // The calendar comes from the cluster too.
+    let json = s
+        .ok(&[
+            "ecsi",
+            "plan",
+            "--from",
+            super::plan::LABOUR_DAY_FROM,
+            "-o",
+            "json",
+        ])
+        .await;
+    super::plan::assert_labour_day(&serde_json::from_str(&json).unwrap());
+
+    let table = s.ok(&plan).await;
+    assert!(
+        table.starts_with(&format!(
+            "Power changes of the EcsInstances in namespace {ns}, after 2026-12-24 00:00Z until 2026-12-25 00:00Z: 3\n"
+        )),
+        "{table}"
+    );
+    assert!(table.contains(&format!("{ns}/dev-1")), "{table}");
+    let err = s.fails(&["ecsi", "plan", "--for=-1h"], None).await;
+    assert!(err.contains("--for"), "{err}");
+    s.end().await;
+}
+
 /// The kubectl lines of the README's "kubectl against the demo" session.
 fn readme_session() -> Vec<Vec<String>> {
     let readme =
@@ -890,6 +937,9 @@ async fn the_readme_session_works_against_demo_keep_running_as_written() {
             "describe" => assert!(stdout.contains("RequestId"), "{stdout}"),
             "ecsi" if args[1] == "status" => {
                 assert!(stdout.contains("Stalled, needs a person"), "{stdout}")
+            }
+            "ecsi" if args[1] == "plan" => {
+                assert!(stdout.contains("/dev-1"), "{stdout}")
             }
             _ => {}
         }

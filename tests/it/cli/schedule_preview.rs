@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ecs_power_controller::api::EcsPowerSchedule;
+use ecs_power_controller::api::{EcsHolidayCalendar, EcsPowerSchedule};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -90,6 +90,66 @@ fn the_example_previews_offline_around_christmas() {
         !stdout.lines().skip(1).any(|l| l.contains("Running")),
         "{stdout}"
     );
+}
+
+/// The example's calendar (same file): National Day and its week are stopped, and the WHY
+/// column names the calendar and the day; a calendar missing from the file, or with a date that
+/// does not exist, is an error naming it.
+#[test]
+fn the_example_previews_with_the_calendar_of_its_file() {
+    let file = example();
+    let out = preview(&[
+        "--file",
+        file.to_str().unwrap(),
+        "--from",
+        "2027-09-30T00:00:00Z",
+        "--days",
+        "5",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        row(&stdout, "2027-09-30 12:00Z"),
+        "Thu 2027-09-30 20:00 CST (+08:00) 2027-09-30 12:00Z Stopped running[0] closes"
+    );
+    assert_eq!(
+        row(&stdout, "National Day:"),
+        "Fri 2027-10-01 00:00 CST (+08:00) 2027-09-30 16:00Z - calendar cn-holidays: National Day: Stopped all day, as it already was"
+    );
+    // Monday 2027-10-04 is a calendar day too: no window opens all week.
+    assert!(
+        !stdout.lines().skip(1).any(|l| l.contains("Running")),
+        "{stdout}"
+    );
+
+    let dir = scratch("calendars");
+    let missing = dir.join("schedule.yaml");
+    let schedule = std::fs::read_to_string(&file).unwrap();
+    let only_the_schedule = schedule.split("\n---\n").nth(1).unwrap();
+    std::fs::write(&missing, only_the_schedule).unwrap();
+    let out = preview(&["--file", missing.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: EcsPowerSchedule office-hours uses EcsHolidayCalendar cn-holidays (spec.calendars[0]), which is not in {}: add it to the file (a document of kind EcsHolidayCalendar), or remove it from spec.calendars",
+            missing.display()
+        )
+    );
+
+    std::fs::write(&missing, schedule.replace("2027-05-01", "2027-02-30")).unwrap();
+    let out = preview(&["--file", missing.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            "error: EcsPowerSchedule office-hours is invalid:",
+            "  EcsHolidayCalendar cn-holidays spec.days[1].date: \"2027-02-30\" is not a date YYYY-MM-DD",
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -250,6 +310,10 @@ async fn a_schedule_in_the_cluster_previews_by_name() {
         .create(&PostParams::default(), &EcsPowerSchedule::crd())
         .await
         .unwrap();
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &EcsHolidayCalendar::crd())
+        .await
+        .unwrap();
     let ops = Namespace {
         metadata: ObjectMeta {
             name: Some("ops".into()),
@@ -291,7 +355,11 @@ async fn a_schedule_on_a_real_api_server_previews_by_name() {
 /// without `-n`, the kubeconfig's namespace (`default`), where there is none.
 async fn previews_the_example_by_name(client: &kube::Client, kubeconfig: &Path, namespace: &str) {
     let text_of_example = std::fs::read_to_string(example()).unwrap();
-    let mut schedule: EcsPowerSchedule = serde_saphyr::from_str(&text_of_example).unwrap();
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text_of_example).unwrap();
+    let mut calendar: EcsHolidayCalendar = serde_json::from_value(documents[0].clone()).unwrap();
+    calendar.metadata.namespace = Some(namespace.into());
+    let calendars = Api::<EcsHolidayCalendar>::namespaced(client.clone(), namespace);
+    let mut schedule: EcsPowerSchedule = serde_json::from_value(documents[1].clone()).unwrap();
     schedule.metadata.namespace = Some(namespace.into());
     Api::<EcsPowerSchedule>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &schedule)
@@ -307,6 +375,21 @@ async fn previews_the_example_by_name(client: &kube::Client, kubeconfig: &Path, 
             .env("RUST_LOG", "warn");
         tokio::task::spawn_blocking(move || command.output().expect("the binary runs"))
     };
+
+    // Its calendar is not there yet: the error names it, and how to list the calendars.
+    let out = run(&["office-hours", "-n", namespace]).await.unwrap();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "EcsPowerSchedule office-hours uses EcsHolidayCalendar cn-holidays (spec.calendars[0]), which does not exist in namespace {namespace} (list them with `kubectl get ecshc -n {namespace}`)"
+        )),
+        "{stderr}"
+    );
+    calendars
+        .create(&PostParams::default(), &calendar)
+        .await
+        .unwrap();
 
     let out = run(&[
         "office-hours",
@@ -330,6 +413,24 @@ async fn previews_the_example_by_name(client: &kube::Client, kubeconfig: &Path, 
         "Fri 2026-11-27 22:00 CST (+08:00) 2026-11-27 14:00Z Running running[1] opens"
     );
 
+    let out = run(&[
+        "office-hours",
+        "-n",
+        namespace,
+        "--from",
+        "2027-09-30T10:00:00Z",
+        "--days",
+        "2",
+    ])
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        row(&stdout, "National Day:"),
+        "Fri 2027-10-01 00:00 CST (+08:00) 2027-09-30 16:00Z - calendar cn-holidays: National Day: Stopped all day, as it already was"
+    );
+
     // Without -n: the kubeconfig's namespace (default), where there is none.
     let out = run(&["office-hours"]).await.unwrap();
     let (_, stderr) = text(&out);
@@ -338,4 +439,50 @@ async fn previews_the_example_by_name(client: &kube::Client, kubeconfig: &Path, 
         stderr.contains("EcsPowerSchedule default/office-hours not found"),
         "{stderr}"
     );
+}
+
+/// `-o json` and `-o yaml`: the documented document (docs/schedules.md), the same in both.
+#[test]
+fn the_preview_prints_the_documented_json_and_yaml() {
+    let file = example();
+    let args = |format: &'static str| {
+        [
+            "--file",
+            file.to_str().unwrap(),
+            "--from",
+            "2026-12-24T00:00:00Z",
+            "--days",
+            "3",
+            "-o",
+            format,
+        ]
+        .map(String::from)
+    };
+    let out = preview(&args("json").each_ref().map(String::as_str));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["apiVersion"], "cli.ecs.powerctl.io/v1");
+    assert_eq!(json["kind"], "SchedulePreview");
+    assert_eq!(json["schedule"], "office-hours");
+    assert_eq!(json["powerState"], "Running");
+    assert_eq!(
+        json["entries"][0],
+        serde_json::json!({
+            "time": "2026-12-24T12:00:00Z",
+            "localTime": "2026-12-24T20:00:00+08:00",
+            "event": "Transition",
+            "powerState": "Stopped",
+            "cause": {"type": "WindowCloses", "index": 0},
+            "why": "running[0] closes",
+        })
+    );
+    assert_eq!(json["entries"][1]["event"], "ExceptionDay");
+    assert_eq!(json["next"]["time"], "2026-12-28T00:00:00Z");
+
+    let out = preview(&args("yaml").each_ref().map(String::as_str));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let yaml: serde_json::Value = serde_saphyr::from_str(&stdout).unwrap();
+    assert_eq!(yaml, json);
 }

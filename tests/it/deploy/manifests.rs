@@ -9,7 +9,7 @@ use std::process::Command;
 
 use clap::CommandFactory;
 use ecs_power_controller::Cli;
-use ecs_power_controller::schedule::Schedule;
+use ecs_power_controller::schedule::{Calendars, Schedule};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -794,6 +794,7 @@ fn api_for(client: &Client, obj: &Value) -> Api<DynamicObject> {
     let plural = match kind {
         "EcsInstance" => "ecsinstances",
         "EcsPowerSchedule" => "ecspowerschedules",
+        "EcsHolidayCalendar" => "ecsholidaycalendars",
         "Secret" => "secrets",
         other => panic!("unexpected kind in examples: {other}"),
     };
@@ -827,6 +828,8 @@ async fn every_example_is_accepted_by_the_crd_schema_and_keeps_every_field() {
     let (sim, client) = cluster_with_crd().await;
     let examples = yaml_files(&repo().join("deploy/examples"));
     let (mut instances, mut schedules) = (0, 0);
+    let mut typed_schedules = Vec::new();
+    let mut calendars = Vec::new();
     for file in &examples {
         for doc in documents(file) {
             if doc["kind"] == "Kustomization" {
@@ -884,7 +887,15 @@ async fn every_example_is_accepted_by_the_crd_schema_and_keeps_every_field() {
                 // The schema lets it through; the schedule itself must be valid too.
                 let typed: ecs_power_controller::api::EcsPowerSchedule =
                     serde_json::from_value(stored).unwrap_or_else(|e| panic!("{}: {e}", rel(file)));
-                Schedule::compile(&typed.spec).unwrap_or_else(|e| panic!("{}: {e}", rel(file)));
+                typed_schedules.push((rel(file), typed));
+            }
+            if doc["kind"] == "EcsHolidayCalendar" {
+                let stored = serde_json::to_value(&created).unwrap();
+                contained(&doc["spec"], &stored["spec"], "spec")
+                    .unwrap_or_else(|e| panic!("{}: {e}", rel(file)));
+                let typed: ecs_power_controller::api::EcsHolidayCalendar =
+                    serde_json::from_value(stored).unwrap_or_else(|e| panic!("{}: {e}", rel(file)));
+                calendars.push(typed);
             }
         }
     }
@@ -893,6 +904,17 @@ async fn every_example_is_accepted_by_the_crd_schema_and_keeps_every_field() {
         "only {instances} EcsInstances in deploy/examples"
     );
     assert!(schedules >= 1, "no EcsPowerSchedule in deploy/examples");
+    // The schema lets them through; each schedule must compile too, with the examples'
+    // calendars (a calendar an example uses is an example of its own).
+    for (file, typed) in &typed_schedules {
+        let namespace = typed.metadata.namespace.as_deref();
+        let found: Calendars = calendars
+            .iter()
+            .filter(|c| c.metadata.namespace.as_deref() == namespace)
+            .map(|c| (c.metadata.name.as_deref().unwrap_or_default(), &c.spec))
+            .collect();
+        Schedule::compile(&typed.spec, &found).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
     sim.shutdown().await;
 }
 
@@ -900,7 +922,10 @@ async fn every_example_is_accepted_by_the_crd_schema_and_keeps_every_field() {
 async fn a_broken_example_is_refused_with_the_field_named() {
     let (sim, client) = cluster_with_crd().await;
     let instance = documents(&repo().join("deploy/examples/running.yaml")).remove(0);
-    let schedule = documents(&repo().join("deploy/examples/schedule.yaml")).remove(0);
+    let schedule = documents(&repo().join("deploy/examples/schedule.yaml"))
+        .into_iter()
+        .find(|doc| doc["kind"] == "EcsPowerSchedule")
+        .unwrap();
     let window = |days: Value, from: &str, to: &str| json!({"spec": {"running": [{"days": days, "from": from, "to": to}]}});
     let schedule_cases: Vec<(&str, Value, &str)> = vec![
         (

@@ -93,6 +93,27 @@ const CONTROLLER_CALLS: &[(&str, &str, &str, Scope, &str)] = &[
         Scope::Watched,
         "schedules.rs reconcile_status",
     ),
+    (
+        "ecs.powerctl.io",
+        "ecsholidaycalendars",
+        "list",
+        Scope::Watched,
+        "runtime.rs ensure_crd_installed; calendar_cache.rs changes, calendar_status (watchers)",
+    ),
+    (
+        "ecs.powerctl.io",
+        "ecsholidaycalendars",
+        "watch",
+        Scope::Watched,
+        "calendar_cache.rs changes, calendar_status (watchers)",
+    ),
+    (
+        "ecs.powerctl.io",
+        "ecsholidaycalendars/status",
+        "patch",
+        Scope::Watched,
+        "calendar_status.rs reconcile_status",
+    ),
     // get only: list/watch cannot be limited to referenced Secrets (nor to their metadata), so
     // they would let the controller read every Secret it can see.
     (
@@ -347,8 +368,22 @@ async fn create_instance(client: &Client, namespace: &str, name: &str, id: &str)
     api.create(&PostParams::default(), &obj).await.unwrap();
 }
 
-/// An EcsPowerSchedule in `namespace` (nothing follows it: its status is still written).
+/// An EcsPowerSchedule in `namespace` with the holiday calendar it uses (nothing follows it:
+/// both statuses are still written).
 async fn create_schedule(client: &Client, namespace: &str) {
+    let calendars: Api<ecs_power_controller::api::EcsHolidayCalendar> =
+        Api::namespaced(client.clone(), namespace);
+    let calendar = serde_json::from_value(json!({
+        "apiVersion": "ecs.powerctl.io/v1alpha1",
+        "kind": "EcsHolidayCalendar",
+        "metadata": {"name": "holidays"},
+        "spec": {"days": [{"date": "2030-01-01", "name": "New Year"}]},
+    }))
+    .unwrap();
+    calendars
+        .create(&PostParams::default(), &calendar)
+        .await
+        .unwrap();
     let api: Api<ecs_power_controller::api::EcsPowerSchedule> =
         Api::namespaced(client.clone(), namespace);
     let obj = serde_json::from_value(json!({
@@ -358,6 +393,7 @@ async fn create_schedule(client: &Client, namespace: &str) {
         "spec": {
             "timeZone": "Asia/Shanghai",
             "running": [{"days": ["Mon", "Tue", "Wed", "Thu", "Fri"], "from": "08:00", "to": "20:00"}],
+            "calendars": [{"name": "holidays"}],
         },
     }))
     .unwrap();
@@ -628,6 +664,17 @@ async fn the_controller_uses_exactly_the_calls_in_the_table() {
         ("shop", "web-1"),
         || {
             let written = proxy.saw("ecs.powerctl.io", "ecspowerschedules/status", "patch");
+            async move { written }
+        },
+    )
+    .await;
+    wait_until(
+        "the calendar's status",
+        &mut controller,
+        &client,
+        ("shop", "web-1"),
+        || {
+            let written = proxy.saw("ecs.powerctl.io", "ecsholidaycalendars/status", "patch");
             async move { written }
         },
     )

@@ -14,9 +14,11 @@
 
 use std::time::Duration;
 
+mod calendars;
 mod credentials;
 mod ecs_errors;
 mod leadership;
+mod ordering;
 mod power;
 mod reboot_tokens;
 pub(crate) mod schedules;

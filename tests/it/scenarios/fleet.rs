@@ -301,29 +301,10 @@ async fn a_batched_reboot_answered_internal_error_is_still_carried_out_exactly_o
 /// clock stands just before 08:00; nothing here depends on how long the boundary takes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_scheduled_instances_start_at_the_boundary_in_batches() {
-    use ecs_power_controller::api::power_schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
-    use ecs_power_controller::api::{EcsPowerSchedule, ScheduleReference};
+    use ecs_power_controller::api::ScheduleReference;
 
     let (sandbox, fleet, api) = stopped_fleet("sched", 300).await;
-    let schedules: Api<EcsPowerSchedule> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
-    let mut office_hours = EcsPowerSchedule::new(
-        "office-hours",
-        EcsPowerScheduleSpec {
-            time_zone: "UTC".into(),
-            running: vec![RunningWindow {
-                days: Weekday::ALL.to_vec(),
-                from: "08:00".into(),
-                to: "20:00".into(),
-            }],
-            exceptions: Vec::new(),
-            calendars: Vec::new(),
-        },
-    );
-    office_hours.metadata.namespace = Some(NAMESPACE.into());
-    schedules
-        .create(&PostParams::default(), &office_hours)
-        .await
-        .expect("create EcsPowerSchedule");
+    office_hours(&sandbox).await;
     // Follow the schedule instead of a fixed state.
     let follow = serde_json::json!({"spec": {"powerState": null, "scheduleRef": ScheduleReference {
         name: "office-hours".into(),
@@ -349,12 +330,7 @@ async fn three_hundred_scheduled_instances_start_at_the_boundary_in_batches() {
     }
 
     // The schedule's clock reads 07:59:50 when the controller starts.
-    let mut config = options(Duration::from_secs(30));
-    config.schedule_clock_offset = "2026-11-27T07:59:50Z"
-        .parse::<jiff::Timestamp>()
-        .unwrap()
-        .duration_since(jiff::Timestamp::now());
-    let controller = sandbox.spawn_controller(config).unwrap();
+    let controller = controller_at(&sandbox, "2026-11-27T07:59:50Z");
     let running = |o: &EcsInstance| {
         is_ready(o)
             && o.status
@@ -392,5 +368,197 @@ async fn three_hundred_scheduled_instances_start_at_the_boundary_in_batches() {
         "300 starts at the boundary went out as {starts} StartInstances calls"
     );
     controller.stop().await.unwrap();
+    sandbox.shutdown().await;
+}
+
+/// An every-day 08:00–20:00 UTC schedule named office-hours in the fleet's namespace.
+async fn office_hours(sandbox: &Sandbox) {
+    use ecs_power_controller::api::EcsPowerSchedule;
+    use ecs_power_controller::api::power_schedule::{EcsPowerScheduleSpec, RunningWindow, Weekday};
+
+    let mut schedule = EcsPowerSchedule::new(
+        "office-hours",
+        EcsPowerScheduleSpec {
+            time_zone: "UTC".into(),
+            running: vec![RunningWindow {
+                days: Weekday::ALL.to_vec(),
+                from: "08:00".into(),
+                to: "20:00".into(),
+            }],
+            exceptions: Vec::new(),
+            calendars: Vec::new(),
+        },
+    );
+    schedule.metadata.namespace = Some(NAMESPACE.into());
+    Api::<EcsPowerSchedule>::namespaced(sandbox.client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &schedule)
+        .await
+        .expect("create EcsPowerSchedule");
+}
+
+/// A controller whose schedule clock reads `schedule_now` as it starts.
+fn controller_at(
+    sandbox: &Sandbox,
+    schedule_now: &str,
+) -> ecs_power_controller::demo::RunningController {
+    let mut config = options(Duration::from_secs(30));
+    config.schedule_clock_offset = schedule_now
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .duration_since(jiff::Timestamp::now());
+    sandbox.spawn_controller(config).unwrap()
+}
+
+/// The accepted calls of `actions` that named one of `ids`: their sequence numbers and times.
+fn accepted_calls(
+    sim: &Simulator,
+    actions: [Action; 2],
+    ids: &[String],
+) -> Vec<(u64, jiff::Timestamp)> {
+    sim.calls()
+        .log()
+        .iter()
+        .filter(|r| r.action.is_some_and(|a| actions.contains(&a)))
+        .filter(|r| {
+            r.instances
+                .iter()
+                .any(|(i, o)| ids.contains(i) && *o == Outcome::Ok)
+        })
+        .map(|r| (r.seq, r.time.parse().expect("an RFC 3339 call time")))
+        .collect()
+}
+
+/// The sequence number of the one accepted call of `actions` that named `id`.
+fn seq_of(sim: &Simulator, actions: [Action; 2], id: &str) -> u64 {
+    let calls = accepted_calls(sim, actions, &[id.to_string()]);
+    assert_eq!(calls.len(), 1, "{id}: one accepted call of {actions:?}");
+    calls[0].0
+}
+
+/// Each tier's calls: how many, and when its first and last left, in seconds after `t0`
+/// (measured and printed, never asserted).
+fn waves(sim: &Simulator, actions: [Action; 2], tiers: &[(&str, &[String])]) {
+    let all: Vec<String> = tiers.iter().flat_map(|(_, ids)| ids.to_vec()).collect();
+    let t0 = accepted_calls(sim, actions, &all)
+        .iter()
+        .map(|c| c.1)
+        .min()
+        .expect("calls were made");
+    for (name, ids) in tiers {
+        let calls = accepted_calls(sim, actions, ids);
+        let secs = |t: jiff::Timestamp| t.duration_since(t0).as_secs_f64();
+        let first = calls.iter().map(|c| c.1).min().unwrap();
+        let last = calls.iter().map(|c| c.1).max().unwrap();
+        eprintln!(
+            "wave {name}: {} {actions:?} calls, first at +{:.2} s, last at +{:.2} s",
+            calls.len(),
+            secs(first),
+            secs(last)
+        );
+    }
+}
+
+/// 300 instances in three tiers of 100 follow one schedule, each chain i ordered db-i → app-i
+/// → web-i (`startAfter` names at most 32 instances, so a tier cannot name all 100 of the one
+/// before it; a hundred independent chains is what a fleet of that size looks like). At 08:00
+/// every app starts only after its db is started (and seen Running and Ready), every web after
+/// its app; at 20:00 the reverse. Each instance is started and stopped exactly once, through
+/// batch calls (a few per tier, not 100), and the wave times are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_tiers_of_a_hundred_start_in_order_and_stop_in_reverse_in_batches() {
+    use ecs_power_controller::api::ScheduleReference;
+
+    let sandbox = Sandbox::start(SimConfig::instant()).await.unwrap();
+    let (db, app, web) = (ids("db", 100), ids("app", 100), ids("web", 100));
+    let all: Vec<String> = [&db, &app, &web].into_iter().flatten().cloned().collect();
+    sandbox
+        .sim
+        .add_instances(
+            all.iter()
+                .map(|id| InstanceSpec::new(id, REGION).status(InstanceStatus::Stopped)),
+        )
+        .unwrap();
+    office_hours(&sandbox).await;
+    let api: Api<EcsInstance> = Api::namespaced(sandbox.client.clone(), NAMESPACE);
+    let objects = (0..100).flat_map(|i| {
+        [
+            (&db[i], None),
+            (&app[i], Some(&db[i])),
+            (&web[i], Some(&app[i])),
+        ]
+    });
+    let creates = objects.map(|(id, after)| {
+        let mut obj = EcsInstance::new(id, EcsInstanceSpec::new(id, REGION, PowerState::Running));
+        obj.metadata.namespace = Some(NAMESPACE.into());
+        obj.spec.power_state = None;
+        obj.spec.schedule_ref = Some(ScheduleReference {
+            name: "office-hours".into(),
+        });
+        obj.spec.start_after = after.into_iter().cloned().collect();
+        let api = api.clone();
+        async move { api.create(&PostParams::default(), &obj).await }
+    });
+    for result in futures::stream::iter(creates)
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+    {
+        result.expect("create EcsInstance");
+    }
+    let settled = |state: PowerState| {
+        move |o: &EcsInstance| {
+            is_ready(o)
+                && o.status
+                    .as_ref()
+                    .is_some_and(|s| s.desired_power_state == Some(state))
+        }
+    };
+    let sim = &sandbox.sim;
+    let tiers: [(&str, &[String]); 3] = [("db", &db), ("app", &app), ("web", &web)];
+
+    let morning = controller_at(&sandbox, "2026-11-27T07:59:59Z");
+    wait_all(&api, Duration::from_secs(90), settled(PowerState::Running)).await;
+    morning.stop().await.unwrap();
+    const STARTS: [Action; 2] = [Action::StartInstance, Action::StartInstances];
+    for i in 0..100 {
+        let (d, a, w) = (
+            seq_of(sim, STARTS, &db[i]),
+            seq_of(sim, STARTS, &app[i]),
+            seq_of(sim, STARTS, &web[i]),
+        );
+        assert!(d < a && a < w, "chain {i} started db {d}, app {a}, web {w}");
+    }
+    waves(sim, STARTS, &tiers);
+    let start_calls = accepted_calls(sim, STARTS, &all).len();
+    assert!(
+        start_calls <= 90,
+        "300 ordered starts went out as {start_calls} calls"
+    );
+
+    let evening = controller_at(&sandbox, "2026-11-27T19:59:59Z");
+    wait_all(&api, Duration::from_secs(90), settled(PowerState::Stopped)).await;
+    evening.stop().await.unwrap();
+    const STOPS: [Action; 2] = [Action::StopInstance, Action::StopInstances];
+    for i in 0..100 {
+        let (d, a, w) = (
+            seq_of(sim, STOPS, &db[i]),
+            seq_of(sim, STOPS, &app[i]),
+            seq_of(sim, STOPS, &web[i]),
+        );
+        assert!(w < a && a < d, "chain {i} stopped web {w}, app {a}, db {d}");
+    }
+    waves(sim, STOPS, &[("web", &web), ("app", &app), ("db", &db)]);
+    let stop_calls = accepted_calls(sim, STOPS, &all).len();
+    assert!(
+        stop_calls <= 90,
+        "300 ordered stops went out as {stop_calls} calls"
+    );
+    for id in &all {
+        assert_eq!(
+            mutations_of(sim, id, [Action::RebootInstance, Action::RebootInstances]),
+            0,
+            "a schedule never reboots ({id})"
+        );
+    }
     sandbox.shutdown().await;
 }

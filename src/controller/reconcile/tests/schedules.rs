@@ -258,3 +258,58 @@ async fn a_schedule_starts_and_stops_but_never_reboots() {
         world.log()
     );
 }
+
+/// A schedule whose holiday calendar does not exist stalls its followers (`ScheduleInvalid`,
+/// the calendar named) with no ECS call; once the calendar exists, its day (today) stops the
+/// instance.
+#[tokio::test]
+async fn a_missing_calendar_stalls_without_any_ecs_call_until_it_exists() {
+    let world = world_at("2026-11-27T03:00:00Z", InstanceStatus::Running);
+    let mut spec = office_hours();
+    spec.calendars.push(crate::api::CalendarReference {
+        name: "cn-holidays".into(),
+        power_state: PowerState::Stopped,
+    });
+    world.schedules.put("default", "office-hours", spec);
+
+    world.reconcile(&following()).await.unwrap();
+
+    assert_eq!(world.log(), ["write status"]);
+    let status = world.status();
+    let stalled = condition(&status, "Stalled").clone();
+    assert_eq!(stalled.reason, "ScheduleInvalid");
+    assert!(
+        stalled.message.contains(
+            "EcsHolidayCalendar default/cn-holidays (its spec.calendars[0]), which does not exist"
+        ),
+        "{}",
+        stalled.message
+    );
+
+    world.schedules.put_calendar(
+        "default",
+        "cn-holidays",
+        crate::api::EcsHolidayCalendarSpec {
+            days: vec![crate::api::CalendarDay {
+                date: "2026-11-27".into(),
+                name: Some("Company day".into()),
+            }],
+        },
+    );
+    let mut seen = following();
+    seen.status = Some(status);
+    seen.metadata.resource_version = Some((OBJECT_VERSION + 1).to_string());
+    world.reconcile(&seen).await.unwrap();
+    assert!(
+        world.log().contains(&format!("StopInstance {ID}")),
+        "{:?}",
+        world.log()
+    );
+    let status = world.status();
+    assert_eq!(status.desired_power_state, Some(PowerState::Stopped));
+    assert_eq!(
+        status.next_transition.unwrap().time.0,
+        at("2026-11-30T00:00:00Z"),
+        "Monday 08:00 local"
+    );
+}
