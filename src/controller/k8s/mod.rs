@@ -2,7 +2,8 @@
 //! ([`runtime`]), the [`cluster::Cluster`] a reconcile writes through, events
 //! ([`events`]), leader election ([`leader`]), Secret changes ([`secret_changes`]) and the
 //! EcsPowerSchedule cache the reconciles read ([`schedule_cache`]), and the metrics read from
-//! the watch cache ([`store_metrics`]).
+//! the watch cache ([`store_metrics`]), and readiness false while the API server refuses the
+//! credentials ([`unauthorized`]).
 
 pub(crate) mod client;
 pub(crate) mod cluster;
@@ -12,3 +13,4 @@ pub(crate) mod runtime;
 pub(crate) mod schedule_cache;
 pub(crate) mod secret_changes;
 pub(crate) mod store_metrics;
+pub(crate) mod unauthorized;
