@@ -12,14 +12,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::wait::await_condition;
-use kube::{Api, Client, ResourceExt};
+use kube::api::PostParams;
+use kube::{Api, Client};
 use kubesim::{KubeSim, KubeSimOptions};
 
 /// Which API server `bench --server` runs against.
@@ -132,31 +130,9 @@ impl ApiServer {
             }
             return Ok(());
         }
-        for (_, crd) in crate::api::CRDS {
-            let crd = crd();
-            crds.patch(
-                &crd.name_any(),
-                &PatchParams::apply("ecs-power-controller-bench").force(),
-                &Patch::Apply(&crd),
-            )
+        crate::demo::apply_crds(client, "ecs-power-controller-bench")
             .await
             .map_err(|e| format!("installing the CRDs: {e}"))?;
-            let established = |c: Option<&CustomResourceDefinition>| {
-                c.and_then(|c| c.status.as_ref())
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True")
-                    })
-            };
-            tokio::time::timeout(
-                Duration::from_secs(60),
-                await_condition(crds.clone(), &crd.name_any(), established),
-            )
-            .await
-            .map_err(|_| format!("the CRD {} is not established", crd.name_any()))?
-            .map_err(|e| e.to_string())?;
-        }
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": {"name": namespace},
         }))
