@@ -1,18 +1,21 @@
 //! `ecs-power-controller bench`: the fleet benchmark.
 //!
-//! This process serves the in-process Kubernetes API and the ECS simulator (with a per-action
-//! quota); the controller runs as a child process of the same binary (`run`, pointed at them
-//! through a kubeconfig and `--ecs-endpoint`), so its memory and CPU are its own. A run:
-//! N Stopped instances and N EcsInstances desiring Stopped; the controller settles them; then
-//! every spec flips to Running and the clock runs until every object is Ready for its new
-//! generation. Then steady-state calls over one resync, and the latency from a spec change to
-//! the ECS calls when the quota is not the limit. `--json` writes each run's figures for a
-//! script, `--plot` draws the flips. With `--schedule` every object follows one EcsPowerSchedule
-//! instead, and the flip is one edit of it: a boundary for the whole fleet at once (08:00 for
-//! a development fleet). See `docs/performance.md`.
+//! This process serves the ECS simulator (with a per-action quota) and, by default, the
+//! in-process Kubernetes API; the controller runs as a child process of the same binary
+//! (`run`, pointed at them through a kubeconfig and `--ecs-endpoint`), so its memory and CPU
+//! are its own. A run: N Stopped instances and N EcsInstances desiring Stopped; the controller
+//! settles them; then every spec flips to Running and the clock runs until every object is
+//! Ready for its new generation. Then steady-state calls over several resyncs (a rate), and the
+//! latency from a spec change to the ECS calls when the quota is not the limit. `--json` writes
+//! each run's figures for a script, `--plot` draws the flips. With `--schedule` every object
+//! follows one EcsPowerSchedule instead, and the flip is one edit of it: a boundary for the
+//! whole fleet at once (08:00 for a development fleet). `--server envtest` runs the same
+//! against a real kube-apiserver and etcd started for each run, `--server kubeconfig` against
+//! the cluster `KUBECONFIG` names (`server`). See `docs/performance.md`.
 
 mod plot;
 mod process;
+mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -21,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
@@ -31,16 +33,28 @@ use crate::api::{EcsInstance, EcsInstanceSpec, EcsPowerSchedule, PowerState, Sch
 use ecs_client::InstanceStatus;
 use ecs_client::command::parse_duration;
 use ecs_sim::{Action, CallRecord, InstanceSpec, Outcome, SimConfig, Simulator};
-use kubesim::{KubeSim, KubeSimOptions};
+use server::{ApiServer, Requests, ServerKind};
 
 const REGION: &str = "cn-hangzhou";
+/// The namespace of the fleet (on a cluster named by `KUBECONFIG`, a fresh one per run).
 const NAMESPACE: &str = "bench";
 /// Instances per batch call: the quota bound's unit.
 const PER_CALL: usize = 100;
 
-/// Benchmark the controller against the ECS quota bound (in-process API server + simulator).
+/// Benchmark the controller against the ECS quota bound (the simulator; the in-process API
+/// server, or a real one).
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct BenchArgs {
+    /// The Kubernetes API server: in-process (kubesim), a real kube-apiserver and etcd started
+    /// for each run from `KUBEBUILDER_ASSETS` (envtest), or the cluster `KUBECONFIG` names.
+    #[arg(long, value_enum, default_value_t = ServerKind::Kubesim)]
+    pub server: ServerKind,
+
+    /// Steady-state DescribeInstances are counted over this many resync periods and reported
+    /// per period (a rate: one window's count depends on where it falls in the observer's pass).
+    #[arg(long, default_value_t = 3)]
+    pub steady_resyncs: u32,
+
     /// Fleet sizes to run with batching on (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     pub objects: Vec<usize>,
@@ -180,14 +194,14 @@ const SCHEDULE: &str = "fleet-hours";
 
 /// A schedule that says `state` all of today (UTC): an exception day over a window that never
 /// runs on its own (so the flip is the exception's edit, whatever the hour).
-fn fleet_hours(state: PowerState) -> serde_json::Value {
+fn fleet_hours(state: PowerState, namespace: &str) -> serde_json::Value {
     let today = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)
         .date();
     json!({
         "apiVersion": "ecs.powerctl.io/v1alpha1",
         "kind": "EcsPowerSchedule",
-        "metadata": {"name": SCHEDULE, "namespace": NAMESPACE},
+        "metadata": {"name": SCHEDULE, "namespace": namespace},
         "spec": {
             "timeZone": "UTC",
             "running": [{"days": ["Mon"], "from": "00:00", "to": "00:01"}],
@@ -263,12 +277,22 @@ struct Report {
     /// ECS requests during the flip, by action and outcome.
     ecs_calls: BTreeMap<(String, String), u64>,
     kube_requests: u64,
+    /// Creates, updates, patches and deletes during the flip (the benchmark's own spec patches
+    /// included).
+    kube_writes: u64,
+    /// Requests the API server answered with 429 during the flip.
+    kube_throttled: u64,
     kube_by_kind: Vec<(String, u64)>,
+    /// The API server's processes (real servers only): (name, peak RSS bytes).
+    server_peak_rss: Vec<(&'static str, u64)>,
     controller_peak_rss: u64,
     controller_cpu_flip: f64,
     controller_cpu_total: f64,
     servers_cpu_flip: f64,
-    describes_per_resync: Option<usize>,
+    /// Steady-state DescribeInstances per resync: the mean over `--steady-resyncs` periods.
+    describes_per_resync: Option<f64>,
+    /// The count in each of those periods.
+    describes_each_resync: Vec<usize>,
     latency_describe: Vec<Duration>,
     latency_mutation: Vec<Duration>,
     /// Objects Ready for the new generation during the flip: (seconds since it began, count).
@@ -310,6 +334,12 @@ impl Report {
             "servers_cpu_flip_s": round(self.servers_cpu_flip, 2),
             "ecs_calls_during_flip": ecs_calls,
             "kube_requests_during_flip": self.kube_requests,
+            "kube_writes_during_flip": self.kube_writes,
+            "kube_writes_per_object": round(self.writes_per_object(args), 2),
+            "kube_429_during_flip": self.kube_throttled,
+            "server": format!("{:?}", args.server).to_lowercase(),
+            "server_peak_rss_mb": self.server_peak_rss.iter().map(|(name, rss)| (name.to_string(), round(*rss as f64 / 1e6, 1))).collect::<BTreeMap<String, f64>>(),
+            "describes_each_resync": self.describes_each_resync,
             "quota_per_action": args.quota,
         "latency_interval_ms": args.latency_interval.as_millis(),
             "qps": args.qps,
@@ -322,6 +352,17 @@ impl Report {
                 "last_start_s": round(w.last_s, 2),
             })).collect::<Vec<_>>(),
         })
+    }
+
+    /// Writes per object during the flip, less the benchmark's own spec patch of each object
+    /// (what the controller wrote; with `--schedule` the benchmark wrote one schedule edit).
+    fn writes_per_object(&self, args: &BenchArgs) -> f64 {
+        let own = if args.schedule {
+            1
+        } else {
+            self.objects as u64
+        };
+        self.kube_writes.saturating_sub(own) as f64 / self.objects.max(1) as f64
     }
 
     fn ratio(&self) -> f64 {
@@ -470,23 +511,29 @@ fn free_port() -> Result<u16, String> {
 }
 
 async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, String> {
-    let kube = KubeSim::start(KubeSimOptions {
-        auto_create_namespaces: true,
-        history_limit: 50 * n + 10_000,
-        ..KubeSimOptions::default()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let server = ApiServer::start(args.server, n).await?;
+    let client = server.client().await?;
+    let namespace = match args.server {
+        ServerKind::Kubeconfig => format!("{NAMESPACE}-{:08x}", rand::random::<u32>()),
+        _ => NAMESPACE.to_string(),
+    };
+    let result = run_on(args, n, batch, &server, &client, &namespace).await;
+    server.shutdown(&client, &namespace).await;
+    result
+}
+
+async fn run_on(
+    args: &BenchArgs,
+    n: usize,
+    batch: bool,
+    server: &ApiServer,
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Report, String> {
     let mut config = SimConfig::instant();
     config.log_capacity = 40 * n + 100_000;
     let sim = Simulator::start(config).await.map_err(|e| e.to_string())?;
-    let client = kube.client().map_err(|e| e.to_string())?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, crd) in crate::api::CRDS {
-        crds.create(&PostParams::default(), &crd())
-            .await
-            .map_err(|e| format!("installing the CRDs: {e}"))?;
-    }
+    server.prepare(client, namespace).await?;
     sim.add_instances(
         (0..n).map(|i| InstanceSpec::new(&instance_id(i), REGION).status(InstanceStatus::Stopped)),
     )
@@ -495,16 +542,16 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
         sim.set_quota(action, Some(args.quota));
     }
 
-    let schedules: Api<EcsPowerSchedule> = Api::namespaced(client.clone(), NAMESPACE);
+    let schedules: Api<EcsPowerSchedule> = Api::namespaced(client.clone(), namespace);
     if args.schedule {
-        let schedule = serde_json::from_value(fleet_hours(PowerState::Stopped))
+        let schedule = serde_json::from_value(fleet_hours(PowerState::Stopped, namespace))
             .map_err(|e| format!("the bench's schedule: {e}"))?;
         schedules
             .create(&PostParams::default(), &schedule)
             .await
             .map_err(|e| format!("creating the EcsPowerSchedule: {e}"))?;
     }
-    let api: Api<EcsInstance> = Api::namespaced(client.clone(), NAMESPACE);
+    let api: Api<EcsInstance> = Api::namespaced(client.clone(), namespace);
     let creates = (0..n).map(|i| {
         let api = api.clone();
         async move {
@@ -521,7 +568,7 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
                 }
             }
             let mut obj = EcsInstance::new(&id, spec);
-            obj.metadata.namespace = Some(NAMESPACE.into());
+            obj.metadata.namespace = Some(namespace.into());
             api.create(&PostParams::default(), &obj).await.map(|_| ())
         }
     });
@@ -555,9 +602,9 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
 
     let dir = std::env::temp_dir().join(format!("ecs-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let kubeconfig = dir.join(format!("kubeconfig-{n}-{}", on_off(batch)));
-    kube.write_kubeconfig(&kubeconfig)
-        .map_err(|e| e.to_string())?;
+    let kubeconfig = server
+        .controller_kubeconfig(client, namespace, &dir)
+        .await?;
     let log_path = dir.join(format!("controller-{n}-{}.log", on_off(batch)));
     let log =
         std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
@@ -567,7 +614,7 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
         .args([
             "run",
             "--namespace",
-            NAMESPACE,
+            namespace,
             "--ecs-endpoint",
             &sim.endpoint(),
             "--ecs-qps",
@@ -604,7 +651,9 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
 
     let stack = Stack {
         sim: &sim,
-        kube: &kube,
+        server,
+        client,
+        namespace,
         api: &api,
         tracker: &tracker,
         pid: &pid,
@@ -614,7 +663,6 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
     let _ = child.wait();
     follow.abort();
     sim.shutdown().await;
-    kube.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -623,7 +671,10 @@ async fn run_one(args: &BenchArgs, n: usize, batch: bool) -> Result<Report, Stri
 /// the watch has seen of them, and the controller's process.
 struct Stack<'a> {
     sim: &'a Simulator,
-    kube: &'a KubeSim,
+    server: &'a ApiServer,
+    /// The benchmark's own (admin) client.
+    client: &'a kube::Client,
+    namespace: &'a str,
     api: &'a Api<EcsInstance>,
     tracker: &'a Tracker,
     pid: &'a str,
@@ -637,7 +688,9 @@ async fn measure(
 ) -> Result<Report, String> {
     let Stack {
         sim,
-        kube,
+        server,
+        client,
+        namespace,
         api,
         tracker,
         pid,
@@ -664,14 +717,14 @@ async fn measure(
 
     // 2. The flip: every spec to Running, timed until every object is Ready for it.
     let seq_before = last_seq(sim);
-    let kube_before = kube.requests();
+    let kube_before = server.requests(client).await;
     let controller_before = process::usage(pid).unwrap_or_default();
     let servers_before = process::usage("self").unwrap_or_default();
     let started = Instant::now();
     let edited = jiff::Timestamp::now();
     if args.schedule {
-        let running = fleet_hours(PowerState::Running);
-        Api::<EcsPowerSchedule>::namespaced(api.clone().into_client(), NAMESPACE)
+        let running = fleet_hours(PowerState::Running, namespace);
+        Api::<EcsPowerSchedule>::namespaced(api.clone().into_client(), namespace)
             .patch(SCHEDULE, &PatchParams::default(), &Patch::Merge(&running))
             .await
             .map_err(|e| format!("editing the schedule: {e}"))?;
@@ -708,7 +761,7 @@ async fn measure(
     let ready = count(tracker, PowerState::Running);
     let controller_after = process::usage(pid).unwrap_or_default();
     let servers_after = process::usage("self").unwrap_or_default();
-    let kube_after = kube.requests();
+    let kube_flip: Requests = server.requests(client).await.since(&kube_before);
     let flip_log = sim.calls().log();
     let ecs_calls = calls_since(&flip_log, seq_before);
     let waves = if args.tiers > 1 {
@@ -716,43 +769,22 @@ async fn measure(
     } else {
         Vec::new()
     };
-    let mut kube_by_kind: Vec<(String, u64)> = kube_after
-        .0
+    let mut kube_by_kind: Vec<(String, u64)> = kube_flip
+        .by_kind
         .iter()
-        .map(|((verb, resource), count)| {
-            let before = kube_before.0.get(&(*verb, resource.clone())).copied();
-            (
-                format!("{} {resource}", verb.as_str()),
-                count - before.unwrap_or(0),
-            )
-        })
-        .filter(|(_, c)| *c > 0)
+        .map(|(kind, n)| (kind.clone(), *n))
         .collect();
     kube_by_kind.sort_by_key(|k| std::cmp::Reverse(k.1));
 
-    // 3. Steady state: DescribeInstances over one resync period, once the flip has settled.
-    let describes_per_resync = if converged {
+    // 3. Steady state: DescribeInstances over several resync periods, once the flip has
+    //    settled, reported per period (see `steady_state`).
+    let (describes_per_resync, describes_each_resync) = if converged {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let log = sim.calls().log();
-        let from = log.last().map_or(0, |r| r.seq);
-        tokio::time::sleep(args.resync).await;
-        let log = sim.calls().log();
-        let mut sizes: Vec<usize> = log
-            .iter()
-            .filter(|r| r.seq > from && r.action == Some(Action::DescribeInstances))
-            .map(|r| r.instances.len())
-            .collect();
-        sizes.sort_unstable();
-        eprintln!(
-            "  steady state: {} DescribeInstances, ids per call min {:?} median {:?} max {:?}",
-            sizes.len(),
-            sizes.first(),
-            sizes.get(sizes.len() / 2),
-            sizes.last()
-        );
-        Some(sizes.len())
+        let each = steady_state(sim, args.resync, args.steady_resyncs.max(1)).await;
+        let mean = each.iter().sum::<usize>() as f64 / each.len().max(1) as f64;
+        (Some(mean), each)
     } else {
-        None
+        (None, Vec::new())
     };
 
     // 4. Latency: single spec changes, quota not the limit.
@@ -762,6 +794,14 @@ async fn measure(
         (Vec::new(), Vec::new())
     };
     let controller_end = process::usage(pid).unwrap_or_default();
+    let server_peak_rss = server
+        .processes()
+        .into_iter()
+        .map(|(name, pid)| {
+            let usage = process::usage(&pid).unwrap_or_default();
+            (name, usage.peak_rss_bytes)
+        })
+        .collect();
 
     Ok(Report {
         objects: n,
@@ -771,18 +811,55 @@ async fn measure(
         flip,
         bound: quota_bound(n, batch, args.quota),
         ecs_calls,
-        kube_requests: kube_after.total() - kube_before.total(),
+        kube_requests: kube_flip.total(),
+        kube_writes: kube_flip.writes(),
+        kube_throttled: kube_flip.throttled,
         kube_by_kind,
+        server_peak_rss,
         controller_peak_rss: controller_end.peak_rss_bytes,
         controller_cpu_flip: controller_after.cpu_seconds - controller_before.cpu_seconds,
         controller_cpu_total: controller_end.cpu_seconds,
         servers_cpu_flip: servers_after.cpu_seconds - servers_before.cpu_seconds,
         describes_per_resync,
+        describes_each_resync,
         latency_describe,
         latency_mutation,
         ready_curve,
         waves,
     })
+}
+
+/// DescribeInstances in each of `periods` consecutive resync periods (one count per period, in
+/// order). Their mean is the steady-state rate: a single window's count depends on where it
+/// falls in the observer's pass (one page more or less than the floor).
+async fn steady_state(sim: &Simulator, resync: Duration, periods: u32) -> Vec<usize> {
+    let describes_after = |from: u64| {
+        let log = sim.calls().log();
+        let sizes: Vec<usize> = log
+            .iter()
+            .filter(|r| r.seq > from && r.action == Some(Action::DescribeInstances))
+            .map(|r| r.instances.len())
+            .collect();
+        (log.last().map_or(from, |r| r.seq), sizes)
+    };
+    let (mut from, _) = describes_after(last_seq(sim));
+    let mut each = Vec::new();
+    let mut all_sizes = Vec::new();
+    for _ in 0..periods {
+        tokio::time::sleep(resync).await;
+        let (last, sizes) = describes_after(from);
+        each.push(sizes.len());
+        all_sizes.extend(sizes);
+        from = last;
+    }
+    all_sizes.sort_unstable();
+    eprintln!(
+        "  steady state: DescribeInstances per resync {each:?}, ids per call min {:?} median {:?} max {:?}",
+        all_sizes.first(),
+        all_sizes.get(all_sizes.len() / 2),
+        all_sizes.last()
+    );
+    each
 }
 
 /// Flips objects to Stopped one at a time (every `--latency-interval`) and times, from each
@@ -873,7 +950,8 @@ fn render(args: &BenchArgs, reports: &[Report]) -> String {
         args.batch_quiet,
         args.latency_interval
     ));
-    out.push_str("| objects | batching | all Ready after | quota bound | ratio | ready | controller peak RSS | controller CPU (flip / total) | kubesim+sim CPU (flip) | DescribeInstances per resync | spec→Describe p50/p99 | spec→Stop p50/p99 |\n");
+    out.push_str(&format!("API server: {:?}.\n\n", args.server).to_lowercase());
+    out.push_str("| objects | batching | all Ready after | quota bound | ratio | ready | controller peak RSS | controller CPU (flip / total) | this process's CPU (flip) | DescribeInstances per resync (each) | spec→Describe p50/p99 | spec→Stop p50/p99 |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in reports {
         out.push_str(&format!(
@@ -891,7 +969,8 @@ fn render(args: &BenchArgs, reports: &[Report]) -> String {
             r.controller_cpu_total,
             r.servers_cpu_flip,
             100.0 * r.servers_cpu_flip / r.flip.as_secs_f64().max(f64::EPSILON),
-            r.describes_per_resync.map_or("–".into(), |d| d.to_string()),
+            r.describes_per_resync
+                .map_or("–".into(), |d| format!("{d:.1} {:?}", r.describes_each_resync)),
             r.objects.div_ceil(PER_CALL),
             ms(percentile(&r.latency_describe, 50.0)),
             ms(percentile(&r.latency_describe, 99.0)),
@@ -913,6 +992,15 @@ fn render(args: &BenchArgs, reports: &[Report]) -> String {
         out.push_str(&calls.join(", "));
         if !r.waves.is_empty() {
             out.push_str(&format!("\n{}", r.waves_text()));
+        }
+        out.push_str(&format!(
+            "\nAPI-server writes during the flip: {} ({:.2} per object besides the benchmark's own), 429 answers: {}",
+            r.kube_writes,
+            r.writes_per_object(args),
+            r.kube_throttled
+        ));
+        for (name, rss) in &r.server_peak_rss {
+            out.push_str(&format!(", {name} peak RSS {:.1} MB", *rss as f64 / 1e6));
         }
         out.push_str(&format!(
             "\nAPI-server requests during the flip: {} ({})\n",

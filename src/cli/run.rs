@@ -168,9 +168,12 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn run_inner(args: RunArgs) -> Result<(), String> {
-    let client = crate::controller::k8s::client::infer().await.map_err(|e| {
-        format!("cannot reach Kubernetes: {e} (set KUBECONFIG, or run inside a cluster)")
-    })?;
+    let readiness = Readiness::default();
+    let client = crate::controller::k8s::client::infer_reporting(&readiness)
+        .await
+        .map_err(|e| {
+            format!("cannot reach Kubernetes: {e} (set KUBECONFIG, or run inside a cluster)")
+        })?;
     let metrics = Metrics::default();
     let base = args
         .ecs
@@ -178,7 +181,6 @@ async fn run_inner(args: RunArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot set up the ECS client: {e}"))?;
     let config = args.config(client.default_namespace());
     let shutdown = shutdown_signal().shared();
-    let readiness = Readiness::default();
     // The endpoints serve only as long as the controller runs: a controller that stopped (a
     // fatal error) ends the process, so the pod restarts instead of looking alive.
     let (stopped, controller_stopped) = oneshot::channel::<()>();

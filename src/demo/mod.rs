@@ -3,4 +3,5 @@
 pub(crate) mod demo_cmd;
 mod sandbox;
 
+pub(crate) use sandbox::apply_crds;
 pub use sandbox::{RunningController, Sandbox, SandboxError, delete_namespace_and_contents};

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -76,30 +76,7 @@ impl Sandbox {
     /// On a real cluster (the client's): the CRD applied (server-side), and a namespace of its
     /// own so that sandboxes running at once never see each other's objects.
     pub async fn on_cluster(client: Client, sim: SimConfig) -> Result<Self, SandboxError> {
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for (_, crd) in crate::api::CRDS {
-            let crd = crd();
-            crds.patch(
-                &crd.name_any(),
-                &PatchParams::apply("ecs-power-controller-tests").force(),
-                &Patch::Apply(&crd),
-            )
-            .await?;
-        }
-        let crd = EcsInstance::crd();
-        let established = |c: Option<&CustomResourceDefinition>| {
-            c.and_then(|c| c.status.as_ref())
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                })
-        };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds, &crd.name_any(), established),
-        )
-        .await;
+        apply_crds(&client, "ecs-power-controller-tests").await?;
         let namespace = format!("ecsi-e2e-{:08x}", rand::random::<u32>());
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let ns: Namespace = serde_json::from_value(serde_json::json!({
@@ -183,6 +160,36 @@ impl Sandbox {
             }
         }
     }
+}
+
+/// Applies every CRD server-side (as `manager`, taking over any field) and waits up to 30 s for
+/// each to be Established, so the objects created next are served (a real API server takes a
+/// moment to serve a new CRD).
+pub(crate) async fn apply_crds(client: &Client, manager: &str) -> Result<(), kube::Error> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let established = |c: Option<&CustomResourceDefinition>| {
+        c.and_then(|c| c.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            })
+    };
+    for (_, crd) in crate::api::CRDS {
+        let crd = crd();
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &crd.name_any(), established),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// Deletes what a sandbox can have made in `namespace` on a real cluster (EcsInstances,

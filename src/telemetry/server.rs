@@ -12,17 +12,27 @@ use axum::routing::get;
 
 use super::Metrics;
 
-/// Readiness, flipped by the controller once it serves.
+/// Readiness: the controller serves (flipped by it once it runs) and the Kubernetes API server
+/// accepts its credentials. A controller whose token expired or was revoked keeps running (a
+/// rotated token brings it back) but cannot watch or write anything: it must not look ready.
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    serving: Arc<AtomicBool>,
+    credentials_refused: Arc<AtomicBool>,
+}
 
 impl Readiness {
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.serving.store(ready, Ordering::Relaxed);
     }
 
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.serving.load(Ordering::Relaxed) && !self.credentials_refused.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the API server refuses the credentials (`401`); true when that changed.
+    pub(crate) fn set_credentials_refused(&self, refused: bool) -> bool {
+        self.credentials_refused.swap(refused, Ordering::Relaxed) != refused
     }
 }
 

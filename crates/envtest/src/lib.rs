@@ -592,6 +592,15 @@ impl Envtest {
         }
     }
 
+    /// The process ids of kube-apiserver (`None` while stopped) and etcd, e.g. to read their
+    /// memory in `/proc` (a benchmark's figures).
+    pub fn pids(&self) -> (Option<u32>, Option<u32>) {
+        (
+            self.apiserver.as_ref().map(Server::pid),
+            self.etcd.as_ref().map(Server::pid),
+        )
+    }
+
     /// Whether kube-apiserver is running (started and not stopped).
     pub fn apiserver_running(&self) -> bool {
         self.apiserver.is_some()

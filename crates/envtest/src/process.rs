@@ -82,6 +82,11 @@ impl Server {
         })
     }
 
+    /// The server process's id (for its memory and CPU in `/proc`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// An error with the end of the log when the process has ended by itself.
     pub(crate) fn check_alive(&mut self) -> Result<(), Error> {
         match self.child.try_wait() {

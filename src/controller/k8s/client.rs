@@ -25,6 +25,9 @@ use kube::Client;
 use kube::client::ClientBuilder;
 use tower::{Layer, Service};
 
+use super::unauthorized::UnauthorizedLayer;
+use crate::telemetry::server::Readiness;
+
 /// The largest answer read whole: a get, a list page, a write's answer. A page of 500 objects
 /// of 60 KB each still fits.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
@@ -62,6 +65,18 @@ pub(crate) async fn infer() -> Result<Client, kube::Error> {
 pub(crate) fn from_config(config: kube::Config) -> Result<Client, kube::Error> {
     Ok(ClientBuilder::try_from(config)?
         .with_layer(&BoundedLayer)
+        .build())
+}
+
+/// [`infer`] for the controller: `readiness` is false while the API server answers `401`
+/// (see [`super::unauthorized`]).
+pub(crate) async fn infer_reporting(readiness: &Readiness) -> Result<Client, kube::Error> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    Ok(ClientBuilder::try_from(config)?
+        .with_layer(&BoundedLayer)
+        .with_layer(&UnauthorizedLayer(readiness.clone()))
         .build())
 }
 

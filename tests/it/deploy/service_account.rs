@@ -6,9 +6,14 @@
 //!
 //! - With the RBAC as shipped, an EcsInstance settles: started, Ready, an event, the Lease held,
 //!   and nothing in the log is forbidden; likewise with the single-namespace overlay's Role
-//!   in place of the ClusterRole.
-//! - With one rule taken out, what needs it fails, and the log names the missing permission as
-//!   the server refused it (`cannot patch resource "ecsinstances/status" in API group …`).
+//!   in place of the ClusterRole, and with the multi-tenant overlay (its Namespaces ClusterRole
+//!   added, both tenancy guards on).
+//! - Its token revoked mid-run, it says so (a 401 in the log) and `/readyz` answers 503.
+//! - Without any one rule of `deploy/base`'s ClusterRole (and without the leader-election
+//!   Role's `create` on leases), a named behaviour fails and the log names the missing
+//!   permission as the server refused it (`cannot patch resource "ecsinstances/status" in API
+//!   group …`, for the ServiceAccount): the table `RULES`, one test per row, and a test that
+//!   fails when the ClusterRole gains a rule the table lacks.
 //!
 //! Each test has a namespace of its own; the cluster-scoped objects carry its name
 //! (`ecs-power-controller-NAMESPACE`), so tests running at once on the shared server never
@@ -22,13 +27,13 @@ use std::time::{Duration, Instant};
 
 use crate::support::scenario::*;
 use ecs_client::InstanceStatus;
-use ecs_power_controller::api::{EcsInstance, PowerState};
+use ecs_power_controller::api::{EcsInstance, EcsPowerSchedule, PowerState};
 use ecs_power_controller::demo::Sandbox;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde::de::DeserializeOwned;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecs-power-controller");
@@ -48,6 +53,9 @@ enum Rbac {
     Base(Option<Permission>),
     /// `deploy/overlays/single-namespace`: no cluster-scoped object, a Role in its namespace.
     SingleNamespace,
+    /// `deploy/overlays/multi-tenant`: `deploy/base` plus the Namespaces ClusterRole its
+    /// shared-credentials guard needs, and both tenancy guards on (its `guards.yaml`).
+    MultiTenant,
 }
 
 fn base<T: DeserializeOwned>(file: &str) -> T {
@@ -120,6 +128,10 @@ async fn install_rbac(client: &Client, ns: &str, rbac: Rbac) -> String {
 
     let missing = match rbac {
         Rbac::Base(missing) => missing,
+        Rbac::MultiTenant => {
+            install_namespaces_role(client, ns, &name).await;
+            None
+        }
         Rbac::SingleNamespace => {
             let overlay = "deploy/overlays/single-namespace";
             let mut role: Role = manifest(&format!("{overlay}/role.yaml"));
@@ -165,6 +177,48 @@ async fn install_rbac(client: &Client, ns: &str, rbac: Rbac) -> String {
     name
 }
 
+/// The multi-tenant overlay's Namespaces ClusterRole and its binding, named `NAME-namespaces`.
+async fn install_namespaces_role(client: &Client, ns: &str, name: &str) {
+    let pp = PostParams::default();
+    let overlay = "deploy/overlays/multi-tenant";
+    let mut role: ClusterRole = manifest(&format!("{overlay}/namespaces-clusterrole.yaml"));
+    role.metadata.name = Some(format!("{name}-namespaces"));
+    Api::<ClusterRole>::all(client.clone())
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    let mut binding: ClusterRoleBinding =
+        manifest(&format!("{overlay}/namespaces-clusterrolebinding.yaml"));
+    binding.metadata.name = Some(format!("{name}-namespaces"));
+    binding.role_ref.name = format!("{name}-namespaces");
+    for subject in binding.subjects.iter_mut().flatten() {
+        subject.namespace = Some(ns.into());
+    }
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&pp, &binding)
+        .await
+        .unwrap();
+}
+
+/// The environment the multi-tenant overlay's `guards.yaml` gives the container.
+fn overlay_env(rbac: Rbac) -> Vec<(String, String)> {
+    if !matches!(rbac, Rbac::MultiTenant) {
+        return Vec::new();
+    }
+    let guards: serde_json::Value = manifest("deploy/overlays/multi-tenant/guards.yaml");
+    guards["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// `deploy/base`'s leader-election Role and RoleBinding in `ns`, minus `missing`.
 async fn install_leader_election(client: &Client, ns: &str, missing: Option<Permission>) {
     let pp = PostParams::default();
@@ -194,7 +248,8 @@ struct World {
     warnings: envtest::Warnings,
     cluster_scoped: String,
     dir: PathBuf,
-    controller: Controller,
+    /// `None` once a test took it (to see it exit).
+    controller: Option<Controller>,
 }
 
 impl World {
@@ -233,11 +288,13 @@ impl World {
             .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(overlay_env(rbac))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .map(Controller)
+            .map(Some)
             .expect("the controller binary starts");
         Some(World {
             sb,
@@ -301,6 +358,85 @@ impl World {
         log
     }
 
+    /// Waits until the log holds `more` refusals of `permission` beyond those it holds now: the
+    /// controller has retried that often since (a count, not a time).
+    async fn until_refused_again(&self, (group, resource, verb): Permission, more: usize) {
+        let refusal = format!(r#"cannot {verb} resource "{resource}" in API group "{group}""#);
+        let count = || self.log().matches(&refusal).count();
+        let target = count() + more;
+        self.until(&format!("{more} more refusals"), async || count() >= target)
+            .await;
+    }
+
+    /// `deploy/examples/schedule.yaml` as `name` in the test's namespace.
+    async fn create_schedule(&self, name: &str) {
+        let mut schedule: EcsPowerSchedule = manifest("deploy/examples/schedule.yaml");
+        schedule.metadata.name = Some(name.into());
+        schedule.metadata.namespace = Some(self.ns().into());
+        Api::<EcsPowerSchedule>::namespaced(self.sb.client.clone(), self.ns())
+            .create(&PostParams::default(), &schedule)
+            .await
+            .unwrap();
+    }
+
+    async fn schedule_status(&self, name: &str) -> Option<serde_json::Value> {
+        let schedule = Api::<EcsPowerSchedule>::namespaced(self.sb.client.clone(), self.ns())
+            .get(name)
+            .await
+            .unwrap();
+        schedule.status.map(|s| serde_json::to_value(s).unwrap())
+    }
+
+    /// A credentials Secret holding the simulator's key.
+    async fn create_secret(&self, name: &str) {
+        let (id, secret) = self.sb.sim.access_key();
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": self.ns()},
+            "stringData": {"accessKeyId": id, "accessKeySecret": secret},
+        }))
+        .unwrap();
+        Api::<Secret>::namespaced(self.sb.client.clone(), self.ns())
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+
+    /// Sets (or, with `None`, removes) the override annotation on `name`.
+    async fn annotate_override(&self, name: &str, power_state: Option<&str>) {
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            "ecs.powerctl.io/override-power-state": power_state,
+        }}});
+        self.api()
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+
+    /// The controller's `/readyz` status code (0 while it does not answer). Its address is the
+    /// one the controller logged at start-up (`--metrics-addr=127.0.0.1:0`: a free port).
+    fn readyz(&self) -> u16 {
+        use std::io::{Read, Write};
+        let log = self.log();
+        let Some(addr) = log
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("metrics="))
+        else {
+            return 0;
+        };
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return 0;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(stream, "GET /readyz HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Stops the controller, removes what the test made, and fails on any server warning.
     async fn end(self) {
         drop(self.controller);
@@ -312,6 +448,13 @@ impl World {
             .await;
         let _ = Api::<ClusterRole>::all(client.clone())
             .delete(&self.cluster_scoped, &dp)
+            .await;
+        let namespaces = format!("{}-namespaces", self.cluster_scoped);
+        let _ = Api::<ClusterRoleBinding>::all(client.clone())
+            .delete(&namespaces, &dp)
+            .await;
+        let _ = Api::<ClusterRole>::all(client.clone())
+            .delete(&namespaces, &dp)
             .await;
         for name in [
             "ecs-power-controller-leader-election",
@@ -371,6 +514,14 @@ async fn with_the_single_namespace_overlays_role_an_instance_settles_and_nothing
     settles_with_nothing_forbidden(Rbac::SingleNamespace).await;
 }
 
+/// `deploy/overlays/multi-tenant`: both tenancy guards on, the namespace granted the shared
+/// credentials (labelled) and the instance tagged for it; the Namespaces list and watch the
+/// guard needs are granted, and nothing else is refused either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_multi_tenant_overlay_an_instance_settles_and_nothing_is_forbidden() {
+    settles_with_nothing_forbidden(Rbac::MultiTenant).await;
+}
+
 /// An EcsInstance asked to run is started and Ready, with an event and the Lease held, and
 /// the controller's log shows no refusal.
 async fn settles_with_nothing_forbidden(rbac: Rbac) {
@@ -378,6 +529,21 @@ async fn settles_with_nothing_forbidden(rbac: Rbac) {
     else {
         return;
     };
+    if matches!(rbac, Rbac::MultiTenant) {
+        // What the overlay's guards ask of an administrator: the namespace allowed the shared
+        // credentials, the instance tagged with the namespaces that may act on it.
+        let label = serde_json::json!({"metadata": {"labels": {"ecs.powerctl.io/shared-credentials": "allowed"}}});
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(w.sb.client.clone())
+            .patch(w.ns(), &PatchParams::default(), &Patch::Merge(label))
+            .await
+            .unwrap();
+        w.sb.sim
+            .set_tags(
+                "i-sa0000001",
+                [("ecs.powerctl.io/namespaces".to_string(), w.ns().to_string())].into(),
+            )
+            .unwrap();
+    }
     w.create("web-1", "i-sa0000001", PowerState::Running).await;
     w.until("web-1 Ready and Running", async || {
         w.api().get("web-1").await.is_ok_and(|o| {
@@ -407,60 +573,259 @@ async fn settles_with_nothing_forbidden(rbac: Rbac) {
     w.end().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_patch_on_ecsinstances_status_nothing_is_reported_and_the_log_says_why() {
-    let missing = ("ecs.powerctl.io", "ecsinstances/status", "patch");
-    let Some(w) = World::start(
-        Rbac::Base(Some(missing)),
-        vec![instance("i-sa0000002", InstanceStatus::Running)],
-    )
-    .await
+/// What the controller loses without one permission of `deploy/`'s RBAC, as a test sees it.
+#[derive(Clone, Copy, Debug)]
+enum Loses {
+    /// It does not start: the start-up list fails (the process exits, having said why).
+    Start,
+    /// An EcsInstance created after the first list is never seen (the watch is refused).
+    LaterInstances,
+    /// An EcsPowerSchedule created after the first list is never seen: it gets no status.
+    LaterSchedules,
+    /// An instance is acted on but its status is never written.
+    InstanceStatus,
+    /// A schedule's status is never written.
+    ScheduleStatus,
+    /// An EcsInstance with its own credentials Secret never calls ECS.
+    SecretCredentials,
+    /// The instance settles, but no event is recorded.
+    Events,
+    /// The instance settles, but a repeated event's series is not counted.
+    EventSeries,
+    /// It never leads, so it reconciles nothing.
+    Leadership,
+}
+
+/// Every rule of `deploy/base`'s ClusterRole (and the leader-election Role's `create`), one
+/// permission a row, with the behaviour that fails without it. `every_clusterrole_rule_has_a_row`
+/// fails when a rule is added to the ClusterRole without a row here.
+const RULES: &[(Permission, Loses)] = &[
+    (("ecs.powerctl.io", "ecsinstances", "list"), Loses::Start),
+    (
+        ("ecs.powerctl.io", "ecsinstances", "watch"),
+        Loses::LaterInstances,
+    ),
+    (
+        ("ecs.powerctl.io", "ecsinstances/status", "patch"),
+        Loses::InstanceStatus,
+    ),
+    (
+        ("ecs.powerctl.io", "ecspowerschedules", "list"),
+        Loses::Start,
+    ),
+    (
+        ("ecs.powerctl.io", "ecspowerschedules", "watch"),
+        Loses::LaterSchedules,
+    ),
+    (
+        ("ecs.powerctl.io", "ecspowerschedules/status", "patch"),
+        Loses::ScheduleStatus,
+    ),
+    (("", "secrets", "get"), Loses::SecretCredentials),
+    (("events.k8s.io", "events", "create"), Loses::Events),
+    (("events.k8s.io", "events", "patch"), Loses::EventSeries),
+    (
+        ("coordination.k8s.io", "leases", "create"),
+        Loses::Leadership,
+    ),
+];
+
+#[test]
+fn every_clusterrole_rule_has_a_row() {
+    let role: ClusterRole = base("clusterrole.yaml");
+    let mut missing = Vec::new();
+    for rule in role.rules.unwrap_or_default() {
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    let covered = RULES
+                        .iter()
+                        .any(|((g, r, v), _)| g == group && r == resource && v == verb);
+                    if !covered {
+                        missing.push(format!("{verb} {resource} ({group})"));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        missing,
+        Vec::<String>::new(),
+        "ClusterRole rules without a row in RULES"
+    );
+}
+
+/// One row of [`RULES`]: the RBAC without `missing`, the behaviour that needs it, and the
+/// controller's log naming the refusal.
+async fn without_permission(missing: Permission) {
+    let loses = RULES
+        .iter()
+        .find(|(p, _)| *p == missing)
+        .map(|(_, l)| *l)
+        .expect("a row of RULES");
+    let id = "i-sarule001";
+    let status = match loses {
+        Loses::InstanceStatus | Loses::Leadership => InstanceStatus::Running,
+        _ => InstanceStatus::Stopped,
+    };
+    let Some(mut w) = World::start(Rbac::Base(Some(missing)), vec![instance(id, status)]).await
     else {
         return;
     };
-    w.create("web-2", "i-sa0000002", PowerState::Running).await;
-    w.until_refused(missing).await;
-    assert_eq!(w.api().get("web-2").await.unwrap().status, None);
+    match loses {
+        Loses::Start => {
+            w.until_refused(missing).await;
+            let mut controller = w.controller.take().unwrap();
+            let exited = loop {
+                if let Some(code) = controller.0.try_wait().unwrap() {
+                    break code;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            assert!(
+                !exited.success(),
+                "the controller exits with a failure: {exited}"
+            );
+            assert_eq!(w.sb.sim.calls().log().len(), 0, "no ECS call");
+        }
+        Loses::LaterInstances => {
+            // Refused once the first list is in: what is created after that is never seen.
+            w.until_refused(missing).await;
+            w.create("web", id, PowerState::Running).await;
+            w.until_refused_again(missing, 2).await;
+            assert_eq!(w.api().get("web").await.unwrap().status, None);
+            assert_eq!(w.sb.sim.calls().log().len(), 0, "no ECS call");
+        }
+        Loses::LaterSchedules => {
+            w.until_refused(missing).await;
+            w.create_schedule("office-hours").await;
+            w.until_refused_again(missing, 2).await;
+            assert_eq!(w.schedule_status("office-hours").await, None);
+        }
+        Loses::InstanceStatus => {
+            w.create("web", id, PowerState::Running).await;
+            w.until_refused(missing).await;
+            assert_eq!(w.api().get("web").await.unwrap().status, None);
+        }
+        Loses::ScheduleStatus => {
+            w.create_schedule("office-hours").await;
+            w.until_refused(missing).await;
+            assert_eq!(w.schedule_status("office-hours").await, None);
+        }
+        Loses::SecretCredentials => {
+            w.create_secret("ecs-credentials").await;
+            let mut obj = ecs_instance("web", id, PowerState::Running);
+            obj.spec.credentials_secret_ref =
+                serde_json::from_value(serde_json::json!({"name": "ecs-credentials"})).unwrap();
+            w.api().create(&PostParams::default(), &obj).await.unwrap();
+            w.until_refused(missing).await;
+            assert_eq!(w.sb.sim.calls().log().len(), 0, "no ECS call");
+        }
+        Loses::Events => {
+            w.create("web", id, PowerState::Running).await;
+            w.until("web Ready", async || {
+                w.api().get("web").await.is_ok_and(|o| is_ready(&o))
+            })
+            .await;
+            let log = w.until_refused(missing).await;
+            assert!(log.contains("could not publish an event"), "{log}");
+            assert_eq!(events_of(&w, "web").await, Vec::<String>::new());
+        }
+        Loses::EventSeries => {
+            // The same event twice: an override annotation on an object with a fixed power
+            // state is refused with the same note each time it appears, so its second
+            // appearance (after the annotation was removed) is a patch of the first's series.
+            w.create("web", id, PowerState::Running).await;
+            for (round, value) in [Some("Stopped"), None, Some("Stopped")]
+                .into_iter()
+                .enumerate()
+            {
+                w.annotate_override("web", value).await;
+                w.until(&format!("override round {round} seen"), async || {
+                    w.api().get("web").await.is_ok_and(|o| {
+                        o.status
+                            .as_ref()
+                            .is_some_and(|s| s.power_override.is_some())
+                            == value.is_some()
+                            && is_ready(&o)
+                    })
+                })
+                .await;
+            }
+            let log = w.until_refused(missing).await;
+            assert!(log.contains("could not publish an event"), "{log}");
+        }
+        Loses::Leadership => {
+            w.create("web", id, PowerState::Running).await;
+            w.until_refused(missing).await;
+            // Not leading, it reconciles nothing.
+            assert_eq!(w.api().get("web").await.unwrap().status, None);
+            assert_eq!(w.sb.sim.calls().log().len(), 0, "no ECS call");
+        }
+    }
     w.end().await;
 }
 
+/// One test per row of [`RULES`], named after what goes missing.
+macro_rules! without {
+    ($($name:ident: $group:literal, $resource:literal, $verb:literal;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            without_permission(($group, $resource, $verb)).await;
+        }
+    )*};
+}
+
+without! {
+    without_list_on_ecsinstances_the_controller_does_not_start: "ecs.powerctl.io", "ecsinstances", "list";
+    without_watch_on_ecsinstances_later_objects_are_never_seen: "ecs.powerctl.io", "ecsinstances", "watch";
+    without_patch_on_ecsinstances_status_nothing_is_reported: "ecs.powerctl.io", "ecsinstances/status", "patch";
+    without_list_on_ecspowerschedules_the_controller_does_not_start: "ecs.powerctl.io", "ecspowerschedules", "list";
+    without_watch_on_ecspowerschedules_later_schedules_are_never_seen: "ecs.powerctl.io", "ecspowerschedules", "watch";
+    without_patch_on_ecspowerschedules_status_no_schedule_status: "ecs.powerctl.io", "ecspowerschedules/status", "patch";
+    without_get_on_secrets_an_instance_with_its_own_credentials_never_calls_ecs: "", "secrets", "get";
+    without_create_on_events_the_instance_settles_but_no_event_is_recorded: "events.k8s.io", "events", "create";
+    without_patch_on_events_a_repeated_event_is_not_counted: "events.k8s.io", "events", "patch";
+    without_create_on_leases_the_controller_never_leads: "coordination.k8s.io", "leases", "create";
+}
+
+/// A token revoked mid-run (its ServiceAccount deleted: the server checks that a bound token's
+/// ServiceAccount still exists, as it would reject an expired one): the controller fails
+/// visibly, `/readyz` answers 503 and the log says the server refused its credentials with a
+/// 401, rather than staying Ready while nothing can be watched or written. The next request
+/// that meets the revoked token is the Lease renewal (every 2 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_create_on_events_the_instance_settles_but_the_log_says_what_was_lost() {
-    let missing = ("events.k8s.io", "events", "create");
+async fn a_revoked_token_makes_the_controller_not_ready_and_the_log_names_the_401() {
     let Some(w) = World::start(
-        Rbac::Base(Some(missing)),
-        vec![instance("i-sa0000003", InstanceStatus::Stopped)],
+        Rbac::Base(None),
+        vec![instance("i-sa0000005", InstanceStatus::Stopped)],
     )
     .await
     else {
         return;
     };
-    w.create("web-3", "i-sa0000003", PowerState::Running).await;
-    w.until("web-3 Ready", async || {
-        w.api().get("web-3").await.is_ok_and(|o| is_ready(&o))
+    w.create("web-5", "i-sa0000005", PowerState::Running).await;
+    w.until("web-5 Ready", async || {
+        w.api().get("web-5").await.is_ok_and(|o| is_ready(&o))
     })
     .await;
-    let log = w.until_refused(missing).await;
-    assert!(log.contains("could not publish an event"), "{log}");
-    assert_eq!(events_of(&w, "web-3").await, Vec::<String>::new());
-    w.end().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_create_on_leases_the_controller_never_leads_and_the_log_says_why() {
-    let missing = ("coordination.k8s.io", "leases", "create");
-    let Some(w) = World::start(
-        Rbac::Base(Some(missing)),
-        vec![instance("i-sa0000004", InstanceStatus::Stopped)],
-    )
-    .await
-    else {
-        return;
-    };
-    w.create("web-4", "i-sa0000004", PowerState::Running).await;
-    w.until_refused(missing).await;
-    // Not leading, it reconciles nothing.
-    assert_eq!(w.api().get("web-4").await.unwrap().status, None);
-    assert_eq!(w.sb.sim.calls().log().len(), 0, "no ECS call");
+    w.until("/readyz answers 200", async || w.readyz() == 200)
+        .await;
+    Api::<ServiceAccount>::namespaced(w.sb.client.clone(), w.ns())
+        .delete(SERVICE_ACCOUNT, &DeleteParams::default())
+        .await
+        .unwrap();
+    w.until("/readyz answers 503", async || w.readyz() == 503)
+        .await;
+    let log = w.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refused the controller's credentials"))
+        .unwrap_or_else(|| panic!("no line about the refused credentials:\n{log}"));
+    assert!(
+        line.contains("401 Unauthorized") && line.contains("ERROR"),
+        "{line}"
+    );
+    eprintln!("refused as expected: {line}");
     w.end().await;
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod counting;
+pub mod proxy;
 pub mod python;
 pub mod scenario;
 
