@@ -30,6 +30,7 @@ pub(crate) mod desired;
 pub(crate) mod ecs_retry;
 pub(crate) mod neighbours;
 pub(crate) mod next_status;
+mod superseded;
 pub(crate) mod tokens;
 
 use std::sync::Arc;
@@ -39,13 +40,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tokio::time::Instant;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use self::api_retry::ApiRetry;
 use self::decide::{Decision, Facts, Mutation, Step};
 use self::desired::{Desired, Schedules};
 use self::neighbours::{Alone, Neighbours};
 use self::next_status::NextStatus;
+use self::superseded::Superseded;
 use crate::api::{EcsInstance, EcsInstanceStatus};
 use crate::controller::admission::owners::claim_time;
 use crate::controller::admission::{Gates, Refusal};
@@ -63,6 +65,10 @@ use ecs_client::{Credentials, EcsApi, EcsError, ErrorClass, Instance};
 /// How soon to look again after a write found the object changed since it was read: the
 /// cache has (or soon has) the newer copy.
 const CONFLICT_RETRY: Duration = Duration::from_secs(1);
+
+/// How soon to look again at a copy known to be behind the server ([`superseded`]): a
+/// fallback only, the watch delivering the newer copy triggers the reconcile first.
+const CACHE_BEHIND: Duration = Duration::from_secs(5);
 
 /// How often an instance the tag guard refused is read again (at most): claiming it is a tag
 /// edit in ECS, which no watch reports.
@@ -113,6 +119,9 @@ pub(crate) struct Reconciler {
     /// The other EcsInstances, for `spec.startAfter` (none unless
     /// [`Reconciler::with_neighbours`]).
     neighbours: Arc<dyn Neighbours>,
+    /// Copies the API server has moved past (our own writes, refused writes): a pass on one
+    /// waits for the watch instead of ending in a 409.
+    superseded: Superseded,
 }
 
 impl Reconciler {
@@ -145,6 +154,7 @@ impl Reconciler {
             api_retry: ApiRetry::default(),
             metrics: Metrics::default(),
             neighbours: Arc::new(Alone),
+            superseded: Superseded::default(),
         }
     }
 
@@ -205,6 +215,12 @@ impl Reconciler {
             .namespace()
             .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
         tracing::Span::current().record("namespace", namespace.as_str());
+        if self.superseded.behind(obj) {
+            debug!(
+                "this copy is behind the API server (a write of ours, or a refused one, moved past it); waiting for the watch"
+            );
+            return Ok(CACHE_BEHIND);
+        }
         // Before the schedules are listed, a schedule not found may just not be known yet. The
         // wait is bounded: a schedule watch that cannot list must not hold a reconcile (and a
         // graceful shutdown) forever.
@@ -554,10 +570,11 @@ impl<'a> Pass<'a> {
             None => {
                 let at = claim_time(self.next.now());
                 let cluster = &self.reconciler.cluster;
-                match cluster
+                let written = cluster
                     .write_claim(self.obj, self.version.as_deref(), &MicroTime(at))
-                    .await?
-                {
+                    .await?;
+                self.wrote();
+                match written {
                     Written::At(version) => self.version = version,
                     Written::Conflict => return Err(End::Raced),
                 }
@@ -592,10 +609,11 @@ impl<'a> Pass<'a> {
             return Ok(());
         };
         let cluster = &self.reconciler.cluster;
-        match cluster
+        let written = cluster
             .write_intent(self.obj, self.version.as_deref(), &intent)
-            .await?
-        {
+            .await?;
+        self.wrote();
+        match written {
             Written::At(version) => {
                 self.version = version;
                 Ok(())
@@ -640,6 +658,13 @@ impl<'a> Pass<'a> {
         })
     }
 
+    /// A write based on `self.version` came back, written or refused: either way the server
+    /// has moved past that version, and a pass on a copy of it could only end in a 409.
+    fn wrote(&self) {
+        let superseded = &self.reconciler.superseded;
+        superseded.note(self.obj, self.version.as_deref());
+    }
+
     /// Writes the finished status (unless nothing changed), publishes its events, and says
     /// when to look again. When the object has moved on since it was read (a cache that trails
     /// the API server, another writer), the status is not written and the object is looked at
@@ -658,6 +683,11 @@ impl<'a> Pass<'a> {
             && cluster
                 .write_status(self.obj, self.version.as_deref(), &status)
                 .await
+                .inspect(|_| {
+                    // Written or refused, the version it was based on is behind the server.
+                    let superseded = &self.reconciler.superseded;
+                    superseded.note(self.obj, self.version.as_deref());
+                })
                 .map_err(|source| Error::Status {
                     source,
                     // Only an ECS backoff must not be cut short by an early retry of the write.

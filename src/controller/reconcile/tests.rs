@@ -623,6 +623,62 @@ async fn a_stale_copy_never_overwrites_a_newer_status() {
     assert_eq!(next, seconds(1));
 }
 
+/// A watch that trails the API server (issue 21's 10,000-object flip on a real server): the
+/// copy the cache still holds is one the controller itself wrote over, or one a write was
+/// refused at. A pass on it could only end in another 409 after a DescribeInstances for
+/// nothing, and on a loaded server those refusals fed on themselves. It does nothing and waits
+/// for the watch; the newer copy is reconciled as usual.
+#[tokio::test]
+async fn a_copy_behind_our_own_write_or_a_refused_one_waits_for_the_watch() {
+    let world = World::new(Some(instance(InstanceStatus::Stopped)), accepted("req-1"));
+    let stale = object(PowerState::Running);
+    world.reconcile(&stale).await.unwrap();
+    let written = world.log().len();
+    assert!(written > 1, "started and recorded: {:?}", world.log());
+
+    // The requeue (a transition poll) comes before the watch delivers our own write.
+    let next = world.reconcile(&stale).await.unwrap();
+    assert_eq!(
+        world.log().len(),
+        written,
+        "no ECS call, no write: {:?}",
+        world.log()
+    );
+    assert_eq!(next, CACHE_BEHIND);
+
+    // The watch delivers the copy the server holds: reconciled as usual (one look at ECS).
+    let mut caught_up = stale.clone();
+    caught_up.metadata.resource_version =
+        world.cluster.version.lock().unwrap().map(|v| v.to_string());
+    caught_up.status = Some(world.status());
+    world.reconcile(&caught_up).await.unwrap();
+    assert!(
+        world.log().len() > written,
+        "looked at again: {:?}",
+        world.log()
+    );
+
+    // A copy another writer moved past: refused once, then left alone until the watch moves on.
+    let world = World::with_cluster(
+        Some(instance(InstanceStatus::Stopped)),
+        accepted("req-1"),
+        FakeCluster::moved_on(1),
+    );
+    world.reconcile(&stale).await.unwrap();
+    let refused = world.log();
+    assert!(
+        refused.iter().any(|l| l.ends_with(": conflict")),
+        "{refused:?}"
+    );
+    world.reconcile(&stale).await.unwrap();
+    world.reconcile(&stale).await.unwrap();
+    assert_eq!(
+        world.log(),
+        refused,
+        "no second DescribeInstances, no second refused write"
+    );
+}
+
 /// The API server answers every status write with 500 while ECS refuses the start: the outcome
 /// (and its ECS backoff) is never recorded, so only memory can slow the retries down. Each failed
 /// reconcile waits longer than the one before (exponential, capped at 5 minutes), never less than
