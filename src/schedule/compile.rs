@@ -136,18 +136,16 @@ impl Schedule {
                         source: DaySource::Own { index },
                     });
                 }
-                // Keep the first entry, as the message says.
-                Entry::Occupied(first) => {
-                    let first = match first.get().source {
-                        DaySource::Own { index } => index,
-                        DaySource::Calendar { .. } => 0,
-                    };
-                    problems.add(
-                        field,
-                        format!(
-                            "{date} is already listed at spec.exceptions[{first}]: one entry per day"
-                        ),
-                    );
+                // Keep the first entry, as the message says (only own days are in the map yet).
+                Entry::Occupied(held) => {
+                    if let DaySource::Own { index: first } = held.get().source {
+                        problems.add(
+                            field,
+                            format!(
+                                "{date} is already listed at spec.exceptions[{first}]: one entry per day"
+                            ),
+                        );
+                    }
                 }
             }
         }
