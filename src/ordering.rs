@@ -280,8 +280,10 @@ impl fmt::Display for Hold {
                 if !present.is_empty() {
                     let named: Vec<String> = present
                         .iter()
+                        // Not the neighbour's state now: the message would go stale (and the
+                        // status be rewritten) at each of its transitions.
                         .map(|w| match w.now {
-                            Some(now) => format!("{} (now {now})", w.name),
+                            Some(_) => w.name.clone(),
                             None => format!("{} (not observed yet)", w.name),
                         })
                         .collect();

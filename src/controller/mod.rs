@@ -4,11 +4,14 @@
 //! - `k8s`: the Kubernetes side: kube-runtime's Controller and the streams that trigger a
 //!   reconcile (`k8s::runtime`), the `k8s::cluster::Cluster` a reconcile reads Secrets from
 //!   and writes status through, events, leader election, Secret changes, the schedule and
-//!   calendar caches.
+//!   calendar caches, and for `spec.startAfter` the instance cache and the wakes of held
+//!   neighbours (`k8s::start_order`).
 //! - `reconcile`: one object's pass, pure but for the two seams it is handed (the cluster
 //!   and the ECS side): admit, resolve the desired state, read credentials, observe, decide,
 //!   act, write. The rules it applies live beside it: `desired`, `decide`, `tokens`,
-//!   `next_status`, `conditions`, and the two retry policies (`ecs_retry`, `api_retry`).
+//!   `next_status`, `conditions`, and the two retry policies (`ecs_retry`, `api_retry`);
+//!   `neighbours` is the seam ordering reads the other EcsInstances through (the rules
+//!   themselves are the pure `crate::ordering`).
 //! - `admission`: whether an object may use ECS at all (one owner per instance, the tenancy
 //!   guards).
 //! - `ecs`: everything that talks to ECS: the observer seam, a connection per credential set,

@@ -283,12 +283,12 @@ fn the_waiting_message_names_each_neighbour_and_its_state() {
     let message = hold("app", Change::Start, &fleet).unwrap().to_string();
     assert_eq!(
         message,
-        "Waiting before starting (spec.startAfter): db-1 (now Starting), db-2 (now Stopped) to be Running and Ready. db-3, db-4 do not exist in this namespace: create them or remove them from spec.startAfter."
+        "Waiting before starting (spec.startAfter): db-1, db-2 to be Running and Ready. db-3, db-4 do not exist in this namespace: create them or remove them from spec.startAfter."
     );
     let fleet = peers(&[("db", up(&[])), ("app", up(&["db"]))]);
     assert_eq!(
         hold("db", Change::Stop, &fleet).unwrap().to_string(),
-        "Waiting before stopping (they start after this one): app (now Running) to be Stopped."
+        "Waiting before stopping (they start after this one): app to be Stopped."
     );
 }
 

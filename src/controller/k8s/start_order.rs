@@ -3,11 +3,14 @@
 //!
 //! - [`InstanceCache`]: the EcsInstance reflector store of the current run, read as the
 //!   reconcile's [`Neighbours`] (no API request per reconcile).
-//! - [`OrderWakes`]: inspects the EcsInstance watch after it is reflected; when an instance's
-//!   part in the ordering changes (its instance status, `Ready`, paused or dry run, its
-//!   `startAfter`), or it appears or goes away, the instances it starts after and those that
-//!   start after it are reconciled at once. A held start or stop is woken, never polled. (Status
-//!   writes do not trigger an object's own reconcile: see `runtime`.)
+//! - [`OrderWakes`]: inspects the EcsInstance watch after it is reflected, and wakes only the
+//!   objects whose hold may have ended or begun: when an instance reaches or leaves `Running and
+//!   Ready` (or appears, or goes away), those that start after it; when it reaches or leaves
+//!   `Stopped`, those it starts after; when its `startAfter` changes, the names it gained or
+//!   lost. A held start or stop is woken, never polled; and an object is not woken by every
+//!   intermediate transition of its neighbours (a fleet's takeover would ping-pong wakes between
+//!   the tiers, each landing just after the object's own status write, before the cache has it).
+//!   (Status writes do not trigger an object's own reconcile: see `runtime`.)
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::RwLock;
@@ -19,7 +22,7 @@ use kube::runtime::watcher;
 
 use crate::api::EcsInstance;
 use crate::controller::reconcile::neighbours::Neighbours;
-use crate::ordering::Peer;
+use crate::ordering::{Needed, Peer};
 
 /// The EcsInstance store of the current controller run (each leadership term watches afresh).
 pub(crate) struct InstanceCache(RwLock<Store<EcsInstance>>);
@@ -106,6 +109,10 @@ impl OrderWakes {
         if before == peer {
             return;
         }
+        let flipped = |needed: Needed| {
+            before.as_ref().map(|p| p.reached(needed)) != peer.as_ref().map(|p| p.reached(needed))
+        };
+        let (up, down) = (flipped(Needed::RunningAndReady), flipped(Needed::Stopped));
         let old_edges = before.map(|p| p.start_after).unwrap_or_default();
         let new_edges = peer.map(|p| p.start_after).unwrap_or_default();
         for gone in old_edges.iter().filter(|n| !new_edges.contains(n)) {
@@ -123,22 +130,25 @@ impl OrderWakes {
                 .or_default()
                 .insert(name.clone());
         }
-        let dependents = self
-            .started_after
-            .get(&(namespace.clone(), name.clone()))
-            .cloned()
-            .unwrap_or_default();
-        let woken: BTreeSet<&String> = old_edges
+        // Those it starts after: a stop of theirs waits for it to be Stopped; an edge gained or
+        // lost holds or releases one.
+        let mut woken: BTreeSet<String> = old_edges
             .iter()
             .chain(&new_edges)
-            .chain(&dependents)
-            .filter(|n| **n != name)
+            .filter(|n| down || old_edges.contains(n) != new_edges.contains(n))
+            .cloned()
             .collect();
+        // Those that start after it: a start of theirs waits for it to be Running and Ready.
+        if up {
+            let dependents = self.started_after.get(&(namespace.clone(), name.clone()));
+            woken.extend(dependents.into_iter().flatten().cloned());
+        }
+        woken.remove(&name);
         for n in woken {
             // The receiver is gone only when the run is stopping.
             let _ = self
                 .sender
-                .unbounded_send(ObjectRef::new(n).within(&namespace));
+                .unbounded_send(ObjectRef::new(&n).within(&namespace));
         }
     }
 }
@@ -160,11 +170,29 @@ mod tests {
         obj
     }
 
-    /// db → app → web: a change of app's instance wakes db (a stop of db waits for it) and
-    /// web (a start of web waits for it); a change nothing orders on wakes nobody; a name
-    /// created late wakes those waiting for it.
+    fn ready(mut obj: EcsInstance) -> EcsInstance {
+        if let Some(status) = obj.status.as_mut() {
+            status.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: "InstanceRunning".into(),
+                message: String::new(),
+                observed_generation: None,
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::UNIX_EPOCH,
+                ),
+            }];
+        }
+        obj
+    }
+
+    /// db → app → web: app reaching Running and Ready wakes web (its start waited for that),
+    /// app reaching Stopped wakes db (its stop waited for that); a transition in between, or a
+    /// status write that changes nothing ordering reads, wakes nobody; a name created late wakes
+    /// those waiting for it; an edge dropped releases the one it held.
     #[test]
-    fn a_change_wakes_both_neighbours_and_nothing_else() {
+    fn a_change_wakes_only_the_neighbours_whose_hold_it_may_end() {
+        use InstanceStatus::{Running, Starting, Stopped};
         let (mut wakes, mut woken) = OrderWakes::new();
         let mut drain = || {
             let mut out = Vec::new();
@@ -175,31 +203,32 @@ mod tests {
             out
         };
         let apply = |obj: EcsInstance| Ok(watcher::Event::Apply(obj));
+        // Appearing: both sides (app, which web names, does not exist yet).
         wakes.inspect(&apply(object("web", &["app"], None)));
         assert_eq!(drain(), ["app"]);
         wakes.inspect(&apply(object("app", &["db"], None)));
         assert_eq!(drain(), ["db", "web"]);
-        // The same again (a status write that changed nothing ordering reads): no wake.
+        // The same again: no wake.
         wakes.inspect(&apply(object("app", &["db"], None)));
         assert!(drain().is_empty());
-        wakes.inspect(&apply(object(
-            "app",
-            &["db"],
-            Some(InstanceStatus::Running),
-        )));
-        assert_eq!(drain(), ["db", "web"]);
+        // Observed Stopped: db (whose stop waits for app) is woken, web is not.
+        wakes.inspect(&apply(object("app", &["db"], Some(Stopped))));
+        assert_eq!(drain(), ["db"]);
+        // Starting: nobody's hold changes.
+        wakes.inspect(&apply(object("app", &["db"], Some(Starting))));
+        assert_eq!(drain(), ["db"], "leaving Stopped may hold db's stop again");
+        wakes.inspect(&apply(object("app", &["db"], Some(Running))));
+        assert!(drain().is_empty());
+        // Running and Ready: web may start.
+        wakes.inspect(&apply(ready(object("app", &["db"], Some(Running)))));
+        assert_eq!(drain(), ["web"]);
         // db created after app named it: app is woken.
-        wakes.inspect(&apply(object("db", &[], Some(InstanceStatus::Stopped))));
+        wakes.inspect(&apply(object("db", &[], Some(Stopped))));
         assert_eq!(drain(), ["app"]);
-        // web no longer starts after app: app is woken once, then no more by web's changes.
+        // web no longer starts after app: app (whose stop it held) is woken.
         wakes.inspect(&apply(object("web", &[], None)));
         assert_eq!(drain(), ["app"]);
-        wakes.inspect(&apply(object(
-            "app",
-            &["db"],
-            Some(InstanceStatus::Stopped),
-        )));
-        assert_eq!(drain(), ["db"]);
+        // app goes away: db (its dependency) is woken; web no longer names it.
         wakes.inspect(&Ok(watcher::Event::Delete(object("app", &["db"], None))));
         assert_eq!(drain(), ["db"]);
     }

@@ -98,9 +98,7 @@ async fn a_start_waits_for_its_dependency_running_and_ready_without_calling_ecs(
         ("False", "WaitingForDependency")
     );
     assert!(
-        ready
-            .message
-            .contains("app (now Starting) to be Running and Ready"),
+        ready.message.contains("app to be Running and Ready"),
         "{}",
         ready.message
     );
@@ -141,7 +139,7 @@ async fn a_stop_waits_until_what_starts_after_it_is_stopped() {
     let ready = ready(&world);
     assert_eq!(ready.reason, "WaitingForDependency");
     assert!(
-        ready.message.contains("api (now Running) to be Stopped"),
+        ready.message.contains("api to be Stopped"),
         "{}",
         ready.message
     );
