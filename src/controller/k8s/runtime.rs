@@ -47,7 +47,7 @@ pub enum RunError {
         "the EcsHolidayCalendar CRD is not installed in this cluster: kubectl apply -f crds/ecsholidaycalendar.yaml (or `ecs-power-controller crd ecsholidaycalendar | kubectl apply -f -`)"
     )]
     CalendarCrdMissing,
-    #[error("cannot list EcsInstances or EcsPowerSchedules: {0}")]
+    #[error("cannot list EcsInstances, EcsPowerSchedules or EcsHolidayCalendars: {0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
     SharedCredentialsSelector(#[from] tenancy::SelectorError),

@@ -68,7 +68,7 @@ const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 
 /// How soon to look again at a copy known to be behind the server ([`superseded`]): a
 /// fallback only, the watch delivering the newer copy triggers the reconcile first.
-const CACHE_BEHIND: Duration = Duration::from_secs(5);
+const CACHE_BEHIND: Duration = Duration::from_secs(2);
 
 /// How often an instance the tag guard refused is read again (at most): claiming it is a tag
 /// edit in ECS, which no watch reports.

@@ -9,11 +9,17 @@
 //! flip: 61,526 status patches, most of them refused). A pass on a copy known to be behind
 //! does nothing and waits for the watch, which delivers the newer copy and triggers the next
 //! reconcile by itself.
+//!
+//! Only for a while ([`PATIENCE`]): a 409 that no newer copy follows (a proxy's, a fault
+//! injected in a test, a watch that died unnoticed) must not strand the object. After that the
+//! copy is tried again: at worst one refused write per object per [`PATIENCE`], not per second.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use kube::ResourceExt;
+use tokio::time::Instant;
 
 use crate::api::EcsInstance;
 
@@ -21,9 +27,13 @@ use crate::api::EcsInstance;
 /// is never reconciled again to clear its entry; forgetting costs one refused write each).
 const MAX_OBJECTS: usize = 100_000;
 
-/// Per object (by uid), the resourceVersions known to be behind the API server.
+/// How long a copy known to be behind waits for the watch before it is tried again anyway.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(8);
+
+/// Per object (by uid), the resourceVersions known to be behind the API server, and when the
+/// last of them was noted.
 #[derive(Default)]
-pub(crate) struct Superseded(Mutex<HashMap<String, BTreeSet<String>>>);
+pub(crate) struct Superseded(Mutex<HashMap<String, (BTreeSet<String>, Instant)>>);
 
 impl Superseded {
     /// `version` of `obj` is behind the server: a write based on it succeeded (the server now
@@ -34,12 +44,16 @@ impl Superseded {
         if map.len() >= MAX_OBJECTS {
             map.clear();
         }
-        map.entry(key(obj)).or_default().insert(version.to_string());
+        let (versions, noted) = map
+            .entry(key(obj))
+            .or_insert_with(|| (BTreeSet::new(), Instant::now()));
+        versions.insert(version.to_string());
+        *noted = Instant::now();
     }
 
-    /// Whether this copy of `obj` is one the server has moved past. A copy that is not (the
-    /// cache caught up, or another hand wrote) clears what was remembered: the cache never
-    /// goes back to an older copy.
+    /// Whether this copy of `obj` is one the server has moved past, noted less than
+    /// [`PATIENCE`] ago. A copy that is not (the cache caught up, or another hand wrote)
+    /// clears what was remembered: the cache never goes back to an older copy.
     pub(crate) fn behind(&self, obj: &EcsInstance) -> bool {
         let Some(version) = obj.resource_version() else {
             return false;
@@ -47,7 +61,11 @@ impl Superseded {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let key = key(obj);
         match map.get(&key) {
-            Some(versions) if versions.contains(&version) => true,
+            Some((versions, noted))
+                if versions.contains(&version) && noted.elapsed() < PATIENCE =>
+            {
+                true
+            }
             Some(_) => {
                 map.remove(&key);
                 false
@@ -92,6 +110,17 @@ mod tests {
             !superseded.behind(&at("10")),
             "forgotten once caught up (the cache never goes back)"
         );
+    }
+
+    /// A 409 no newer copy follows (injected, say): the copy is tried again after a while.
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_no_newer_one_follows_is_tried_again_after_a_while() {
+        let superseded = Superseded::default();
+        superseded.note(&at("10"), Some("10"));
+        tokio::time::advance(PATIENCE - Duration::from_millis(1)).await;
+        assert!(superseded.behind(&at("10")));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!superseded.behind(&at("10")));
     }
 
     #[test]

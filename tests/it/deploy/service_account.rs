@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::scenario::*;
 use ecs_client::InstanceStatus;
-use ecs_power_controller::api::{EcsInstance, EcsPowerSchedule, PowerState};
+use ecs_power_controller::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule, PowerState};
 use ecs_power_controller::demo::Sandbox;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -60,6 +60,17 @@ enum Rbac {
 
 fn base<T: DeserializeOwned>(file: &str) -> T {
     manifest(&format!("deploy/base/{file}"))
+}
+
+/// The document of `kind` in `deploy/examples/schedule.yaml` (a calendar, then a schedule).
+fn example<T: DeserializeOwned>(kind: &str) -> T {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples/schedule.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let document = text
+        .split("\n---\n")
+        .find(|d| d.contains(&format!("\nkind: {kind}\n")))
+        .unwrap_or_else(|| panic!("no {kind} in {}", path.display()));
+    serde_saphyr::from_str(document).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn manifest<T: DeserializeOwned>(file: &str) -> T {
@@ -368,15 +379,36 @@ impl World {
             .await;
     }
 
-    /// `deploy/examples/schedule.yaml` as `name` in the test's namespace.
+    /// `deploy/examples/schedule.yaml`'s schedule as `name` in the test's namespace, without
+    /// its holiday calendar (what is tested is whether its status is written, not what it says).
     async fn create_schedule(&self, name: &str) {
-        let mut schedule: EcsPowerSchedule = manifest("deploy/examples/schedule.yaml");
+        let mut schedule: EcsPowerSchedule = example("EcsPowerSchedule");
+        schedule.spec.calendars.clear();
         schedule.metadata.name = Some(name.into());
         schedule.metadata.namespace = Some(self.ns().into());
         Api::<EcsPowerSchedule>::namespaced(self.sb.client.clone(), self.ns())
             .create(&PostParams::default(), &schedule)
             .await
             .unwrap();
+    }
+
+    /// `deploy/examples/schedule.yaml`'s holiday calendar as `name` in the test's namespace.
+    async fn create_calendar(&self, name: &str) {
+        let mut calendar: EcsHolidayCalendar = example("EcsHolidayCalendar");
+        calendar.metadata.name = Some(name.into());
+        calendar.metadata.namespace = Some(self.ns().into());
+        Api::<EcsHolidayCalendar>::namespaced(self.sb.client.clone(), self.ns())
+            .create(&PostParams::default(), &calendar)
+            .await
+            .unwrap();
+    }
+
+    async fn calendar_status(&self, name: &str) -> Option<serde_json::Value> {
+        let calendar = Api::<EcsHolidayCalendar>::namespaced(self.sb.client.clone(), self.ns())
+            .get(name)
+            .await
+            .unwrap();
+        calendar.status.map(|s| serde_json::to_value(s).unwrap())
     }
 
     async fn schedule_status(&self, name: &str) -> Option<serde_json::Value> {
@@ -586,6 +618,10 @@ enum Loses {
     InstanceStatus,
     /// A schedule's status is never written.
     ScheduleStatus,
+    /// An EcsHolidayCalendar created after the first list is never seen: it gets no status.
+    LaterCalendars,
+    /// A calendar's status is never written.
+    CalendarStatus,
     /// An EcsInstance with its own credentials Secret never calls ECS.
     SecretCredentials,
     /// The instance settles, but no event is recorded.
@@ -620,6 +656,18 @@ const RULES: &[(Permission, Loses)] = &[
     (
         ("ecs.powerctl.io", "ecspowerschedules/status", "patch"),
         Loses::ScheduleStatus,
+    ),
+    (
+        ("ecs.powerctl.io", "ecsholidaycalendars", "list"),
+        Loses::Start,
+    ),
+    (
+        ("ecs.powerctl.io", "ecsholidaycalendars", "watch"),
+        Loses::LaterCalendars,
+    ),
+    (
+        ("ecs.powerctl.io", "ecsholidaycalendars/status", "patch"),
+        Loses::CalendarStatus,
     ),
     (("", "secrets", "get"), Loses::SecretCredentials),
     (("events.k8s.io", "events", "create"), Loses::Events),
@@ -712,6 +760,17 @@ async fn without_permission(missing: Permission) {
             w.until_refused(missing).await;
             assert_eq!(w.schedule_status("office-hours").await, None);
         }
+        Loses::LaterCalendars => {
+            w.until_refused(missing).await;
+            w.create_calendar("holidays").await;
+            w.until_refused_again(missing, 2).await;
+            assert_eq!(w.calendar_status("holidays").await, None);
+        }
+        Loses::CalendarStatus => {
+            w.create_calendar("holidays").await;
+            w.until_refused(missing).await;
+            assert_eq!(w.calendar_status("holidays").await, None);
+        }
         Loses::SecretCredentials => {
             w.create_secret("ecs-credentials").await;
             let mut obj = ecs_instance("web", id, PowerState::Running);
@@ -783,6 +842,9 @@ without! {
     without_list_on_ecspowerschedules_the_controller_does_not_start: "ecs.powerctl.io", "ecspowerschedules", "list";
     without_watch_on_ecspowerschedules_later_schedules_are_never_seen: "ecs.powerctl.io", "ecspowerschedules", "watch";
     without_patch_on_ecspowerschedules_status_no_schedule_status: "ecs.powerctl.io", "ecspowerschedules/status", "patch";
+    without_list_on_ecsholidaycalendars_the_controller_does_not_start: "ecs.powerctl.io", "ecsholidaycalendars", "list";
+    without_watch_on_ecsholidaycalendars_later_calendars_are_never_seen: "ecs.powerctl.io", "ecsholidaycalendars", "watch";
+    without_patch_on_ecsholidaycalendars_status_no_calendar_status: "ecs.powerctl.io", "ecsholidaycalendars/status", "patch";
     without_get_on_secrets_an_instance_with_its_own_credentials_never_calls_ecs: "", "secrets", "get";
     without_create_on_events_the_instance_settles_but_no_event_is_recorded: "events.k8s.io", "events", "create";
     without_patch_on_events_a_repeated_event_is_not_counted: "events.k8s.io", "events", "patch";
