@@ -146,7 +146,16 @@ async fn the_projects_crds_apply_server_side_with_no_warning() {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         names.push(name);
     }
-    assert_eq!(names.len(), 2, "both CRDs: {names:?}");
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "ecsholidaycalendars.ecs.powerctl.io",
+            "ecsinstances.ecs.powerctl.io",
+            "ecspowerschedules.ecs.powerctl.io"
+        ],
+        "every CRD of crds/"
+    );
     for name in &names {
         tokio::time::timeout(
             Duration::from_secs(30),
