@@ -15,13 +15,13 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use tracing::{debug, warn};
 
 use crate::api::{EcsHolidayCalendar, EcsHolidayCalendarStatus};
 use crate::controller::clock::{ScheduleClock, elapsed};
 use crate::controller::config::Config;
-use crate::controller::k8s::cluster::{Written, patch_status_at, scoped_api};
+use crate::controller::k8s::cluster::{Written, patch_status_of, scoped_api};
 use crate::controller::reconcile::conditions::{self, Stall, Verdict};
 use crate::schedule::calendar_days;
 
@@ -68,16 +68,12 @@ async fn reconcile_status(
         .ok_or_else(|| StatusError::NoNamespace(obj.name_any()))?;
     let now = ctx.clock.now();
     let (status, midnight) = status_at(&obj, now);
-    if obj.status.as_ref() != Some(&status) {
-        let api: Api<EcsHolidayCalendar> = Api::namespaced(ctx.client.clone(), &namespace);
-        let status = serde_json::to_value(&status).map_err(kube::Error::SerdeError)?;
-        let version = obj.resource_version();
-        if patch_status_at(&api, &obj.name_any(), version.as_deref(), status).await?
+    if obj.status.as_ref() != Some(&status)
+        && patch_status_of(ctx.client.clone(), &namespace, obj.as_ref(), &status).await?
             == Written::Conflict
-        {
-            debug!(calendar = %obj.name_any(), "changed since it was read; looking again");
-            return Ok(Action::requeue(Duration::from_secs(1)));
-        }
+    {
+        debug!(calendar = %obj.name_any(), "changed since it was read; looking again");
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     Ok(Action::requeue(elapsed(midnight, now).min(ctx.resync)))
 }

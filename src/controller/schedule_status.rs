@@ -19,14 +19,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use tracing::{debug, warn};
 
 use crate::api::power_schedule::{EcsPowerScheduleStatus, NextTransition};
 use crate::api::{EcsInstance, EcsPowerSchedule};
 use crate::controller::clock::{ScheduleClock, elapsed};
 use crate::controller::config::Config;
-use crate::controller::k8s::cluster::{Written, patch_status_at, scoped_api};
+use crate::controller::k8s::cluster::{Written, patch_status_of, scoped_api};
 use crate::controller::k8s::schedule_cache::{Listed, followers};
 use crate::controller::reconcile::conditions::{self, Stall, Verdict};
 use crate::controller::reconcile::desired::{self, Schedules};
@@ -104,16 +104,12 @@ async fn reconcile_status(
         u32::try_from(count).unwrap_or(u32::MAX),
         now,
     );
-    if obj.status.as_ref() != Some(&status) {
-        let api: Api<EcsPowerSchedule> = Api::namespaced(ctx.client.clone(), &namespace);
-        let status = serde_json::to_value(&status).map_err(kube::Error::SerdeError)?;
-        let version = obj.resource_version();
-        if patch_status_at(&api, &obj.name_any(), version.as_deref(), status).await?
+    if obj.status.as_ref() != Some(&status)
+        && patch_status_of(ctx.client.clone(), &namespace, obj.as_ref(), &status).await?
             == Written::Conflict
-        {
-            debug!(schedule = %obj.name_any(), "changed since it was read; looking again");
-            return Ok(Action::requeue(Duration::from_secs(1)));
-        }
+    {
+        debug!(schedule = %obj.name_any(), "changed since it was read; looking again");
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let delay = next.map_or(ctx.resync, |at| elapsed(at, now).min(ctx.resync));
     Ok(Action::requeue(delay))

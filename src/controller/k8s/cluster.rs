@@ -127,6 +127,26 @@ where
     }
 }
 
+/// The write of the status controllers (schedules, calendars): `status` as the status of `obj`
+/// in `namespace`, conditional on the version `obj` was read at ([`patch_status_at`]).
+pub(crate) async fn patch_status_of<K>(
+    client: Client,
+    namespace: &str,
+    obj: &K,
+    status: &impl serde::Serialize,
+) -> Result<Written, kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client, namespace);
+    let status = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
+    let version = obj.resource_version();
+    patch_status_at(&api, &obj.name_any(), version.as_deref(), status).await
+}
+
 #[async_trait]
 impl Cluster for KubeCluster {
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, kube::Error> {
