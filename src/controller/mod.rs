@@ -27,6 +27,7 @@ pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod ecs;
 pub(crate) mod k8s;
+pub(crate) mod listed;
 pub(crate) mod reconcile;
 pub(crate) mod schedule_status;
 pub(crate) mod truncate;

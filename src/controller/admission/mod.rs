@@ -22,6 +22,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::EcsInstance;
 use crate::controller::admission::owners::{Candidate, OwnerIndex};
+use crate::controller::listed::Listed;
 use ecs_client::Instance;
 
 /// Why an object may not use ECS (each is a `Stalled=True` reason, see `conditions`).
@@ -88,6 +89,9 @@ pub(crate) fn claimed(instance: &Instance, key: &str, namespace: &str) -> bool {
 pub(crate) struct SharedCredentials {
     pub selector: String,
     pub permitted: Store<PartialObjectMeta<Namespace>>,
+    /// That `permitted` holds the first list (not `permitted.wait_until_ready()`, which wakes
+    /// only one of several waiting reconciles: see `controller::listed`).
+    pub listed: Listed,
 }
 
 /// What the gates read for one controller run: the owner index, and the guards that are on.
@@ -105,8 +109,8 @@ impl Gates {
     /// refused).
     pub(crate) async fn ready(&self) {
         if let Some(shared) = &self.shared_credentials {
-            // An error means the watch is gone (the run is ending): nothing to wait for.
-            let _ = shared.permitted.wait_until_ready().await;
+            // Returns too when the watch is gone (the run is ending): nothing to wait for.
+            shared.listed.wait().await;
         }
     }
 

@@ -17,6 +17,7 @@ use tracing::warn;
 
 use crate::api::EcsInstance;
 use crate::controller::admission::SharedCredentials;
+use crate::controller::listed::Listed;
 use crate::controller::reconcile::conditions::{STALLED, Stall};
 
 /// Why `run` cannot use the selector.
@@ -27,7 +28,7 @@ pub enum SelectorError {
     )]
     Invalid { selector: String, message: String },
     #[error(
-        "--shared-credentials-selector needs get, list and watch on namespaces, cluster-wide, which this service account lacks ({message}). A single-namespace install (a Role) cannot grant that: install deploy/overlays/multi-tenant, or grant the ClusterRole the namespaces rule"
+        "--shared-credentials-selector needs list and watch on namespaces, cluster-wide, which this service account lacks ({message}). A single-namespace install (a Role) cannot grant that: install deploy/overlays/multi-tenant, or grant the ClusterRole the namespaces rule"
     )]
     Forbidden { message: String },
     #[error("--shared-credentials-selector: cannot list namespaces: {0}")]
@@ -65,11 +66,26 @@ pub(crate) fn watch(
     SharedCredentials,
     impl Stream<Item = ObjectRef<EcsInstance>> + Send + 'static,
 ) {
-    let (permitted, writer) = reflector::store();
     let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+    let events = watcher(api, watcher::Config::default().labels(selector)).default_backoff();
+    from_events(events, selector, objects)
+}
+
+/// What [`watch`] makes of the namespace watch's events.
+fn from_events(
+    events: impl Stream<Item = watcher::Result<watcher::Event<PartialObjectMeta<Namespace>>>>
+    + Send
+    + 'static,
+    selector: &str,
+    objects: Store<EcsInstance>,
+) -> (
+    SharedCredentials,
+    impl Stream<Item = ObjectRef<EcsInstance>> + Send + 'static,
+) {
+    let (permitted, writer) = reflector::store();
+    let (listed_sender, listed) = Listed::new();
     let view = permitted.clone();
-    let changes = watcher(api, watcher::Config::default().labels(selector))
-        .default_backoff()
+    let changes = events
         .reflect(writer)
         .filter_map(move |event| {
             let woken = match event {
@@ -78,9 +94,13 @@ pub(crate) fn watch(
                 }
                 // After a relist (the watch was down): whoever the view now judges otherwise
                 // than its status says.
-                Ok(watcher::Event::InitDone) => misjudged(&objects.state(), |ns| {
-                    view.get(&ObjectRef::new(ns)).is_some()
-                }),
+                Ok(watcher::Event::InitDone) => {
+                    // The store has the list now (`reflect` applied it before passing it on).
+                    listed_sender.send_replace(true);
+                    misjudged(&objects.state(), |ns| {
+                        view.get(&ObjectRef::new(ns)).is_some()
+                    })
+                }
                 Ok(_) => Vec::new(),
                 Err(err) => {
                     warn!(error = %err, "watching the namespaces allowed the shared credentials");
@@ -93,6 +113,7 @@ pub(crate) fn watch(
     let gate = SharedCredentials {
         selector: selector.to_string(),
         permitted,
+        listed,
     };
     (gate, changes)
 }
@@ -161,6 +182,48 @@ mod tests {
 
     fn names(refs: Vec<ObjectRef<EcsInstance>>) -> Vec<String> {
         refs.into_iter().map(|r| r.name).collect()
+    }
+
+    fn namespace(name: &str) -> PartialObjectMeta<Namespace> {
+        let mut ns = PartialObjectMeta::<Namespace>::default();
+        ns.metadata.name = Some(name.into());
+        ns
+    }
+
+    /// Reconciles already waiting when the first list of namespaces comes in: every one of
+    /// them goes on, whatever order they were polled in.
+    #[tokio::test(start_paused = true)]
+    async fn every_reconcile_waiting_for_the_first_list_goes_on_when_it_is_in() {
+        let (events, rx) = futures::channel::mpsc::unbounded();
+        let (objects, _writer) = reflector::store::<EcsInstance>();
+        let (gate, changes) = from_events(rx, "team=allowed", objects);
+        tokio::spawn(changes.for_each(|_| async {}));
+        let gates = crate::controller::admission::Gates {
+            shared_credentials: Some(gate.clone()),
+            ..Default::default()
+        };
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let gates = gates.clone();
+                tokio::spawn(async move { gates.ready().await })
+            })
+            .collect();
+        // Every waiter has polled (and is waiting) before the list comes in.
+        tokio::task::yield_now().await;
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(namespace("team-a")),
+            watcher::Event::InitDone,
+        ] {
+            events.unbounded_send(Ok(event)).unwrap();
+        }
+        for (i, waiter) in waiting.into_iter().enumerate() {
+            tokio::time::timeout(std::time::Duration::from_secs(60), waiter)
+                .await
+                .unwrap_or_else(|_| panic!("waiter {i} still waits after the list is in"))
+                .unwrap();
+        }
+        assert!(gate.permitted.get(&ObjectRef::new("team-a")).is_some());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::api::EcsInstance;
+use crate::controller::listed::Listed;
 
 use ecs_client::{Credentials, EcsApi, EcsError, Instance};
 
@@ -88,8 +89,13 @@ pub(crate) trait Observer: Send + Sync {
 
     /// The objects whose instance changed since they last looked, for as long as the stream is
     /// polled (the controller's run: a lost lease drops it and with it every read it made).
-    /// Observers that only answer lookups never yield one.
-    fn changes(&self, _store: Store<EcsInstance>) -> BoxStream<'static, ObjectRef<EcsInstance>> {
+    /// Observers that only answer lookups never yield one. `listed`: that `store` holds the
+    /// run's first list.
+    fn changes(
+        &self,
+        _store: Store<EcsInstance>,
+        _listed: Listed,
+    ) -> BoxStream<'static, ObjectRef<EcsInstance>> {
         futures::stream::pending().boxed()
     }
 }

@@ -15,26 +15,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::controller::k8s::cluster::scoped_api;
-
-/// That a watch has delivered its first full list, for any number of waiters. (kube's
-/// `Store::wait_until_ready` is a oneshot channel underneath: of several tasks waiting on one
-/// store only the last to poll is woken, so a reconcile waiting beside the Controller's own
-/// runner could wait forever.)
-#[derive(Clone)]
-pub(crate) struct Listed(watch::Receiver<bool>);
-
-impl Listed {
-    /// The signal and the sender that raises it (`send_replace(true)`).
-    pub(crate) fn new() -> (watch::Sender<bool>, Self) {
-        let (sender, receiver) = watch::channel(false);
-        (sender, Self(receiver))
-    }
-
-    /// Returns once listed (or when the watch is gone: the run is stopping).
-    pub(crate) async fn wait(&self) {
-        let _ = self.0.clone().wait_for(|listed| *listed).await;
-    }
-}
+use crate::controller::listed::Listed;
 
 /// The objects of kind `K` of the current controller run. Each run (each leadership term)
 /// watches afresh, so the store is swapped when a run starts ([`Reflected::fresh`]).

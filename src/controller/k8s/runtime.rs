@@ -237,7 +237,7 @@ async fn reconcile_until(
         config,
         reconciler.schedule_clock().clone(),
         store.clone(),
-        instances.listed,
+        instances.listed.clone(),
         futures::stream::select(instances.follower_changes, calendars.users),
         schedule_cache.clone(),
     );
@@ -267,14 +267,19 @@ async fn reconcile_until(
         .reconcile_on(calendars.followers)
         // The fleet observer saw an instance change (its periodic reading runs only while
         // this run polls it).
-        .reconcile_on(reconciler.ecs().observer.changes(store.clone()))
+        .reconcile_on(
+            reconciler
+                .ecs()
+                .observer
+                .changes(store.clone(), instances.listed.clone()),
+        )
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, context)
         .for_each(|result| {
             count_result(&metrics, result);
             std::future::ready(())
         });
-    let stopped_before_start = stopped_before_start(store.clone(), shutdown);
+    let stopped_before_start = stopped_before_start(instances.listed, shutdown);
     let gauges = store_metrics::count(store, metrics.clone(), Duration::from_secs(10));
     // The instance controller's end (graceful or not) ends the run; the schedule status
     // controller is dropped then (its writes are idempotent: the next leader recomputes them).
@@ -355,9 +360,9 @@ impl InstanceWatch {
 /// polling the watch (which fills the store) on a graceful shutdown: a stop during the initial
 /// list would wait forever. Then no reconcile has started, so there is nothing to wait for:
 /// this resolves then (and never once the list is in).
-async fn stopped_before_start(store: Store<EcsInstance>, shutdown: impl Future<Output = ()>) {
+async fn stopped_before_start(listed: Listed, shutdown: impl Future<Output = ()>) {
     shutdown.await;
-    if store.wait_until_ready().now_or_never().is_some() {
+    if listed.now() {
         std::future::pending::<()>().await;
     }
 }

@@ -1270,10 +1270,13 @@ async fn a_namespace_withdrawn_while_the_instance_is_read_makes_no_call() {
     writer.apply_watcher_event(&watcher::Event::Init);
     writer.apply_watcher_event(&watcher::Event::InitApply(namespace.clone()));
     writer.apply_watcher_event(&watcher::Event::InitDone);
+    let (listed_sender, listed) = crate::controller::listed::Listed::new();
+    listed_sender.send_replace(true);
     let gates = Gates {
         shared_credentials: Some(SharedCredentials {
             selector: "ecs.powerctl.io/shared-credentials=allowed".into(),
             permitted,
+            listed,
         }),
         ..Gates::default()
     };

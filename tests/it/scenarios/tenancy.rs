@@ -273,6 +273,35 @@ async fn only_selected_namespaces_use_the_controllers_credentials_and_labels_tak
     .await;
 }
 
+/// The controller starts with objects already waiting in several namespaces the selector
+/// admits, and the API server is slow to list those namespaces: every object waits for the
+/// list, and every one is judged once it is in (none waits for ever on a signal only one waiter
+/// hears: kube's `Store::wait_until_ready` wakes only the last task to poll it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_waiting_for_a_slow_namespace_list_are_all_judged_once_it_is_in() {
+    run_flow(Backend::Local, async |s| {
+        let teams = ["team-a", "team-b", "team-c", "team-d"];
+        for (i, team) in teams.iter().enumerate() {
+            let id = format!("i-slowns{i}");
+            s.add([instance(&id, InstanceStatus::Stopped)]);
+            create_namespace(s, team, json!({ SHARED: "allowed" })).await;
+            create_in(s, team, &ecs_instance("web", &id, PowerState::Running)).await;
+        }
+        s.kube().faults().delay(
+            Duration::from_secs(2),
+            RequestFilter::any().verb(Verb::List).resource("namespaces"),
+        );
+        s.controller_with(Config {
+            shared_credentials_selector: Some(format!("{SHARED}=allowed")),
+            ..cluster_wide(s)
+        });
+        for team in teams {
+            wait_ready_in(s, team, "web").await;
+        }
+    })
+    .await;
+}
+
 /// As `run` ships (batching on, so the fleet observer reads the cloud fleet by fleet, every
 /// resync): a namespace that loses its label is read for no more, periodic pages included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,6 +52,7 @@ use crate::api::EcsInstance;
 use crate::controller::config::{BatchSettings, Config};
 use crate::controller::ecs::batch::BatchingObserver;
 use crate::controller::ecs::observe::{Lookup, Observer};
+use crate::controller::listed::Listed;
 use ecs_client::{EcsError, Instance};
 
 /// (credentials key, region): readings are shared only within one.
@@ -285,11 +286,15 @@ impl Observer for FleetObserver {
         }
     }
 
-    fn changes(&self, store: Store<EcsInstance>) -> BoxStream<'static, ObjectRef<EcsInstance>> {
+    fn changes(
+        &self,
+        store: Store<EcsInstance>,
+        listed: Listed,
+    ) -> BoxStream<'static, ObjectRef<EcsInstance>> {
         let (tx, rx) = mpsc::unbounded_channel();
         // A new run replaces the last one's channel (a lease lost and won again).
         *lock(&self.shared.triggers) = Some(tx);
-        let driver = reader::drive(self.shared.clone(), store);
+        let driver = reader::drive(self.shared.clone(), store, listed);
         let triggers =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|o| (o, rx)) });
         let driver = futures::stream::once(driver).filter_map(|()| std::future::ready(None));

@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use futures::FutureExt;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use kube::runtime::reflector::Store;
@@ -14,12 +13,13 @@ use tracing::{debug, warn};
 use super::state::Next;
 use super::{Key, Shared, lock};
 use crate::api::EcsInstance;
+use crate::controller::listed::Listed;
 use crate::controller::truncate::truncated;
 use ecs_client::ErrorClass;
 
 /// Reads every fleet, each in its own loop, starting a loop for each new fleet; runs until
 /// dropped.
-pub(super) async fn drive(shared: Arc<Shared>, store: Store<EcsInstance>) {
+pub(super) async fn drive(shared: Arc<Shared>, store: Store<EcsInstance>, listed: Listed) {
     let mut running: HashSet<Key> = HashSet::new();
     let mut loops = FuturesUnordered::new();
     loop {
@@ -29,7 +29,12 @@ pub(super) async fn drive(shared: Arc<Shared>, store: Store<EcsInstance>) {
         let keys: Vec<Key> = lock(&shared.fleets).keys().cloned().collect();
         for key in keys {
             if running.insert(key.clone()) {
-                loops.push(read_fleet(shared.clone(), key, store.clone()));
+                loops.push(read_fleet(
+                    shared.clone(),
+                    key,
+                    store.clone(),
+                    listed.clone(),
+                ));
             }
         }
         tokio::select! {
@@ -43,10 +48,17 @@ pub(super) async fn drive(shared: Arc<Shared>, store: Store<EcsInstance>) {
 
 /// Reads one fleet until nobody looks at any of its instances (then the fleet is removed and
 /// its key returned).
-async fn read_fleet(shared: Arc<Shared>, key: Key, store: Store<EcsInstance>) -> Key {
+async fn read_fleet(
+    shared: Arc<Shared>,
+    key: Key,
+    store: Store<EcsInstance>,
+    listed: Listed,
+) -> Key {
     loop {
         // Objects the store no longer has were deleted (once the store has listed them all).
-        let listed = matches!(store.wait_until_ready().now_or_never(), Some(Ok(())));
+        // (Not `store.wait_until_ready().now_or_never()`: polling that would take the wake-up
+        // from the task waiting on it, see `controller::listed`.)
+        let listed = listed.now();
         let next = {
             let mut fleets = lock(&shared.fleets);
             let Some(fleet) = fleets.get_mut(&key) else {

@@ -53,6 +53,7 @@ fn follow(
     listed: Option<Range<usize>>,
 ) -> (Writer<EcsInstance>, Arc<Mutex<Vec<String>>>) {
     let (store, mut writer) = reflector::store::<EcsInstance>();
+    let (listed_sender, listed_signal) = crate::controller::listed::Listed::new();
     if let Some(range) = listed {
         writer.apply_watcher_event(&watcher::Event::Init);
         for n in range {
@@ -64,9 +65,10 @@ fn follow(
             writer.apply_watcher_event(&watcher::Event::InitApply(obj));
         }
         writer.apply_watcher_event(&watcher::Event::InitDone);
+        listed_sender.send_replace(true);
     }
     let triggered = Arc::new(Mutex::new(Vec::new()));
-    let mut changes = observer.changes(store);
+    let mut changes = observer.changes(store, listed_signal);
     let seen = triggered.clone();
     tokio::spawn(async move {
         while let Some(object) = changes.next().await {
