@@ -85,7 +85,8 @@ async fn the_api_server_restarts_mid_reboot_one_reboot_and_the_watch_resumes() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(reboots(), 1, "exactly one RebootInstance");
 
-    // The watch resumed: an edit after the restart is acted on.
+    // The watch resumed: an edit after the restart is acted on (once the watcher's backoff
+    // through the outage lets it try again: `WAIT` alone failed on a loaded CI machine).
     api.patch(
         "web",
         &kube::api::PatchParams::default(),
@@ -93,7 +94,7 @@ async fn the_api_server_restarts_mid_reboot_one_reboot_and_the_watch_resumes() {
     )
     .await
     .unwrap();
-    wait_for(&sb, "web", WAIT, |o| {
+    wait_for(&sb, "web", WAIT_AFTER_OUTAGE, |o| {
         is_ready(o)
             && o.status.as_ref().and_then(|s| s.instance_status) == Some(InstanceStatus::Stopped)
     })

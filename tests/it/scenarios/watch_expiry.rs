@@ -112,7 +112,7 @@ async fn a_watch_expired_by_etcd_compaction_is_relisted_and_nothing_is_missed_or
 
     // Healed: the controller's watch expires, it re-lists and finds the change.
     proxy.heal();
-    wait_for(&sb, "web", WAIT * 2, |o| {
+    wait_for(&sb, "web", WAIT_AFTER_OUTAGE, |o| {
         is_ready(o)
             && o.status.as_ref().and_then(|s| s.instance_status) == Some(InstanceStatus::Stopped)
     })

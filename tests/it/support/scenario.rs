@@ -24,6 +24,13 @@ pub const REGION: &str = "cn-hangzhou";
 /// assertion depends on how much of it is used.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// How long a scenario waits for the controller's watches to come back after the API server was
+/// unreachable (restarted, or cut off by a proxy). kube-runtime's watcher, like client-go's
+/// reflector, retries on a backoff that doubles up to 30 s plus up to as much again of jitter
+/// (`default_backoff`), so after an outage of a few seconds its next attempt may come a minute
+/// after the server is back; then the usual wait for the controller to act.
+pub const WAIT_AFTER_OUTAGE: Duration = Duration::from_secs(60 + 30);
+
 /// Where a scenario runs.
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
