@@ -9,11 +9,11 @@
 //!   in place of the ClusterRole, and with the multi-tenant overlay (its Namespaces ClusterRole
 //!   added, both tenancy guards on).
 //! - Its token revoked mid-run, it says so (a 401 in the log) and `/readyz` answers 503.
-//! - Without any one rule of `deploy/base`'s ClusterRole (and without the leader-election
-//!   Role's `create` on leases), a named behaviour fails and the log names the missing
-//!   permission as the server refused it (`cannot patch resource "ecsinstances/status" in API
-//!   group …`, for the ServiceAccount): the table `RULES`, one test per row, and a test that
-//!   fails when the ClusterRole gains a rule the table lacks.
+//! - Without any one rule of `deploy/`'s RBAC (`deploy/base`'s ClusterRole and leader-election
+//!   Role, the multi-tenant overlay's Namespaces ClusterRole), a named behaviour fails and the
+//!   log names the missing permission as the server refused it (`cannot patch resource
+//!   "ecsinstances/status" in API group …`, for the ServiceAccount): the table `RULES`, one
+//!   test per row, and a test that fails when one of them gains a rule the table lacks.
 //!
 //! Each test has a namespace of its own; the cluster-scoped objects carry its name
 //! (`ecs-power-controller-NAMESPACE`), so tests running at once on the shared server never
@@ -37,6 +37,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde::de::DeserializeOwned;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecs-power-controller");
+/// What `--shared-credentials-selector` adds to the RBAC (the multi-tenant overlay).
+const NAMESPACES_CLUSTER_ROLE: &str = "deploy/overlays/multi-tenant/namespaces-clusterrole.yaml";
 const SERVICE_ACCOUNT: &str = "ecs-power-controller";
 /// The Lease holder's identity (`POD_NAME`).
 const POD: &str = "ecs-power-controller-0";
@@ -54,8 +56,9 @@ enum Rbac {
     /// `deploy/overlays/single-namespace`: no cluster-scoped object, a Role in its namespace.
     SingleNamespace,
     /// `deploy/overlays/multi-tenant`: `deploy/base` plus the Namespaces ClusterRole its
-    /// shared-credentials guard needs, and both tenancy guards on (its `guards.yaml`).
-    MultiTenant,
+    /// shared-credentials guard needs (minus a permission if given), and both tenancy guards on
+    /// (its `guards.yaml`).
+    MultiTenant(Option<Permission>),
 }
 
 fn base<T: DeserializeOwned>(file: &str) -> T {
@@ -139,8 +142,8 @@ async fn install_rbac(client: &Client, ns: &str, rbac: Rbac) -> String {
 
     let missing = match rbac {
         Rbac::Base(missing) => missing,
-        Rbac::MultiTenant => {
-            install_namespaces_role(client, ns, &name).await;
+        Rbac::MultiTenant(missing) => {
+            install_namespaces_role(client, ns, &name, missing).await;
             None
         }
         Rbac::SingleNamespace => {
@@ -188,18 +191,24 @@ async fn install_rbac(client: &Client, ns: &str, rbac: Rbac) -> String {
     name
 }
 
-/// The multi-tenant overlay's Namespaces ClusterRole and its binding, named `NAME-namespaces`.
-async fn install_namespaces_role(client: &Client, ns: &str, name: &str) {
+/// The multi-tenant overlay's Namespaces ClusterRole and its binding, named `NAME-namespaces`,
+/// minus `missing`.
+async fn install_namespaces_role(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    missing: Option<Permission>,
+) {
     let pp = PostParams::default();
-    let overlay = "deploy/overlays/multi-tenant";
-    let mut role: ClusterRole = manifest(&format!("{overlay}/namespaces-clusterrole.yaml"));
+    let mut role: ClusterRole = manifest(NAMESPACES_CLUSTER_ROLE);
     role.metadata.name = Some(format!("{name}-namespaces"));
+    role.rules = without(role.rules, missing);
     Api::<ClusterRole>::all(client.clone())
         .create(&pp, &role)
         .await
         .unwrap();
     let mut binding: ClusterRoleBinding =
-        manifest(&format!("{overlay}/namespaces-clusterrolebinding.yaml"));
+        manifest("deploy/overlays/multi-tenant/namespaces-clusterrolebinding.yaml");
     binding.metadata.name = Some(format!("{name}-namespaces"));
     binding.role_ref.name = format!("{name}-namespaces");
     for subject in binding.subjects.iter_mut().flatten() {
@@ -213,7 +222,7 @@ async fn install_namespaces_role(client: &Client, ns: &str, name: &str) {
 
 /// The environment the multi-tenant overlay's `guards.yaml` gives the container.
 fn overlay_env(rbac: Rbac) -> Vec<(String, String)> {
-    if !matches!(rbac, Rbac::MultiTenant) {
+    if !matches!(rbac, Rbac::MultiTenant(_)) {
         return Vec::new();
     }
     let guards: serde_json::Value = manifest("deploy/overlays/multi-tenant/guards.yaml");
@@ -469,6 +478,32 @@ impl World {
             .unwrap_or(0)
     }
 
+    /// What the multi-tenant overlay asks of an administrator for a namespace to use the
+    /// controller's own credentials: its label.
+    async fn allow_shared_credentials(&self) {
+        let label = serde_json::json!({"metadata": {"labels": {"ecs.powerctl.io/shared-credentials": "allowed"}}});
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(self.sb.client.clone())
+            .patch(self.ns(), &PatchParams::default(), &Patch::Merge(label))
+            .await
+            .unwrap();
+    }
+
+    /// The tag the multi-tenant overlay's instance guard wants: `id` may be acted on from this
+    /// test's namespace.
+    fn claim(&self, id: &str) {
+        self.sb
+            .sim
+            .set_tags(
+                id,
+                [(
+                    "ecs.powerctl.io/namespaces".to_string(),
+                    self.ns().to_string(),
+                )]
+                .into(),
+            )
+            .unwrap();
+    }
+
     /// Stops the controller, removes what the test made, and fails on any server warning.
     async fn end(self) {
         drop(self.controller);
@@ -551,7 +586,7 @@ async fn with_the_single_namespace_overlays_role_an_instance_settles_and_nothing
 /// guard needs are granted, and nothing else is refused either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_multi_tenant_overlay_an_instance_settles_and_nothing_is_forbidden() {
-    settles_with_nothing_forbidden(Rbac::MultiTenant).await;
+    settles_with_nothing_forbidden(Rbac::MultiTenant(None)).await;
 }
 
 /// An EcsInstance asked to run is started and Ready, with an event and the Lease held, and
@@ -561,20 +596,11 @@ async fn settles_with_nothing_forbidden(rbac: Rbac) {
     else {
         return;
     };
-    if matches!(rbac, Rbac::MultiTenant) {
+    if matches!(rbac, Rbac::MultiTenant(_)) {
         // What the overlay's guards ask of an administrator: the namespace allowed the shared
         // credentials, the instance tagged with the namespaces that may act on it.
-        let label = serde_json::json!({"metadata": {"labels": {"ecs.powerctl.io/shared-credentials": "allowed"}}});
-        Api::<k8s_openapi::api::core::v1::Namespace>::all(w.sb.client.clone())
-            .patch(w.ns(), &PatchParams::default(), &Patch::Merge(label))
-            .await
-            .unwrap();
-        w.sb.sim
-            .set_tags(
-                "i-sa0000001",
-                [("ecs.powerctl.io/namespaces".to_string(), w.ns().to_string())].into(),
-            )
-            .unwrap();
+        w.allow_shared_credentials().await;
+        w.claim("i-sa0000001");
     }
     w.create("web-1", "i-sa0000001", PowerState::Running).await;
     w.until("web-1 Ready and Running", async || {
@@ -630,11 +656,17 @@ enum Loses {
     EventSeries,
     /// It never leads, so it reconciles nothing.
     Leadership,
+    /// It takes the Lease but cannot renew it: it steps down and reconciles nothing after.
+    Renewal,
+    /// A namespace labelled for the shared credentials after the start is never seen: its
+    /// objects stay refused them (the multi-tenant overlay).
+    LaterNamespaceLabels,
 }
 
-/// Every rule of `deploy/base`'s ClusterRole (and the leader-election Role's `create`), one
-/// permission a row, with the behaviour that fails without it. `every_clusterrole_rule_has_a_row`
-/// fails when a rule is added to the ClusterRole without a row here.
+/// Every rule of `deploy/`'s RBAC (`deploy/base`'s ClusterRole and leader-election Role, the
+/// multi-tenant overlay's Namespaces ClusterRole), one permission a row, with the behaviour that
+/// fails without it. `every_rbac_rule_has_a_row` fails when a rule is added to one of them
+/// without a row here.
 const RULES: &[(Permission, Loses)] = &[
     (("ecs.powerctl.io", "ecsinstances", "list"), Loses::Start),
     (
@@ -676,13 +708,20 @@ const RULES: &[(Permission, Loses)] = &[
         ("coordination.k8s.io", "leases", "create"),
         Loses::Leadership,
     ),
+    (("coordination.k8s.io", "leases", "get"), Loses::Leadership),
+    (("coordination.k8s.io", "leases", "update"), Loses::Renewal),
+    (("", "namespaces", "list"), Loses::Start),
+    (("", "namespaces", "watch"), Loses::LaterNamespaceLabels),
 ];
 
 #[test]
-fn every_clusterrole_rule_has_a_row() {
-    let role: ClusterRole = base("clusterrole.yaml");
+fn every_rbac_rule_has_a_row() {
+    let cluster_role: ClusterRole = base("clusterrole.yaml");
+    let leader_election: Role = base("leader-election-role.yaml");
+    let namespaces: ClusterRole = manifest(NAMESPACES_CLUSTER_ROLE);
+    let rules = [cluster_role.rules, leader_election.rules, namespaces.rules];
     let mut missing = Vec::new();
-    for rule in role.rules.unwrap_or_default() {
+    for rule in rules.into_iter().flatten().flatten() {
         for group in rule.api_groups.iter().flatten() {
             for resource in rule.resources.iter().flatten() {
                 for verb in &rule.verbs {
@@ -699,7 +738,7 @@ fn every_clusterrole_rule_has_a_row() {
     assert_eq!(
         missing,
         Vec::<String>::new(),
-        "ClusterRole rules without a row in RULES"
+        "RBAC rules without a row in RULES"
     );
 }
 
@@ -713,11 +752,15 @@ async fn without_permission(missing: Permission) {
         .expect("a row of RULES");
     let id = "i-sarule001";
     let status = match loses {
-        Loses::InstanceStatus | Loses::Leadership => InstanceStatus::Running,
+        Loses::InstanceStatus | Loses::Leadership | Loses::Renewal => InstanceStatus::Running,
         _ => InstanceStatus::Stopped,
     };
-    let Some(mut w) = World::start(Rbac::Base(Some(missing)), vec![instance(id, status)]).await
-    else {
+    // The Namespaces rules are the multi-tenant overlay's.
+    let rbac = match missing {
+        ("", "namespaces", _) => Rbac::MultiTenant(Some(missing)),
+        _ => Rbac::Base(Some(missing)),
+    };
+    let Some(mut w) = World::start(rbac, vec![instance(id, status)]).await else {
         return;
     };
     match loses {
@@ -821,8 +864,54 @@ async fn without_permission(missing: Permission) {
             assert_eq!(w.api().get("web").await.unwrap().status, None);
             assert_eq!(w.sb.sim.calls().log().len(), 0, "no ECS call");
         }
+        Loses::Renewal => {
+            // It created the Lease, so it led; its first renewal is refused, and it steps down
+            // before the Lease could pass to another replica.
+            w.until_refused(missing).await;
+            w.until("it stepped down", async || {
+                w.log().contains("lost leadership: stopped reconciling")
+            })
+            .await;
+            w.create("web", id, PowerState::Running).await;
+            // Still trying to renew, still refused: never leading again, it reconciles nothing.
+            w.until_refused_again(missing, 2).await;
+            assert_eq!(w.api().get("web").await.unwrap().status, None);
+            assert_eq!(w.sb.sim.calls().log().len(), 0, "no ECS call");
+        }
+        Loses::LaterNamespaceLabels => {
+            // Listed at the start (unlabelled, so refused the shared credentials), never
+            // watched: the label that admits the namespace later goes unseen.
+            w.claim(id);
+            w.create("web", id, PowerState::Running).await;
+            w.until("web refused the shared credentials", async || {
+                w.api()
+                    .get("web")
+                    .await
+                    .is_ok_and(|o| stalled_reason(&o) == Some("CredentialsNotPermitted".into()))
+            })
+            .await;
+            w.until_refused(missing).await;
+            w.allow_shared_credentials().await;
+            w.until_refused_again(missing, 2).await;
+            let web = w.api().get("web").await.unwrap();
+            assert_eq!(
+                stalled_reason(&web).as_deref(),
+                Some("CredentialsNotPermitted")
+            );
+            assert_eq!(w.sb.sim.calls().log().len(), 0, "no ECS call");
+        }
     }
     w.end().await;
+}
+
+/// The reason of `obj`'s `Stalled` condition, when it is stalled.
+fn stalled_reason(obj: &EcsInstance) -> Option<String> {
+    obj.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")
+        .map(|c| c.reason.clone())
 }
 
 /// One test per row of [`RULES`], named after what goes missing.
@@ -849,6 +938,10 @@ without! {
     without_create_on_events_the_instance_settles_but_no_event_is_recorded: "events.k8s.io", "events", "create";
     without_patch_on_events_a_repeated_event_is_not_counted: "events.k8s.io", "events", "patch";
     without_create_on_leases_the_controller_never_leads: "coordination.k8s.io", "leases", "create";
+    without_get_on_leases_the_controller_never_leads: "coordination.k8s.io", "leases", "get";
+    without_update_on_leases_the_controller_steps_down_at_its_first_renewal: "coordination.k8s.io", "leases", "update";
+    without_list_on_namespaces_the_multi_tenant_controller_does_not_start: "", "namespaces", "list";
+    without_watch_on_namespaces_a_namespace_labelled_later_stays_refused: "", "namespaces", "watch";
 }
 
 /// A token revoked mid-run (its ServiceAccount deleted: the server checks that a bound token's
