@@ -23,8 +23,9 @@ impl Listed {
         *self.0.borrow()
     }
 
-    /// Returns once listed (or when the watch is gone: the run is stopping).
-    pub(crate) async fn wait(&self) {
-        let _ = self.0.clone().wait_for(|listed| *listed).await;
+    /// Returns once listed (`true`), or when the watch is gone first (`false`: the run is
+    /// stopping).
+    pub(crate) async fn wait(&self) -> bool {
+        self.0.clone().wait_for(|listed| *listed).await.is_ok()
     }
 }

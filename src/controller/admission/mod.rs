@@ -106,11 +106,11 @@ pub(crate) struct Gates {
 
 impl Gates {
     /// Waits until the caches the gates read are filled (a namespace not yet listed must not be
-    /// refused).
-    pub(crate) async fn ready(&self) {
-        if let Some(shared) = &self.shared_credentials {
-            // Returns too when the watch is gone (the run is ending): nothing to wait for.
-            shared.listed.wait().await;
+    /// refused). `false`: they never will be, the run is ending; judge nothing.
+    pub(crate) async fn ready(&self) -> bool {
+        match &self.shared_credentials {
+            Some(shared) => shared.listed.wait().await,
+            None => true,
         }
     }
 

@@ -202,7 +202,11 @@ impl Reconciler {
         obj: &EcsInstance,
         gates: &Gates,
     ) -> Result<Duration, Error> {
-        gates.ready().await;
+        if !gates.ready().await {
+            // The run ends before the namespaces allowed the shared credentials were listed:
+            // judged now, an allowed object would be refused them. The next run judges it.
+            return Ok(CACHE_BEHIND);
+        }
         let result = self.pass(obj, gates).await;
         if result.is_ok() {
             self.api_retry.succeeded(obj);

@@ -1308,6 +1308,33 @@ async fn a_namespace_withdrawn_while_the_instance_is_read_makes_no_call() {
     );
 }
 
+/// The run ends (a lost lease, a shutdown) before the namespaces allowed the shared credentials
+/// were ever listed: a reconcile still waiting for them judges nothing, rather than refusing an
+/// object whose namespace may well be allowed.
+#[tokio::test]
+async fn a_run_ending_before_the_namespaces_are_listed_judges_nothing() {
+    let world = World::new(Some(instance(InstanceStatus::Stopped)), accepted("req-s"));
+    let (permitted, _writer) = kube::runtime::reflector::store();
+    let (listed_sender, listed) = crate::controller::listed::Listed::new();
+    drop(listed_sender);
+    let gates = Gates {
+        shared_credentials: Some(crate::controller::admission::SharedCredentials {
+            selector: "ecs.powerctl.io/shared-credentials=allowed".into(),
+            permitted,
+            listed,
+        }),
+        ..Gates::default()
+    };
+
+    world
+        .reconciler
+        .reconcile(&object(PowerState::Running), &gates)
+        .await
+        .unwrap();
+
+    assert_eq!(world.log(), Vec::<String>::new(), "no ECS call, no write");
+}
+
 /// Issue 24 item 8: the fleet view lost the instance's row (one page's answer left it out).
 /// The miss is checked with a DescribeInstances of that id alone before anything is
 /// concluded: the instance is there, the object stays Ready, never Stalled.
