@@ -356,11 +356,15 @@ pub(crate) fn id(n: usize) -> String {
 pub(crate) struct FakeSchedules {
     schedules: Mutex<HashMap<(String, String), EcsPowerSchedule>>,
     calendars: Mutex<HashMap<(String, String), EcsHolidayCalendar>>,
+    /// The watch ended before its first list ([`FakeSchedules::never_listed`]).
+    never_listed: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
 impl Schedules for FakeSchedules {
-    async fn ready(&self) {}
+    async fn ready(&self) -> bool {
+        !self.never_listed.load(std::sync::atomic::Ordering::SeqCst)
+    }
 
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>> {
         let map = self.schedules.lock().unwrap();
@@ -378,6 +382,12 @@ impl Schedules for FakeSchedules {
 }
 
 impl FakeSchedules {
+    /// As if the run ended before the schedules were listed: `ready` says they never will be.
+    pub(crate) fn never_listed(&self) {
+        self.never_listed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub(crate) fn put(&self, namespace: &str, name: &str, spec: EcsPowerScheduleSpec) {
         let mut obj = EcsPowerSchedule::new(name, spec);
         obj.metadata.namespace = Some(namespace.into());

@@ -93,9 +93,11 @@ async fn reconcile_status(
     let namespace = obj
         .namespace()
         .ok_or_else(|| StatusError::NoNamespace(obj.name_any()))?;
-    ctx.instances_listed.wait().await;
-    // Before the calendars are listed, one not found may just not be known yet.
-    ctx.schedules.ready().await;
+    // Before the calendars are listed, one not found may just not be known yet. If the run
+    // ends first, they never will be: write nothing (the next run's status controller will).
+    if !(ctx.instances_listed.wait().await && ctx.schedules.ready().await) {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let now = ctx.clock.now();
     let count = followers(&ctx.instances, &obj).len();
     let (status, next) = status_at(

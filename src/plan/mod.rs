@@ -374,7 +374,9 @@ impl ByName {
 
 #[async_trait]
 impl Schedules for ByName {
-    async fn ready(&self) {}
+    async fn ready(&self) -> bool {
+        true
+    }
 
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>> {
         self.schedules

@@ -64,8 +64,8 @@ where
 
     /// Returns once the objects have been listed: before that, one that is not found may just
     /// not be known yet.
-    pub(crate) async fn ready(&self) {
-        self.current().1.wait().await;
+    pub(crate) async fn ready(&self) -> bool {
+        self.current().1.wait().await
     }
 
     /// The object `name` in `namespace`, if it exists.

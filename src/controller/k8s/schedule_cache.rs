@@ -60,9 +60,8 @@ impl ScheduleCache {
 
 #[async_trait]
 impl Schedules for ScheduleCache {
-    async fn ready(&self) {
-        self.schedules.ready().await;
-        self.calendars.ready().await;
+    async fn ready(&self) -> bool {
+        self.schedules.ready().await && self.calendars.ready().await
     }
 
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>> {

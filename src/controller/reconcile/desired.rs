@@ -25,9 +25,10 @@ use crate::schedule::{Calendars, CompileError, InvalidSchedule, Override, Schedu
 /// Where a reconcile finds EcsPowerSchedules, and the EcsHolidayCalendars they use, by name.
 #[async_trait]
 pub(crate) trait Schedules: Send + Sync {
-    /// Returns once the schedules and calendars have been listed: before that, one that is not
-    /// found may just not be known yet (an instance must not stall at start-up).
-    async fn ready(&self);
+    /// Returns once the schedules and calendars have been listed (`true`): before that, one
+    /// that is not found may just not be known yet (an instance must not stall at start-up).
+    /// `false`: the run ended first; they never will be, judge nothing.
+    async fn ready(&self) -> bool;
     /// The schedule `name` in `namespace`, if it exists.
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<EcsPowerSchedule>>;
     /// The holiday calendar `name` in `namespace`, if it exists.

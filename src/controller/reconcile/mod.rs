@@ -228,13 +228,16 @@ impl Reconciler {
         // Before the schedules are listed, a schedule not found may just not be known yet. The
         // wait is bounded: a schedule watch that cannot list must not hold a reconcile (and a
         // graceful shutdown) forever.
-        if obj.spec.schedule_ref.is_some()
-            && tokio::time::timeout(SCHEDULES_LISTED, self.schedules.ready())
-                .await
-                .is_err()
-        {
-            warn!("the EcsPowerSchedules are not listed yet; looking again later");
-            return Ok(SCHEDULES_LISTED);
+        if obj.spec.schedule_ref.is_some() {
+            match tokio::time::timeout(SCHEDULES_LISTED, self.schedules.ready()).await {
+                Ok(true) => {}
+                // The run ends before they were listed: the next run judges the object.
+                Ok(false) => return Ok(CACHE_BEHIND),
+                Err(_) => {
+                    warn!("the EcsPowerSchedules are not listed yet; looking again later");
+                    return Ok(SCHEDULES_LISTED);
+                }
+            }
         }
         let mut pass = Pass::new(self, gates, obj, namespace);
         let delay = match pass.steps().await {

@@ -104,6 +104,18 @@ async fn a_missing_schedule_stalls_without_any_ecs_call() {
     assert_eq!(status.desired_power_state, None);
 }
 
+/// The run ends (a lost lease, a shutdown) before the schedules were ever listed: the schedule
+/// is not missing, only unknown, so nothing is judged (no `ScheduleNotFound`, no call).
+#[tokio::test]
+async fn a_run_ending_before_the_schedules_are_listed_judges_nothing() {
+    let world = World::new(Some(instance(InstanceStatus::Running)), accepted("req-s"));
+    world.schedules.never_listed();
+
+    world.reconcile(&following()).await.unwrap();
+
+    assert_eq!(world.log(), Vec::<String>::new(), "no ECS call, no write");
+}
+
 #[tokio::test]
 async fn an_invalid_schedule_stalls_naming_the_field_without_any_ecs_call() {
     let world = world_at("2026-11-27T12:00:00Z", InstanceStatus::Running);
