@@ -892,7 +892,10 @@ async fn without_permission(missing: Permission) {
             .await;
             w.until_refused(missing).await;
             w.allow_shared_credentials().await;
-            w.until_refused_again(missing, 2).await;
+            // One attempt to watch after the label is enough: had it been allowed, it would
+            // have brought the label. (The watcher's backoff doubles from 0.8 s up to 30 s
+            // with jitter, so waiting for several more could outlast the patience.)
+            w.until_refused_again(missing, 1).await;
             let web = w.api().get("web").await.unwrap();
             assert_eq!(
                 stalled_reason(&web).as_deref(),
