@@ -209,6 +209,13 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn stalled(
+        status: &EcsPowerScheduleStatus,
+    ) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        let conditions = &status.conditions;
+        conditions.iter().find(|c| c.type_ == "Stalled").unwrap()
+    }
+
     fn schedule(spec: crate::api::EcsPowerScheduleSpec) -> EcsPowerSchedule {
         let mut obj = EcsPowerSchedule::new("office-hours", spec);
         obj.metadata.namespace = Some("team".into());
@@ -261,11 +268,7 @@ mod tests {
         let now = at("2026-11-27T03:00:00Z");
         let (status, next) = status_at(&schedule(spec.clone()), &schedules, 2, now);
         assert_eq!((status.power_state, next), (None, None));
-        let stalled = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Stalled")
-            .unwrap();
+        let stalled = stalled(&status);
         assert_eq!(
             (stalled.status.as_str(), stalled.reason.as_str()),
             ("True", "CalendarNotFound")
@@ -307,11 +310,7 @@ mod tests {
             (status.power_state, &status.next_transition, next),
             (None, &None, None)
         );
-        let stalled = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Stalled")
-            .unwrap();
+        let stalled = stalled(&status);
         assert_eq!(
             (stalled.status.as_str(), stalled.reason.as_str()),
             ("True", "ScheduleInvalid")

@@ -55,10 +55,14 @@ pub(crate) enum TooLarge {
 
 /// A client for the cluster in KUBECONFIG (or the one this runs in), with bounded answers.
 pub(crate) async fn infer() -> Result<Client, kube::Error> {
-    let config = kube::Config::infer()
+    from_config(inferred_config().await?)
+}
+
+/// The configuration in KUBECONFIG, or the in-cluster one.
+async fn inferred_config() -> Result<kube::Config, kube::Error> {
+    kube::Config::infer()
         .await
-        .map_err(kube::Error::InferConfig)?;
-    from_config(config)
+        .map_err(kube::Error::InferConfig)
 }
 
 /// kube's default client for `config` (TLS, auth, timeouts), its answers bounded.
@@ -71,10 +75,7 @@ pub(crate) fn from_config(config: kube::Config) -> Result<Client, kube::Error> {
 /// [`infer`] for the controller: `readiness` is false while the API server answers `401`
 /// (see [`super::unauthorized`]).
 pub(crate) async fn infer_reporting(readiness: &Readiness) -> Result<Client, kube::Error> {
-    let config = kube::Config::infer()
-        .await
-        .map_err(kube::Error::InferConfig)?;
-    Ok(ClientBuilder::try_from(config)?
+    Ok(ClientBuilder::try_from(inferred_config().await?)?
         .with_layer(&BoundedLayer)
         .with_layer(&UnauthorizedLayer(readiness.clone()))
         .build())

@@ -62,8 +62,8 @@ where
         self.current().0
     }
 
-    /// Returns once the objects have been listed: before that, one that is not found may just
-    /// not be known yet.
+    /// Returns once the objects have been listed (`true`): before that, one that is not found
+    /// may just not be known yet. `false`: this run's watch ended first.
     pub(crate) async fn ready(&self) -> bool {
         self.current().1.wait().await
     }

@@ -883,11 +883,12 @@ async fn without_permission(missing: Permission) {
             // watched: the label that admits the namespace later goes unseen.
             w.claim(id);
             w.create("web", id, PowerState::Running).await;
+            let refused = || ("True".to_string(), "CredentialsNotPermitted".to_string());
             w.until("web refused the shared credentials", async || {
                 w.api()
                     .get("web")
                     .await
-                    .is_ok_and(|o| stalled_reason(&o) == Some("CredentialsNotPermitted".into()))
+                    .is_ok_and(|o| cond(&o, "Stalled") == refused())
             })
             .await;
             w.until_refused(missing).await;
@@ -897,24 +898,11 @@ async fn without_permission(missing: Permission) {
             // with jitter, so waiting for several more could outlast the patience.)
             w.until_refused_again(missing, 1).await;
             let web = w.api().get("web").await.unwrap();
-            assert_eq!(
-                stalled_reason(&web).as_deref(),
-                Some("CredentialsNotPermitted")
-            );
+            assert_eq!(cond(&web, "Stalled"), refused());
             assert_eq!(w.sb.sim.calls().log().len(), 0, "no ECS call");
         }
     }
     w.end().await;
-}
-
-/// The reason of `obj`'s `Stalled` condition, when it is stalled.
-fn stalled_reason(obj: &EcsInstance) -> Option<String> {
-    obj.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Stalled" && c.status == "True")
-        .map(|c| c.reason.clone())
 }
 
 /// One test per row of [`RULES`], named after what goes missing.
