@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::api::{EcsHolidayCalendar, EcsInstance, EcsPowerSchedule, OverrideState, PowerState};
 use crate::controller::k8s::calendar_cache::CalendarCache;
 use crate::controller::k8s::reflected::{Reflected, spec_changes};
-pub(crate) use crate::controller::listed::Listed;
+use crate::controller::listed::Listed;
 use crate::controller::reconcile::desired::Schedules;
 
 /// The schedules the reconciles read (the store of the current run), and beside them the
