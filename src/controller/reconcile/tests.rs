@@ -1236,12 +1236,29 @@ async fn no_stock_on_start_is_insufficient_capacity_retried_after_a_minute() {
     );
 }
 
+/// The gates with the shared-credentials guard on (the multi-tenant overlay's selector):
+/// `permitted` the namespaces it admits, `listed` whether their first list is in.
+fn shared_credentials_on(
+    permitted: kube::runtime::reflector::Store<
+        kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>,
+    >,
+    listed: crate::controller::listed::Listed,
+) -> crate::controller::admission::Gates {
+    crate::controller::admission::Gates {
+        shared_credentials: Some(crate::controller::admission::SharedCredentials {
+            selector: "ecs.powerctl.io/shared-credentials=allowed".into(),
+            permitted,
+            listed,
+        }),
+        ..Default::default()
+    }
+}
+
 /// Issue 24 item 6: with ECS slow to answer, the namespace lost the `shared-credentials`
 /// label while the DescribeInstances was in flight. The gates are asked again right before the
 /// call: no StartInstance goes out with the controller's credentials, and the object says why.
 #[tokio::test]
 async fn a_namespace_withdrawn_while_the_instance_is_read_makes_no_call() {
-    use crate::controller::admission::{Gates, SharedCredentials};
     use k8s_openapi::api::core::v1::Namespace;
     use kube::core::PartialObjectMeta;
     use kube::runtime::{reflector, watcher};
@@ -1272,14 +1289,7 @@ async fn a_namespace_withdrawn_while_the_instance_is_read_makes_no_call() {
     writer.apply_watcher_event(&watcher::Event::InitDone);
     let (listed_sender, listed) = crate::controller::listed::Listed::new();
     listed_sender.send_replace(true);
-    let gates = Gates {
-        shared_credentials: Some(SharedCredentials {
-            selector: "ecs.powerctl.io/shared-credentials=allowed".into(),
-            permitted,
-            listed,
-        }),
-        ..Gates::default()
-    };
+    let gates = shared_credentials_on(permitted, listed);
     let observer = Arc::new(WithdrawnWhileReading {
         writer: Mutex::new(writer),
         namespace,
@@ -1317,14 +1327,7 @@ async fn a_run_ending_before_the_namespaces_are_listed_judges_nothing() {
     let (permitted, _writer) = kube::runtime::reflector::store();
     let (listed_sender, listed) = crate::controller::listed::Listed::new();
     drop(listed_sender);
-    let gates = Gates {
-        shared_credentials: Some(crate::controller::admission::SharedCredentials {
-            selector: "ecs.powerctl.io/shared-credentials=allowed".into(),
-            permitted,
-            listed,
-        }),
-        ..Gates::default()
-    };
+    let gates = shared_credentials_on(permitted, listed);
 
     world
         .reconciler
